@@ -1,0 +1,19 @@
+//! Every environment variable galley reads, in one place.
+
+/// Root of all galley state: image store, caches, embedded library, secret store.
+pub const GALLEY_HOME: &str = "GALLEY_HOME";
+/// Hex or base64 encoding of the 32-byte master key of the secret store.
+pub const GALLEY_MASTER_KEY: &str = "GALLEY_MASTER_KEY";
+/// The new master key for `galley secret rotate-master` when not read from stdin.
+pub const GALLEY_NEW_MASTER_KEY: &str = "GALLEY_NEW_MASTER_KEY";
+/// OCI runtime passed to podman and buildah (`runc`, `crun`); detected when unset.
+pub const GALLEY_OCI_RUNTIME: &str = "GALLEY_OCI_RUNTIME";
+/// The clamp for file modification times in image layers (seconds since the epoch).
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// Turns colors off when set to anything.
+pub const NO_COLOR: &str = "NO_COLOR";
+/// Tests: a missing podman, buildah or registry is a failure instead of a skip.
+pub const GALLEY_TEST_REQUIRE_RUNTIME: &str = "GALLEY_TEST_REQUIRE_RUNTIME";
+/// Where galley looks for state when `GALLEY_HOME` is unset.
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+pub const HOME: &str = "HOME";

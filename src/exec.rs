@@ -1,0 +1,302 @@
+//! The only place galley starts processes (podman, buildah, host secret commands).
+//!
+//! Commands are argument vectors, never shell strings. Everything goes through [`Runner`], with a
+//! real implementation ([`System`]) and a recording one ([`Recorder`]) for unit tests that check
+//! which calls a feature makes without running them.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A process to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// Extra environment variables (the rest is inherited).
+    pub env: Vec<(OsString, OsString)>,
+    /// Environment variables to remove.
+    pub env_remove: Vec<OsString>,
+    pub cwd: Option<PathBuf>,
+    /// Bytes written to standard input, then closed. Standard input is empty otherwise.
+    pub stdin: Option<Vec<u8>>,
+    /// Kill the process after this long.
+    pub timeout: Option<Duration>,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<OsString>) -> Cmd {
+        Cmd { program: program.into(), ..Cmd::default() }
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Cmd {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Cmd {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn env_remove(mut self, k: impl Into<OsString>) -> Cmd {
+        self.env_remove.push(k.into());
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Cmd {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Cmd {
+        self.stdin = Some(bytes);
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// `program arg arg`, for messages. Arguments are shown as given; callers never put secret
+    /// values in argv, so this is safe to print.
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What a finished process left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// `None` when killed by a signal or the timeout.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("`{program}` was not found on PATH")]
+    NotFound { program: String },
+    #[error("cannot start `{program}`: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed { command: String, status: String, stderr: String },
+}
+
+/// Runs commands. Implementations must be usable from several threads.
+pub trait Runner: Send + Sync {
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError>;
+
+    /// Run and require exit status 0.
+    fn check(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let out = self.run(cmd)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(ExecError::Failed {
+                command: cmd.display(),
+                status: match (out.code, out.timed_out) {
+                    (_, true) => "timed out".into(),
+                    (Some(c), _) => format!("exit {c}"),
+                    (None, _) => "killed by a signal".into(),
+                },
+                stderr: tail(&out.stderr_str(), 20),
+            })
+        }
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs real processes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct System;
+
+impl Runner for System {
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let program = cmd.program.to_string_lossy().into_owned();
+        let mut command = Command::new(&cmd.program);
+        command
+            .args(&cmd.args)
+            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for k in &cmd.env_remove {
+            command.env_remove(k);
+        }
+        for (k, v) in &cmd.env {
+            command.env(k, v);
+        }
+        if let Some(dir) = &cmd.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ExecError::NotFound { program: program.clone() },
+            _ => ExecError::Spawn { program: program.clone(), source },
+        })?;
+        if let Some(bytes) = &cmd.stdin {
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            let bytes = bytes.clone();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let out_reader = std::thread::spawn(move || read_all(stdout));
+        let err_reader = std::thread::spawn(move || read_all(stderr));
+        let (status, timed_out) = match cmd.timeout {
+            None => (child.wait(), false),
+            Some(limit) => wait_with_timeout(&mut child, limit),
+        };
+        let status = status.map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
+        Ok(Output {
+            code: if timed_out { None } else { status.code() },
+            stdout: out_reader.join().unwrap_or_default(),
+            stderr: err_reader.join().unwrap_or_default(),
+            timed_out,
+        })
+    }
+}
+
+fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = r.read_to_end(&mut buf);
+    buf
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> (std::io::Result<std::process::ExitStatus>, bool) {
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (Ok(status), false),
+            Ok(None) if start.elapsed() >= limit => {
+                let _ = child.kill();
+                return (child.wait(), true);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return (Err(e), false),
+        }
+    }
+}
+
+/// Records every command and answers from a script, for unit tests.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    pub calls: Mutex<Vec<Cmd>>,
+    /// Answers by program+first argument prefix match on `display()`; default: success, empty.
+    pub answers: Mutex<Vec<(String, Output)>>,
+}
+
+impl Recorder {
+    pub fn answer(&self, prefix: &str, out: Output) {
+        self.answers.lock().expect("recorder lock").push((prefix.to_owned(), out));
+    }
+
+    pub fn commands(&self) -> Vec<String> {
+        self.calls.lock().expect("recorder lock").iter().map(Cmd::display).collect()
+    }
+}
+
+impl Runner for Recorder {
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.calls.lock().expect("recorder lock").push(cmd.clone());
+        let shown = cmd.display();
+        let answers = self.answers.lock().expect("recorder lock");
+        Ok(answers
+            .iter()
+            .find(|(p, _)| shown.starts_with(p.as_str()))
+            .map(|(_, o)| o.clone())
+            .unwrap_or(Output { code: Some(0), ..Output::default() }))
+    }
+}
+
+/// Whether `program` can be found on PATH.
+pub fn available(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let p = dir.join(program);
+            p.is_file()
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_runs_argv_without_a_shell() {
+        let out = System.check(&Cmd::new("printf").arg("%s|").arg("a b; echo no")).unwrap();
+        assert_eq!(out.stdout_str(), "a b; echo no|");
+    }
+
+    #[test]
+    fn failures_carry_the_tail_of_stderr() {
+        let err = System.check(&Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
+        assert!(err.to_string().contains("exit 3"), "{err}");
+        assert!(err.to_string().contains("boom"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_kill_the_process() {
+        let out = System.run(&Cmd::new("sleep").arg("5").timeout(Duration::from_millis(100))).unwrap();
+        assert!(out.timed_out);
+        assert!(!out.success());
+    }
+
+    #[test]
+    fn stdin_is_delivered() {
+        let out = System.check(&Cmd::new("cat").stdin(b"hi".to_vec())).unwrap();
+        assert_eq!(out.stdout, b"hi");
+    }
+
+    #[test]
+    fn recorder_records_and_answers() {
+        let r = Recorder::default();
+        r.answer("podman inspect", Output { code: Some(1), ..Output::default() });
+        assert!(!r.run(&Cmd::new("podman").arg("inspect")).unwrap().success());
+        assert!(r.run(&Cmd::new("podman").arg("ps")).unwrap().success());
+        assert_eq!(r.commands(), vec!["podman inspect", "podman ps"]);
+    }
+}

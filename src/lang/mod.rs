@@ -1,0 +1,166 @@
+//! The only module that knows Nickel: evaluate `galley.ncl` under the schema contract and hand
+//! back the typed [`Project`](crate::model::Project) with a map from field paths to source spans,
+//! or the diagnostics that explain why that failed.
+//!
+//! Architecture invariant: nothing outside `lang/` imports `nickel_lang_core`.
+
+mod convert;
+pub mod embedded;
+mod spans;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nickel_lang_core::eval::cache::CacheImpl;
+use nickel_lang_core::files::Files;
+use nickel_lang_core::program::{Program, ProgramBuilder};
+use nickel_lang_core::serialize::{self, ExportFormat};
+
+use crate::diagnostic::Diagnostic;
+use crate::model::Project;
+
+pub use spans::{SpanIndex, child as child_path};
+
+/// The project file galley reads in a project directory.
+pub const CONFIG_FILE: &str = "galley.ncl";
+
+/// What to evaluate.
+pub struct Input<'a> {
+    /// Path of `galley.ncl`.
+    pub config: &'a Path,
+    /// Unsaved contents of `config` (an editor buffer); read from disk when `None`.
+    pub text: Option<&'a str>,
+    /// Root for the embedded library (`GALLEY_HOME/lib`).
+    pub lib_root: &'a Path,
+}
+
+/// A successfully evaluated project.
+#[derive(Debug)]
+pub struct Evaluated {
+    pub project: Project,
+    /// The exported JSON value, defaults filled in.
+    pub json: serde_json::Value,
+    pub spans: SpanIndex,
+}
+
+/// Evaluate a project. Errors are returned as diagnostics with spans in the user's files.
+pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
+    let project_dir = input.config.parent().map(Path::to_path_buf).unwrap_or_default();
+    let lib = embedded::materialize(input.lib_root).map_err(|e| {
+        vec![
+            Diagnostic::error(
+                "G000",
+                format!("cannot write the galley library under {}: {e}", input.lib_root.display()),
+            )
+            .help("set GALLEY_HOME to a writable directory"),
+        ]
+    })?;
+    let namer = Namer { project_dir: project_dir.clone(), lib: lib.clone() };
+
+    let mut program = build_program(input, &lib, true).map_err(|d| vec![d])?;
+    let value = match program.eval_full_for_export() {
+        Ok(value) => value,
+        Err(error) => {
+            let files = program.files();
+            let mut diagnostics = convert::from_nickel(error, files.clone(), &namer);
+            // Nickel reports an unknown field against the whole record; find the field itself,
+            // and a near miss, by walking the config without the contract.
+            if diagnostics.iter().any(|d| d.code == convert::UNKNOWN_FIELD) {
+                if let Some(better) = unknown_fields(input, &lib, &namer) {
+                    diagnostics = better;
+                }
+            }
+            return Err(diagnostics);
+        }
+    };
+
+    let files = program.files();
+    let json_text = serialize::to_string(ExportFormat::Json, &value).map_err(|e| {
+        let error = nickel_lang_core::error::Error::export_error(program.pos_table().clone(), e);
+        convert::from_nickel(error, files.clone(), &namer)
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&json_text)
+        .expect("nickel's JSON export is valid JSON");
+    let spans = spans::index(&value, program.pos_table(), &files, &namer);
+    let project: Project = serde_json::from_value(json.clone()).map_err(|e| {
+        vec![
+            Diagnostic::error("G003", format!("configuration does not match galley's model: {e}"))
+                .at(spans.locate(""))
+                .help("this is a bug in galley's schema if `galley check` accepted the file; please report it"),
+        ]
+    })?;
+    Ok(Evaluated { project, json, spans })
+}
+
+fn build_program(
+    input: &Input<'_>,
+    lib: &Path,
+    with_contract: bool,
+) -> Result<Program<CacheImpl>, Diagnostic> {
+    let config = absolute(input.config);
+    let mut builder = ProgramBuilder::new().add_import_paths([lib.to_path_buf()]);
+    builder = match input.text {
+        Some(text) => builder.add_source_string(text.to_owned(), OsString::from(config.as_os_str())),
+        None => {
+            if !config.is_file() {
+                return Err(Diagnostic::error(
+                    "G000",
+                    format!("no {CONFIG_FILE} in {}", config.parent().unwrap_or(&config).display()),
+                )
+                .help("run `galley init` to write a starter config, or pass -C DIR"));
+            }
+            builder.add_path(config.as_os_str())
+        }
+    };
+    if with_contract {
+        builder = builder.add_contract_paths([lib.join(embedded::PREFIX).join("project-contract.ncl")]);
+    }
+    builder.build().map_err(|e| {
+        Diagnostic::error("G000", format!("cannot read {}: {e:?}", config.display()))
+    })
+}
+
+/// Re-evaluate without the schema and report fields the schema does not know, with suggestions.
+fn unknown_fields(input: &Input<'_>, lib: &Path, namer: &Namer) -> Option<Vec<Diagnostic>> {
+    let mut program = build_program(input, lib, false).ok()?;
+    let value = program.eval_full_for_export().ok()?;
+    let files = program.files();
+    let spans = spans::index(&value, program.pos_table(), &files, namer);
+    let found = crate::schema_fields::unknown(&spans);
+    (!found.is_empty()).then_some(found)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Turns Nickel file names into the names users see.
+pub(crate) struct Namer {
+    project_dir: PathBuf,
+    lib: PathBuf,
+}
+
+impl Namer {
+    fn display(&self, name: &Path) -> PathBuf {
+        let abs_project = absolute(&self.project_dir);
+        if let Ok(rest) = name.strip_prefix(&self.lib) {
+            rest.to_path_buf()
+        } else if let Ok(rest) = name.strip_prefix(&abs_project) {
+            rest.to_path_buf()
+        } else {
+            name.to_path_buf()
+        }
+    }
+
+    /// Whether a file is the user's (not the embedded library, not nickel's stdlib).
+    fn is_user(&self, name: &Path) -> bool {
+        !name.starts_with(&self.lib) && name.is_absolute()
+    }
+}
+
+/// Source text and user-facing name of a Nickel file id.
+fn file_info(files: &Files, id: nickel_lang_core::files::FileId, namer: &Namer) -> (PathBuf, Arc<str>, bool) {
+    let name = PathBuf::from(files.name(id));
+    (namer.display(&name), files.clone_source(id), namer.is_user(&name) && !files.is_stdlib(id))
+}

@@ -1,0 +1,16 @@
+//! galley: typed Nickel sandbox configs compiled to reproducible OCI images, a lockfile, and
+//! enforced, audited podman containers. See ARCHITECTURE.md for the code map.
+
+pub mod canonical;
+pub mod cli;
+pub mod diagnostic;
+pub mod env_vars;
+pub mod exec;
+pub mod fsutil;
+pub mod lang;
+pub mod lint;
+pub mod model;
+pub mod project;
+pub mod reference;
+pub mod schema_fields;
+pub mod settings;

@@ -1,0 +1,271 @@
+//! galley's own rules over a project that passed the schema: what is legal Nickel and a legal
+//! galley config, but widens a sandbox or cannot work. Each rule has a code (G1xx) and points at the
+//! field that triggers it.
+
+use std::collections::BTreeMap;
+
+use crate::diagnostic::Diagnostic;
+use crate::lang::SpanIndex;
+use crate::model::{Network, Project, Seccomp, Trust};
+use crate::reference::Reference;
+
+/// Every rule's code and one-line summary, for documentation and `--deny`.
+pub const RULES: &[(&str, &str)] = &[
+    ("G020", "an image, sandbox or volume name is not a valid name"),
+    ("G101", "port published on a non-loopback address"),
+    ("G102", "secret written as a literal value"),
+    ("G103", "base image reference cannot be pinned"),
+    ("G104", "capability added"),
+    ("G105", "seccomp unconfined"),
+    ("G106", "sandbox runs as root"),
+    ("G107", "host path mounted"),
+    ("G108", "egress allowed for an untrusted sandbox"),
+    ("G109", "resource limit missing"),
+    ("G110", "host port published twice"),
+    ("G111", "sandbox uses an image the project does not declare"),
+    ("G112", "root filesystem writable"),
+    ("G113", "account refers to an undeclared group"),
+    ("G114", "account or group declared twice"),
+    ("G115", "mount point used twice"),
+];
+
+pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    names(project, spans, &mut out);
+    for (name, image) in &project.images {
+        let at = format!("images.{name}");
+        if image.base != "scratch" {
+            if let Err(why) = Reference::parse(&image.base) {
+                out.push(
+                    Diagnostic::error("G103", format!("base image \"{}\" cannot be pinned: {why}", image.base))
+                        .at(spans.locate_value(&format!("{at}.base")))
+                        .help("write a fully qualified reference such as \"registry.example.com/library/debian:12\", or \"scratch\""),
+                );
+            }
+        }
+        accounts(&at, image, spans, &mut out);
+    }
+    let mut published: BTreeMap<(String, u16, &'static str), String> = BTreeMap::new();
+    for (name, sandbox) in &project.sandboxes {
+        let at = format!("sandboxes.{name}");
+        if !project.images.contains_key(&sandbox.image) {
+            let known = project.images.keys().cloned().collect::<Vec<_>>();
+            let d = Diagnostic::error("G111", format!("sandbox `{name}` uses image `{}`, which is not declared", sandbox.image))
+                .at(spans.locate_value(&format!("{at}.image")));
+            let best = known.iter().max_by(|a, b| {
+                strsim::jaro_winkler(a, &sandbox.image).total_cmp(&strsim::jaro_winkler(b, &sandbox.image))
+            });
+            out.push(match best {
+                Some(b) => d.help(format!("declare it under `images`, or use one of the declared images (did you mean `{b}`?)")),
+                None => d.help("declare the image under `images`"),
+            });
+        }
+        for (i, port) in sandbox.ports.iter().enumerate() {
+            let p = format!("{at}.ports[{i}]");
+            if !is_loopback(&port.address) {
+                out.push(
+                    Diagnostic::warning("G101", format!("port {} is published on {}, reachable from other machines", port.host, port.address))
+                        .at(spans.locate_value(&format!("{p}.address")))
+                        .help("publish on \"127.0.0.1\" (the default) and put a reverse proxy in front if others need it"),
+                );
+            }
+            let key = (port.address.clone(), port.host, port.protocol.as_str());
+            if let Some(first) = published.get(&key) {
+                out.push(
+                    Diagnostic::error("G110", format!("host port {}/{} on {} is already published by {first}", port.host, port.protocol.as_str(), port.address))
+                        .at(spans.locate_value(&format!("{p}.host")))
+                        .help("give each published port its own host port"),
+                );
+            } else {
+                published.insert(key, p.clone());
+            }
+        }
+        for (key, value) in &sandbox.env {
+            if looks_secret(key) && !value.is_empty() {
+                out.push(
+                    Diagnostic::error("G102", format!("`{key}` looks like a secret written as a literal value in `env`"))
+                        .at(spans.locate(&format!("{at}.env.{key}")))
+                        .help(format!("move it to `secrets`: {key} = {{ env = \"{key}\" }}, and read /run/secrets/{key} in the sandbox")),
+                );
+            }
+        }
+        for (i, cap) in sandbox.capabilities.iter().enumerate() {
+            out.push(
+                Diagnostic::warning("G104", format!("capability {cap} is added to sandbox `{name}`"))
+                    .at(spans.locate_value(&format!("{at}.capabilities[{i}]")))
+                    .help("sandboxes start with no capabilities; keep this only if the program fails without it"),
+            );
+        }
+        if sandbox.seccomp == Seccomp::Named("unconfined".into()) {
+            out.push(
+                Diagnostic::warning("G105", format!("sandbox `{name}` runs without a seccomp filter"))
+                    .at(spans.locate_value(&format!("{at}.seccomp")))
+                    .help("use 'default, or 'strict for untrusted code"),
+            );
+        }
+        if is_root(&sandbox.user) {
+            out.push(
+                Diagnostic::warning("G106", format!("sandbox `{name}` runs as root"))
+                    .at(spans.locate_value(&format!("{at}.user")))
+                    .help("run as an unprivileged account, for example user = \"1000:1000\" (the default is 65534:65534)"),
+            );
+        }
+        if sandbox.trust == Trust::Untrusted && sandbox.network == Network::Egress {
+            out.push(
+                Diagnostic::warning("G108", format!("untrusted sandbox `{name}` may reach the network"))
+                    .at(spans.locate_value(&format!("{at}.network")))
+                    .help("use 'none or 'isolated; egress lets untrusted code exfiltrate what it can read"),
+            );
+        }
+        let limits = [
+            ("memory", sandbox.resources.memory == "unlimited"),
+            ("cpus", sandbox.resources.cpus == 0.0),
+            ("pids", sandbox.resources.pids == 0),
+        ];
+        for (field, missing) in limits {
+            if missing {
+                out.push(
+                    Diagnostic::warning("G109", format!("sandbox `{name}` has no {field} limit"))
+                        .at(spans.locate_value(&format!("{at}.resources.{field}")))
+                        .help("set a limit: a runaway or hostile process then cannot starve the host"),
+                );
+            }
+        }
+        if !sandbox.read_only {
+            out.push(
+                Diagnostic::warning("G112", format!("sandbox `{name}` has a writable root filesystem"))
+                    .at(spans.locate_value(&format!("{at}.read_only")))
+                    .help("keep read_only = true and declare writable places with `tmpfs` or `volumes`"),
+            );
+        }
+        let mut mounts: BTreeMap<&str, String> = BTreeMap::new();
+        let tmpfs = sandbox.tmpfs.iter().enumerate().map(|(i, t)| (t.path.as_str(), format!("{at}.tmpfs[{i}].path")));
+        let vols = sandbox.volumes.iter().enumerate().map(|(i, v)| (v.path.as_str(), format!("{at}.volumes[{i}].path")));
+        for (path, field) in tmpfs.chain(vols) {
+            if path == "/run/secrets" || path.starts_with("/run/secrets/") {
+                out.push(
+                    Diagnostic::error("G115", format!("{path} is reserved for secrets"))
+                        .at(spans.locate_value(&field))
+                        .help("mount the volume elsewhere; galley places secrets under /run/secrets"),
+                );
+            } else if mounts.insert(path, field.clone()).is_some() {
+                out.push(
+                    Diagnostic::error("G115", format!("mount point {path} is used twice in sandbox `{name}`"))
+                        .at(spans.locate_value(&field))
+                        .help("give each tmpfs and volume its own path"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn names(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    let kinds = [("images", project.images.keys().collect::<Vec<_>>()), ("sandboxes", project.sandboxes.keys().collect())];
+    for (section, keys) in kinds {
+        for key in keys {
+            if !is_name(key) {
+                out.push(
+                    Diagnostic::error("G020", format!("invalid name \"{key}\" in `{section}`"))
+                        .at(spans.locate(&crate::lang::child_path(section, key)))
+                        .help("use lower-case letters, digits and dashes, starting and ending with a letter or digit (at most 40 characters)"),
+                );
+            }
+        }
+    }
+    for (name, sandbox) in &project.sandboxes {
+        for (i, volume) in sandbox.volumes.iter().enumerate() {
+            let at = format!("sandboxes.{name}.volumes[{i}].name");
+            let v = &volume.name;
+            if v.starts_with('/') || v.starts_with('.') || v.starts_with('~') || v.contains('/') {
+                out.push(
+                    Diagnostic::error("G107", format!("volume \"{v}\" is a host path"))
+                        .at(spans.locate_value(&at))
+                        .help("sandboxes never see the host's filesystem: use a named volume (for example \"workspace\") and `galley cp` to move files in and out"),
+                );
+            } else if !is_name(v) {
+                out.push(
+                    Diagnostic::error("G020", format!("invalid volume name \"{v}\""))
+                        .at(spans.locate_value(&at))
+                        .help("use lower-case letters, digits and dashes"),
+                );
+            }
+        }
+    }
+}
+
+fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut gids: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, g) in image.groups.iter().enumerate() {
+        if groups.insert(&g.name, i).is_some() || gids.insert(g.gid, i).is_some() {
+            out.push(
+                Diagnostic::error("G114", format!("group {} (gid {}) is declared twice", g.name, g.gid))
+                    .at(spans.locate(&format!("{at}.groups[{i}]")))
+                    .help("give each group its own name and gid"),
+            );
+        }
+    }
+    let mut users: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut uids: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, u) in image.users.iter().enumerate() {
+        if users.insert(&u.name, i).is_some() || uids.insert(u.uid, i).is_some() {
+            out.push(
+                Diagnostic::error("G114", format!("user {} (uid {}) is declared twice", u.name, u.uid))
+                    .at(spans.locate(&format!("{at}.users[{i}]")))
+                    .help("give each user its own name and uid"),
+            );
+        }
+        for (j, g) in u.groups.iter().enumerate() {
+            if !groups.contains_key(g.as_str()) {
+                out.push(
+                    Diagnostic::error("G113", format!("user {} is in group {g}, which is not declared", u.name))
+                        .at(spans.locate_value(&format!("{at}.users[{i}].groups[{j}]")))
+                        .help(format!("declare it: groups = [{{ name = \"{g}\", gid = ... }}]")),
+                );
+            }
+        }
+    }
+}
+
+pub fn is_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 40
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_loopback(address: &str) -> bool {
+    address.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_root(user: &str) -> bool {
+    let who = user.split(':').next().unwrap_or(user);
+    who == "root" || who == "0"
+}
+
+fn looks_secret(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_loopback() {
+        assert!(is_root("root"));
+        assert!(is_root("0:0"));
+        assert!(!is_root("1000:0"));
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("::1"));
+        assert!(!is_loopback("0.0.0.0"));
+        assert!(looks_secret("GH_TOKEN"));
+        assert!(!looks_secret("RUST_LOG"));
+    }
+}

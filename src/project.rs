@@ -1,0 +1,33 @@
+//! Load a project: evaluate galley.ncl, apply the schema, run the lints. Every command starts here.
+
+use crate::diagnostic::{self, Diagnostic};
+use crate::lang::{self, Evaluated, SpanIndex};
+use crate::lint;
+use crate::model::Project;
+use crate::settings::Settings;
+
+/// A project that passed the schema, with the lints' findings (possibly errors).
+#[derive(Debug)]
+pub struct Loaded {
+    pub project: Project,
+    pub json: serde_json::Value,
+    pub spans: SpanIndex,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Evaluate and lint. `Err` holds the diagnostics of a config that could not be evaluated.
+pub fn load(settings: &Settings, text: Option<&str>) -> Result<Loaded, Vec<Diagnostic>> {
+    let config = settings.config_path();
+    let lib_root = settings.lib_root();
+    let input = lang::Input { config: &config, text, lib_root: &lib_root };
+    let Evaluated { project, json, spans } = lang::evaluate(&input)?;
+    let mut diagnostics = lint::run(&project, &spans);
+    diagnostic::sort(&mut diagnostics);
+    Ok(Loaded { project, json, spans, diagnostics })
+}
