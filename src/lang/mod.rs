@@ -164,3 +164,22 @@ fn file_info(files: &Files, id: nickel_lang_core::files::FileId, namer: &Namer) 
     let name = PathBuf::from(files.name(id));
     (namer.display(&name), files.clone_source(id), namer.is_user(&name) && !files.is_stdlib(id))
 }
+
+/// Evaluate a Nickel expression in the context of the embedded library (it may
+/// `import "seccomp/strict.ncl"` and so on) and export it as JSON.
+pub fn eval_library_json(lib_root: &Path, expr: &str) -> Result<serde_json::Value, String> {
+    let lib = embedded::materialize(lib_root).map_err(|e| format!("cannot write the galley library: {e}"))?;
+    let name = lib.join(embedded::PREFIX).join("<expr>.ncl");
+    let mut program: Program<CacheImpl> = ProgramBuilder::new()
+        .add_import_paths([lib.clone()])
+        .add_source_string(expr.to_owned(), OsString::from(name.as_os_str()))
+        .build()
+        .map_err(|e| format!("{e:?}"))?;
+    let namer = Namer { project_dir: lib.clone(), lib };
+    let value = program.eval_full_for_export().map_err(|e| {
+        let d = convert::from_nickel(e, program.files(), &namer);
+        d.first().map(|d| d.message.clone()).unwrap_or_default()
+    })?;
+    let text = serialize::to_string(ExportFormat::Json, &value).map_err(|e| format!("{e:?}"))?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
