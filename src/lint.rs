@@ -12,6 +12,7 @@ use crate::reference::Reference;
 /// Every rule's code and one-line summary, for documentation and `--deny`.
 pub const RULES: &[(&str, &str)] = &[
     ("G020", "an image, sandbox or volume name is not a valid name"),
+    ("G026", "a secret name cannot be a file name under /run/secrets"),
     ("G101", "port published on a non-loopback address"),
     ("G102", "secret written as a literal value"),
     ("G103", "base image reference cannot be pinned"),
@@ -78,6 +79,15 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                 );
             } else {
                 published.insert(key, p.clone());
+            }
+        }
+        for key in sandbox.secrets.keys() {
+            if !is_secret_name(key) {
+                out.push(
+                    Diagnostic::error("G026", format!("invalid secret name \"{key}\""))
+                        .at(spans.locate(&crate::lang::child_path(&format!("{at}.secrets"), key)))
+                        .help("start with a letter or underscore, then letters, digits, '_', '.', '-' (at most 64 characters); the name becomes a file under /run/secrets"),
+                );
             }
         }
         for (key, value) in &sandbox.env {
@@ -235,6 +245,15 @@ pub fn is_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// A secret name: it becomes the file /run/secrets/NAME.
+pub fn is_secret_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 fn is_loopback(address: &str) -> bool {

@@ -55,7 +55,7 @@ mod tests {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
         };
-        assert_eq!(default_home(env(&[("GALLEY_HOME", "/g"), ("HOME", "/h")])), PathBuf::from("/g"));
+        assert_eq!(default_home(env(&[(env_vars::GALLEY_HOME, "/g"), ("HOME", "/h")])), PathBuf::from("/g"));
         assert_eq!(default_home(env(&[("XDG_DATA_HOME", "/x"), ("HOME", "/h")])), PathBuf::from("/x/galley"));
         assert_eq!(default_home(env(&[("HOME", "/h")])), PathBuf::from("/h/.local/share/galley"));
     }

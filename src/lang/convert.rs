@@ -68,14 +68,24 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
     }
     notes.retain(|n| galley_code(n).is_none());
     let code = code.unwrap_or_else(|| classify(&message, default_code).to_owned());
-    let message = tidy(&message);
+    let mut message = tidy(&message);
+    // A type contract names what it expected only in a label on the schema: say it in the message.
+    if let Some((loc, _, _, _)) = labels.iter().find(|l| l.1 == "expected type") {
+        let expected = loc.snippet().split_whitespace().collect::<Vec<_>>().join(" ");
+        if !expected.is_empty() && expected.len() <= 80 {
+            message = format!("{message}: expected {expected}");
+        }
+    }
 
     let mut diagnostic = Diagnostic::error(&code, message);
     diagnostic.severity = Severity::Error;
     if let Some((loc, label, _, _)) = primary {
         diagnostic.location = Some(loc);
         if !label.is_empty() && galley_code(&label).is_none() {
-            diagnostic.label = Some(label);
+            diagnostic.label = Some(match label.as_str() {
+                "applied to this expression" | "evaluated to this expression" => "this value".to_owned(),
+                _ => label,
+            });
         }
     }
     diagnostic.help = help.or_else(|| default_help(&code).map(str::to_owned));
@@ -112,8 +122,10 @@ fn classify(message: &str, default: &'static str) -> &'static str {
     }
 }
 
+/// One line, lower-case first letter, no trailing period.
 fn tidy(message: &str) -> String {
-    let m = message.trim().trim_end_matches('.');
+    let joined = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
+    let m = joined.trim().trim_end_matches('.');
     let mut chars = m.chars();
     match chars.next() {
         Some(first) if !m.starts_with("I/O") => first.to_lowercase().chain(chars).collect(),

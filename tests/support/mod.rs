@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests: the galley binary, temporary projects and homes.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary project directory with its own GALLEY_HOME.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox { dir: tempfile::tempdir().unwrap(), home: tempfile::tempdir().unwrap() }
+    }
+
+    /// A project holding `config` as galley.ncl.
+    pub fn with_config(config: &str) -> Sandbox {
+        let s = Sandbox::new();
+        s.write("galley.ncl", config);
+        s
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `galley -C <dir> args...` with this sandbox's GALLEY_HOME and colors off.
+    pub fn galley(&self, args: &[&str]) -> Output {
+        galley_in(self.path(), self.home.path(), args)
+    }
+}
+
+pub fn galley_in(dir: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_galley"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GALLEY_HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("GALLEY_MASTER_KEY")
+        .output()
+        .expect("galley runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether tests must fail instead of skipping when an outside tool is missing.
+pub fn require_runtime() -> bool {
+    std::env::var("GALLEY_TEST_REQUIRE_RUNTIME").is_ok_and(|v| v == "1")
+}
+
+/// Skip (return false, with a note) or fail when `tool` is not on PATH.
+pub fn have_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if !found {
+        assert!(!require_runtime(), "{tool} is required (GALLEY_TEST_REQUIRE_RUNTIME=1) but not on PATH");
+        eprintln!("note: skipping, {tool} is not installed");
+    }
+    found
+}
