@@ -13,4 +13,5 @@ pub mod model;
 pub mod project;
 pub mod reference;
 pub mod schema_fields;
+pub mod secrets;
 pub mod settings;
