@@ -192,3 +192,45 @@ fn empty_values_and_bad_names_are_refused() {
     assert!(bad.stderr.contains("invalid secret name `../escape`"), "{}", bad.stderr);
     assert!(!Path::new(&env.store_path()).exists());
 }
+
+#[test]
+fn a_terminal_gets_a_prompt_that_does_not_echo() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    let env = Env::new();
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors that this test then owns.
+    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_galley"))
+        .arg("-C")
+        .arg(&env.project)
+        .args(["secret", "set", "TOKEN"])
+        .env("GALLEY_HOME", &env.home)
+        .env("GALLEY_MASTER_KEY", KEY_A)
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("value for TOKEN: ") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stderr.read(&mut byte).unwrap(), 1, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.push(byte[0]);
+    }
+    (&master).write_all(format!("{CANARY}\n").as_bytes()).unwrap();
+    stderr.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&seen));
+    // SAFETY: fcntl on a descriptor this test owns.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&master), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut echoed = Vec::new();
+    let _ = (&master).read_to_end(&mut echoed); // ends with EAGAIN or EIO once drained
+    assert!(!String::from_utf8_lossy(&echoed).contains(CANARY), "echoed: {}", String::from_utf8_lossy(&echoed));
+    assert!(!String::from_utf8_lossy(&seen).contains(CANARY));
+    assert_eq!(env.value(KEY_A, "TOKEN"), CANARY.as_bytes());
+}

@@ -26,13 +26,14 @@ pub fn read_all(mut reader: impl Read) -> std::io::Result<SecretValue> {
     Ok(value)
 }
 
-/// Prompt on stderr and read one line from the terminal on stdin without echoing it.
+/// Prompt on stderr and read one line from the terminal on stdin without echoing it. Echo is
+/// off before the prompt shows, so nothing typed after the prompt is echoed.
 fn read_hidden_line(prompt: &str) -> std::io::Result<SecretValue> {
     let mut stderr = std::io::stderr();
-    write!(stderr, "{prompt}")?;
-    stderr.flush()?;
     let line = {
         let _echo_off = EchoOff::new(libc::STDIN_FILENO)?;
+        write!(stderr, "{prompt}")?;
+        stderr.flush()?;
         let mut line = Zeroizing::new(String::with_capacity(1024));
         std::io::stdin().lock().read_line(&mut line)?;
         line
