@@ -193,23 +193,30 @@ fn empty_values_and_bad_names_are_refused() {
     assert!(!Path::new(&env.store_path()).exists());
 }
 
-#[test]
-fn a_terminal_gets_a_prompt_that_does_not_echo() {
+struct Terminal {
+    code: i32,
+    stderr: String,
+    echoed: String,
+}
+
+/// Run `galley -C proj <args>` with stdin on a pseudo-terminal; after each prompt appears on
+/// stderr, type the matching line.
+fn on_terminal(env: &Env, key: &str, args: &[&str], dialogue: &[(&str, &str)]) -> Terminal {
     use std::io::Read;
     use std::os::fd::{FromRawFd, OwnedFd};
 
-    let env = Env::new();
     let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two descriptors that this test then owns.
+    // SAFETY: openpty fills two descriptors that this function then owns.
     let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
     let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
     let mut child = Command::new(env!("CARGO_BIN_EXE_galley"))
         .arg("-C")
         .arg(&env.project)
-        .args(["secret", "set", "TOKEN"])
+        .args(args)
         .env("GALLEY_HOME", &env.home)
-        .env("GALLEY_MASTER_KEY", KEY_A)
+        .env("GALLEY_MASTER_KEY", key)
+        .env_remove("GALLEY_NEW_MASTER_KEY")
         .stdin(Stdio::from(slave))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -217,20 +224,49 @@ fn a_terminal_gets_a_prompt_that_does_not_echo() {
         .unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("value for TOKEN: ") {
-        let mut byte = [0u8; 1];
-        assert_eq!(stderr.read(&mut byte).unwrap(), 1, "no prompt: {}", String::from_utf8_lossy(&seen));
-        seen.push(byte[0]);
+    for (prompt, line) in dialogue {
+        while !String::from_utf8_lossy(&seen).ends_with(prompt) {
+            let mut byte = [0u8; 1];
+            assert_eq!(stderr.read(&mut byte).unwrap(), 1, "no prompt {prompt:?}: {}", String::from_utf8_lossy(&seen));
+            seen.push(byte[0]);
+        }
+        (&master).write_all(format!("{line}\n").as_bytes()).unwrap();
     }
-    (&master).write_all(format!("{CANARY}\n").as_bytes()).unwrap();
     stderr.read_to_end(&mut seen).unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{}", String::from_utf8_lossy(&seen));
-    // SAFETY: fcntl on a descriptor this test owns.
+    // SAFETY: fcntl on a descriptor this function owns.
     unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&master), libc::F_SETFL, libc::O_NONBLOCK) };
     let mut echoed = Vec::new();
     let _ = (&master).read_to_end(&mut echoed); // ends with EAGAIN or EIO once drained
-    assert!(!String::from_utf8_lossy(&echoed).contains(CANARY), "echoed: {}", String::from_utf8_lossy(&echoed));
-    assert!(!String::from_utf8_lossy(&seen).contains(CANARY));
+    Terminal {
+        code: status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&seen).into_owned(),
+        echoed: String::from_utf8_lossy(&echoed).into_owned(),
+    }
+}
+
+#[test]
+fn a_terminal_gets_a_prompt_that_does_not_echo() {
+    let env = Env::new();
+    let t = on_terminal(&env, KEY_A, &["secret", "set", "TOKEN"], &[("value for TOKEN: ", CANARY)]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(!t.echoed.contains(CANARY), "echoed: {}", t.echoed);
+    assert!(!t.stderr.contains(CANARY), "{}", t.stderr);
     assert_eq!(env.value(KEY_A, "TOKEN"), CANARY.as_bytes());
+}
+
+#[test]
+fn rotation_at_a_terminal_asks_twice_and_stops_on_a_mismatch() {
+    let env = Env::new();
+    assert_eq!(env.run(Some(KEY_A), &["secret", "set", "TOKEN"], CANARY, &[]).code, 0);
+    let before = std::fs::read(env.store_path()).unwrap();
+    let args = ["secret", "rotate-master"];
+    let typo = on_terminal(&env, KEY_A, &args, &[("new master key: ", KEY_B), ("repeat the new master key: ", KEY_A)]);
+    assert_eq!(typo.code, 2, "{}", typo.stderr);
+    assert!(typo.stderr.contains("the two new master keys differ; nothing was changed"), "{}", typo.stderr);
+    assert_eq!(std::fs::read(env.store_path()).unwrap(), before);
+    let ok = on_terminal(&env, KEY_A, &args, &[("new master key: ", KEY_B), ("repeat the new master key: ", KEY_B)]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(!ok.echoed.contains(KEY_B) && !ok.stderr.contains(KEY_B), "{}{}", ok.echoed, ok.stderr);
+    assert_eq!(env.value(KEY_B, "TOKEN"), CANARY.as_bytes());
 }

@@ -102,9 +102,17 @@ fn new_master_key() -> Result<SecretKey, Failure> {
     if std::env::var_os(GALLEY_NEW_MASTER_KEY).is_some() {
         return Ok(SecretKey::from_env(GALLEY_NEW_MASTER_KEY)?);
     }
-    let text = input::read_stdin("new master key: ").map_err(|e| Failure(format!("cannot read the new master key from stdin: {e}"), None))?;
-    let text = std::str::from_utf8(text.expose()).map_err(|_| secrets::CryptoError::BadKey { var: "the new master key" })?;
-    Ok(SecretKey::parse(text, "the new master key")?)
+    let read = |prompt: &str| {
+        let text = input::read_stdin(prompt).map_err(|e| Failure(format!("cannot read the new master key from stdin: {e}"), None))?;
+        let text = std::str::from_utf8(text.expose()).map_err(|_| secrets::CryptoError::BadKey { var: "the new master key" })?;
+        Ok::<_, Failure>(SecretKey::parse(text, "the new master key")?)
+    };
+    let key = read("new master key: ")?;
+    // A typo at a prompt that does not echo would lock every secret away: ask twice.
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) && read("repeat the new master key: ")? != key {
+        return Err(Failure("the two new master keys differ; nothing was changed".into(), None));
+    }
+    Ok(key)
 }
 
 fn print_list(settings: &Settings, entries: &[secrets::Entry]) {

@@ -65,6 +65,9 @@ impl fmt::Display for SecretValue {
     }
 }
 
+/// The inner `Zeroizing` buffer clears itself when dropped.
+impl zeroize::ZeroizeOnDrop for SecretValue {}
+
 impl Zeroize for SecretValue {
     fn zeroize(&mut self) {
         self.0.zeroize();
