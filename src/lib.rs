@@ -15,4 +15,5 @@ pub mod project;
 pub mod reference;
 pub mod schema_fields;
 pub mod seccomp;
+pub mod secrets;
 pub mod settings;

@@ -8,6 +8,7 @@ mod check;
 mod completions;
 mod init;
 mod render;
+mod secret;
 mod show;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Print shell completions
     Completions(completions::CompletionsArgs),
+    /// Manage the project's encrypted secret store
+    Secret(secret::SecretArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Show => show::run(&settings),
         Command::Init(args) => init::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
+        Command::Secret(args) => secret::run(&settings, &args),
     }
 }
 

@@ -1,0 +1,317 @@
+//! Resolving a secret's source (`model::Secret`) to its value on the host, at apply time.
+//!
+//! Errors name the secret and its source, never the value: a failing command's standard output
+//! is never shown, only the tail of its standard error.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::exec::{self, Cmd, ExecError, Runner};
+use crate::model::Secret;
+
+use super::store::{Store, StoreError};
+use super::value::SecretValue;
+
+/// How long a secret command may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest secret file galley reads.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret `{name}` ({source_}): the environment variable is not set")]
+    EnvMissing { name: String, source_: Source },
+    #[error("secret `{name}` ({source_}): the value is empty")]
+    Empty { name: String, source_: Source },
+    #[error("secret `{name}` ({source_}): $HOME is not set, so `~` cannot be expanded")]
+    NoHome { name: String, source_: Source },
+    #[error("secret `{name}` ({source_}): cannot read {path}: {error}")]
+    File { name: String, source_: Source, path: PathBuf, error: std::io::Error },
+    #[error("secret `{name}` ({source_}): {path} is larger than {MAX_FILE_BYTES} bytes")]
+    FileTooLarge { name: String, source_: Source, path: PathBuf },
+    #[error("secret `{name}` ({source_}): the command is empty")]
+    EmptyCommand { name: String, source_: Source },
+    #[error("secret `{name}` ({source_}): {error}")]
+    Start { name: String, source_: Source, error: ExecError },
+    #[error("secret `{name}` ({source_}): the command failed ({status}){}", stderr_suffix(.stderr))]
+    CommandFailed { name: String, source_: Source, status: String, stderr: String },
+    #[error("secret `{name}` ({source_}): the secret store is not open")]
+    NoStore { name: String, source_: Source },
+    #[error("secret `{name}` ({source_}): {error}")]
+    Store { name: String, source_: Source, error: StoreError },
+}
+
+impl SecretError {
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            SecretError::EnvMissing { .. } => Some("export the variable before running galley"),
+            SecretError::NoStore { .. } => Some("export GALLEY_MASTER_KEY so galley can open the secret store"),
+            SecretError::Store { error, .. } => error.help(),
+            _ => None,
+        }
+    }
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
+}
+
+/// A secret's source as shown in messages: `env GH_TOKEN`, `file ~/token`, `command gh auth
+/// token`, `store GH_TOKEN`. Sources hold no values (the schema rejects literals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source(String);
+
+impl Source {
+    pub fn of(secret: &Secret) -> Source {
+        Source(match secret {
+            Secret::Env(var) => format!("env {var}"),
+            Secret::File(path) => format!("file {path}"),
+            Secret::Command(argv) => format!("command {}", argv.join(" ")),
+            Secret::Store(key) => format!("store {key}"),
+        })
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Resolve `source`, the source of secret `name`, on the host. Files are relative to
+/// `project_dir`; commands run there through `runner` with [`COMMAND_TIMEOUT`]. Empty values
+/// are errors.
+pub fn resolve(
+    project_dir: &Path,
+    name: &str,
+    source: &Secret,
+    store: Option<&Store>,
+    runner: &dyn Runner,
+) -> Result<SecretValue, SecretError> {
+    resolve_with(project_dir, name, source, store, runner, &|k| std::env::var_os(k))
+}
+
+/// As [`resolve`], reading environment variables through `env`.
+pub fn resolve_with(
+    project_dir: &Path,
+    name: &str,
+    source: &Secret,
+    store: Option<&Store>,
+    runner: &dyn Runner,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<SecretValue, SecretError> {
+    let ctx = || (name.to_owned(), Source::of(source));
+    let value = match source {
+        Secret::Env(var) => match env(var) {
+            Some(v) => SecretValue::new(std::os::unix::ffi::OsStringExt::into_vec(v)),
+            None => {
+                let (name, source_) = ctx();
+                return Err(SecretError::EnvMissing { name, source_ });
+            }
+        },
+        Secret::File(path) => {
+            let path = file_path(project_dir, path, env).ok_or_else(|| {
+                let (name, source_) = ctx();
+                SecretError::NoHome { name, source_ }
+            })?;
+            read_file(&path).map_err(|e| {
+                let (name, source_) = ctx();
+                match e {
+                    None => SecretError::FileTooLarge { name, source_, path },
+                    Some(error) => SecretError::File { name, source_, path, error },
+                }
+            })?
+        }
+        Secret::Command(argv) => run_command(project_dir, argv, runner).map_err(|e| {
+            let (name, source_) = ctx();
+            match e {
+                CommandError::Empty => SecretError::EmptyCommand { name, source_ },
+                CommandError::Start(error) => SecretError::Start { name, source_, error },
+                CommandError::Failed { status, stderr } => SecretError::CommandFailed { name, source_, status, stderr },
+            }
+        })?,
+        Secret::Store(key) => {
+            let Some(store) = store else {
+                let (name, source_) = ctx();
+                return Err(SecretError::NoStore { name, source_ });
+            };
+            store.get(key).map_err(|error| {
+                let (name, source_) = ctx();
+                SecretError::Store { name, source_, error }
+            })?
+        }
+    };
+    if value.is_empty() {
+        let (name, source_) = ctx();
+        return Err(SecretError::Empty { name, source_ });
+    }
+    Ok(value)
+}
+
+/// `~` and `~/...` expand to `$HOME`; relative paths are under `project_dir`.
+fn file_path(project_dir: &Path, path: &str, env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let home = || env(crate::env_vars::HOME).filter(|h| !h.is_empty()).map(PathBuf::from);
+    Some(if path == "~" {
+        home()?
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        home()?.join(rest)
+    } else {
+        project_dir.join(path)
+    })
+}
+
+/// The file's bytes; `Err(None)` when it is too large.
+fn read_file(path: &Path) -> Result<SecretValue, Option<std::io::Error>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(Some)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(Some)?;
+    let value = SecretValue::new(bytes);
+    if value.len() as u64 > MAX_FILE_BYTES { Err(None) } else { Ok(value) }
+}
+
+enum CommandError {
+    Empty,
+    Start(ExecError),
+    Failed { status: String, stderr: String },
+}
+
+fn run_command(project_dir: &Path, argv: &[String], runner: &dyn Runner) -> Result<SecretValue, CommandError> {
+    let (program, args) = argv.split_first().ok_or(CommandError::Empty)?;
+    let cmd = Cmd::new(program).args(args).cwd(project_dir).timeout(COMMAND_TIMEOUT);
+    let mut out = runner.run(&cmd).map_err(CommandError::Start)?;
+    let stdout = SecretValue::new(std::mem::take(&mut out.stdout));
+    if !out.success() {
+        let status = match (out.code, out.timed_out) {
+            (_, true) => format!("timed out after {}s", COMMAND_TIMEOUT.as_secs()),
+            (Some(c), _) => format!("exit {c}"),
+            (None, _) => "killed by a signal".into(),
+        };
+        let mut stderr = exec::tail(&out.stderr_str(), 5);
+        // A command that printed part of a value before failing must not leak it through stderr.
+        let printed = String::from_utf8_lossy(stdout.expose());
+        let printed = printed.trim();
+        if printed.len() >= 4 {
+            stderr = stderr.replace(printed, "[redacted]");
+        }
+        return Err(CommandError::Failed { status, stderr });
+    }
+    let mut value = stdout;
+    value.trim_trailing_newline();
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::exec::{Output, Recorder, System};
+    use crate::secrets::SecretKey;
+
+    const CANARY: &str = "canary-7d2a-resolved-value";
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn run(dir: &Path, source: Secret, env_pairs: &[(&str, &str)]) -> Result<SecretValue, SecretError> {
+        resolve_with(dir, "API_TOKEN", &source, None, &System, &env(env_pairs))
+    }
+
+    fn assert_clean_error(err: &SecretError, source: &str, also: &str) {
+        let text = err.to_string();
+        assert!(text.contains("secret `API_TOKEN`") && text.contains(source) && text.contains(also), "{text}");
+        assert!(!text.contains(CANARY), "{text}");
+        assert!(!format!("{err:?}").contains(CANARY), "{err:?}");
+    }
+
+    #[test]
+    fn env_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = run(dir.path(), Secret::Env("TOK".into()), &[("TOK", CANARY)]).unwrap();
+        assert_eq!(v.expose(), CANARY.as_bytes());
+        let err = run(dir.path(), Secret::Env("TOK".into()), &[("OTHER", CANARY)]).unwrap_err();
+        assert_clean_error(&err, "env TOK", "not set");
+        let err = run(dir.path(), Secret::Env("TOK".into()), &[("TOK", "")]).unwrap_err();
+        assert_clean_error(&err, "env TOK", "empty");
+    }
+
+    #[test]
+    fn file_sources_relative_absolute_and_home() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token.txt"), format!("{CANARY}\n")).unwrap();
+        let want = format!("{CANARY}\n");
+        let rel = run(dir.path(), Secret::File("token.txt".into()), &[]).unwrap();
+        assert_eq!(rel.expose(), want.as_bytes(), "files are read byte for byte");
+        let abs = dir.path().join("token.txt").display().to_string();
+        assert_eq!(run(Path::new("/"), Secret::File(abs), &[]).unwrap().expose(), want.as_bytes());
+        let home = dir.path().display().to_string();
+        let tilde = run(Path::new("/"), Secret::File("~/token.txt".into()), &[("HOME", &home)]).unwrap();
+        assert_eq!(tilde.expose(), want.as_bytes());
+
+        let err = run(dir.path(), Secret::File("missing.txt".into()), &[]).unwrap_err();
+        assert_clean_error(&err, "file missing.txt", "missing.txt: No such file");
+        let err = run(dir.path(), Secret::File("~/token.txt".into()), &[]).unwrap_err();
+        assert_clean_error(&err, "file ~/token.txt", "$HOME is not set");
+        std::fs::write(dir.path().join("big"), vec![b'x'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let err = run(dir.path(), Secret::File("big".into()), &[]).unwrap_err();
+        assert_clean_error(&err, "file big", "larger than");
+    }
+
+    #[test]
+    fn command_sources_trim_one_newline_and_run_in_the_project_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("v"), format!("{CANARY}\n")).unwrap();
+        let argv = vec!["cat".to_owned(), "v".to_owned()];
+        assert_eq!(run(dir.path(), Secret::Command(argv), &[]).unwrap().expose(), CANARY.as_bytes());
+    }
+
+    #[test]
+    fn failing_commands_show_stderr_and_never_stdout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("v"), CANARY).unwrap();
+        let script = |s: &str| Secret::Command(vec!["sh".into(), "-c".into(), s.into()]);
+        let err = run(dir.path(), script("cat v; echo 'not logged in' >&2; exit 3"), &[]).unwrap_err();
+        assert_clean_error(&err, "command sh -c cat v;", "the command failed (exit 3): not logged in");
+        let err = run(dir.path(), script("cat v; cat v >&2; exit 1"), &[]).unwrap_err();
+        assert_clean_error(&err, "command sh -c", "[redacted]");
+        let err = run(dir.path(), script("true"), &[]).unwrap_err();
+        assert_clean_error(&err, "command sh -c true", "empty");
+        let err = run(dir.path(), Secret::Command(vec!["galley-no-such-tool".into()]), &[]).unwrap_err();
+        assert_clean_error(&err, "command galley-no-such-tool", "not found");
+        let err = run(dir.path(), Secret::Command(vec![]), &[]).unwrap_err();
+        assert!(matches!(err, SecretError::EmptyCommand { .. }));
+    }
+
+    #[test]
+    fn commands_have_a_timeout() {
+        let recorder = Recorder::default();
+        recorder.answer("gh", Output { code: None, stdout: CANARY.into(), timed_out: true, ..Output::default() });
+        let source = Secret::Command(vec!["gh".into(), "auth".into(), "token".into()]);
+        let err = resolve_with(Path::new("/p"), "API_TOKEN", &source, None, &recorder, &env(&[])).unwrap_err();
+        assert_clean_error(&err, "command gh auth token", "timed out after 30s");
+        let calls = recorder.calls.lock().unwrap();
+        assert_eq!(calls[0].timeout, Some(COMMAND_TIMEOUT));
+        assert_eq!(calls[0].cwd.as_deref(), Some(Path::new("/p")));
+    }
+
+    #[test]
+    fn store_sources() {
+        let home = tempfile::tempdir().unwrap();
+        let mut store = Store::open(home.path(), "demo", SecretKey::random()).unwrap();
+        store.set("MODEL_KEY", &SecretValue::new(CANARY.into())).unwrap();
+        let source = Secret::Store("MODEL_KEY".into());
+        let got = resolve_with(Path::new("/"), "API_TOKEN", &source, Some(&store), &System, &env(&[])).unwrap();
+        assert_eq!(got.expose(), CANARY.as_bytes());
+        let missing = Secret::Store("OTHER".into());
+        let err = resolve_with(Path::new("/"), "API_TOKEN", &missing, Some(&store), &System, &env(&[])).unwrap_err();
+        assert_clean_error(&err, "store OTHER", "no secret named `OTHER`");
+        let err = resolve_with(Path::new("/"), "API_TOKEN", &source, None, &System, &env(&[])).unwrap_err();
+        assert_clean_error(&err, "store MODEL_KEY", "not open");
+        assert!(err.help().unwrap().contains("GALLEY_MASTER_KEY"));
+    }
+}
