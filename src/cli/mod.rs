@@ -6,6 +6,7 @@
 
 mod check;
 mod completions;
+mod export;
 mod init;
 mod render;
 mod show;
@@ -58,6 +59,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Print shell completions
     Completions(completions::CompletionsArgs),
+    /// Export the project's sandboxes to another platform
+    Export(export::ExportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Show => show::run(&settings),
         Command::Init(args) => init::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
+        Command::Export(args) => export::run(&settings, &args),
     }
 }
 

@@ -1,0 +1,148 @@
+//! Rendering an export: deterministic multi-document YAML, the seccomp profiles and README.txt
+//! beside it, and the `kubectl create secret` commands that supply secret values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{Export, KubeError};
+use crate::fsutil;
+use crate::manifest::SandboxManifest;
+use crate::model::Secret;
+
+/// Directory (beside the YAML) holding the Localhost seccomp profiles.
+pub const SECCOMP_DIR: &str = "seccomp";
+/// Where nodes' kubelets look for Localhost profiles, joined with `galley/`.
+pub const KUBELET_SECCOMP_DIR: &str = "/var/lib/kubelet/seccomp/galley";
+
+/// Documents as one YAML stream: keys sorted at every depth, documents in the given order.
+pub fn yaml(docs: &[Value]) -> String {
+    let mut out = String::new();
+    for doc in docs {
+        out.push_str("---\n");
+        let text = serde_yaml::to_string(&crate::canonical::to_value(doc)).expect("JSON values serialize to YAML");
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Quote `s` for a POSIX shell when it holds anything but safe characters.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// One shell command per secret creating its Kubernetes Secret from the secret's source, without
+/// the value ever appearing in a command line.
+pub fn secret_commands(namespace: &str, m: &SandboxManifest, names: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (secret, source) in &m.secrets {
+        let name = &names[secret];
+        let create = |file: &str| {
+            format!(
+                "kubectl create secret generic {name} --namespace {namespace} --from-file={}",
+                shell_quote(&format!("{secret}={file}"))
+            )
+        };
+        out.push(match source {
+            Secret::Env(var) => format!("printf '%s' \"${{{var}}}\" | {}", create("/dev/stdin")),
+            Secret::File(path) => create(path),
+            Secret::Command(argv) => {
+                let argv: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+                format!("printf '%s' \"$({})\" | {}", argv.join(" "), create("/dev/stdin"))
+            }
+            Secret::Store(key) => format!(
+                "# {secret} comes from galley's secret store key {key}: write its value to a file, then\n{}",
+                create("FILE")
+            ),
+        });
+    }
+    out
+}
+
+/// The README.txt written beside the YAML.
+pub fn readme(export: &Export, yaml_file: &str) -> String {
+    let ns = &export.namespace;
+    let mut t = format!("galley export kube: namespace {ns}\n");
+    let mut step = 0;
+    let mut next = |title: &str| {
+        step += 1;
+        format!("\n{step}. {title}\n\n")
+    };
+    if !export.profiles.is_empty() {
+        t.push_str(&next("Install the seccomp profiles on every node that may run these pods:"));
+        t.push_str(&format!("   sudo mkdir -p {KUBELET_SECCOMP_DIR}\n"));
+        t.push_str(&format!("   sudo cp {SECCOMP_DIR}/*.json {KUBELET_SECCOMP_DIR}/\n\n"));
+        t.push_str("   Pods reference them as localhostProfile: galley/<digest>.json; a pod whose profile\n");
+        t.push_str("   is missing on its node does not start.\n");
+    }
+    t.push_str(&next("Apply the objects (namespace first, in file order):"));
+    t.push_str(&format!("   kubectl apply -f {yaml_file}\n"));
+    if !export.secret_commands.is_empty() {
+        t.push_str(&next("Create the secrets; pods wait for them (values never appear in the YAML):"));
+        for c in &export.secret_commands {
+            for line in c.lines() {
+                t.push_str(&format!("   {line}\n"));
+            }
+            t.push('\n');
+        }
+        t.pop();
+    }
+    t.push_str(&next("Wait for the sandboxes:"));
+    t.push_str(&format!("   kubectl --namespace {ns} wait deployment --all --for condition=Available --timeout 5m\n"));
+    t.push_str(
+        "\nNot expressible per pod, recorded as galley.dev/*-limit annotations: the pids limit (set\n\
+         the kubelet's podPidsLimit), nofile and nproc (the container runtime's defaults apply).\n",
+    );
+    t
+}
+
+/// Write `<out>/<namespace>.yaml`, `<out>/seccomp/*.json` and `<out>/README.txt`; return the
+/// paths written.
+pub fn write_dir(out: &Path, export: &Export) -> Result<Vec<PathBuf>, KubeError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| KubeError::Io { path, source }
+    };
+    let mut written = Vec::new();
+    fs_err::create_dir_all(out).map_err(io(out))?;
+    let yaml_file = format!("{}.yaml", export.namespace);
+    let yaml_path = out.join(&yaml_file);
+    fsutil::write_atomic(&yaml_path, export.yaml.as_bytes()).map_err(io(&yaml_path))?;
+    written.push(yaml_path);
+    if !export.profiles.is_empty() {
+        let dir = out.join(SECCOMP_DIR);
+        fs_err::create_dir_all(&dir).map_err(io(&dir))?;
+        for (file, bytes) in &export.profiles {
+            let path = dir.join(file);
+            fsutil::write_atomic(&path, bytes).map_err(io(&path))?;
+            written.push(path);
+        }
+    }
+    let readme_path = out.join("README.txt");
+    fsutil::write_atomic(&readme_path, readme(export, &yaml_file).as_bytes()).map_err(io(&readme_path))?;
+    written.push(readme_path);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_leaves_safe_words_alone() {
+        assert_eq!(shell_quote("API_TOKEN=/dev/stdin"), "API_TOKEN=/dev/stdin");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn documents_are_separated_and_keys_sorted() {
+        let docs = vec![serde_json::json!({"b": 1, "a": "1"}), serde_json::json!({"kind": "X"})];
+        assert_eq!(yaml(&docs), "---\na: '1'\nb: 1\n---\nkind: X\n");
+    }
+}
