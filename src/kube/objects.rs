@@ -213,6 +213,7 @@ pub fn deployment(
             "secretName": k8s_name,
             "defaultMode": SECRET_MODE,
             "items": [{ "key": secret, "path": secret }],
+            "optional": false,
         } }));
         mounts.push(json!({ "name": name, "mountPath": format!("{SECRETS_DIR}/{secret}"), "subPath": secret, "readOnly": true }));
     }
