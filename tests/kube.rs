@@ -4,7 +4,10 @@
 
 mod kube_support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use galley::kube::{self, Options};
 
 use kube_support::*;
 use serde_json::{Value, json};
@@ -265,4 +268,37 @@ fn the_restricted_checks_catch_each_violation() {
         let caught = std::panic::catch_unwind(|| assert_restricted("mutated", &bad));
         assert!(caught.is_err(), "{pointer} was not caught");
     }
+}
+
+#[test]
+fn known_digests_pin_images_and_instances_name_namespaces() {
+    let home = tempfile::tempdir().unwrap();
+    let settings = galley::settings::Settings {
+        project_dir: example_dir("web"),
+        home: home.path().to_owned(),
+        format: Default::default(),
+        verbosity: 0,
+        color: false,
+    };
+    let loaded = galley::project::load(&settings, None).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let digests = BTreeMap::from([("web".to_owned(), digest.clone())]);
+    let desired = kube::desired(&settings, &loaded.project, "pr-7", Some(&digests)).unwrap();
+    let options = Options { image_prefix: "ghcr.io/acme".into(), ..Options::default() };
+    let export = kube::export(&desired, &options).unwrap();
+    assert_eq!(export.namespace, "galley-web-pr-7");
+    assert!(export.yaml.contains(&format!("image: ghcr.io/acme/web/web@{digest}")), "{}", export.yaml);
+    assert!(!export.warnings.iter().any(|w| w.contains("not pinned")), "{:?}", export.warnings);
+
+    let out = export_cli(&["--instance", "pr-7"]);
+    assert!(stdout(&out).contains("namespace: galley-web-pr-7"));
+    let out = export_cli(&["--instance", "PR_7"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid instance name"), "{}", stderr(&out));
+}
+
+fn export_cli(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--out", "-"];
+    all.extend_from_slice(args);
+    export(&example_dir("web"), &all)
 }

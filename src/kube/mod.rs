@@ -119,9 +119,12 @@ impl KubeError {
         })
     }
 
-    /// Whether the config (rather than the system) is at fault: exit 1 instead of 2.
+    /// Whether the config (rather than the system or a flag) is at fault: exit 1 instead of 2.
     pub fn is_config(&self) -> bool {
-        !matches!(self, KubeError::Io { .. } | KubeError::Seccomp { .. } | KubeError::Manifest(_))
+        !matches!(
+            self,
+            KubeError::Io { .. } | KubeError::Seccomp { .. } | KubeError::Manifest(_) | KubeError::Instance(_)
+        )
     }
 }
 
