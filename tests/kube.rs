@@ -287,7 +287,7 @@ fn known_digests_pin_images_and_instances_name_namespaces() {
     let options = Options { image_prefix: "ghcr.io/acme".into(), ..Options::default() };
     let export = kube::export(&desired, &options).unwrap();
     assert_eq!(export.namespace, "galley-web-pr-7");
-    assert!(export.yaml.contains(&format!("image: ghcr.io/acme/web/web@{digest}")), "{}", export.yaml);
+    assert!(export.yaml.contains(&format!("image: \"ghcr.io/acme/web/web@{digest}\"")), "{}", export.yaml);
     assert!(!export.warnings.iter().any(|w| w.contains("not pinned")), "{:?}", export.warnings);
 
     let out = export_cli(&["--instance", "pr-7"]);

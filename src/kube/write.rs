@@ -21,10 +21,71 @@ pub fn yaml(docs: &[Value]) -> String {
     let mut out = String::new();
     for doc in docs {
         out.push_str("---\n");
-        let text = serde_yaml::to_string(&crate::canonical::to_value(doc)).expect("JSON values serialize to YAML");
-        out.push_str(&text);
+        block(&mut out, &crate::canonical::to_value(doc), 0);
     }
     out
+}
+
+/// Block-style YAML of a mapping or sequence at `indent` spaces. Strings are written plain only
+/// when no YAML 1.1 or 1.2 reader can take them for anything but a string (Kubernetes tooling
+/// reads YAML 1.1, where `yes`, `on` and `12:30` are not strings); otherwise double-quoted with
+/// JSON escapes, which both versions read the same way.
+fn block(out: &mut String, value: &Value, indent: usize) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.push_str(&format!("{pad}{}:", scalar(&Value::String(k.clone()))));
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        out.push('\n');
+                        block(out, v, indent + 2);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push('\n');
+                        block(out, v, indent);
+                    }
+                    _ => out.push_str(&format!(" {}\n", scalar(v))),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::Object(m) if !m.is_empty() => {
+                        let mut inner = String::new();
+                        block(&mut inner, item, indent + 2);
+                        out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}-\n"));
+                        block(out, item, indent + 2);
+                    }
+                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) if plain_safe(s) => s.clone(),
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        other => serde_json::to_string(other).expect("JSON values serialize"),
+    }
+}
+
+/// A letter, `_` or `/`, then letters, digits, `_`, `.`, `/`, `-`; and not a boolean or null
+/// word of YAML 1.1.
+fn plain_safe(s: &str) -> bool {
+    const WORDS: &[&str] = &["y", "n", "yes", "no", "true", "false", "on", "off", "null"];
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '/')
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c))
+        && !WORDS.contains(&s.to_ascii_lowercase().as_str())
 }
 
 /// Quote `s` for a POSIX shell when it holds anything but safe characters.
@@ -143,6 +204,22 @@ mod tests {
     #[test]
     fn documents_are_separated_and_keys_sorted() {
         let docs = vec![serde_json::json!({"b": 1, "a": "1"}), serde_json::json!({"kind": "X"})];
-        assert_eq!(yaml(&docs), "---\na: '1'\nb: 1\n---\nkind: X\n");
+        assert_eq!(yaml(&docs), "---\na: \"1\"\nb: 1\n---\nkind: X\n");
+    }
+
+    #[test]
+    fn yaml_1_1_hazards_are_quoted_and_everything_reads_back() {
+        let v = serde_json::json!({
+            "env": [{ "name": "A", "value": "yes" }, { "name": "B", "value": "12:30" }, { "name": "C", "value": "on" }],
+            "empty": {}, "none": [], "n": 5, "t": true, "nested": [[1, "x"], { "k": "line\nbreak \"q\"" }],
+            "plain": "app.kubernetes.io/name", "digest": "sha256:ab", "x-y": "0.0.0.0/0",
+        });
+        let text = yaml(std::slice::from_ref(&v));
+        for hazard in ["yes", "12:30", "on", "0.0.0.0/0", "sha256:ab"] {
+            assert!(text.contains(&format!("\"{hazard}\"")), "{hazard} unquoted in\n{text}");
+        }
+        assert!(text.contains("plain: app.kubernetes.io/name\n"), "{text}");
+        let back: Value = serde_yaml::from_str(text.trim_start_matches("---\n")).unwrap();
+        assert_eq!(back, crate::canonical::to_value(&v));
     }
 }

@@ -22,6 +22,7 @@ pub const FULL: &str = r#"{
     network = 'egress,
     seccomp = 'default,
     capabilities = ["NET_BIND_SERVICE"],
+    env = { ENABLED = "yes", AT = "12:30", EMPTY = "" },
     ports = [{ container = 80, host = 18081 }, { container = 53, host = 18053, protocol = 'udp }],
     secrets = {
       API_TOKEN = { env = "KUBE_TEST_CANARY" },
