@@ -104,14 +104,14 @@ pub fn secret_commands(namespace: &str, m: &SandboxManifest, names: &BTreeMap<St
     for (secret, source) in &m.secrets {
         let name = &names[secret];
         let create = |file: &str| {
-            format!(
-                "kubectl create secret generic {name} --namespace {namespace} --from-file={}",
-                shell_quote(&format!("{secret}={file}"))
-            )
+            format!("kubectl create secret generic {name} --namespace {namespace} --from-file={}={file}", shell_quote(secret))
         };
         out.push(match source {
             Secret::Env(var) => format!("printf '%s' \"${{{var}}}\" | {}", create("/dev/stdin")),
-            Secret::File(path) => create(path),
+            Secret::File(path) => match path.strip_prefix("~/") {
+                Some(rest) => create(&format!("\"$HOME\"/{}", shell_quote(rest))),
+                None => create(&shell_quote(path)),
+            },
             Secret::Command(argv) => {
                 let argv: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
                 format!("printf '%s' \"$({})\" | {}", argv.join(" "), create("/dev/stdin"))
@@ -144,7 +144,7 @@ pub fn readme(export: &Export, yaml_file: &str) -> String {
     t.push_str(&next("Apply the objects (namespace first, in file order):"));
     t.push_str(&format!("   kubectl apply -f {yaml_file}\n"));
     if !export.secret_commands.is_empty() {
-        t.push_str(&next("Create the secrets; pods wait for them (values never appear in the YAML):"));
+        t.push_str(&next("Create the secrets from the project directory; pods wait for them:"));
         for c in &export.secret_commands {
             for line in c.lines() {
                 t.push_str(&format!("   {line}\n"));
@@ -193,6 +193,23 @@ pub fn write_dir(out: &Path, export: &Export) -> Result<Vec<PathBuf>, KubeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_secrets_keep_home_expandable() {
+        let m: SandboxManifest = serde_json::from_value(serde_json::json!({
+            "version": 1, "project": "p", "sandbox": "s", "image": { "name": "i", "digest": null },
+            "command": null, "env": {}, "ports": [], "network": "none",
+            "secrets": { "A": { "file": "~/a b" }, "B": { "file": "certs/b.pem" } },
+            "seccomp": { "profile": "default", "digest": null }, "capabilities": [], "user": "1",
+            "read_only": true, "no_new_privileges": true, "tmpfs": [], "volumes": [],
+            "resources": { "memory": "1g", "cpus": 1.0, "pids": 0, "nofile": null, "nproc": null },
+        }))
+        .unwrap();
+        let names = BTreeMap::from([("A".to_owned(), "s-a".to_owned()), ("B".to_owned(), "s-b".to_owned())]);
+        let cmds = secret_commands("ns", &m, &names);
+        assert!(cmds[0].ends_with("--from-file=A=\"$HOME\"/'a b'"), "{}", cmds[0]);
+        assert!(cmds[1].ends_with("--from-file=B=certs/b.pem"), "{}", cmds[1]);
+    }
 
     #[test]
     fn shell_quoting_leaves_safe_words_alone() {
