@@ -28,7 +28,7 @@ pub struct KubeArgs {
     #[arg(long, default_value = kube::DEFAULT_INSTANCE)]
     pub instance: String,
     /// Directory to write <namespace>.yaml, seccomp/ and README.txt to, or `-` for the YAML on
-    /// stdout [default: DIR/kube]
+    /// stdout [default: kube/ in the project directory]
     #[arg(long, value_name = "DIR|-")]
     pub out: Option<PathBuf>,
     /// Registry and path the images were pushed under (REGISTRY/PATH)

@@ -162,7 +162,7 @@ pub fn service(namespace: &str, desired: &Desired, m: &SandboxManifest) -> Optio
 /// A Kubernetes quantity for a size in bytes, in the largest binary unit that divides it.
 pub fn bytes_quantity(bytes: u64) -> String {
     for (unit, shift) in [("Gi", 30), ("Mi", 20), ("Ki", 10)] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -172,7 +172,7 @@ pub fn bytes_quantity(bytes: u64) -> String {
 /// A CPU quantity for a number of cores, in millicores when fractional.
 pub fn cpu_quantity(cores: f64) -> String {
     let milli = ((cores * 1000.0).round() as u64).max(1);
-    if milli % 1000 == 0 { (milli / 1000).to_string() } else { format!("{milli}m") }
+    if milli.is_multiple_of(1000) { (milli / 1000).to_string() } else { format!("{milli}m") }
 }
 
 fn size(m: &SandboxManifest, s: &str) -> Result<String, KubeError> {
