@@ -6,6 +6,7 @@
 
 mod check;
 mod completions;
+mod export;
 mod init;
 mod render;
 mod secret;
@@ -61,6 +62,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Manage the project's encrypted secret store
     Secret(secret::SecretArgs),
+    /// Export the project's sandboxes to another platform
+    Export(export::ExportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Secret(args) => secret::run(&settings, &args),
+        Command::Export(args) => export::run(&settings, &args),
     }
 }
 
