@@ -4,11 +4,16 @@
 //! Exit codes: 0 success; 1 the answer is "no" (errors in config, findings, stale lock, changes
 //! with `--detailed-exitcode`); 2 usage or operational errors.
 
+mod apply;
 mod check;
 mod completions;
+mod cp;
+mod destroy;
 mod init;
+mod plan;
 mod render;
 mod show;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +63,16 @@ pub enum Command {
     Init(init::InitArgs),
     /// Print shell completions
     Completions(completions::CompletionsArgs),
+    /// Show what apply would change: sandboxes to create, replace or destroy
+    Plan(plan::PlanArgs),
+    /// Create, replace and remove sandboxes until the instance matches galley.ncl
+    Apply(apply::ApplyArgs),
+    /// List the instance's sandboxes, their state and ports, and whether each matches galley.ncl
+    Status(status::StatusArgs),
+    /// Remove the instance's sandboxes, networks and secrets (volumes with --volumes)
+    Destroy(destroy::DestroyArgs),
+    /// Copy files into or out of a sandbox's volumes
+    Cp(cp::CpArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +89,11 @@ pub fn main() -> ExitCode {
         Command::Show => show::run(&settings),
         Command::Init(args) => init::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
+        Command::Plan(args) => plan::run(&settings, &args),
+        Command::Apply(args) => apply::run(&settings, &args),
+        Command::Status(args) => status::run(&settings, &args),
+        Command::Destroy(args) => destroy::run(&settings, &args),
+        Command::Cp(args) => cp::run(&settings, &args),
     }
 }
 

@@ -1,0 +1,110 @@
+//! The runner: converge podman to the desired sandboxes of one project instance (`plan`,
+//! `apply`, `status`, `destroy`, `cp`), enforcing every setting of each [`SandboxManifest`].
+//!
+//! The runner is a library over three inputs: the desired manifests ([`desired`]), where images
+//! come from ([`ImageSource`]) and where secret values come from ([`SecretSource`]). Every podman
+//! call goes through [`crate::exec::Runner`], so the argv builders are unit-tested with
+//! [`crate::exec::Recorder`].
+
+pub mod apply;
+pub mod cp;
+pub mod host;
+pub mod naming;
+pub mod plan;
+pub mod podman;
+pub mod secrets;
+pub mod secrets_dir;
+pub mod state;
+
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::manifest::{self, ManifestError, SandboxManifest};
+use crate::model::{Project, Secret};
+use crate::settings::Settings;
+
+pub use naming::Instance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse `podman {command}` output: {message}")]
+    Parse { command: String, message: String },
+    #[error("invalid instance name \"{0}\"")]
+    InstanceName(String),
+    #[error("host cannot run sandbox `{sandbox}`: {message}")]
+    Host { sandbox: String, message: String, help: String },
+    #[error("image for sandbox `{sandbox}` is not available: {message}")]
+    Image { sandbox: String, message: String },
+    #[error("secret `{name}` of sandbox `{sandbox}`: {message}")]
+    Secret { sandbox: String, name: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    /// A `help:` line for the user, when there is something to do.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            RuntimeError::Host { help, .. } => Some(help.clone()),
+            RuntimeError::Image { .. } => {
+                Some("build and load the image first (galley build), or check `podman images`".into())
+            }
+            RuntimeError::InstanceName(_) => Some("use lower-case letters, digits and dashes".into()),
+            RuntimeError::Exec(crate::exec::ExecError::NotFound { .. }) => {
+                Some("install podman (apt-get install podman) and make sure it is on PATH".into())
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+        let path = path.into();
+        move |source| RuntimeError::Io { path, source }
+    }
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Where the image of a sandbox comes from: what to pass to `podman run`.
+pub trait ImageSource: Send + Sync {
+    fn podman_ref(&self, manifest: &SandboxManifest) -> Result<String>;
+}
+
+/// Images already in podman's store, tagged `localhost/galley/<project>/<image>:latest`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalImages;
+
+impl LocalImages {
+    pub fn reference(project: &str, image: &str) -> String {
+        format!("localhost/galley/{project}/{image}:latest")
+    }
+}
+
+impl ImageSource for LocalImages {
+    fn podman_ref(&self, m: &SandboxManifest) -> Result<String> {
+        Ok(LocalImages::reference(&m.project, &m.image.name))
+    }
+}
+
+/// Where secret values come from. Values are held in zeroized memory and never logged.
+pub trait SecretSource: Send + Sync {
+    fn value(&self, name: &str, secret: &Secret) -> Result<Zeroizing<Vec<u8>>, String>;
+}
+
+/// The desired state of the project: one manifest per sandbox, sorted by name.
+///
+/// Today computed from the project; the lock will provide them with image digests filled in.
+pub fn desired(settings: &Settings, project: &Project) -> Result<Vec<SandboxManifest>> {
+    project
+        .sandboxes
+        .keys()
+        .map(|name| manifest::resolve(project, name, None, &settings.lib_root()).map_err(Into::into))
+        .collect()
+}

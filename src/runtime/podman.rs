@@ -1,0 +1,265 @@
+//! podman argv builders and output parsing. Everything here is a pure function of its inputs or
+//! one batched podman call through [`Runner`], so the exact argv is unit-tested.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::naming::{self, Instance};
+use super::{Result, RuntimeError};
+use crate::exec::{Cmd, Runner};
+use crate::manifest::SandboxManifest;
+use crate::model::Network;
+
+/// How long `podman rm` waits for a sandbox to stop before killing it.
+const STOP_SECONDS: &str = "2";
+
+/// A podman client: the process runner and the OCI runtime to ask for.
+pub struct Podman<'a> {
+    pub runner: &'a dyn Runner,
+    pub runtime: Option<String>,
+}
+
+/// Everything `podman run` needs for one sandbox.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    pub manifest: &'a SandboxManifest,
+    pub instance: &'a Instance,
+    pub image: String,
+    /// Seccomp profile file; `None` when unconfined.
+    pub seccomp: Option<PathBuf>,
+    /// (host file, secret name): bind-mounted read-only at `/run/secrets/NAME`.
+    pub secrets: Vec<(PathBuf, String)>,
+    pub nofile: u64,
+    pub nproc: u64,
+}
+
+/// A container of the instance as `podman ps` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveContainer {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub exit_code: i64,
+    pub labels: BTreeMap<String, String>,
+    /// `address:host->container/protocol`
+    pub ports: Vec<String>,
+}
+
+impl LiveContainer {
+    pub fn sandbox(&self) -> &str {
+        self.labels.get(naming::LABEL_SANDBOX).map_or("", String::as_str)
+    }
+
+    pub fn manifest_digest(&self) -> &str {
+        self.labels.get(naming::LABEL_MANIFEST).map_or("", String::as_str)
+    }
+
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+/// The `podman run` arguments (after `run`) of a sandbox. Secret values never appear here.
+pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
+    let m = s.manifest;
+    let mut a: Vec<String> = vec!["run".into(), "--detach".into(), "--pull".into(), "never".into()];
+    a.extend(["--name".into(), s.instance.container(&m.sandbox), "--hostname".into(), m.sandbox.clone()]);
+    a.extend(s.instance.labels());
+    a.extend(["--label".into(), format!("{}={}", naming::LABEL_SANDBOX, m.sandbox)]);
+    a.extend(["--label".into(), format!("{}={}", naming::LABEL_MANIFEST, m.digest())]);
+    a.extend(["--cap-drop".into(), "ALL".into()]);
+    for cap in &m.capabilities {
+        a.extend(["--cap-add".into(), format!("CAP_{}", cap.trim_start_matches("CAP_"))]);
+    }
+    if m.no_new_privileges {
+        a.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    let seccomp = match &s.seccomp {
+        Some(path) => format!("seccomp={}", path.display()),
+        None => "seccomp=unconfined".into(),
+    };
+    a.extend(["--security-opt".into(), seccomp]);
+    if m.read_only {
+        a.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
+    }
+    for t in &m.tmpfs {
+        a.extend(["--tmpfs".into(), format!("{}:rw,nosuid,nodev,size={},mode={}", t.path, t.size, t.mode)]);
+    }
+    a.extend(["--user".into(), m.user.clone()]);
+    match m.network {
+        Network::None => a.extend(["--network".into(), "none".into()]),
+        Network::Isolated => a.extend(["--network".into(), s.instance.network()]),
+        Network::Egress => {
+            a.extend(["--network".into(), s.instance.network(), "--network".into(), s.instance.egress_network()]);
+        }
+    }
+    if m.network != Network::None {
+        a.extend(["--network-alias".into(), m.sandbox.clone()]);
+    }
+    for p in &m.ports {
+        a.extend(["--publish".into(), format!("{}:{}:{}/{}", bracket(&p.address), p.host, p.container, p.protocol.as_str())]);
+    }
+    let r = &m.resources;
+    a.extend(["--pids-limit".into(), if r.pids == 0 { "-1".into() } else { r.pids.to_string() }]);
+    if r.memory != "unlimited" {
+        a.extend(["--memory".into(), r.memory.clone()]);
+    }
+    if r.cpus > 0.0 {
+        a.extend(["--cpus".into(), r.cpus.to_string()]);
+    }
+    a.extend(["--ulimit".into(), format!("nofile={0}:{0}", s.nofile)]);
+    a.extend(["--ulimit".into(), format!("nproc={0}:{0}", s.nproc)]);
+    for v in &m.volumes {
+        let opts = if v.read_only { "ro" } else { "U" };
+        a.extend(["--volume".into(), format!("{}:{}:{opts}", s.instance.volume(&v.name), v.path)]);
+    }
+    for (host, name) in &s.secrets {
+        a.extend(["--mount".into(), format!("type=bind,src={},dst=/run/secrets/{name},ro=true", host.display())]);
+    }
+    for (k, v) in &m.env {
+        a.extend(["--env".into(), format!("{k}={v}")]);
+    }
+    match m.command.as_deref() {
+        Some([first, rest @ ..]) => {
+            a.extend(["--entrypoint".into(), serde_json::json!([first]).to_string(), s.image.clone()]);
+            a.extend(rest.iter().cloned());
+        }
+        _ => a.push(s.image.clone()),
+    }
+    a
+}
+
+fn bracket(address: &str) -> String {
+    if address.contains(':') { format!("[{address}]") } else { address.to_owned() }
+}
+
+impl Podman<'_> {
+    pub fn cmd(&self) -> Cmd {
+        let mut c = Cmd::new("podman");
+        if let Some(r) = &self.runtime {
+            c = c.args(["--runtime", r.as_str()]);
+        }
+        c
+    }
+
+    /// Start a sandbox; returns the container id.
+    pub fn run(&self, spec: &RunSpec<'_>) -> Result<String> {
+        let out = self.runner.check(&self.cmd().args(run_args(spec)))?;
+        Ok(out.stdout_str().trim().to_owned())
+    }
+
+    /// Every container of the instance, running or not: one `podman ps` call.
+    pub fn containers(&self, instance: &Instance) -> Result<Vec<LiveContainer>> {
+        let out = self.runner.check(&self.cmd().args(["ps", "--all", "--format", "json"]).args(instance.filters()))?;
+        parse_ps(&out.stdout)
+    }
+
+    /// Names of the instance's networks or volumes (`kind` is `network` or `volume`).
+    pub fn owned(&self, kind: &str, instance: &Instance) -> Result<Vec<String>> {
+        let out = self.runner.check(&self.cmd().args([kind, "ls", "--format", "json"]).args(instance.filters()))?;
+        parse_owned(&out.stdout, kind, instance)
+    }
+
+    pub fn create_network(&self, instance: &Instance, name: &str, internal: bool) -> Result<()> {
+        let mut c = self.cmd().args(["network", "create", "--opt", "isolate=true"]).args(instance.labels());
+        c = c.args(["--label", &format!("{}={name}", naming::LABEL_NETWORK)]);
+        if internal {
+            c = c.arg("--internal");
+        }
+        self.runner.check(&c.arg(name))?;
+        Ok(())
+    }
+
+    pub fn create_volume(&self, instance: &Instance, volume: &str) -> Result<()> {
+        let c = self.cmd().args(["volume", "create"]).args(instance.labels());
+        let c = c.args(["--label".to_owned(), format!("{}={volume}", naming::LABEL_VOLUME), instance.volume(volume)]);
+        self.runner.check(&c)?;
+        Ok(())
+    }
+
+    /// Remove containers (stopping them first), networks or volumes, in one call per kind.
+    pub fn remove(&self, kind: &str, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let c = match kind {
+            "container" => self.cmd().args(["rm", "--force", "--time", STOP_SECONDS, "--ignore"]),
+            _ => self.cmd().args([kind, "rm", "--force"]),
+        };
+        self.runner.check(&c.args(names))?;
+        Ok(())
+    }
+
+    /// The last lines of a container's log, for error messages.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let c = self.cmd().args(["logs", "--tail", &lines.to_string(), name]);
+        match self.runner.run(&c) {
+            Ok(out) => format!("{}{}", out.stdout_str(), out.stderr_str()).trim().to_owned(),
+            Err(e) => format!("(no log: {e})"),
+        }
+    }
+}
+
+pub fn parse_ps(stdout: &[u8]) -> Result<Vec<LiveContainer>> {
+    let parse_err = |message: String| RuntimeError::Parse { command: "ps".into(), message };
+    let text = String::from_utf8_lossy(stdout);
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<Value> = serde_json::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for item in items {
+        let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let name = item
+            .get("Names")
+            .and_then(|n| n.get(0))
+            .and_then(Value::as_str)
+            .ok_or_else(|| parse_err("a container without a name".into()))?
+            .to_owned();
+        let labels = item
+            .get("Labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .unwrap_or_default();
+        let ports = item
+            .get("Ports")
+            .and_then(Value::as_array)
+            .map(|ps| ps.iter().map(port_text).collect())
+            .unwrap_or_default();
+        let exit_code = item.get("ExitCode").and_then(Value::as_i64).unwrap_or_default();
+        out.push(LiveContainer { id: s("Id"), name, state: s("State"), exit_code, labels, ports });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn port_text(p: &Value) -> String {
+    let g = |k: &str| p.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
+    let host_ip = g("host_ip");
+    let ip = if host_ip.is_empty() { "0.0.0.0".to_owned() } else { bracket(&host_ip) };
+    format!("{ip}:{}->{}/{}", g("host_port"), g("container_port"), g("protocol"))
+}
+
+/// Names from `podman network ls` / `podman volume ls` JSON whose labels name this instance.
+pub fn parse_owned(stdout: &[u8], kind: &str, instance: &Instance) -> Result<Vec<String>> {
+    let text = String::from_utf8_lossy(stdout);
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<Value> = serde_json::from_str(&text)
+        .map_err(|e| RuntimeError::Parse { command: format!("{kind} ls"), message: e.to_string() })?;
+    let mut names: Vec<String> = items
+        .iter()
+        .filter(|item| {
+            let labels = item.get("Labels").or_else(|| item.get("labels"));
+            let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+            label(naming::LABEL_PROJECT) == Some(instance.project.as_str())
+                && label(naming::LABEL_INSTANCE) == Some(instance.instance.as_str())
+        })
+        .filter_map(|item| item.get("Name").or_else(|| item.get("name")).and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
