@@ -4,6 +4,7 @@
 //! stream, so absolute names, `..`, symlinks, hardlinks, devices and anything reached through a
 //! symlink are skipped and reported, never written.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -85,11 +86,12 @@ fn add(b: &mut tar::Builder<Vec<u8>>, path: &Path, name: &Path, uid: u32, gid: u
 }
 
 /// Extract `stream` under `dest`, writing only regular files and directories strictly inside
-/// it. Returns the number of files written and what was skipped.
+/// it. A hard link to a file extracted earlier becomes an independent copy. Returns the number
+/// of files written and what was skipped.
 pub fn extract(stream: impl Read, dest: &Path) -> Result<(usize, Vec<Skipped>)> {
     let mut archive = tar::Archive::new(stream);
     let mut skipped = Vec::new();
-    let mut written = 0;
+    let mut written: HashSet<PathBuf> = HashSet::new();
     let entries = archive.entries().map_err(RuntimeError::io(dest))?;
     for entry in entries {
         let mut entry = entry.map_err(RuntimeError::io(dest))?;
@@ -100,10 +102,21 @@ pub fn extract(stream: impl Read, dest: &Path) -> Result<(usize, Vec<Skipped>)> 
             continue;
         };
         let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind.is_dir()) {
+        let link_source = if kind == tar::EntryType::Link {
+            let target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned());
+            match target.as_deref().and_then(safe_relative).filter(|t| written.contains(t)) {
+                Some(t) => Some(dest.join(t)),
+                None => {
+                    skip("hard link to something outside what was copied");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        if !(kind.is_file() || kind.is_dir() || link_source.is_some()) {
             skip(match kind {
                 tar::EntryType::Symlink => "symbolic link",
-                tar::EntryType::Link => "hard link",
                 tar::EntryType::Char | tar::EntryType::Block => "device file",
                 tar::EntryType::Fifo => "fifo",
                 _ => "unsupported entry type",
@@ -145,10 +158,22 @@ pub fn extract(stream: impl Read, dest: &Path) -> Result<(usize, Vec<Skipped>)> 
             .custom_flags(libc::O_NOFOLLOW)
             .open(&target)
             .map_err(RuntimeError::io(&target))?;
-        std::io::copy(&mut entry, &mut f).map_err(RuntimeError::io(&target))?;
-        written += 1;
+        match &link_source {
+            Some(source) => {
+                let mut from = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(source)
+                    .map_err(RuntimeError::io(source))?;
+                std::io::copy(&mut from, &mut f).map_err(RuntimeError::io(&target))?;
+            }
+            None => {
+                std::io::copy(&mut entry, &mut f).map_err(RuntimeError::io(&target))?;
+            }
+        }
+        written.insert(rel);
     }
-    Ok((written, skipped))
+    Ok((written.len(), skipped))
 }
 
 /// `raw` as a relative path of normal components only.
@@ -176,4 +201,92 @@ fn parents_are_directories(dest: &Path, rel: &Path) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar entry with a raw name the `tar` crate's safe setters would refuse.
+    fn raw_entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn hostile_entries_are_skipped_and_reported() {
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "out/", tar::EntryType::Directory, "", b"");
+        raw_entry(&mut b, "out/ok.txt", tar::EntryType::Regular, "", b"ok");
+        raw_entry(&mut b, "../escape.txt", tar::EntryType::Regular, "", b"bad");
+        raw_entry(&mut b, "/tmp/abs.txt", tar::EntryType::Regular, "", b"bad");
+        raw_entry(&mut b, "out/etc", tar::EntryType::Symlink, "/etc", b"");
+        raw_entry(&mut b, "out/etc/passwd", tar::EntryType::Regular, "", b"bad");
+        raw_entry(&mut b, "out/shadow", tar::EntryType::Link, "/etc/shadow", b"");
+        raw_entry(&mut b, "out/copy", tar::EntryType::Link, "out/ok.txt", b"");
+        raw_entry(&mut b, "out/dev", tar::EntryType::Char, "", b"");
+        let bytes = b.into_inner().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let (written, skipped) = extract(bytes.as_slice(), &dest).unwrap();
+        assert_eq!(written, 2);
+        let reasons: Vec<String> = skipped.iter().map(|s| format!("{}: {}", s.path, s.reason)).collect();
+        assert_eq!(reasons, vec![
+            "../escape.txt: absolute path or `..`",
+            "/tmp/abs.txt: absolute path or `..`",
+            "out/etc: symbolic link",
+            "out/etc/passwd: a parent directory is missing or is not a plain directory",
+            "out/shadow: hard link to something outside what was copied",
+            "out/dev: device file",
+        ]);
+        assert_eq!(std::fs::read(dest.join("out/copy")).unwrap(), b"ok");
+        assert!(!root.path().join("escape.txt").exists());
+        let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("dest")]);
+    }
+
+    #[test]
+    fn existing_symlinks_in_the_destination_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("dest");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, dest.join("out")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), dest.join("f")).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "out/x", tar::EntryType::Regular, "", b"bad");
+        raw_entry(&mut b, "f", tar::EntryType::Regular, "", b"bad");
+        let (written, skipped) = extract(b.into_inner().unwrap().as_slice(), &dest).unwrap();
+        assert_eq!((written, skipped.len()), (0, 2));
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn copy_in_archives_are_owned_by_the_sandbox_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), "a").unwrap();
+        std::os::unix::fs::symlink("/etc", src.join("link")).unwrap();
+        let (bytes, skipped) = archive(&src, 1000, 1001).unwrap();
+        assert_eq!(skipped.len(), 1);
+        let mut a = tar::Archive::new(bytes.as_slice());
+        let owners: Vec<(String, u64, u64)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().uid().unwrap(), e.header().gid().unwrap())
+            })
+            .collect();
+        assert_eq!(owners, vec![("src".into(), 1000, 1001), ("src/a".into(), 1000, 1001)]);
+    }
 }
