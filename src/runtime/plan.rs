@@ -183,3 +183,60 @@ impl Plan {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::naming::{LABEL_MANIFEST, LABEL_SANDBOX};
+
+    fn live_container(instance: &Instance, m: &SandboxManifest, digest: &str, state: &str) -> LiveContainer {
+        LiveContainer {
+            id: "id".into(),
+            name: instance.container(&m.sandbox),
+            state: state.into(),
+            exit_code: 0,
+            labels: [(LABEL_SANDBOX.to_owned(), m.sandbox.clone()), (LABEL_MANIFEST.to_owned(), digest.to_owned())].into(),
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn plan_classifies_and_diffs() {
+        let home = tempfile::tempdir().unwrap();
+        let instance = Instance::new("web", "default").unwrap();
+        let old = crate::runtime::podman::tests::manifest();
+        state::write(home.path(), &instance, &old).unwrap();
+        let mut new = old.clone();
+        new.resources.memory = "256m".into();
+        let mut keep = old.clone();
+        keep.sandbox = "keep".into();
+        let mut orphan = old.clone();
+        orphan.sandbox = "gone".into();
+        let live = Live {
+            containers: vec![
+                live_container(&instance, &old, &old.digest(), "running"),
+                live_container(&instance, &keep, &keep.digest(), "running"),
+                live_container(&instance, &orphan, &orphan.digest(), "running"),
+            ],
+            networks: vec![instance.network()],
+            volumes: vec![],
+        };
+        let plan = compute(home.path(), &instance, &[new.clone(), keep.clone()], &live);
+        let kinds: Vec<(&str, Kind)> = plan.sandboxes.iter().map(|s| (s.sandbox.as_str(), s.action)).collect();
+        assert_eq!(kinds, vec![("api", Kind::Replace), ("keep", Kind::Unchanged), ("gone", Kind::Destroy)]);
+        let change = &plan.sandboxes[0].changes;
+        assert_eq!(change.len(), 1);
+        assert_eq!(change[0].field, "resources.memory");
+        assert_eq!((change[0].old.as_deref(), change[0].new.as_deref()), (Some("\"128m\""), Some("\"256m\"")));
+        assert_eq!(plan.resources.create_networks, vec![(instance.egress_network(), false)]);
+        assert_eq!(plan.resources.create_volumes, vec![instance.volume("workspace")]);
+        assert!(plan.has_changes());
+        let text = plan.render(false);
+        assert!(text.contains("resources.memory: \"128m\" -> \"256m\""), "{text}");
+        assert!(text.contains("plan: 0 to create, 1 to replace, 1 to destroy, 1 unchanged"), "{text}");
+        let same = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "running")], networks: vec![instance.network(), instance.egress_network()], volumes: vec![instance.volume("workspace")] });
+        assert!(!same.has_changes(), "{}", same.render(false));
+        let stopped = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "exited")], ..Live::default() });
+        assert_eq!(stopped.sandboxes[0].action, Kind::Replace);
+    }
+}

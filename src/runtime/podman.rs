@@ -263,3 +263,114 @@ pub fn parse_owned(stdout: &[u8], kind: &str, instance: &Instance) -> Result<Vec
     names.sort();
     Ok(names)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::exec::{Output, Recorder};
+    use crate::manifest::{ImageRef, SeccompRef, MANIFEST_VERSION};
+    use crate::model::{Port, Protocol, Resources, Secret, Tmpfs, Volume};
+
+    pub(crate) fn manifest() -> SandboxManifest {
+        SandboxManifest {
+            version: MANIFEST_VERSION,
+            project: "web".into(),
+            sandbox: "api".into(),
+            image: ImageRef { name: "app".into(), digest: None },
+            command: Some(vec!["/bin/app".into(), "--port".into(), "8080".into()]),
+            env: [("MODE".to_owned(), "prod".to_owned())].into(),
+            ports: vec![Port { container: 8080, host: 18080, address: "127.0.0.1".into(), protocol: Protocol::Tcp }],
+            network: Network::Egress,
+            secrets: [("TOKEN".to_owned(), Secret::Env("TOKEN_VAR".into()))].into(),
+            seccomp: SeccompRef { profile: "default".into(), digest: Some("sha256:ab".into()) },
+            capabilities: vec!["NET_BIND_SERVICE".into()],
+            user: "1000:1000".into(),
+            read_only: true,
+            no_new_privileges: true,
+            tmpfs: vec![Tmpfs { path: "/tmp".into(), size: "64m".into(), mode: "1777".into() }],
+            volumes: vec![Volume { name: "workspace".into(), path: "/workspace".into(), read_only: false }],
+            resources: Resources { memory: "128m".into(), cpus: 0.5, pids: 64, nofile: Some(1024), nproc: None },
+        }
+    }
+
+    #[test]
+    fn run_argv_enforces_every_field() {
+        let m = manifest();
+        let instance = Instance::new("web", "pr-1").unwrap();
+        let spec = RunSpec {
+            manifest: &m,
+            instance: &instance,
+            image: "localhost/galley/web/app:latest".into(),
+            seccomp: Some("/g/seccomp/ab.json".into()),
+            secrets: vec![("/g/run/web/pr-1/api/TOKEN".into(), "TOKEN".into())],
+            nofile: 1024,
+            nproc: 4096,
+        };
+        let recorder = Recorder::default();
+        let podman = Podman { runner: &recorder, runtime: Some("runc".into()) };
+        podman.run(&spec).unwrap();
+        let expected = [
+            "podman --runtime runc run --detach --pull never --name galley-web-pr-1-api --hostname api",
+            " --label io.galley.project=web --label io.galley.instance=pr-1 --label io.galley.sandbox=api",
+            &format!(" --label io.galley.manifest={}", m.digest()),
+            " --cap-drop ALL --cap-add CAP_NET_BIND_SERVICE --security-opt no-new-privileges",
+            " --security-opt seccomp=/g/seccomp/ab.json --read-only --read-only-tmpfs=false",
+            " --tmpfs /tmp:rw,nosuid,nodev,size=64m,mode=1777 --user 1000:1000",
+            " --network galley-web-pr-1 --network galley-web-pr-1-egress --network-alias api",
+            " --publish 127.0.0.1:18080:8080/tcp --pids-limit 64 --memory 128m --cpus 0.5",
+            " --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --volume galley-web-pr-1-workspace:/workspace:U",
+            " --mount type=bind,src=/g/run/web/pr-1/api/TOKEN,dst=/run/secrets/TOKEN,ro=true --env MODE=prod",
+            " --entrypoint [\"/bin/app\"] localhost/galley/web/app:latest --port 8080",
+        ]
+        .concat();
+        assert_eq!(recorder.commands(), vec![expected]);
+    }
+
+    #[test]
+    fn no_network_unconfined_and_unlimited() {
+        let mut m = manifest();
+        m.network = Network::None;
+        m.ports.clear();
+        m.seccomp = SeccompRef { profile: "unconfined".into(), digest: None };
+        m.read_only = false;
+        m.command = None;
+        m.resources = Resources { memory: "unlimited".into(), cpus: 0.0, pids: 0, nofile: None, nproc: None };
+        let instance = Instance::new("web", "default").unwrap();
+        let spec = RunSpec { manifest: &m, instance: &instance, image: "img".into(), seccomp: None, secrets: vec![], nofile: 10, nproc: 20 };
+        let args = run_args(&spec).join(" ");
+        assert!(args.contains("--network none") && !args.contains("--network-alias"), "{args}");
+        assert!(args.contains("seccomp=unconfined") && !args.contains("--read-only"), "{args}");
+        assert!(args.contains("--pids-limit -1") && !args.contains("--memory") && !args.contains("--cpus"), "{args}");
+        assert!(args.ends_with(" img"), "{args}");
+    }
+
+    #[test]
+    fn listing_is_one_call_and_parses_ports_and_labels() {
+        let recorder = Recorder::default();
+        let ps = r#"[{"Id":"abc","Names":["galley-web-default-api"],"State":"exited","ExitCode":3,
+            "Labels":{"io.galley.sandbox":"api","io.galley.manifest":"sha256:1"},
+            "Ports":[{"host_ip":"127.0.0.1","container_port":8080,"host_port":18080,"range":1,"protocol":"tcp"}]}]"#;
+        recorder.answer("podman ps", Output { code: Some(0), stdout: ps.as_bytes().to_vec(), ..Output::default() });
+        let podman = Podman { runner: &recorder, runtime: None };
+        let instance = Instance::new("web", "default").unwrap();
+        let live = podman.containers(&instance).unwrap();
+        assert_eq!(
+            recorder.commands(),
+            vec!["podman ps --all --format json --filter label=io.galley.project=web --filter label=io.galley.instance=default"]
+        );
+        assert_eq!(live[0].sandbox(), "api");
+        assert_eq!(live[0].manifest_digest(), "sha256:1");
+        assert_eq!(live[0].ports, vec!["127.0.0.1:18080->8080/tcp"]);
+        assert!(!live[0].running());
+        podman.remove("container", &["a".into(), "b".into()]).unwrap();
+        assert_eq!(recorder.commands()[1], "podman rm --force --time 2 --ignore a b");
+    }
+
+    #[test]
+    fn volumes_and_networks_are_filtered_by_both_labels() {
+        let instance = Instance::new("web", "default").unwrap();
+        let json = br#"[{"Name":"galley-web-default-workspace","Labels":{"io.galley.project":"web","io.galley.instance":"default"}},
+            {"Name":"galley-web-other-workspace","Labels":{"io.galley.project":"web","io.galley.instance":"other"}}]"#;
+        assert_eq!(parse_owned(json, "volume", &instance).unwrap(), vec!["galley-web-default-workspace"]);
+    }
+}
