@@ -308,3 +308,38 @@ fn host_limits_are_explained_before_anything_starts() {
     let _ = podman(&["ps"]);
     p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);
 }
+
+#[test]
+fn a_partial_failure_is_reported_and_a_rerun_converges() {
+    if !runtime_available() {
+        return;
+    }
+    let p = TestProject::new("part").with_image("box");
+    let config = |crash: bool| {
+        let command = if crash {
+            r#"["/bin/busybox", "sh", "-c", "echo boom-before-exit >&2; exit 7"]"#
+        } else {
+            r#"["/bin/busybox", "sleep", "1000000"]"#
+        };
+        format!(
+            r#"  images.box = {{}},
+  sandboxes.good = {{ image = "box", command = ["/bin/busybox", "sleep", "1000000"] }},
+  sandboxes.flaky = {{ image = "box", command = {command} }},
+  sandboxes.lost = {{ image = "missing", command = ["/bin/busybox", "true"] }},
+  images.missing = {{}},"#
+        )
+    };
+    p.config(&config(true));
+    let out = p.galley_code(&["apply", "--auto-approve"], 2);
+    assert!(out.contains("sandbox `flaky` failed") && out.contains("boom-before-exit"), "{out}");
+    assert!(out.contains("sandbox `lost` failed") && out.contains("help: build and load the image"), "{out}");
+    assert!(out.contains("1 started"), "{out}");
+    assert_eq!(p.leftovers("ps"), vec![p.container("default", "good")]);
+    p.galley_code(&["plan", "--detailed-exitcode"], 2);
+
+    p.config(&config(false).replace("sandboxes.lost = { image = \"missing\", command = [\"/bin/busybox\", \"true\"] },\n", ""));
+    let out = p.galley_code(&["apply", "--auto-approve"], 0);
+    assert!(out.contains("+ create    flaky") && out.contains("= unchanged good"), "{out}");
+    p.galley_code(&["plan", "--detailed-exitcode"], 0);
+    p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);
+}
