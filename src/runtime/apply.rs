@@ -204,6 +204,11 @@ fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
 /// Write the sandbox's seccomp profile under `GALLEY_HOME/seccomp/` (once per digest).
 fn seccomp_file(ctx: &Context<'_>, m: &SandboxManifest) -> Result<Option<PathBuf>> {
     let Some(digest) = &m.seccomp.digest else { return Ok(None) };
+    let dir = ctx.home.join("seccomp");
+    let path = dir.join(format!("{}.json", digest.trim_start_matches("sha256:")));
+    if path.is_file() {
+        return Ok(Some(path));
+    }
     let choice = match m.seccomp.profile.as_str() {
         "custom" => ctx.project.sandboxes.get(&m.sandbox).map(|s| s.seccomp.clone()),
         named => Some(Seccomp::Named(named.to_owned())),
@@ -215,11 +220,7 @@ fn seccomp_file(ctx: &Context<'_>, m: &SandboxManifest) -> Result<Option<PathBuf
         .flatten()
         .filter(|p| &p.digest == digest)
         .ok_or_else(|| RuntimeError::Other(format!("sandbox `{}`: seccomp profile {digest} cannot be found", m.sandbox)))?;
-    let dir = ctx.home.join("seccomp");
-    let path = dir.join(format!("{}.json", digest.trim_start_matches("sha256:")));
-    if !path.is_file() {
-        fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
-        crate::fsutil::write_atomic(&path, &profile.bytes()).map_err(RuntimeError::io(&path))?;
-    }
+    fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
+    crate::fsutil::write_atomic(&path, &profile.bytes()).map_err(RuntimeError::io(&path))?;
     Ok(Some(path))
 }
