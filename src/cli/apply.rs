@@ -26,6 +26,10 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let _lock = match crate::runtime::state::lock(&session.home, &session.instance) {
+        Ok(l) => l,
+        Err(e) => return common::fail(settings, &e),
+    };
     let plan = match common::compute(settings, &session) {
         Ok(p) => p,
         Err(code) => return code,

@@ -28,6 +28,10 @@ pub fn run(settings: &Settings, args: &DestroyArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let _lock = match crate::runtime::state::lock(&session.home, &session.instance) {
+        Ok(l) => l,
+        Err(e) => return common::fail(settings, &e),
+    };
     let podman = session.podman();
     let live = match plan::live(&podman, &session.instance) {
         Ok(l) => l,

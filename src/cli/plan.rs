@@ -61,6 +61,17 @@ pub fn open(settings: &Settings, instance: &str) -> Result<Session, ExitCode> {
         Ok((instance, facts, desired, home))
     };
     let (instance, facts, desired, home) = setup().map_err(|e| fail(settings, &e))?;
+    if settings.verbosity > 0 && settings.format == Format::Text {
+        eprintln!(
+            "host: oci runtime {}, cgroups {} (controllers: {}), hard limits nofile {} nproc {}{}",
+            facts.runtime.as_deref().unwrap_or("podman's default"),
+            facts.cgroup.as_str(),
+            facts.controllers.join(", "),
+            facts.nofile_hard,
+            facts.nproc_hard,
+            if facts.sys_resource { " (may be raised: CAP_SYS_RESOURCE)" } else { "" },
+        );
+    }
     Ok(Session { loaded, instance, facts, desired, home })
 }
 

@@ -63,6 +63,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     };
     // 1. Resolve everything that can fail without side effects.
     let mut ready = Vec::new();
+    let mut images = Vec::new();
     for action in &plan.sandboxes {
         let Some(m) = action.manifest.as_ref().filter(|_| matches!(action.action, Kind::Create | Kind::Replace)) else {
             if action.action == Kind::Unchanged {
@@ -70,7 +71,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             }
             continue;
         };
-        match prepare(ctx, m) {
+        match prepare(ctx, m, &mut images) {
             Ok(r) => ready.push(r),
             Err(e) => fail(&mut report, &m.sandbox, e, None),
         }
@@ -157,12 +158,16 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     Ok(report)
 }
 
-fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest) -> Result<Ready<'m>> {
+/// Check and resolve one sandbox's inputs; `images` holds the references already found.
+fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<String>) -> Result<Ready<'m>> {
     host::check(m, ctx.facts)?;
     let image = ctx.images.podman_ref(m)?;
-    let exists = ctx.podman.runner.run(&ctx.podman.cmd().args(["image", "exists", &image]))?;
-    if !exists.success() {
-        return Err(RuntimeError::Image { sandbox: m.sandbox.clone(), message: format!("podman has no image {image}") });
+    if !images.contains(&image) {
+        let exists = ctx.podman.runner.run(&ctx.podman.cmd().args(["image", "exists", &image]))?;
+        if !exists.success() {
+            return Err(RuntimeError::Image { sandbox: m.sandbox.clone(), message: format!("podman has no image {image}") });
+        }
+        images.push(image.clone());
     }
     if !m.secrets.is_empty() && secrets_dir::numeric_user(&m.user).is_none() {
         return Err(RuntimeError::Secret {

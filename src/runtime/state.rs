@@ -32,6 +32,27 @@ pub fn remove(home: &Path, instance: &Instance, sandbox: &str) {
     let _ = std::fs::remove_file(instance.state_dir(home).join(format!("{sandbox}.json")));
 }
 
+/// An exclusive lock on the instance, held while `apply` or `destroy` changes it, so two galley
+/// processes never converge the same instance at once. Released on drop.
+pub struct InstanceLock(#[allow(dead_code)] std::fs::File);
+
+pub fn lock(home: &Path, instance: &Instance) -> Result<InstanceLock> {
+    use std::os::fd::AsRawFd;
+    let dir = home.join("state").join(&instance.project);
+    fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
+    let path = dir.join(format!("{}.lock", instance.instance));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(RuntimeError::io(&path))?;
+    // SAFETY: the descriptor is valid for the lifetime of `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(RuntimeError::Other(format!(
+            "instance `{}` is being changed by another galley process (lock {})",
+            instance.instance,
+            path.display()
+        )));
+    }
+    Ok(InstanceLock(file))
+}
+
 /// Remove the instance's whole state directory.
 pub fn remove_all(home: &Path, instance: &Instance) {
     let _ = std::fs::remove_dir_all(instance.state_dir(home));
