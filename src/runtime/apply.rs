@@ -161,6 +161,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
 /// Check and resolve one sandbox's inputs; `images` holds the references already found.
 fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<String>) -> Result<Ready<'m>> {
     host::check(m, ctx.facts)?;
+    super::podman::validate(m, &ctx.instance.run_dir(ctx.home))?;
     let image = ctx.images.podman_ref(m)?;
     if !images.contains(&image) {
         let exists = ctx.podman.runner.run(&ctx.podman.cmd().args(["image", "exists", &image]))?;

@@ -131,6 +131,30 @@ pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
     a
 }
 
+/// Refuse values podman would split into extra options (`--tmpfs PATH:OPTS`, `--volume
+/// NAME:PATH:OPTS`, `--mount k=v,k=v`, `--env K=V`).
+pub fn validate(m: &SandboxManifest, secret_dir: &std::path::Path) -> Result<()> {
+    let bad = |what: String| RuntimeError::Other(format!("sandbox `{}`: {what} contains `:` or `,`, which podman would misread", m.sandbox));
+    let unsafe_text = |s: &str| s.contains(':') || s.contains(',');
+    for t in &m.tmpfs {
+        if unsafe_text(&t.path) {
+            return Err(bad(format!("tmpfs path {}", t.path)));
+        }
+    }
+    for v in &m.volumes {
+        if unsafe_text(&v.path) || unsafe_text(&v.name) {
+            return Err(bad(format!("volume {} at {}", v.name, v.path)));
+        }
+    }
+    if !m.secrets.is_empty() && unsafe_text(&secret_dir.to_string_lossy()) {
+        return Err(bad(format!("the secrets directory {}", secret_dir.display())));
+    }
+    if let Some(k) = m.env.keys().find(|k| k.is_empty() || k.contains('=')) {
+        return Err(RuntimeError::Other(format!("sandbox `{}`: invalid environment variable name \"{k}\"", m.sandbox)));
+    }
+    Ok(())
+}
+
 fn bracket(address: &str) -> String {
     if address.contains(':') { format!("[{address}]") } else { address.to_owned() }
 }
