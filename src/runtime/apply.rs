@@ -193,9 +193,9 @@ fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<Strin
 fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
     let m = r.manifest;
     let mut mounts = Vec::new();
+    dir.remove_sandbox(&m.sandbox);
     if !r.secrets.is_empty() {
         dir.ensure_tmpfs()?;
-        dir.remove_sandbox(&m.sandbox);
         let (uid, gid) = secrets_dir::numeric_user(&m.user).unwrap_or((65534, 65534));
         for (name, value) in &r.secrets {
             mounts.push((dir.write(&m.sandbox, name, value, uid, gid)?, name.clone()));
