@@ -46,10 +46,10 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if !args.auto_approve {
-        if let Some(code) = confirm(settings, "apply these changes?") {
-            return code;
-        }
+    if !args.auto_approve
+        && let Some(code) = confirm(settings, "apply these changes?")
+    {
+        return code;
     }
     let podman = session.podman();
     let secrets = HostSecrets {

@@ -51,10 +51,11 @@ pub fn run(settings: &Settings, args: &DestroyArgs) -> ExitCode {
         }
     }
     let anything = !containers.is_empty() || !live.networks.is_empty() || !volumes.is_empty();
-    if anything && !args.auto_approve {
-        if let Some(code) = super::apply::confirm(settings, "destroy these?") {
-            return code;
-        }
+    if anything
+        && !args.auto_approve
+        && let Some(code) = super::apply::confirm(settings, "destroy these?")
+    {
+        return code;
     }
     let steps = [("container", &containers), ("network", &live.networks), ("volume", &volumes)];
     for (kind, names) in steps {

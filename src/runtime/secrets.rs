@@ -36,7 +36,7 @@ impl SecretSource for HostSecrets<'_> {
                 // The command's output is the value: report failures by status only.
                 let out = self.runner.run(&cmd).map_err(|e| e.to_string())?;
                 let mut value = Zeroizing::new(out.stdout);
-                if !out.code.is_some_and(|c| c == 0) {
+                if out.code != Some(0) {
                     return Err(format!("`{program}` failed ({:?})", out.code));
                 }
                 if value.last() == Some(&b'\n') {

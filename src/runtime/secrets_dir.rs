@@ -96,12 +96,11 @@ impl SecretsDir {
 }
 
 fn scrub(path: &Path) {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.is_file() {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path) {
-                let _ = f.write_all(&vec![0u8; meta.len() as usize]);
-            }
-        }
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.is_file()
+        && let Ok(mut f) = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)
+    {
+        let _ = f.write_all(&vec![0u8; meta.len() as usize]);
     }
     let _ = std::fs::remove_file(path);
 }
@@ -127,11 +126,11 @@ fn unmount(path: &Path) {
     use std::os::unix::fs::MetadataExt;
     let (Ok(me), Some(parent)) = (std::fs::metadata(path), path.parent()) else { return };
     let Ok(up) = std::fs::metadata(parent) else { return };
-    if me.dev() != up.dev() {
-        if let Some(target) = c_path(path) {
-            // SAFETY: target is a valid C string.
-            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-        }
+    if me.dev() != up.dev()
+        && let Some(target) = c_path(path)
+    {
+        // SAFETY: target is a valid C string.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

@@ -75,8 +75,7 @@ impl TestProject {
     pub fn new(tag: &str) -> TestProject {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("rt{}-{n}-{tag}", std::process::id());
-        let p = TestProject { name, dir: tempfile::tempdir().unwrap(), home: tempfile::tempdir().unwrap(), images: vec![] };
-        p
+        TestProject { name, dir: tempfile::tempdir().unwrap(), home: tempfile::tempdir().unwrap(), images: vec![] }
     }
 
     pub fn with_image(mut self, image: &str) -> TestProject {
