@@ -48,3 +48,26 @@ impl SecretSource for HostSecrets<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::System;
+
+    #[test]
+    fn file_command_and_env_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "from-file").unwrap();
+        let s = HostSecrets { project_dir: dir.path().into(), home_dir: Some(dir.path().into()), runner: &System };
+        assert_eq!(s.value("A", &Secret::File("token".into())).unwrap().as_slice(), b"from-file");
+        assert_eq!(s.value("A", &Secret::File("~/token".into())).unwrap().as_slice(), b"from-file");
+        let cmd = Secret::Command(vec!["printf".into(), "from-command\n".into()]);
+        assert_eq!(s.value("A", &cmd).unwrap().as_slice(), b"from-command");
+        let failing = Secret::Command(vec!["sh".into(), "-c".into(), "printf leaked; exit 3".into()]);
+        let err = s.value("A", &failing).unwrap_err();
+        assert!(!err.contains("leaked"), "{err}");
+        let missing = s.value("A", &Secret::Env("GALLEY_TEST_SURELY_UNSET_VARIABLE".into())).unwrap_err();
+        assert!(missing.contains("is not set"), "{missing}");
+        assert!(s.value("A", &Secret::Store("K".into())).is_err());
+    }
+}
