@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod model;
 pub mod project;
 pub mod reference;
+pub mod runtime;
 pub mod schema_fields;
 pub mod seccomp;
 pub mod secrets;

@@ -4,13 +4,18 @@
 //! Exit codes: 0 success; 1 the answer is "no" (errors in config, findings, stale lock, changes
 //! with `--detailed-exitcode`); 2 usage or operational errors.
 
+mod apply;
 mod check;
 mod completions;
 mod export;
+mod cp;
+mod destroy;
 mod init;
+mod plan;
 mod render;
 mod secret;
 mod show;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +69,16 @@ pub enum Command {
     Secret(secret::SecretArgs),
     /// Export the project's sandboxes to another platform
     Export(export::ExportArgs),
+    /// Show what apply would change: sandboxes to create, replace or destroy
+    Plan(plan::PlanArgs),
+    /// Create, replace and remove sandboxes until the instance matches galley.ncl
+    Apply(apply::ApplyArgs),
+    /// List the instance's sandboxes, their state and ports, and whether each matches galley.ncl
+    Status(status::StatusArgs),
+    /// Remove the instance's sandboxes, networks and secrets (volumes with --volumes)
+    Destroy(destroy::DestroyArgs),
+    /// Copy files into or out of a sandbox's volumes
+    Cp(cp::CpArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -82,6 +97,11 @@ pub fn main() -> ExitCode {
         Command::Completions(args) => completions::run(&args),
         Command::Secret(args) => secret::run(&settings, &args),
         Command::Export(args) => export::run(&settings, &args),
+        Command::Plan(args) => plan::run(&settings, &args),
+        Command::Apply(args) => apply::run(&settings, &args),
+        Command::Status(args) => status::run(&settings, &args),
+        Command::Destroy(args) => destroy::run(&settings, &args),
+        Command::Cp(args) => cp::run(&settings, &args),
     }
 }
 

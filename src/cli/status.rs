@@ -1,0 +1,66 @@
+//! `galley status`: the instance's live sandboxes, their state and ports, and whether each still
+//! matches the manifest galley.ncl declares.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::plan::{self as common, InstanceArg};
+use crate::settings::{Format, Settings};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub instance: InstanceArg,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    sandbox: String,
+    container: String,
+    state: String,
+    ports: Vec<String>,
+    /// `matches`, `differs`, `undeclared` or `absent`.
+    manifest: &'static str,
+}
+
+pub fn run(settings: &Settings, args: &StatusArgs) -> ExitCode {
+    let session = match common::open(settings, &args.instance.instance) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let live = match session.podman().containers(&session.instance) {
+        Ok(l) => l,
+        Err(e) => return common::fail(settings, &e),
+    };
+    let mut rows: Vec<Row> = live
+        .iter()
+        .map(|c| {
+            let declared = session.desired.iter().find(|m| m.sandbox == c.sandbox());
+            let manifest = match declared {
+                None => "undeclared",
+                Some(m) if m.digest() == c.manifest_digest() => "matches",
+                Some(_) => "differs",
+            };
+            Row { sandbox: c.sandbox().to_owned(), container: c.name.clone(), state: c.state.clone(), ports: c.ports.clone(), manifest }
+        })
+        .collect();
+    for m in &session.desired {
+        if !rows.iter().any(|r| r.sandbox == m.sandbox) {
+            let container = session.instance.container(&m.sandbox);
+            rows.push(Row { sandbox: m.sandbox.clone(), container, state: "absent".into(), ports: vec![], manifest: "absent" });
+        }
+    }
+    rows.sort_by(|a, b| a.sandbox.cmp(&b.sandbox));
+    match settings.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize")),
+        Format::Text => {
+            println!("{:<20} {:<10} {:<10} {:<40} PORTS", "SANDBOX", "STATE", "MANIFEST", "CONTAINER");
+            for r in &rows {
+                println!("{:<20} {:<10} {:<10} {:<40} {}", r.sandbox, r.state, r.manifest, r.container, r.ports.join(", "));
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,232 @@
+//! Converge an instance to its plan. Everything that can fail without side effects (host
+//! limits, images, secret values) is checked first; then orphans go, networks and volumes
+//! appear, and each sandbox is (re)started. A sandbox that fails is removed again, so the
+//! instance is always "every container matches its manifest or is absent" and a re-run
+//! converges.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::host::{self, HostFacts};
+use super::naming::Instance;
+use super::plan::{Kind, Plan};
+use super::podman::{Podman, RunSpec};
+use super::secrets_dir::{self, SecretsDir};
+use super::{state, ImageSource, Result, RuntimeError, SecretSource};
+use crate::manifest::SandboxManifest;
+use crate::model::{Project, Seccomp};
+
+/// What apply needs besides the plan.
+pub struct Context<'a> {
+    pub home: &'a Path,
+    pub lib_root: &'a Path,
+    pub project: &'a Project,
+    pub instance: &'a Instance,
+    pub podman: &'a Podman<'a>,
+    pub facts: &'a HostFacts,
+    pub images: &'a dyn ImageSource,
+    pub secrets: &'a dyn SecretSource,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub sandbox: String,
+    pub message: String,
+    pub help: Option<String>,
+    /// The tail of the container's log, when it started and exited.
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub started: Vec<String>,
+    pub destroyed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub failures: Vec<Failure>,
+}
+
+/// A sandbox ready to start: every input resolved.
+struct Ready<'m> {
+    manifest: &'m SandboxManifest,
+    image: String,
+    seccomp: Option<PathBuf>,
+    secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
+}
+
+pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Report> {
+    let mut report = Report::default();
+    let fail = |report: &mut Report, sandbox: &str, e: RuntimeError, log: Option<String>| {
+        report.failures.push(Failure { sandbox: sandbox.to_owned(), help: e.help(), message: e.to_string(), log });
+    };
+    // 1. Resolve everything that can fail without side effects.
+    let mut ready = Vec::new();
+    let mut images = Vec::new();
+    for action in &plan.sandboxes {
+        let Some(m) = action.manifest.as_ref().filter(|_| matches!(action.action, Kind::Create | Kind::Replace)) else {
+            if action.action == Kind::Unchanged {
+                report.unchanged.push(action.sandbox.clone());
+            }
+            continue;
+        };
+        match prepare(ctx, m, &mut images) {
+            Ok(r) => ready.push(r),
+            Err(e) => fail(&mut report, &m.sandbox, e, None),
+        }
+    }
+    let secrets_dir = SecretsDir::new(ctx.instance.run_dir(ctx.home));
+    // 2. Orphans.
+    let orphans: Vec<&str> = plan.sandboxes.iter().filter(|a| a.action == Kind::Destroy).map(|a| a.container.as_str()).collect();
+    if !orphans.is_empty() {
+        progress(&format!("destroying {}", orphans.join(", ")));
+        ctx.podman.remove("container", &orphans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        for a in plan.sandboxes.iter().filter(|a| a.action == Kind::Destroy) {
+            secrets_dir.remove_sandbox(&a.sandbox);
+            state::remove(ctx.home, ctx.instance, &a.sandbox);
+            report.destroyed.push(a.sandbox.clone());
+        }
+    }
+    // 3. Networks and volumes.
+    for (name, internal) in &plan.resources.create_networks {
+        progress(&format!("creating network {name}"));
+        ctx.podman.create_network(ctx.instance, name, *internal)?;
+    }
+    let volume_names: BTreeMap<String, String> = ready
+        .iter()
+        .flat_map(|r| r.manifest.volumes.iter().map(|v| (ctx.instance.volume(&v.name), v.name.clone())))
+        .collect();
+    for v in &plan.resources.create_volumes {
+        if let Some(short) = volume_names.get(v) {
+            progress(&format!("creating volume {v}"));
+            ctx.podman.create_volume(ctx.instance, short)?;
+        }
+    }
+    // 4. Replaced containers go before their successors start.
+    let replaced: Vec<String> = plan
+        .sandboxes
+        .iter()
+        .filter(|a| a.action == Kind::Replace && ready.iter().any(|r| r.manifest.sandbox == a.sandbox))
+        .map(|a| a.container.clone())
+        .collect();
+    ctx.podman.remove("container", &replaced)?;
+    // 5. Start.
+    let mut started = Vec::new();
+    for r in &ready {
+        let m = r.manifest;
+        progress(&format!("starting {}", ctx.instance.container(&m.sandbox)));
+        state::remove(ctx.home, ctx.instance, &m.sandbox);
+        match start(ctx, &secrets_dir, r) {
+            Ok(()) => started.push(m),
+            Err(e) => {
+                let name = ctx.instance.container(&m.sandbox);
+                let log = Some(ctx.podman.log_tail(&name, 20)).filter(|l| !l.is_empty() && !l.starts_with("(no log"));
+                let _ = ctx.podman.remove("container", &[name]);
+                secrets_dir.remove_sandbox(&m.sandbox);
+                fail(&mut report, &m.sandbox, e, log);
+            }
+        }
+    }
+    // 6. Verify they are running: one `podman ps`.
+    if !started.is_empty() {
+        let live = ctx.podman.containers(ctx.instance)?;
+        for m in started {
+            let name = ctx.instance.container(&m.sandbox);
+            match live.iter().find(|c| c.name == name) {
+                Some(c) if c.running() => {
+                    state::write(ctx.home, ctx.instance, m)?;
+                    report.started.push(m.sandbox.clone());
+                }
+                other => {
+                    let what = other.map_or("is gone".to_owned(), |c| format!("{} with exit code {}", c.state, c.exit_code));
+                    let log = Some(ctx.podman.log_tail(&name, 20));
+                    ctx.podman.remove("container", &[name])?;
+                    secrets_dir.remove_sandbox(&m.sandbox);
+                    fail(&mut report, &m.sandbox, RuntimeError::Other(format!("the container {what} right after starting")), log);
+                }
+            }
+        }
+    }
+    // 7. Networks nobody uses any more.
+    if !plan.resources.remove_networks.is_empty() {
+        ctx.podman.remove("network", &plan.resources.remove_networks)?;
+    }
+    if secrets_dir.is_empty() {
+        secrets_dir.remove_all();
+    }
+    Ok(report)
+}
+
+/// Check and resolve one sandbox's inputs; `images` holds the references already found.
+fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<String>) -> Result<Ready<'m>> {
+    host::check(m, ctx.facts)?;
+    super::podman::validate(m, &ctx.instance.run_dir(ctx.home))?;
+    let image = ctx.images.podman_ref(m)?;
+    if !images.contains(&image) {
+        let exists = ctx.podman.runner.run(&ctx.podman.cmd().args(["image", "exists", &image]))?;
+        if !exists.success() {
+            return Err(RuntimeError::Image { sandbox: m.sandbox.clone(), message: format!("podman has no image {image}") });
+        }
+        images.push(image.clone());
+    }
+    if !m.secrets.is_empty() && secrets_dir::numeric_user(&m.user).is_none() {
+        return Err(RuntimeError::Secret {
+            sandbox: m.sandbox.clone(),
+            name: m.secrets.keys().next().cloned().unwrap_or_default(),
+            message: format!("secret files are owned by the sandbox's uid, but user \"{}\" is not numeric; write it as uid:gid", m.user),
+        });
+    }
+    let mut secrets = Vec::new();
+    for (name, source) in &m.secrets {
+        let value = ctx.secrets.value(name, source).map_err(|message| RuntimeError::Secret {
+            sandbox: m.sandbox.clone(),
+            name: name.clone(),
+            message,
+        })?;
+        secrets.push((name.clone(), value));
+    }
+    let seccomp = seccomp_file(ctx, m)?;
+    Ok(Ready { manifest: m, image, seccomp, secrets })
+}
+
+fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
+    let m = r.manifest;
+    let mut mounts = Vec::new();
+    dir.remove_sandbox(&m.sandbox);
+    if !r.secrets.is_empty() {
+        dir.ensure_tmpfs()?;
+        let (uid, gid) = secrets_dir::numeric_user(&m.user).unwrap_or((65534, 65534));
+        for (name, value) in &r.secrets {
+            mounts.push((dir.write(&m.sandbox, name, value, uid, gid)?, name.clone()));
+        }
+    }
+    let (nofile, nproc) = host::ulimits(m, ctx.facts);
+    let spec = RunSpec { manifest: m, instance: ctx.instance, image: r.image.clone(), seccomp: r.seccomp.clone(), secrets: mounts, nofile, nproc };
+    ctx.podman.run(&spec)?;
+    Ok(())
+}
+
+/// Write the sandbox's seccomp profile under `GALLEY_HOME/seccomp/` (once per digest).
+fn seccomp_file(ctx: &Context<'_>, m: &SandboxManifest) -> Result<Option<PathBuf>> {
+    let Some(digest) = &m.seccomp.digest else { return Ok(None) };
+    let dir = ctx.home.join("seccomp");
+    let path = dir.join(format!("{}.json", digest.trim_start_matches("sha256:")));
+    if path.is_file() {
+        return Ok(Some(path));
+    }
+    let choice = match m.seccomp.profile.as_str() {
+        "custom" => ctx.project.sandboxes.get(&m.sandbox).map(|s| s.seccomp.clone()),
+        named => Some(Seccomp::Named(named.to_owned())),
+    };
+    let profile = choice
+        .map(|c| crate::seccomp::resolve(ctx.lib_root, &c))
+        .transpose()
+        .map_err(|e| RuntimeError::Other(format!("sandbox `{}`: {e}", m.sandbox)))?
+        .flatten()
+        .filter(|p| &p.digest == digest)
+        .ok_or_else(|| RuntimeError::Other(format!("sandbox `{}`: seccomp profile {digest} cannot be found", m.sandbox)))?;
+    fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
+    crate::fsutil::write_atomic(&path, &profile.bytes()).map_err(RuntimeError::io(&path))?;
+    Ok(Some(path))
+}

@@ -1,0 +1,164 @@
+//! The runner: converge podman to the desired sandboxes of one project instance (`plan`,
+//! `apply`, `status`, `destroy`, `cp`), enforcing every setting of each [`SandboxManifest`].
+//!
+//! The runner is a library over three inputs: the desired manifests ([`desired`]), where images
+//! come from ([`ImageSource`]) and where secret values come from ([`SecretSource`]). Every podman
+//! call goes through [`crate::exec::Runner`], so the argv builders are unit-tested with
+//! [`crate::exec::Recorder`].
+
+pub mod apply;
+pub mod cp;
+pub mod host;
+pub mod naming;
+pub mod plan;
+pub mod podman;
+pub mod secrets;
+pub mod secrets_dir;
+pub mod state;
+
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::manifest::{self, ManifestError, SandboxManifest, SeccompRef};
+use crate::model::{Project, Seccomp, Secret};
+use crate::settings::Settings;
+
+pub use naming::Instance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse `podman {command}` output: {message}")]
+    Parse { command: String, message: String },
+    #[error("invalid instance name \"{0}\"")]
+    InstanceName(String),
+    #[error("host cannot run sandbox `{sandbox}`: {message}")]
+    Host { sandbox: String, message: String, help: String },
+    #[error("image for sandbox `{sandbox}` is not available: {message}")]
+    Image { sandbox: String, message: String },
+    #[error("secret `{name}` of sandbox `{sandbox}`: {message}")]
+    Secret { sandbox: String, name: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    /// A `help:` line for the user, when there is something to do.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            RuntimeError::Host { help, .. } => Some(help.clone()),
+            RuntimeError::Image { .. } => {
+                Some("build and load the image first (galley build), or check `podman images`".into())
+            }
+            RuntimeError::InstanceName(_) => Some("use lower-case letters, digits and dashes".into()),
+            RuntimeError::Exec(crate::exec::ExecError::NotFound { .. }) => {
+                Some("install podman (apt-get install podman) and make sure it is on PATH".into())
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+        let path = path.into();
+        move |source| RuntimeError::Io { path, source }
+    }
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Where the image of a sandbox comes from: what to pass to `podman run`.
+pub trait ImageSource: Send + Sync {
+    fn podman_ref(&self, manifest: &SandboxManifest) -> Result<String>;
+}
+
+/// Images already in podman's store, tagged `localhost/galley/<project>/<image>:latest`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalImages;
+
+impl LocalImages {
+    pub fn reference(project: &str, image: &str) -> String {
+        format!("localhost/galley/{project}/{image}:latest")
+    }
+}
+
+impl ImageSource for LocalImages {
+    fn podman_ref(&self, m: &SandboxManifest) -> Result<String> {
+        Ok(LocalImages::reference(&m.project, &m.image.name))
+    }
+}
+
+/// Where secret values come from. Values are held in zeroized memory and never logged.
+pub trait SecretSource: Send + Sync {
+    fn value(&self, name: &str, secret: &Secret) -> Result<Zeroizing<Vec<u8>>, String>;
+}
+
+/// The desired state of the project: one manifest per sandbox, sorted by name.
+///
+/// Today computed from the project; the lock will provide them with image digests filled in.
+/// Each distinct seccomp choice is evaluated once, not once per sandbox.
+pub fn desired(settings: &Settings, project: &Project) -> Result<Vec<SandboxManifest>> {
+    let lib_root = settings.lib_root();
+    let mut fast = project.clone();
+    let mut profiles: Vec<(Seccomp, Option<crate::seccomp::Profile>)> = Vec::new();
+    let mut out = Vec::new();
+    for (name, sandbox) in &project.sandboxes {
+        let profile = match profiles.iter().find(|(choice, _)| *choice == sandbox.seccomp) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = crate::seccomp::resolve(&lib_root, &sandbox.seccomp)
+                    .map_err(|source| ManifestError::Seccomp { sandbox: name.clone(), source })?;
+                profiles.push((sandbox.seccomp.clone(), p.clone()));
+                p
+            }
+        };
+        let Some(profile) = profile else {
+            out.push(manifest::resolve(project, name, None, &lib_root)?);
+            continue;
+        };
+        // Resolve against the already evaluated profile, then restore its name.
+        if let Some(s) = fast.sandboxes.get_mut(name) {
+            s.seccomp = Seccomp::Custom(profile.json.clone());
+        }
+        let mut m = manifest::resolve(&fast, name, None, &lib_root)?;
+        m.seccomp = SeccompRef { profile: profile.name.clone(), digest: Some(profile.digest.clone()) };
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desired_matches_manifest_resolve_for_every_sandbox() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = r#"let galley = import "galley/std.ncl" in
+{ name = "d", images.box = {},
+  sandboxes.a = { image = "box" }, sandboxes.b = { image = "box" },
+  sandboxes.c = galley.presets.untrusted & { image = "box" },
+  sandboxes.u = { image = "box", seccomp = 'unconfined } }"#;
+        std::fs::write(dir.path().join("galley.ncl"), config).unwrap();
+        let settings = Settings {
+            project_dir: dir.path().into(),
+            home: home.path().into(),
+            format: crate::settings::Format::Text,
+            verbosity: 0,
+            color: false,
+        };
+        let loaded = crate::project::load(&settings, None).unwrap();
+        let fast = desired(&settings, &loaded.project).unwrap();
+        for m in &fast {
+            let slow = manifest::resolve(&loaded.project, &m.sandbox, None, &settings.lib_root()).unwrap();
+            assert_eq!(m, &slow);
+        }
+        assert_eq!(fast.len(), 4);
+    }
+}

@@ -1,0 +1,100 @@
+//! Names and labels of everything the runner creates, namespaced by project and instance:
+//! containers `galley-<project>-<instance>-<sandbox>`, the network `galley-<project>-<instance>`,
+//! volumes `galley-<project>-<instance>-<volume>`, each labelled with its owner.
+
+use std::path::{Path, PathBuf};
+
+use super::{Result, RuntimeError};
+
+pub const LABEL_PROJECT: &str = "io.galley.project";
+pub const LABEL_INSTANCE: &str = "io.galley.instance";
+pub const LABEL_SANDBOX: &str = "io.galley.sandbox";
+pub const LABEL_MANIFEST: &str = "io.galley.manifest";
+pub const LABEL_VOLUME: &str = "io.galley.volume";
+pub const LABEL_NETWORK: &str = "io.galley.network";
+
+/// The instance used when `--instance` is not given.
+pub const DEFAULT_INSTANCE: &str = "default";
+
+/// One instance of a project: the unit `apply` converges and `destroy` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub project: String,
+    pub instance: String,
+}
+
+impl Instance {
+    pub fn new(project: &str, instance: &str) -> Result<Instance> {
+        if !crate::lint::is_name(instance) {
+            return Err(RuntimeError::InstanceName(instance.to_owned()));
+        }
+        Ok(Instance { project: project.to_owned(), instance: instance.to_owned() })
+    }
+
+    fn prefix(&self) -> String {
+        format!("galley-{}-{}", self.project, self.instance)
+    }
+
+    pub fn container(&self, sandbox: &str) -> String {
+        format!("{}-{sandbox}", self.prefix())
+    }
+
+    /// The instance's internal network (no route out).
+    pub fn network(&self) -> String {
+        self.prefix()
+    }
+
+    /// The instance's network with a route out, joined by 'egress sandboxes only.
+    pub fn egress_network(&self) -> String {
+        format!("{}-egress", self.prefix())
+    }
+
+    pub fn volume(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix())
+    }
+
+    /// `--filter` arguments selecting this instance's objects.
+    pub fn filters(&self) -> Vec<String> {
+        vec![
+            "--filter".into(),
+            format!("label={LABEL_PROJECT}={}", self.project),
+            "--filter".into(),
+            format!("label={LABEL_INSTANCE}={}", self.instance),
+        ]
+    }
+
+    /// `--label` arguments every object of this instance carries.
+    pub fn labels(&self) -> Vec<String> {
+        vec![
+            "--label".into(),
+            format!("{LABEL_PROJECT}={}", self.project),
+            "--label".into(),
+            format!("{LABEL_INSTANCE}={}", self.instance),
+        ]
+    }
+
+    /// `GALLEY_HOME/state/<project>/<instance>`: the last applied manifests.
+    pub fn state_dir(&self, home: &Path) -> PathBuf {
+        home.join("state").join(&self.project).join(&self.instance)
+    }
+
+    /// `GALLEY_HOME/run/<project>/<instance>`: a tmpfs holding secret files.
+    pub fn run_dir(&self, home: &Path) -> PathBuf {
+        home.join("run").join(&self.project).join(&self.instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_scoped_by_project_and_instance() {
+        let i = Instance::new("web", "pr-12").unwrap();
+        assert_eq!(i.container("api"), "galley-web-pr-12-api");
+        assert_eq!(i.network(), "galley-web-pr-12");
+        assert_eq!(i.volume("workspace"), "galley-web-pr-12-workspace");
+        assert!(i.filters().contains(&"label=io.galley.instance=pr-12".to_owned()));
+        assert!(Instance::new("web", "Bad_Name").is_err());
+    }
+}

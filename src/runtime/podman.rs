@@ -1,0 +1,400 @@
+//! podman argv builders and output parsing. Everything here is a pure function of its inputs or
+//! one batched podman call through [`Runner`], so the exact argv is unit-tested.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::naming::{self, Instance};
+use super::{Result, RuntimeError};
+use crate::exec::{Cmd, Runner};
+use crate::manifest::SandboxManifest;
+use crate::model::Network;
+
+/// How long `podman rm` waits for a sandbox to stop before killing it.
+const STOP_SECONDS: &str = "2";
+
+/// A podman client: the process runner and the OCI runtime to ask for.
+pub struct Podman<'a> {
+    pub runner: &'a dyn Runner,
+    pub runtime: Option<String>,
+}
+
+/// Everything `podman run` needs for one sandbox.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    pub manifest: &'a SandboxManifest,
+    pub instance: &'a Instance,
+    pub image: String,
+    /// Seccomp profile file; `None` when unconfined.
+    pub seccomp: Option<PathBuf>,
+    /// (host file, secret name): bind-mounted read-only at `/run/secrets/NAME`.
+    pub secrets: Vec<(PathBuf, String)>,
+    pub nofile: u64,
+    pub nproc: u64,
+}
+
+/// A container of the instance as `podman ps` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveContainer {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub exit_code: i64,
+    pub labels: BTreeMap<String, String>,
+    /// `address:host->container/protocol`
+    pub ports: Vec<String>,
+}
+
+impl LiveContainer {
+    pub fn sandbox(&self) -> &str {
+        self.labels.get(naming::LABEL_SANDBOX).map_or("", String::as_str)
+    }
+
+    pub fn manifest_digest(&self) -> &str {
+        self.labels.get(naming::LABEL_MANIFEST).map_or("", String::as_str)
+    }
+
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+/// The `podman run` arguments (after `run`) of a sandbox. Secret values never appear here.
+pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
+    let m = s.manifest;
+    let mut a: Vec<String> = vec!["run".into(), "--detach".into(), "--pull".into(), "never".into()];
+    a.extend(["--name".into(), s.instance.container(&m.sandbox), "--hostname".into(), m.sandbox.clone()]);
+    a.extend(s.instance.labels());
+    a.extend(["--label".into(), format!("{}={}", naming::LABEL_SANDBOX, m.sandbox)]);
+    a.extend(["--label".into(), format!("{}={}", naming::LABEL_MANIFEST, m.digest())]);
+    a.extend(["--cap-drop".into(), "ALL".into()]);
+    for cap in &m.capabilities {
+        a.extend(["--cap-add".into(), format!("CAP_{}", cap.trim_start_matches("CAP_"))]);
+    }
+    if m.no_new_privileges {
+        a.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    let seccomp = match &s.seccomp {
+        Some(path) => format!("seccomp={}", path.display()),
+        None => "seccomp=unconfined".into(),
+    };
+    a.extend(["--security-opt".into(), seccomp]);
+    if m.read_only {
+        a.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
+    }
+    for t in &m.tmpfs {
+        a.extend(["--tmpfs".into(), format!("{}:rw,nosuid,nodev,size={},mode={}", t.path, t.size, t.mode)]);
+    }
+    a.extend(["--user".into(), m.user.clone()]);
+    match m.network {
+        Network::None => a.extend(["--network".into(), "none".into()]),
+        Network::Isolated => a.extend(["--network".into(), s.instance.network()]),
+        Network::Egress => {
+            a.extend(["--network".into(), s.instance.network(), "--network".into(), s.instance.egress_network()]);
+        }
+    }
+    if m.network != Network::None {
+        a.extend(["--network-alias".into(), m.sandbox.clone()]);
+    }
+    for p in &m.ports {
+        a.extend(["--publish".into(), format!("{}:{}:{}/{}", bracket(&p.address), p.host, p.container, p.protocol.as_str())]);
+    }
+    let r = &m.resources;
+    a.extend(["--pids-limit".into(), if r.pids == 0 { "-1".into() } else { r.pids.to_string() }]);
+    if r.memory != "unlimited" {
+        a.extend(["--memory".into(), r.memory.clone()]);
+    }
+    if r.cpus > 0.0 {
+        a.extend(["--cpus".into(), r.cpus.to_string()]);
+    }
+    a.extend(["--ulimit".into(), format!("nofile={0}:{0}", s.nofile)]);
+    a.extend(["--ulimit".into(), format!("nproc={0}:{0}", s.nproc)]);
+    for v in &m.volumes {
+        let opts = if v.read_only { "ro" } else { "U" };
+        a.extend(["--volume".into(), format!("{}:{}:{opts}", s.instance.volume(&v.name), v.path)]);
+    }
+    for (host, name) in &s.secrets {
+        a.extend(["--mount".into(), format!("type=bind,src={},dst=/run/secrets/{name},ro=true", host.display())]);
+    }
+    for (k, v) in &m.env {
+        a.extend(["--env".into(), format!("{k}={v}")]);
+    }
+    match m.command.as_deref() {
+        Some([first, rest @ ..]) => {
+            a.extend(["--entrypoint".into(), serde_json::json!([first]).to_string(), s.image.clone()]);
+            a.extend(rest.iter().cloned());
+        }
+        _ => a.push(s.image.clone()),
+    }
+    a
+}
+
+/// Refuse values podman would split into extra options (`--tmpfs PATH:OPTS`, `--volume
+/// NAME:PATH:OPTS`, `--mount k=v,k=v`, `--env K=V`).
+pub fn validate(m: &SandboxManifest, secret_dir: &std::path::Path) -> Result<()> {
+    let bad = |what: String| RuntimeError::Other(format!("sandbox `{}`: {what} contains `:` or `,`, which podman would misread", m.sandbox));
+    let unsafe_text = |s: &str| s.contains(':') || s.contains(',');
+    for t in &m.tmpfs {
+        if unsafe_text(&t.path) {
+            return Err(bad(format!("tmpfs path {}", t.path)));
+        }
+    }
+    for v in &m.volumes {
+        if unsafe_text(&v.path) || unsafe_text(&v.name) {
+            return Err(bad(format!("volume {} at {}", v.name, v.path)));
+        }
+    }
+    if !m.secrets.is_empty() && unsafe_text(&secret_dir.to_string_lossy()) {
+        return Err(bad(format!("the secrets directory {}", secret_dir.display())));
+    }
+    if let Some(k) = m.env.keys().find(|k| k.is_empty() || k.contains('=')) {
+        return Err(RuntimeError::Other(format!("sandbox `{}`: invalid environment variable name \"{k}\"", m.sandbox)));
+    }
+    Ok(())
+}
+
+fn bracket(address: &str) -> String {
+    if address.contains(':') { format!("[{address}]") } else { address.to_owned() }
+}
+
+impl Podman<'_> {
+    pub fn cmd(&self) -> Cmd {
+        let mut c = Cmd::new("podman");
+        if let Some(r) = &self.runtime {
+            c = c.args(["--runtime", r.as_str()]);
+        }
+        c
+    }
+
+    /// Start a sandbox; returns the container id.
+    pub fn run(&self, spec: &RunSpec<'_>) -> Result<String> {
+        let out = self.runner.check(&self.cmd().args(run_args(spec)))?;
+        Ok(out.stdout_str().trim().to_owned())
+    }
+
+    /// Every container of the instance, running or not: one `podman ps` call.
+    pub fn containers(&self, instance: &Instance) -> Result<Vec<LiveContainer>> {
+        let out = self.runner.check(&self.cmd().args(["ps", "--all", "--format", "json"]).args(instance.filters()))?;
+        parse_ps(&out.stdout)
+    }
+
+    /// Names of the instance's networks or volumes (`kind` is `network` or `volume`).
+    pub fn owned(&self, kind: &str, instance: &Instance) -> Result<Vec<String>> {
+        let out = self.runner.check(&self.cmd().args([kind, "ls", "--format", "json"]).args(instance.filters()))?;
+        parse_owned(&out.stdout, kind, instance)
+    }
+
+    pub fn create_network(&self, instance: &Instance, name: &str, internal: bool) -> Result<()> {
+        let mut c = self.cmd().args(["network", "create", "--opt", "isolate=true"]).args(instance.labels());
+        c = c.args(["--label", &format!("{}={name}", naming::LABEL_NETWORK)]);
+        if internal {
+            c = c.arg("--internal");
+        }
+        self.runner.check(&c.arg(name))?;
+        Ok(())
+    }
+
+    pub fn create_volume(&self, instance: &Instance, volume: &str) -> Result<()> {
+        let c = self.cmd().args(["volume", "create"]).args(instance.labels());
+        let c = c.args(["--label".to_owned(), format!("{}={volume}", naming::LABEL_VOLUME), instance.volume(volume)]);
+        self.runner.check(&c)?;
+        Ok(())
+    }
+
+    /// Remove containers (stopping them first), networks or volumes, in one call per kind.
+    pub fn remove(&self, kind: &str, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let c = match kind {
+            "container" => self.cmd().args(["rm", "--force", "--time", STOP_SECONDS, "--ignore"]),
+            _ => self.cmd().args([kind, "rm", "--force"]),
+        };
+        self.runner.check(&c.args(names))?;
+        Ok(())
+    }
+
+    /// The last lines of a container's log, for error messages.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let c = self.cmd().args(["logs", "--tail", &lines.to_string(), name]);
+        match self.runner.run(&c) {
+            Ok(out) => format!("{}{}", out.stdout_str(), out.stderr_str()).trim().to_owned(),
+            Err(e) => format!("(no log: {e})"),
+        }
+    }
+}
+
+pub fn parse_ps(stdout: &[u8]) -> Result<Vec<LiveContainer>> {
+    let parse_err = |message: String| RuntimeError::Parse { command: "ps".into(), message };
+    let text = String::from_utf8_lossy(stdout);
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<Value> = serde_json::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for item in items {
+        let s = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let name = item
+            .get("Names")
+            .and_then(|n| n.get(0))
+            .and_then(Value::as_str)
+            .ok_or_else(|| parse_err("a container without a name".into()))?
+            .to_owned();
+        let labels = item
+            .get("Labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .unwrap_or_default();
+        let ports = item
+            .get("Ports")
+            .and_then(Value::as_array)
+            .map(|ps| ps.iter().map(port_text).collect())
+            .unwrap_or_default();
+        let exit_code = item.get("ExitCode").and_then(Value::as_i64).unwrap_or_default();
+        out.push(LiveContainer { id: s("Id"), name, state: s("State"), exit_code, labels, ports });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn port_text(p: &Value) -> String {
+    let g = |k: &str| p.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
+    let host_ip = g("host_ip");
+    let ip = if host_ip.is_empty() { "0.0.0.0".to_owned() } else { bracket(&host_ip) };
+    format!("{ip}:{}->{}/{}", g("host_port"), g("container_port"), g("protocol"))
+}
+
+/// Names from `podman network ls` / `podman volume ls` JSON whose labels name this instance.
+pub fn parse_owned(stdout: &[u8], kind: &str, instance: &Instance) -> Result<Vec<String>> {
+    let text = String::from_utf8_lossy(stdout);
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<Value> = serde_json::from_str(&text)
+        .map_err(|e| RuntimeError::Parse { command: format!("{kind} ls"), message: e.to_string() })?;
+    let mut names: Vec<String> = items
+        .iter()
+        .filter(|item| {
+            let labels = item.get("Labels").or_else(|| item.get("labels"));
+            let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+            label(naming::LABEL_PROJECT) == Some(instance.project.as_str())
+                && label(naming::LABEL_INSTANCE) == Some(instance.instance.as_str())
+        })
+        .filter_map(|item| item.get("Name").or_else(|| item.get("name")).and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::exec::{Output, Recorder};
+    use crate::manifest::{ImageRef, SeccompRef, MANIFEST_VERSION};
+    use crate::model::{Port, Protocol, Resources, Secret, Tmpfs, Volume};
+
+    pub(crate) fn manifest() -> SandboxManifest {
+        SandboxManifest {
+            version: MANIFEST_VERSION,
+            project: "web".into(),
+            sandbox: "api".into(),
+            image: ImageRef { name: "app".into(), digest: None },
+            command: Some(vec!["/bin/app".into(), "--port".into(), "8080".into()]),
+            env: [("MODE".to_owned(), "prod".to_owned())].into(),
+            ports: vec![Port { container: 8080, host: 18080, address: "127.0.0.1".into(), protocol: Protocol::Tcp }],
+            network: Network::Egress,
+            secrets: [("TOKEN".to_owned(), Secret::Env("TOKEN_VAR".into()))].into(),
+            seccomp: SeccompRef { profile: "default".into(), digest: Some("sha256:ab".into()) },
+            capabilities: vec!["NET_BIND_SERVICE".into()],
+            user: "1000:1000".into(),
+            read_only: true,
+            no_new_privileges: true,
+            tmpfs: vec![Tmpfs { path: "/tmp".into(), size: "64m".into(), mode: "1777".into() }],
+            volumes: vec![Volume { name: "workspace".into(), path: "/workspace".into(), read_only: false }],
+            resources: Resources { memory: "128m".into(), cpus: 0.5, pids: 64, nofile: Some(1024), nproc: None },
+        }
+    }
+
+    #[test]
+    fn run_argv_enforces_every_field() {
+        let m = manifest();
+        let instance = Instance::new("web", "pr-1").unwrap();
+        let spec = RunSpec {
+            manifest: &m,
+            instance: &instance,
+            image: "localhost/galley/web/app:latest".into(),
+            seccomp: Some("/g/seccomp/ab.json".into()),
+            secrets: vec![("/g/run/web/pr-1/api/TOKEN".into(), "TOKEN".into())],
+            nofile: 1024,
+            nproc: 4096,
+        };
+        let recorder = Recorder::default();
+        let podman = Podman { runner: &recorder, runtime: Some("runc".into()) };
+        podman.run(&spec).unwrap();
+        let expected = [
+            "podman --runtime runc run --detach --pull never --name galley-web-pr-1-api --hostname api",
+            " --label io.galley.project=web --label io.galley.instance=pr-1 --label io.galley.sandbox=api",
+            &format!(" --label io.galley.manifest={}", m.digest()),
+            " --cap-drop ALL --cap-add CAP_NET_BIND_SERVICE --security-opt no-new-privileges",
+            " --security-opt seccomp=/g/seccomp/ab.json --read-only --read-only-tmpfs=false",
+            " --tmpfs /tmp:rw,nosuid,nodev,size=64m,mode=1777 --user 1000:1000",
+            " --network galley-web-pr-1 --network galley-web-pr-1-egress --network-alias api",
+            " --publish 127.0.0.1:18080:8080/tcp --pids-limit 64 --memory 128m --cpus 0.5",
+            " --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --volume galley-web-pr-1-workspace:/workspace:U",
+            " --mount type=bind,src=/g/run/web/pr-1/api/TOKEN,dst=/run/secrets/TOKEN,ro=true --env MODE=prod",
+            " --entrypoint [\"/bin/app\"] localhost/galley/web/app:latest --port 8080",
+        ]
+        .concat();
+        assert_eq!(recorder.commands(), vec![expected]);
+    }
+
+    #[test]
+    fn no_network_unconfined_and_unlimited() {
+        let mut m = manifest();
+        m.network = Network::None;
+        m.ports.clear();
+        m.seccomp = SeccompRef { profile: "unconfined".into(), digest: None };
+        m.read_only = false;
+        m.command = None;
+        m.resources = Resources { memory: "unlimited".into(), cpus: 0.0, pids: 0, nofile: None, nproc: None };
+        let instance = Instance::new("web", "default").unwrap();
+        let spec = RunSpec { manifest: &m, instance: &instance, image: "img".into(), seccomp: None, secrets: vec![], nofile: 10, nproc: 20 };
+        let args = run_args(&spec).join(" ");
+        assert!(args.contains("--network none") && !args.contains("--network-alias"), "{args}");
+        assert!(args.contains("seccomp=unconfined") && !args.contains("--read-only"), "{args}");
+        assert!(args.contains("--pids-limit -1") && !args.contains("--memory") && !args.contains("--cpus"), "{args}");
+        assert!(args.ends_with(" img"), "{args}");
+    }
+
+    #[test]
+    fn listing_is_one_call_and_parses_ports_and_labels() {
+        let recorder = Recorder::default();
+        let ps = r#"[{"Id":"abc","Names":["galley-web-default-api"],"State":"exited","ExitCode":3,
+            "Labels":{"io.galley.sandbox":"api","io.galley.manifest":"sha256:1"},
+            "Ports":[{"host_ip":"127.0.0.1","container_port":8080,"host_port":18080,"range":1,"protocol":"tcp"}]}]"#;
+        recorder.answer("podman ps", Output { code: Some(0), stdout: ps.as_bytes().to_vec(), ..Output::default() });
+        let podman = Podman { runner: &recorder, runtime: None };
+        let instance = Instance::new("web", "default").unwrap();
+        let live = podman.containers(&instance).unwrap();
+        assert_eq!(
+            recorder.commands(),
+            vec!["podman ps --all --format json --filter label=io.galley.project=web --filter label=io.galley.instance=default"]
+        );
+        assert_eq!(live[0].sandbox(), "api");
+        assert_eq!(live[0].manifest_digest(), "sha256:1");
+        assert_eq!(live[0].ports, vec!["127.0.0.1:18080->8080/tcp"]);
+        assert!(!live[0].running());
+        podman.remove("container", &["a".into(), "b".into()]).unwrap();
+        assert_eq!(recorder.commands()[1], "podman rm --force --time 2 --ignore a b");
+    }
+
+    #[test]
+    fn volumes_and_networks_are_filtered_by_both_labels() {
+        let instance = Instance::new("web", "default").unwrap();
+        let json = br#"[{"Name":"galley-web-default-workspace","Labels":{"io.galley.project":"web","io.galley.instance":"default"}},
+            {"Name":"galley-web-other-workspace","Labels":{"io.galley.project":"web","io.galley.instance":"other"}}]"#;
+        assert_eq!(parse_owned(json, "volume", &instance).unwrap(), vec!["galley-web-default-workspace"]);
+    }
+}
