@@ -9,6 +9,7 @@ mod completions;
 mod init;
 mod render;
 mod show;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ pub struct GlobalArgs {
 pub enum FormatArg {
     Text,
     Json,
+    /// SARIF 2.1.0 (`galley verify` only; other commands print JSON)
+    Sarif,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +61,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Print shell completions
     Completions(completions::CompletionsArgs),
+    /// Audit running sandboxes against their manifests from the host (exit 1 on findings)
+    Verify(verify::VerifyArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Show => show::run(&settings),
         Command::Init(args) => init::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
+        Command::Verify(args) => verify::run(&settings, &args, cli.global.format == FormatArg::Sarif),
     }
 }
 
@@ -86,7 +92,7 @@ fn resolve(global: &GlobalArgs) -> Settings {
         home: settings::default_home(env),
         format: match global.format {
             FormatArg::Text => Format::Text,
-            FormatArg::Json => Format::Json,
+            FormatArg::Json | FormatArg::Sarif => Format::Json,
         },
         verbosity: if global.quiet { -1 } else { global.verbose.min(3) as i8 },
         color,
