@@ -51,19 +51,9 @@ fn ns(path: &Path) -> Option<PathBuf> {
 /// its pid namespace is its own, every process in that namespace.
 pub fn processes(init: u32) -> BTreeSet<u32> {
     let mut pids: BTreeSet<u32> = [init].into();
-    let cgroup = std::fs::read_to_string(proc(init, "cgroup")).unwrap_or_default();
-    for line in cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let dirs: Vec<String> = match controllers {
-            "" => vec![format!("/sys/fs/cgroup{path}"), format!("/sys/fs/cgroup/unified{path}")],
-            c if c.split(',').any(|c| c == "pids") => vec![format!("/sys/fs/cgroup/pids{path}")],
-            _ => continue,
-        };
-        for d in dirs {
-            if let Ok(text) = std::fs::read_to_string(Path::new(&d).join("cgroup.procs")) {
-                pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-            }
+    for dir in cgroup_dirs(init, "pids") {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
         }
     }
     let own = ns(&proc(init, "ns/pid"));
@@ -78,9 +68,38 @@ pub fn processes(init: u32) -> BTreeSet<u32> {
     pids
 }
 
+/// The host directories of the cgroup of `pid`: the unified one and, on cgroup v1, the one of
+/// `controller`.
+fn cgroup_dirs(pid: u32, controller: &str) -> Vec<PathBuf> {
+    let cgroup = std::fs::read_to_string(proc(pid, "cgroup")).unwrap_or_default();
+    let mut dirs = Vec::new();
+    for line in cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        match controllers {
+            "" => dirs.extend([format!("/sys/fs/cgroup{path}"), format!("/sys/fs/cgroup/unified{path}")]),
+            c if c.split(',').any(|c| c == controller) => dirs.push(format!("/sys/fs/cgroup/{controller}{path}")),
+            _ => {}
+        }
+    }
+    dirs.into_iter().map(PathBuf::from).filter(|d| d.is_dir()).collect()
+}
+
+/// On cgroup v1, the device allowlist must not open every device (as --privileged does).
+fn devices(init: u32, sink: &mut Sink<'_>) {
+    sink.ran(DEVICES);
+    for dir in cgroup_dirs(init, "devices") {
+        let Ok(text) = std::fs::read_to_string(dir.join("devices.list")) else { continue };
+        if text.lines().any(|l| l.trim() == "a *:* rwm") {
+            sink.fail(DEVICES, "the device cgroup allows every host device", "the default device allowlist", "a *:* rwm");
+        }
+    }
+}
+
 /// Run every kernel check of the container whose init process is `init`.
 pub fn run(init: u32, m: &SandboxManifest, secrets: &dyn SecretValues, sink: &mut Sink<'_>) {
     namespaces(init, sink);
+    devices(init, sink);
     let pids = processes(init);
     let values: Vec<(&String, Zeroizing<Vec<u8>>)> =
         m.secrets.keys().filter_map(|n| secrets.value(n).filter(|v| v.len() >= MIN_SECRET_LEN).map(|v| (n, v))).collect();
