@@ -170,3 +170,96 @@ fn every_single_violation_fails_exactly_its_check() {
     eprintln!("mutants caught: {caught} / {}", all.len());
     assert!(wrong.is_empty(), "mutants not caught as expected:\n{}", wrong.join("\n"));
 }
+
+#[test]
+fn processes_inside_cannot_talk_a_failing_check_into_passing() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut launch = f.launch();
+    launch.set_opt("--user", "65534", "0:0").drop_opt("--read-only", false);
+    // Rename itself, plant symlinks to the host's view of `/`, then run an undeclared listener
+    // that calls itself httpd, like the declared service.
+    let script = "printf sleep > /proc/self/comm; ln -s / /hostlink; ln -s /usr/bin /ubin; \
+                  printf 'nobody:x:0:0::/:/bin/sh\\n' > /etc/passwd.fake; \
+                  exec -a httpd /bin/busybox -f -p 9000 -h /";
+    launch.command = vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script.into()];
+    f.start(&launch);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let link = run("podman", &["exec", &launch.name, "/bin/busybox", "readlink", "/hostlink"]);
+    assert_eq!(String::from_utf8_lossy(&link.stdout).trim(), "/");
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(failing(&report), set(&["4.1 user", "5.12 read-only root", "5.8 listening ports"]), "{report:#}");
+    let messages = messages(&report);
+    assert!(messages.iter().any(|m| m.contains(":9000/tcp")), "{messages:?}");
+    // The host's setuid files, reachable only by following the planted symlinks, are not seen.
+    assert!(!messages.iter().any(|m| m.contains("hostlink") || m.contains("ubin")), "{messages:?}");
+}
+
+#[test]
+fn image_scan_finds_setuid_files_and_root_without_running_the_image() {
+    if !runtime_available() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let out = f.galley(&["verify", "--image", &f.image.clone(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let bad = f.build_image("suid", &[("/usr/bin/sudo", "4755"), ("/bin/sg", "2755")]);
+    let out = f.galley(&["verify", "--image", &bad, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failing(&report), set(&["4.8 setuid files"]), "{report:#}");
+    let messages = messages(&report).join("\n");
+    assert!(messages.contains("/usr/bin/sudo is setuid/setgid"), "{messages}");
+    assert!(messages.contains("/usr/bin/sudo is a privilege tool"), "{messages}");
+    assert!(messages.contains("/bin/sg is setuid/setgid"), "{messages}");
+    let ps = run("podman", &["ps", "-a", "--filter", &format!("ancestor={bad}"), "--format", "{{.ID}}"]);
+    assert!(ps.stdout.is_empty(), "the image was run");
+}
+
+#[test]
+fn sarif_and_text_name_the_failing_check() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut launch = f.launch();
+    launch.opt(&["--cap-add", "SYS_ADMIN"]);
+    f.start(&launch);
+    let out = f.galley(&["verify", "--format", "sarif"]);
+    assert_eq!(out.status.code(), Some(1));
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(sarif["$schema"].as_str().unwrap().contains("sarif"));
+    let run0 = &sarif["runs"][0];
+    assert!(run0["tool"]["driver"]["rules"].as_array().unwrap().iter().any(|r| r["id"] == "5.3 capabilities"));
+    let results = run0["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    assert!(results.iter().all(|r| r["ruleId"] == "5.3 capabilities" && r["level"] == "error"), "{results:#?}");
+    assert!(results.iter().any(|r| r["message"]["text"].as_str().unwrap().contains("SYS_ADMIN")));
+
+    let out = f.galley(&["verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("FAIL  5.3 capabilities"), "{text}");
+    assert!(text.contains("PASS  5.4 privileged"), "{text}");
+    assert!(text.contains("error[5.3 capabilities]") && text.contains("  help: "), "{text}");
+}
+
+#[test]
+fn a_sandbox_that_is_not_running_is_a_usage_error() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let out = f.galley(&["verify", SANDBOX]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such sandbox running: app"));
+    let out = f.galley(&["verify", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = f.galley(&["verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is running in instance `default`"));
+}

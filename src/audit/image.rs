@@ -172,3 +172,40 @@ pub fn scan_image(runner: &dyn Runner, reference: &str) -> Result<SandboxReport,
     report(&found, &mut sink);
     Ok(SandboxReport::from_sink(sink))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_walk_finds_setuid_files_and_never_follows_symlinks_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::write(root.join("usr/bin/tool"), b"x").unwrap();
+        std::fs::set_permissions(root.join("usr/bin/tool"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::fs::write(root.join("usr/bin/doas"), b"x").unwrap();
+        std::os::unix::fs::symlink("/", root.join("host")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin", root.join("usr/hostbin")).unwrap();
+        let found = scan_root(root, Limits::default()).unwrap();
+        assert_eq!(found.setuid, vec![("/usr/bin/tool".to_owned(), 0o4755)]);
+        assert_eq!(found.privilege_tools, vec!["/usr/bin/doas".to_owned()]);
+        assert!(!found.truncated);
+    }
+
+    #[test]
+    fn the_walk_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = dir.path().to_path_buf();
+        for i in 0..5 {
+            p = p.join(format!("d{i}"));
+        }
+        std::fs::create_dir_all(&p).unwrap();
+        let found = scan_root(dir.path(), Limits { max_entries: 100, max_depth: 2 }).unwrap();
+        assert!(found.truncated);
+        let found = scan_root(dir.path(), Limits { max_entries: 3, max_depth: 64 }).unwrap();
+        assert!(found.truncated);
+    }
+}

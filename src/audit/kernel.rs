@@ -263,3 +263,40 @@ fn listening(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_masks_follow_the_kernel_numbering() {
+        assert_eq!(cap_mask(&["NET_BIND_SERVICE".into()]), 1 << 10);
+        assert_eq!(cap_mask(&["CAP_SYS_ADMIN".into(), "CHOWN".into()]), 1 << 21 | 1);
+        assert_eq!(cap_names(1 << 21 | 1), "CHOWN, SYS_ADMIN");
+        assert_eq!(cap_names(0), "none");
+    }
+
+    #[test]
+    fn proc_net_addresses_decode() {
+        assert_eq!(decode_addr("0100007F"), "127.0.0.1");
+        assert_eq!(decode_addr("00000000000000000000000000000000"), "::");
+        assert_eq!(decode_addr("00000000000000000000000001000000"), "::1");
+    }
+
+    #[test]
+    fn status_fields_and_declared_ids_parse() {
+        let status = "Name:\tsh\nUid:\t0\t0\t0\t0\nNoNewPrivs:\t1\n";
+        assert_eq!(field(status, "NoNewPrivs"), Some("1"));
+        assert_eq!(field(status, "Uid"), Some("0\t0\t0\t0"));
+        assert_eq!(declared_ids("65534:65534"), (Some(65534), Some(65534)));
+        assert_eq!(declared_ids("agent"), (None, None));
+    }
+
+    #[test]
+    fn our_own_process_has_listeners_parsed_from_proc() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let found = listeners(std::process::id());
+        assert!(found.iter().any(|x| x.port == port && x.address == "127.0.0.1" && x.protocol == Protocol::Tcp), "{found:?}");
+    }
+}

@@ -198,13 +198,9 @@ pub enum AuditError {
     Image { image: String, message: String },
 }
 
-/// The podman binary and the OCI runtime to pass it.
+/// podman. The audit only reads (ps, inspect, image mount), so no OCI runtime is chosen.
 pub fn podman() -> Cmd {
-    let mut cmd = Cmd::new("podman");
-    if let Some(rt) = std::env::var_os(crate::env_vars::GALLEY_OCI_RUNTIME).filter(|v| !v.is_empty()) {
-        cmd = cmd.arg("--runtime").arg(rt);
-    }
-    cmd
+    Cmd::new("podman")
 }
 
 /// A container found under a project's labels, with podman's record of it.
@@ -305,4 +301,40 @@ pub fn select<'a>(
         return Err(AuditError::NothingRunning { project: project.into(), instance: instance.into() });
     }
     Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{Output, Recorder};
+
+    #[test]
+    fn containers_are_found_by_label_and_inspected_in_one_call() {
+        let r = Recorder::default();
+        r.answer("podman ps", Output { code: Some(0), stdout: b"aaa\nbbb\n".to_vec(), ..Output::default() });
+        let inspect = serde_json::json!([
+            { "Name": "galley-p-default-web", "Config": { "Labels": { "io.galley.sandbox": "web" } } },
+            { "Name": "galley-p-default-api", "Config": { "Labels": { "io.galley.sandbox": "api" } } },
+        ]);
+        r.answer("podman container inspect", Output { code: Some(0), stdout: inspect.to_string().into_bytes(), ..Output::default() });
+        let found = observe(&r, "p", "default").unwrap();
+        assert_eq!(found.iter().map(|o| o.sandbox.as_str()).collect::<Vec<_>>(), ["api", "web"]);
+        let calls = r.commands();
+        assert_eq!(calls.len(), 2);
+        assert!(calls[0].contains("--filter=label=io.galley.project=p") && calls[0].contains("--filter=label=io.galley.instance=default"));
+        assert_eq!(calls[1], "podman container inspect aaa bbb");
+    }
+
+    #[test]
+    fn named_sandboxes_must_be_running() {
+        let o = |s: &str, running: bool| Observed {
+            name: format!("c-{s}"),
+            sandbox: s.into(),
+            inspect: serde_json::json!({ "State": { "Running": running } }),
+        };
+        let all = [o("web", true), o("db", false)];
+        assert!(matches!(select(&all, &["db".into()], "p", "i"), Err(AuditError::NotRunning(s)) if s == "db"));
+        assert_eq!(select(&all, &["web".into()], "p", "i").unwrap().len(), 1);
+        assert!(matches!(select(&[], &[], "p", "i"), Err(AuditError::NothingRunning { .. })));
+    }
 }
