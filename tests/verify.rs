@@ -141,6 +141,11 @@ fn mutants() -> Vec<Mutant> {
             l.opt(&["--label", &format!("io.galley.image={}", f.digest)]);
             l.image = image;
         }),
+        // Last: it leaves the instance's network routed.
+        mutant("network with a route out", &["5.9 network"], |f, _| {
+            run("podman", &["network", "rm", "-f", &f.network()]);
+            run("podman", &["network", "create", &f.network()]);
+        }),
     ]
 }
 
@@ -181,14 +186,17 @@ fn processes_inside_cannot_talk_a_failing_check_into_passing() {
     launch.set_opt("--user", "65534", "0:0").drop_opt("--read-only", false);
     // Rename itself, plant symlinks to the host's view of `/`, then run an undeclared listener
     // that calls itself httpd, like the declared service.
-    let script = "printf sleep > /proc/self/comm; ln -s / /hostlink; ln -s /usr/bin /ubin; \
+    let script = "printf sleep > /proc/self/comm; ln -s / /etc/hostlink; ln -s /usr/bin /etc/ubin; \
                   printf 'nobody:x:0:0::/:/bin/sh\\n' > /etc/passwd.fake; \
                   exec -a httpd /bin/busybox -f -p 9000 -h /";
     launch.command = vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script.into()];
     f.start(&launch);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let link = run("podman", &["exec", &launch.name, "/bin/busybox", "readlink", "/hostlink"]);
-    assert_eq!(String::from_utf8_lossy(&link.stdout).trim(), "/");
+    let pid = container_pid(&launch.name);
+    let ready = || {
+        let link = std::fs::read_link(format!("/proc/{pid}/root/etc/hostlink")).ok();
+        link.as_deref() == Some(std::path::Path::new("/")) && galley::audit::kernel::listeners(pid).iter().any(|l| l.port == 9000)
+    };
+    assert!(wait_for(ready), "the container did not plant its symlink and listener");
     let (code, report) = f.verify_json(&[]);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(failing(&report), set(&["4.1 user", "5.12 read-only root", "5.8 listening ports"]), "{report:#}");

@@ -17,7 +17,7 @@ pub fn is_runtime_socket(path: &str) -> bool {
 }
 
 /// Run every inspect-based check of `o` against `m`.
-pub fn run(o: &Observed, m: &SandboxManifest, instance: &str, secrets: &dyn SecretValues, sink: &mut Sink<'_>) {
+pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn SecretValues, sink: &mut Sink<'_>) {
     let i = &o.inspect;
     let host = |k: &str| i.pointer(&format!("/HostConfig/{k}")).cloned().unwrap_or(Value::Null);
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
@@ -75,7 +75,7 @@ pub fn run(o: &Observed, m: &SandboxManifest, instance: &str, secrets: &dyn Secr
             sink.fail(check, format!("{key} shares a namespace it must not"), "a private namespace", mode);
         }
     }
-    network(o, m, instance, sink);
+    network(o, m, cx, sink);
 
     sink.ran(DEVICES);
     let devices = host("Devices");
@@ -130,7 +130,8 @@ pub fn profile_digest(path: &Path) -> Result<String, String> {
     Ok(format!("sha256:{}", hex::encode(Sha256::digest(canonical))))
 }
 
-fn network(o: &Observed, m: &SandboxManifest, instance: &str, sink: &mut Sink<'_>) {
+fn network(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>) {
+    let instance = &cx.instance;
     let nets: BTreeSet<String> =
         o.inspect.pointer("/NetworkSettings/Networks").and_then(Value::as_object).map(|n| n.keys().cloned().collect()).unwrap_or_default();
     let mode = o.inspect.pointer("/HostConfig/NetworkMode").and_then(Value::as_str).unwrap_or_default();
@@ -142,6 +143,13 @@ fn network(o: &Observed, m: &SandboxManifest, instance: &str, sink: &mut Sink<'_
     if nets != want || !none_ok {
         let shown = if nets.is_empty() { format!("network mode {mode}") } else { list(&nets) };
         sink.fail(NETWORK, "the container's networks differ from the declared ones", if want.is_empty() { "none".into() } else { list(&want) }, shown);
+    }
+    if m.network == Network::Isolated {
+        for n in nets.intersection(&want) {
+            if cx.internal.get(n) != Some(&true) {
+                sink.fail(NETWORK, format!("network {n} has a route out"), "an --internal network", "a routed network");
+            }
+        }
     }
 }
 

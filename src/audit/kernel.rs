@@ -96,10 +96,33 @@ fn devices(init: u32, sink: &mut Sink<'_>) {
     }
 }
 
+/// The memory and process limits the kernel enforces on the container's cgroup (v1 or v2).
+fn cgroup_limits(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
+    let memory = if m.resources.memory == "unlimited" { None } else { crate::model::parse_size(&m.resources.memory) };
+    let pids = (m.resources.pids > 0).then_some(u64::from(m.resources.pids));
+    for (check, controller, files, want) in [
+        (MEMORY, "memory", ["memory.max", "memory.limit_in_bytes"], memory),
+        (PIDS, "pids", ["pids.max", "pids.max"], pids),
+    ] {
+        let read = cgroup_dirs(init, controller)
+            .into_iter()
+            .find_map(|d| files.iter().find_map(|f| std::fs::read_to_string(d.join(f)).ok()));
+        let Some(text) = read else { continue };
+        // cgroup v1 writes "no limit" as a huge page-aligned number, v2 as "max".
+        let got = text.trim().parse::<u64>().ok().filter(|n| *n < 1 << 62);
+        if got != want {
+            let shown = got.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into());
+            let wanted = want.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into());
+            sink.fail(check, format!("the kernel enforces another {controller} limit"), wanted, shown);
+        }
+    }
+}
+
 /// Run every kernel check of the container whose init process is `init`.
 pub fn run(init: u32, m: &SandboxManifest, secrets: &dyn SecretValues, sink: &mut Sink<'_>) {
     namespaces(init, sink);
     devices(init, sink);
+    cgroup_limits(init, m, sink);
     let pids = processes(init);
     let values: Vec<(&String, Zeroizing<Vec<u8>>)> =
         m.secrets.keys().filter_map(|n| secrets.value(n).filter(|v| v.len() >= MIN_SECRET_LEN).map(|v| (n, v))).collect();

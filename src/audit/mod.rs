@@ -273,18 +273,47 @@ pub fn desired(
     Ok(out)
 }
 
+/// What the audit knows beyond one container: the instance and its networks.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub instance: String,
+    /// Whether each network the audited containers are on is internal (no route out).
+    pub internal: BTreeMap<String, bool>,
+}
+
+impl Context {
+    /// Inspect every network of `observed` with one podman call.
+    pub fn new(runner: &dyn Runner, instance: &str, observed: &[&Observed]) -> Result<Context, AuditError> {
+        let names: std::collections::BTreeSet<String> = observed
+            .iter()
+            .filter_map(|o| o.inspect.pointer("/NetworkSettings/Networks").and_then(|n| n.as_object()))
+            .flat_map(|n| n.keys().cloned())
+            .collect();
+        let mut internal = BTreeMap::new();
+        if !names.is_empty() {
+            let out = runner.check(&podman().args(["network", "inspect"]).args(&names))?;
+            let nets: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).map_err(|e| AuditError::Parse(e.to_string()))?;
+            for n in nets {
+                let name = n.get("name").or(n.get("Name")).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+                let flag = n.get("internal").or(n.get("Internal")).and_then(|v| v.as_bool()).unwrap_or(false);
+                internal.insert(name, flag);
+            }
+        }
+        Ok(Context { instance: instance.to_owned(), internal })
+    }
+}
+
 /// Audit one observed container against its manifest, from podman's record and from the kernel.
-pub fn audit(o: &Observed, m: &SandboxManifest, instance: &str, secrets: &dyn SecretValues) -> SandboxReport {
+pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn SecretValues) -> SandboxReport {
     let mut sink = Sink::new(&o.sandbox, &o.name);
-    checks::run(o, m, instance, secrets, &mut sink);
-    match o.pid().filter(|_| o.running()) {
-        Some(pid) => kernel::run(pid, m, secrets, &mut sink),
-        None => sink.fail(MANIFEST, "the container is not running, so the kernel checks cannot run", "running", "stopped"),
+    checks::run(o, m, cx, secrets, &mut sink);
+    if let Some(pid) = o.pid().filter(|_| o.running()) {
+        kernel::run(pid, m, secrets, &mut sink);
     }
     SandboxReport::from_sink(sink)
 }
 
-/// Pick the observed containers to audit: those of `wanted` sandboxes (all when empty).
+/// Pick the running containers to audit: those of `wanted` sandboxes (all when empty).
 pub fn select<'a>(
     observed: &'a [Observed],
     wanted: &[String],
@@ -296,7 +325,8 @@ pub fn select<'a>(
             return Err(AuditError::NotRunning(w.clone()));
         }
     }
-    let chosen: Vec<&Observed> = observed.iter().filter(|o| wanted.is_empty() || wanted.contains(&o.sandbox)).collect();
+    let chosen: Vec<&Observed> =
+        observed.iter().filter(|o| o.running() && (wanted.is_empty() || wanted.contains(&o.sandbox))).collect();
     if chosen.is_empty() {
         return Err(AuditError::NothingRunning { project: project.into(), instance: instance.into() });
     }

@@ -64,10 +64,11 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
     if settings.format == Format::Text && settings.verbosity >= 0 {
         eprintln!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance);
     }
+    let cx = audit::Context::new(&System, &args.instance, &chosen)?;
     let mut sandboxes = Vec::new();
     for o in chosen {
         match desired.get(&o.sandbox) {
-            Some(m) => sandboxes.push(audit::audit(o, m, &args.instance, &EnvSecrets { secrets: &m.secrets })),
+            Some(m) => sandboxes.push(audit::audit(o, m, &cx, &EnvSecrets { secrets: &m.secrets })),
             None => {
                 let mut sink = Sink::new(&o.sandbox, &o.name);
                 sink.fail(audit::MANIFEST, format!("no sandbox named `{}` in the project", o.sandbox), "a declared sandbox", o.sandbox.clone());

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -324,6 +324,20 @@ fn config(project: &str, host_port: u16) -> String {
     )
 }
 
-pub fn exists(path: &Path) -> bool {
-    path.exists()
+/// The host pid of a container's init process.
+pub fn container_pid(name: &str) -> u32 {
+    let out = run("podman", &["inspect", "--format", "{{.State.Pid}}", name]);
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Poll `cond` for up to 20 seconds.
+pub fn wait_for(cond: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
 }
