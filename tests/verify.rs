@@ -45,7 +45,11 @@ struct Mutant {
     apply: Box<dyn Fn(&mut Fixture, &mut Launch)>,
 }
 
-fn mutant(name: &'static str, expect: &'static [&'static str], apply: impl Fn(&mut Fixture, &mut Launch) + 'static) -> Mutant {
+fn mutant(
+    name: &'static str,
+    expect: &'static [&'static str],
+    apply: impl Fn(&mut Fixture, &mut Launch) + 'static,
+) -> Mutant {
     Mutant { name, expect, message: None, apply: Box::new(apply) }
 }
 
@@ -167,9 +171,18 @@ fn every_single_violation_fails_exactly_its_check() {
         if code == 1 && got == set(m.expect) && message_ok {
             caught += 1;
         } else {
-            wrong.push(format!("{}: exit {code}, failing {got:?}, expected {:?}\n{:?}", m.name, m.expect, messages(&report)));
+            wrong.push(format!(
+                "{}: exit {code}, failing {got:?}, expected {:?}\n{:?}",
+                m.name,
+                m.expect,
+                messages(&report)
+            ));
         }
-        assert!(!serde_json::to_string(&report).unwrap().contains(&f.secret), "{}: the report shows the secret", m.name);
+        assert!(
+            !serde_json::to_string(&report).unwrap().contains(&f.secret),
+            "{}: the report shows the secret",
+            m.name
+        );
         f.stop(&launch);
     }
     eprintln!("mutants caught: {caught} / {}", all.len());
@@ -194,7 +207,8 @@ fn processes_inside_cannot_talk_a_failing_check_into_passing() {
     let pid = container_pid(&launch.name);
     let ready = || {
         let link = std::fs::read_link(format!("/proc/{pid}/root/etc/hostlink")).ok();
-        link.as_deref() == Some(std::path::Path::new("/")) && galley::audit::kernel::listeners(pid).iter().any(|l| l.port == 9000)
+        link.as_deref() == Some(std::path::Path::new("/"))
+            && galley::audit::kernel::listeners(pid).iter().any(|l| l.port == 9000)
     };
     assert!(wait_for(ready), "the container did not plant its symlink and listener");
     let (code, report) = f.verify_json(&[]);

@@ -32,16 +32,27 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn Secret
     let want = m.digest();
     match o.label(LABEL_MANIFEST) {
         Some(l) if l == want => {}
-        got => sink.fail(MANIFEST, "the container was created from another manifest than the current config's", want, got.unwrap_or("no label")),
+        got => sink.fail(
+            MANIFEST,
+            "the container was created from another manifest than the current config's",
+            want,
+            got.unwrap_or("no label"),
+        ),
     }
 
     sink.ran(PRIVILEGED);
     if host("Privileged").as_bool() != Some(false) {
-        sink.fail(PRIVILEGED, "the container is privileged", "Privileged=false", format!("Privileged={}", host("Privileged")));
+        sink.fail(
+            PRIVILEGED,
+            "the container is privileged",
+            "Privileged=false",
+            format!("Privileged={}", host("Privileged")),
+        );
     }
 
     sink.ran(CAPABILITIES);
-    let want: BTreeSet<String> = m.capabilities.iter().map(|c| format!("CAP_{}", c.trim_start_matches("CAP_"))).collect();
+    let want: BTreeSet<String> =
+        m.capabilities.iter().map(|c| format!("CAP_{}", c.trim_start_matches("CAP_"))).collect();
     for key in ["EffectiveCaps", "BoundingCaps"] {
         let got: BTreeSet<String> = strings(i.get(key));
         if got != want {
@@ -51,7 +62,8 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn Secret
 
     sink.ran(NO_NEW_PRIVS);
     let opts: Vec<String> = strings(i.pointer("/HostConfig/SecurityOpt")).into_iter().collect();
-    if !opts.iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true") {
+    if !opts.iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true")
+    {
         sink.fail(NO_NEW_PRIVS, "no-new-privileges is not set", "no-new-privileges", opts.join(" "));
     }
 
@@ -59,16 +71,32 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn Secret
 
     sink.ran(READ_ONLY);
     if host("ReadonlyRootfs").as_bool() != Some(m.read_only) {
-        sink.fail(READ_ONLY, "the root filesystem is not mounted as declared", format!("ReadonlyRootfs={}", m.read_only), format!("ReadonlyRootfs={}", host("ReadonlyRootfs")));
+        sink.fail(
+            READ_ONLY,
+            "the root filesystem is not mounted as declared",
+            format!("ReadonlyRootfs={}", m.read_only),
+            format!("ReadonlyRootfs={}", host("ReadonlyRootfs")),
+        );
     }
 
     sink.ran(USER);
     let user = i.pointer("/Config/User").map(text).unwrap_or_default();
     if user != m.user {
-        sink.fail(USER, "the container runs as another user than declared", &m.user, if user.is_empty() { "image default (root)".into() } else { user });
+        sink.fail(
+            USER,
+            "the container runs as another user than declared",
+            &m.user,
+            if user.is_empty() { "image default (root)".into() } else { user },
+        );
     }
 
-    for (check, key) in [(PID_NS, "PidMode"), (IPC_NS, "IpcMode"), (UTS_NS, "UTSMode"), (USER_NS, "UsernsMode"), (NETWORK, "NetworkMode")] {
+    for (check, key) in [
+        (PID_NS, "PidMode"),
+        (IPC_NS, "IpcMode"),
+        (UTS_NS, "UTSMode"),
+        (USER_NS, "UsernsMode"),
+        (NETWORK, "NetworkMode"),
+    ] {
         sink.ran(check);
         let mode = text(&host(key));
         if mode == "host" || mode.starts_with("container:") || mode.starts_with("ns:") {
@@ -89,15 +117,26 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn Secret
 
     sink.ran(SECRETS);
     let env: Vec<String> = strings(i.pointer("/Config/Env")).into_iter().collect();
-    let argv: Vec<String> = strings_vec(i.pointer("/Config/Cmd")).into_iter().chain(strings_vec(i.pointer("/Config/Entrypoint"))).collect();
+    let argv: Vec<String> =
+        strings_vec(i.pointer("/Config/Cmd")).into_iter().chain(strings_vec(i.pointer("/Config/Entrypoint"))).collect();
     for name in m.secrets.keys() {
         let Some(value) = secrets.value(name).filter(|v| v.len() >= kernel::MIN_SECRET_LEN) else { continue };
         let hit = |items: &[String]| items.iter().any(|s| kernel::contains(s.as_bytes(), &value));
         if hit(&env) {
-            sink.fail(SECRETS, format!("secret {name} visible in the container's recorded environment"), "only in /run/secrets", "in Config.Env");
+            sink.fail(
+                SECRETS,
+                format!("secret {name} visible in the container's recorded environment"),
+                "only in /run/secrets",
+                "in Config.Env",
+            );
         }
         if hit(&argv) {
-            sink.fail(SECRETS, format!("secret {name} visible in the container's recorded command"), "only in /run/secrets", "in Config.Cmd");
+            sink.fail(
+                SECRETS,
+                format!("secret {name} visible in the container's recorded command"),
+                "only in /run/secrets",
+                "in Config.Cmd",
+            );
         }
     }
 }
@@ -112,7 +151,12 @@ fn seccomp(o: &Observed, m: &SandboxManifest, opts: &[String], sink: &mut Sink<'
         return;
     };
     match got {
-        None => sink.fail(SECCOMP, "podman's built-in profile is in force instead of the declared one", want, "podman default"),
+        None => sink.fail(
+            SECCOMP,
+            "podman's built-in profile is in force instead of the declared one",
+            want,
+            "podman default",
+        ),
         Some("unconfined") => sink.fail(SECCOMP, "seccomp is unconfined", want, "unconfined"),
         Some(path) => match profile_digest(Path::new(path)) {
             Ok(d) if d == want => {}
@@ -132,8 +176,12 @@ pub fn profile_digest(path: &Path) -> Result<String, String> {
 
 fn network(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>) {
     let instance = &cx.instance;
-    let nets: BTreeSet<String> =
-        o.inspect.pointer("/NetworkSettings/Networks").and_then(Value::as_object).map(|n| n.keys().cloned().collect()).unwrap_or_default();
+    let nets: BTreeSet<String> = o
+        .inspect
+        .pointer("/NetworkSettings/Networks")
+        .and_then(Value::as_object)
+        .map(|n| n.keys().cloned().collect())
+        .unwrap_or_default();
     let mode = o.inspect.pointer("/HostConfig/NetworkMode").and_then(Value::as_str).unwrap_or_default();
     let want: BTreeSet<String> = match m.network {
         Network::None => BTreeSet::new(),
@@ -142,7 +190,12 @@ fn network(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>)
     let none_ok = m.network != Network::None || mode == "none";
     if nets != want || !none_ok {
         let shown = if nets.is_empty() { format!("network mode {mode}") } else { list(&nets) };
-        sink.fail(NETWORK, "the container's networks differ from the declared ones", if want.is_empty() { "none".into() } else { list(&want) }, shown);
+        sink.fail(
+            NETWORK,
+            "the container's networks differ from the declared ones",
+            if want.is_empty() { "none".into() } else { list(&want) },
+            shown,
+        );
     }
     if m.network == Network::Isolated {
         for n in nets.intersection(&want) {
@@ -155,7 +208,8 @@ fn network(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>)
 
 fn ports(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
     sink.ran(PORTS);
-    let want: BTreeSet<String> = m.ports.iter().map(|p| format!("{}:{}->{}/{}", p.address, p.host, p.container, p.protocol.as_str())).collect();
+    let want: BTreeSet<String> =
+        m.ports.iter().map(|p| format!("{}:{}->{}/{}", p.address, p.host, p.container, p.protocol.as_str())).collect();
     let mut got = BTreeSet::new();
     let bindings = i.pointer("/HostConfig/PortBindings").and_then(Value::as_object);
     for (key, list) in bindings.into_iter().flatten() {
@@ -186,7 +240,12 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
         let (kind, src, dst) = (field("Type"), field("Source"), field("Destination"));
         let rw = mount.get("RW").and_then(Value::as_bool).unwrap_or(true);
         if is_runtime_socket(src) || is_runtime_socket(dst) {
-            sink.fail(RUNTIME_SOCKET, format!("a runtime socket is mounted at {dst}"), "no runtime socket", format!("{src} -> {dst}"));
+            sink.fail(
+                RUNTIME_SOCKET,
+                format!("a runtime socket is mounted at {dst}"),
+                "no runtime socket",
+                format!("{src} -> {dst}"),
+            );
             continue;
         }
         match kind {
@@ -194,14 +253,29 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
                 Some(v) if v.read_only == !rw && field("Name").ends_with(&v.name) => {
                     seen_volumes.insert(dst.to_owned());
                 }
-                _ => sink.fail(MOUNTS, format!("volume {} at {dst} is not declared as mounted", field("Name")), declared(m), format!("{} -> {dst} rw={rw}", field("Name"))),
+                _ => sink.fail(
+                    MOUNTS,
+                    format!("volume {} at {dst} is not declared as mounted", field("Name")),
+                    declared(m),
+                    format!("{} -> {dst} rw={rw}", field("Name")),
+                ),
             },
             "bind" if is_secret_mount(m, dst) && !rw => {}
-            _ => sink.fail(MOUNTS, format!("host path {src} is mounted at {dst}"), declared(m), format!("{kind} {src} -> {dst} rw={rw}")),
+            _ => sink.fail(
+                MOUNTS,
+                format!("host path {src} is mounted at {dst}"),
+                declared(m),
+                format!("{kind} {src} -> {dst} rw={rw}"),
+            ),
         }
     }
     for v in m.volumes.iter().filter(|v| !seen_volumes.contains(&v.path)) {
-        sink.fail(MOUNTS, format!("declared volume {} is not mounted at {}", v.name, v.path), format!("{} -> {}", v.name, v.path), "missing");
+        sink.fail(
+            MOUNTS,
+            format!("declared volume {} is not mounted at {}", v.name, v.path),
+            format!("{} -> {}", v.name, v.path),
+            "missing",
+        );
     }
     let tmpfs = i.pointer("/HostConfig/Tmpfs").and_then(Value::as_object);
     let tmpfs: BTreeSet<&str> = tmpfs.into_iter().flat_map(|t| t.keys().map(String::as_str)).collect();
@@ -233,7 +307,12 @@ fn limits(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
     sink.ran(MEMORY);
     let want = if m.resources.memory == "unlimited" { 0 } else { parse_size(&m.resources.memory).unwrap_or(0) as i64 };
     if num("Memory") != want {
-        sink.fail(MEMORY, "the memory limit is not the declared one", m.resources.memory.clone(), show_limit(num("Memory")));
+        sink.fail(
+            MEMORY,
+            "the memory limit is not the declared one",
+            m.resources.memory.clone(),
+            show_limit(num("Memory")),
+        );
     }
     sink.ran(CPU);
     let want = (m.resources.cpus * 1e9).round() as i64;
@@ -243,7 +322,12 @@ fn limits(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
         n => n,
     };
     if got != want {
-        sink.fail(CPU, "the CPU quota is not the declared one", format!("{} cpus", m.resources.cpus), format!("{} cpus", got as f64 / 1e9));
+        sink.fail(
+            CPU,
+            "the CPU quota is not the declared one",
+            format!("{} cpus", m.resources.cpus),
+            format!("{} cpus", got as f64 / 1e9),
+        );
     }
     sink.ran(PIDS);
     let got = num("PidsLimit").max(0);
@@ -257,7 +341,8 @@ fn limits(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
         let got = ulimits.iter().find(|u| u.get("Name").and_then(Value::as_str) == Some(name));
         let pair = got.map(|u| (u.get("Soft").and_then(Value::as_u64), u.get("Hard").and_then(Value::as_u64)));
         if pair != Some((Some(want), Some(want))) {
-            let shown = pair.map(|(s, h)| format!("{}:{}", s.unwrap_or(0), h.unwrap_or(0))).unwrap_or_else(|| "unset".into());
+            let shown =
+                pair.map(|(s, h)| format!("{}:{}", s.unwrap_or(0), h.unwrap_or(0))).unwrap_or_else(|| "unset".into());
             sink.fail(ULIMITS, format!("{name} is not the declared one"), format!("{want}:{want}"), shown);
         }
     }

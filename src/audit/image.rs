@@ -117,7 +117,11 @@ fn walk(fd: i32, prefix: &str, dev: u64, depth: usize, limits: Limits, seen: &mu
         // SAFETY: `dir` is valid; `name` is one path component; O_NOFOLLOW refuses a symlink
         // swapped in since the fstatat.
         let child = unsafe {
-            libc::openat(libc::dirfd(dir), name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            libc::openat(
+                libc::dirfd(dir),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
         };
         if child >= 0 {
             if fstat(child).ok().map(|s| s.st_dev) != Some(dev) {

@@ -15,6 +15,7 @@ use crate::model::Protocol;
 pub const MIN_SECRET_LEN: usize = 4;
 
 /// Capability names by bit number.
+#[rustfmt::skip]
 pub const CAPS: &[&str] = &[
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
     "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
@@ -30,7 +31,8 @@ pub fn cap_mask(names: &[String]) -> u64 {
 }
 
 fn cap_names(mask: u64) -> String {
-    let names: Vec<&str> = (0..64).filter(|b| mask & 1 << b != 0).map(|b| CAPS.get(b).copied().unwrap_or("?")).collect();
+    let names: Vec<&str> =
+        (0..64).filter(|b| mask & 1 << b != 0).map(|b| CAPS.get(b).copied().unwrap_or("?")).collect();
     if names.is_empty() { "none".into() } else { names.join(", ") }
 }
 
@@ -91,7 +93,12 @@ fn devices(init: u32, sink: &mut Sink<'_>) {
     for dir in cgroup_dirs(init, "devices") {
         let Ok(text) = std::fs::read_to_string(dir.join("devices.list")) else { continue };
         if text.lines().any(|l| l.trim() == "a *:* rwm") {
-            sink.fail(DEVICES, "the device cgroup allows every host device", "the default device allowlist", "a *:* rwm");
+            sink.fail(
+                DEVICES,
+                "the device cgroup allows every host device",
+                "the default device allowlist",
+                "a *:* rwm",
+            );
         }
     }
 }
@@ -124,8 +131,11 @@ pub fn run(init: u32, m: &SandboxManifest, secrets: &dyn SecretValues, sink: &mu
     devices(init, sink);
     cgroup_limits(init, m, sink);
     let pids = processes(init);
-    let values: Vec<(&String, Zeroizing<Vec<u8>>)> =
-        m.secrets.keys().filter_map(|n| secrets.value(n).filter(|v| v.len() >= MIN_SECRET_LEN).map(|v| (n, v))).collect();
+    let values: Vec<(&String, Zeroizing<Vec<u8>>)> = m
+        .secrets
+        .keys()
+        .filter_map(|n| secrets.value(n).filter(|v| v.len() >= MIN_SECRET_LEN).map(|v| (n, v)))
+        .collect();
     for &pid in &pids {
         // A process that exited since it was listed has nothing left to check.
         let Ok(status) = std::fs::read_to_string(proc(pid, "status")) else { continue };
@@ -134,7 +144,12 @@ pub fn run(init: u32, m: &SandboxManifest, secrets: &dyn SecretValues, sink: &mu
             let Ok(bytes) = std::fs::read(proc(pid, item)).map(Zeroizing::new) else { continue };
             for (name, value) in &values {
                 if contains(&bytes, value) {
-                    sink.fail(SECRETS, format!("secret {name} visible in {item} of pid {pid}"), "only in /run/secrets", format!("in /proc/{pid}/{item}"));
+                    sink.fail(
+                        SECRETS,
+                        format!("secret {name} visible in {item} of pid {pid}"),
+                        "only in /run/secrets",
+                        format!("in /proc/{pid}/{item}"),
+                    );
                 }
             }
         }
@@ -169,22 +184,44 @@ fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>)
     let hex = |k: &str| field(status, k).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(u64::MAX);
     let allowed = cap_mask(&m.capabilities);
     if hex("CapBnd") != allowed {
-        sink.fail(CAPABILITIES, format!("pid {pid} has another bounding set than declared"), cap_names(allowed), cap_names(hex("CapBnd")));
+        sink.fail(
+            CAPABILITIES,
+            format!("pid {pid} has another bounding set than declared"),
+            cap_names(allowed),
+            cap_names(hex("CapBnd")),
+        );
     }
     for key in ["CapEff", "CapPrm", "CapAmb", "CapInh"] {
         let got = hex(key);
         if got & !allowed != 0 {
-            sink.fail(CAPABILITIES, format!("pid {pid} holds undeclared capabilities ({key})"), cap_names(allowed), cap_names(got));
+            sink.fail(
+                CAPABILITIES,
+                format!("pid {pid} holds undeclared capabilities ({key})"),
+                cap_names(allowed),
+                cap_names(got),
+            );
         }
     }
     if field(status, "NoNewPrivs") != Some("1") {
-        sink.fail(NO_NEW_PRIVS, format!("pid {pid} may gain privileges"), "NoNewPrivs 1", format!("NoNewPrivs {}", field(status, "NoNewPrivs").unwrap_or("?")));
+        sink.fail(
+            NO_NEW_PRIVS,
+            format!("pid {pid} may gain privileges"),
+            "NoNewPrivs 1",
+            format!("NoNewPrivs {}", field(status, "NoNewPrivs").unwrap_or("?")),
+        );
     }
     let mode = field(status, "Seccomp").unwrap_or("?");
     if m.seccomp.digest.is_some() && mode != "2" {
-        sink.fail(SECCOMP, format!("pid {pid} runs without a seccomp filter"), "Seccomp 2 (filter)", format!("Seccomp {mode}"));
+        sink.fail(
+            SECCOMP,
+            format!("pid {pid} runs without a seccomp filter"),
+            "Seccomp 2 (filter)",
+            format!("Seccomp {mode}"),
+        );
     }
-    let ids = |k: &str| -> Vec<u32> { field(status, k).unwrap_or("").split_whitespace().filter_map(|v| v.parse().ok()).collect() };
+    let ids = |k: &str| -> Vec<u32> {
+        field(status, k).unwrap_or("").split_whitespace().filter_map(|v| v.parse().ok()).collect()
+    };
     let (uids, gids) = (ids("Uid"), ids("Gid"));
     let (want_uid, want_gid) = declared_ids(&m.user);
     let bad_uid = match want_uid {
@@ -196,7 +233,12 @@ fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>)
         None => want_uid != Some(0) && gids.contains(&0),
     };
     if bad_uid || bad_gid || uids.is_empty() {
-        sink.fail(USER, format!("pid {pid} runs as another user than declared"), &m.user, format!("uid {uids:?} gid {gids:?}"));
+        sink.fail(
+            USER,
+            format!("pid {pid} runs as another user than declared"),
+            &m.user,
+            format!("uid {uids:?} gid {gids:?}"),
+        );
     }
     if want_gid != Some(0) && ids("Groups").contains(&0) {
         sink.fail(USER, format!("pid {pid} is in the root group"), &m.user, format!("groups {:?}", ids("Groups")));
@@ -216,7 +258,12 @@ fn limits(pid: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
         let Some(line) = text.lines().find(|l| l.starts_with(label)) else { continue };
         let nums: Vec<&str> = line[label.len()..].split_whitespace().take(2).collect();
         if nums != [want.to_string(), want.to_string()] {
-            sink.fail(ULIMITS, format!("pid {pid}: {} is not the declared one", label.to_lowercase()), format!("{want} {want}"), nums.join(" "));
+            sink.fail(
+                ULIMITS,
+                format!("pid {pid}: {} is not the declared one", label.to_lowercase()),
+                format!("{want} {want}"),
+                nums.join(" "),
+            );
         }
     }
 }
@@ -233,7 +280,12 @@ fn mountinfo(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
             }
         }
         if checks::is_runtime_socket(root) || checks::is_runtime_socket(point) {
-            sink.fail(RUNTIME_SOCKET, format!("a runtime socket is mounted at {point}"), "no runtime socket", format!("{root} -> {point}"));
+            sink.fail(
+                RUNTIME_SOCKET,
+                format!("a runtime socket is mounted at {point}"),
+                "no runtime socket",
+                format!("{root} -> {point}"),
+            );
         }
     }
 }
@@ -249,7 +301,12 @@ pub struct Listener {
 /// Listening TCP sockets and bound UDP sockets in the network namespace of `pid`.
 pub fn listeners(pid: u32) -> BTreeSet<Listener> {
     let mut out = BTreeSet::new();
-    for (file, protocol, state) in [("tcp", Protocol::Tcp, "0A"), ("tcp6", Protocol::Tcp, "0A"), ("udp", Protocol::Udp, "07"), ("udp6", Protocol::Udp, "07")] {
+    for (file, protocol, state) in [
+        ("tcp", Protocol::Tcp, "0A"),
+        ("tcp6", Protocol::Tcp, "0A"),
+        ("udp", Protocol::Udp, "07"),
+        ("udp6", Protocol::Udp, "07"),
+    ] {
         let text = std::fs::read_to_string(proc(pid, &format!("net/{file}"))).unwrap_or_default();
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -266,7 +323,8 @@ pub fn listeners(pid: u32) -> BTreeSet<Listener> {
 
 /// /proc/net addresses are 32-bit words in host (little-endian) order.
 fn decode_addr(hex: &str) -> String {
-    let words: Vec<u32> = (0..hex.len() / 8).filter_map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok()).collect();
+    let words: Vec<u32> =
+        (0..hex.len() / 8).filter_map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok()).collect();
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     match bytes.len() {
         4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
@@ -320,6 +378,9 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let found = listeners(std::process::id());
-        assert!(found.iter().any(|x| x.port == port && x.address == "127.0.0.1" && x.protocol == Protocol::Tcp), "{found:?}");
+        assert!(
+            found.iter().any(|x| x.port == port && x.address == "127.0.0.1" && x.protocol == Protocol::Tcp),
+            "{found:?}"
+        );
     }
 }

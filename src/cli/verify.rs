@@ -39,7 +39,10 @@ pub fn run(settings: &Settings, args: &VerifyArgs, sarif: bool) -> ExitCode {
     } else if settings.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&audit::report::json(&report)).expect("report serializes"));
     } else {
-        print!("{}", audit::report::text(&report, settings.color && std::io::IsTerminal::is_terminal(&std::io::stdout())));
+        print!(
+            "{}",
+            audit::report::text(&report, settings.color && std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        );
     }
     if report.errors() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
@@ -54,7 +57,11 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
     let project = &loaded.project;
     for s in &args.sandboxes {
         if !project.sandboxes.contains_key(s) {
-            return Ok(Err(super::fail(settings, format!("no sandbox named `{s}` in the project"), Some("see `galley show` for the declared sandboxes"))));
+            return Ok(Err(super::fail(
+                settings,
+                format!("no sandbox named `{s}` in the project"),
+                Some("see `galley show` for the declared sandboxes"),
+            )));
         }
     }
     let observed = audit::observe(&System, &project.name, &args.instance)?;
@@ -71,7 +78,12 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
             Some(m) => sandboxes.push(audit::audit(o, m, &cx, &EnvSecrets { secrets: &m.secrets })),
             None => {
                 let mut sink = Sink::new(&o.sandbox, &o.name);
-                sink.fail(audit::MANIFEST, format!("no sandbox named `{}` in the project", o.sandbox), "a declared sandbox", o.sandbox.clone());
+                sink.fail(
+                    audit::MANIFEST,
+                    format!("no sandbox named `{}` in the project", o.sandbox),
+                    "a declared sandbox",
+                    o.sandbox.clone(),
+                );
                 sandboxes.push(audit::SandboxReport::from_sink(sink));
             }
         }

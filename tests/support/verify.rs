@@ -144,7 +144,10 @@ impl Fixture {
         for (dst, mode) in extra {
             run("buildah", &["copy", "--chmod", mode, &c, "/bin/busybox", dst]);
         }
-        run("buildah", &["config", "--user", "65534:65534", "--cmd", r#"["/bin/busybox","httpd","-f","-p","8080","-h","/"]"#, &c]);
+        run(
+            "buildah",
+            &["config", "--user", "65534:65534", "--cmd", r#"["/bin/busybox","httpd","-f","-p","8080","-h","/"]"#, &c],
+        );
         run("buildah", &["commit", "-q", &c, &name]);
         run("buildah", &["rm", &c]);
         self.images.push(name.clone());
@@ -157,7 +160,13 @@ impl Fixture {
     }
 
     pub fn settings(&self) -> Settings {
-        Settings { project_dir: self.project_dir(), home: self.home.clone(), format: Format::Text, verbosity: 0, color: false }
+        Settings {
+            project_dir: self.project_dir(),
+            home: self.home.clone(),
+            format: Format::Text,
+            verbosity: 0,
+            color: false,
+        }
     }
 
     /// The manifest of the sandbox, resolved with `digest` as its image's.
@@ -171,7 +180,8 @@ impl Fixture {
     pub fn seccomp_file(&self) -> PathBuf {
         let s = self.settings();
         let loaded = galley::project::load(&s, None).unwrap();
-        let profile = galley::seccomp::resolve(&s.lib_root(), &loaded.project.sandboxes[SANDBOX].seccomp).unwrap().unwrap();
+        let profile =
+            galley::seccomp::resolve(&s.lib_root(), &loaded.project.sandboxes[SANDBOX].seccomp).unwrap().unwrap();
         let path = self.dir.path().join("seccomp.json");
         std::fs::write(&path, profile.bytes()).unwrap();
         path
@@ -255,8 +265,13 @@ impl Fixture {
         args.extend(extra);
         let out = self.galley(&args);
         let code = out.status.code().unwrap_or(-1);
-        let json = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "verify printed no JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
         (code, json)
     }
 }
