@@ -36,13 +36,15 @@ fn a_sandbox_started_like_the_runner_passes_every_check() {
     assert!(stdout.contains("PASS  5.4 privileged"), "{stdout}");
 }
 
+type Mutation = Box<dyn Fn(&mut Fixture, &mut Launch)>;
+
 /// One violation of the manifest and the checks it must fail.
 struct Mutant {
     name: &'static str,
     expect: &'static [&'static str],
     /// A substring one finding's message must hold.
     message: Option<&'static str>,
-    apply: Box<dyn Fn(&mut Fixture, &mut Launch)>,
+    apply: Mutation,
 }
 
 fn mutant(
@@ -271,6 +273,31 @@ fn sarif_and_text_name_the_failing_check() {
 }
 
 #[test]
+fn a_sandbox_without_network_passes_and_fails_once_attached_to_one() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::with_network(false);
+    let launch = f.launch();
+    assert!(launch.opts.windows(2).any(|w| w == ["--network", "none"]));
+    // No port is declared, so the declared service's listener is an undeclared one: run a
+    // silent process instead.
+    let mut quiet = launch.clone();
+    quiet.command = ["/bin/busybox", "sleep", "1000000"].map(String::from).to_vec();
+    f.start(&quiet);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!((code, failing(&report)), (0, set(&[])), "{report:#}");
+    f.stop(&quiet);
+
+    run("podman", &["network", "create", "--internal", &f.network()]);
+    let mut attached = quiet.clone();
+    attached.set_opt("--network", "none", &f.network());
+    f.start(&attached);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!((code, failing(&report)), (1, set(&["5.9 network"])), "{report:#}");
+}
+
+#[test]
 fn a_sandbox_that_is_not_running_is_a_usage_error() {
     if !runtime_available() {
         return;
@@ -284,4 +311,6 @@ fn a_sandbox_that_is_not_running_is_a_usage_error() {
     let out = f.galley(&["verify"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is running in instance `default`"));
+    std::fs::write(f.project_dir().join("galley.ncl"), "{ name = 1 }").unwrap();
+    assert_eq!(f.galley(&["verify"]).status.code(), Some(2));
 }

@@ -250,7 +250,7 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
         }
         match kind {
             "volume" => match m.volumes.iter().find(|v| v.path == dst) {
-                Some(v) if v.read_only == !rw && field("Name").ends_with(&v.name) => {
+                Some(v) if v.read_only != rw && field("Name").ends_with(&v.name) => {
                     seen_volumes.insert(dst.to_owned());
                 }
                 _ => sink.fail(

@@ -51,8 +51,9 @@ pub fn run(settings: &Settings, args: &VerifyArgs, sarif: bool) -> ExitCode {
 fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCode>, audit::AuditError> {
     let loaded = match project::load(settings, None) {
         Ok(l) if !l.has_errors() => l,
-        Ok(l) => return Ok(Err(super::render::report(settings, &l.diagnostics, true))),
-        Err(d) => return Ok(Err(super::render::report(settings, &d, true))),
+        // A config that does not evaluate cannot be audited against: an error, not a finding.
+        Ok(l) => return Ok(Err(config_error(settings, &l.diagnostics))),
+        Err(d) => return Ok(Err(config_error(settings, &d))),
     };
     let project = &loaded.project;
     for s in &args.sandboxes {
@@ -89,4 +90,9 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
         }
     }
     Ok(Ok(Report { project: project.name.clone(), instance: args.instance.clone(), sandboxes }))
+}
+
+fn config_error(settings: &Settings, diagnostics: &[crate::diagnostic::Diagnostic]) -> ExitCode {
+    super::render::report(settings, diagnostics, true);
+    ExitCode::from(2)
 }

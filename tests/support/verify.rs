@@ -99,7 +99,13 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// A sandbox on an isolated network publishing one loopback port.
     pub fn new() -> Fixture {
+        Fixture::with_network(true)
+    }
+
+    /// With `isolated` false, a sandbox with no network at all (`'none`) and no ports.
+    pub fn with_network(isolated: bool) -> Fixture {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let project = format!("vt{}-{n}", std::process::id());
         let dir = tempfile::tempdir().unwrap();
@@ -109,7 +115,7 @@ impl Fixture {
         let host_port = free_port();
         let secret = format!("tok-{project}-5f3c9a1e");
         std::fs::write(dir.path().join("secrets/TOKEN"), &secret).unwrap();
-        std::fs::write(dir.path().join("project/galley.ncl"), config(&project, host_port)).unwrap();
+        std::fs::write(dir.path().join("project/galley.ncl"), config(&project, isolated.then_some(host_port))).unwrap();
         let mut f = Fixture {
             project,
             dir,
@@ -121,7 +127,9 @@ impl Fixture {
             images: Vec::new(),
             containers: Default::default(),
         };
-        run("podman", &["network", "create", "--internal", &f.network()]);
+        if isolated {
+            run("podman", &["network", "create", "--internal", &f.network()]);
+        }
         f.image = f.build_image("a", &[]);
         f.digest = f.image_digest(&f.image);
         f
@@ -197,7 +205,10 @@ impl Fixture {
         o(&["--label", &format!("io.galley.instance={INSTANCE}")]);
         o(&["--label", &format!("io.galley.sandbox={SANDBOX}")]);
         o(&["--label", &format!("io.galley.manifest={}", m.digest())]);
-        o(&["--network", &self.network()]);
+        match m.network {
+            galley::model::Network::None => o(&["--network", "none"]),
+            _ => o(&["--network", &self.network()]),
+        }
         o(&["--cap-drop", "ALL"]);
         for c in &m.capabilities {
             o(&["--cap-add", c]);
@@ -319,15 +330,19 @@ impl Drop for Fixture {
     }
 }
 
-fn config(project: &str, host_port: u16) -> String {
+fn config(project: &str, host_port: Option<u16>) -> String {
+    let (network, ports) = match host_port {
+        Some(p) => ("isolated", format!("[{{ container = 8080, host = {p} }}]")),
+        None => ("none", "[]".to_owned()),
+    };
     format!(
         r#"{{
   name = "{project}",
   images.app = {{ user = "65534:65534", cmd = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"] }},
   sandboxes.app = {{
     image = "app",
-    network = 'isolated,
-    ports = [{{ container = 8080, host = {host_port} }}],
+    network = '{network},
+    ports = {ports},
     secrets.TOKEN = {{ env = "{SECRET_VAR}" }},
     capabilities = ["NET_BIND_SERVICE"],
     user = "65534:65534",
