@@ -108,6 +108,10 @@ t0=$(ms)
 podman container inspect $ids >/dev/null
 inspect_ms=$(($(ms) - t0))
 
+t0=$(ms)
+"$galley" -C "$work/project" show >/dev/null
+show_ms=$(($(ms) - t0))
+
 times=()
 for _ in $(seq "$runs"); do
   t0=$(ms)
@@ -122,5 +126,6 @@ echo "galley verify, $n running sandboxes ($galley)"
 echo "  checks per run:            $checks (all passed)"
 echo "  podman calls per run:      $calls ($inspects batched container inspect)"
 echo "  podman inspect alone:      ${inspect_ms} ms"
+echo "  config evaluation alone:   ${show_ms} ms (galley show)"
 echo "  verify wall time:          best ${best} ms, median ${median} ms over $runs runs"
 echo "  per sandbox (median):      $((median / n)) ms"

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use rayon::prelude::*;
 
 use crate::audit::{self, EnvSecrets, Sink, report::Report};
 use crate::exec::System;
@@ -73,10 +74,11 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
         eprintln!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance);
     }
     let cx = audit::Context::new(&System, &args.instance, &chosen)?;
-    let mut sandboxes = Vec::new();
-    for o in chosen {
-        match desired.get(&o.sandbox) {
-            Some(m) => sandboxes.push(audit::audit(o, m, &cx, &EnvSecrets { secrets: &m.secrets })),
+    // Containers are independent: audit them in parallel, report them in order.
+    let sandboxes = chosen
+        .par_iter()
+        .map(|o| match desired.get(&o.sandbox) {
+            Some(m) => audit::audit(o, m, &cx, &EnvSecrets { secrets: &m.secrets }),
             None => {
                 let mut sink = Sink::new(&o.sandbox, &o.name);
                 sink.fail(
@@ -85,10 +87,10 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
                     "a declared sandbox",
                     o.sandbox.clone(),
                 );
-                sandboxes.push(audit::SandboxReport::from_sink(sink));
+                audit::SandboxReport::from_sink(sink)
             }
-        }
-    }
+        })
+        .collect();
     Ok(Ok(Report { project: project.name.clone(), instance: args.instance.clone(), sandboxes }))
 }
 
