@@ -252,6 +252,17 @@ fn sarif_and_text_name_the_failing_check() {
     let mut launch = f.launch();
     launch.opt(&["--cap-add", "SYS_ADMIN"]);
     f.start(&launch);
+    // A stray container under the project's labels is reported too.
+    let mut stray = f.launch();
+    stray.name = format!("{}-stray", stray.name);
+    stray.set_opt("--label", "io.galley.sandbox=", "io.galley.sandbox=rogue");
+    stray.drop_opt("-p", true);
+    f.start(&stray);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!(code, 1);
+    assert!(messages(&report).iter().any(|m| m.contains("-stray claims no sandbox declared")), "{report:#}");
+    f.stop(&stray);
+
     let out = f.galley(&["verify", "--format", "sarif"]);
     assert_eq!(out.status.code(), Some(1));
     let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

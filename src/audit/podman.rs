@@ -56,7 +56,10 @@ pub fn observe(runner: &dyn Runner, project: &str, instance: &str) -> Result<Vec
         .into_iter()
         .filter_map(|inspect| {
             let name = inspect.get("Name")?.as_str()?.trim_start_matches('/').to_owned();
-            let sandbox = inspect.pointer("/Config/Labels")?.get(LABEL_SANDBOX)?.as_str()?.to_owned();
+            // A container under the project's labels but no sandbox's is audited as undeclared.
+            let labels = inspect.pointer("/Config/Labels");
+            let sandbox =
+                labels.and_then(|l| l.get(LABEL_SANDBOX)).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
             Some(Observed { name, sandbox, inspect })
         })
         .collect();

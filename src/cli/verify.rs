@@ -83,9 +83,9 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
                 let mut sink = Sink::new(&o.sandbox, &o.name);
                 sink.fail(
                     audit::MANIFEST,
-                    format!("no sandbox named `{}` in the project", o.sandbox),
+                    format!("container {} claims no sandbox declared in the project", o.name),
                     "a declared sandbox",
-                    o.sandbox.clone(),
+                    if o.sandbox.is_empty() { "no io.galley.sandbox label".into() } else { o.sandbox.clone() },
                 );
                 audit::SandboxReport::from_sink(sink)
             }
