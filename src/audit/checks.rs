@@ -367,3 +367,6 @@ fn strings_vec(v: Option<&Value>) -> Vec<String> {
 fn list(set: &BTreeSet<String>) -> String {
     if set.is_empty() { "none".into() } else { set.iter().cloned().collect::<Vec<_>>().join(", ") }
 }
+
+#[cfg(test)]
+mod tests;
