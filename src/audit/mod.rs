@@ -59,7 +59,7 @@ macro_rules! checks {
 }
 
 checks! {
-    IMAGE = "4.x image digest", "the container runs the image the lock pins", "run `galley apply` to recreate the sandbox from the pinned image";
+    IMAGE = "galley image digest", "the container runs the image the lock pins", "run `galley apply` to recreate the sandbox from the pinned image";
     MANIFEST = "galley manifest", "the container was created from the current manifest", "run `galley apply` to recreate the sandbox from the current config";
     PRIVILEGED = "5.4 privileged", "the container is not privileged", "never start sandboxes with --privileged; recreate with `galley apply`";
     CAPABILITIES = "5.3 capabilities", "capabilities are exactly the declared ones", "drop ALL capabilities and add only those in `capabilities`; recreate with `galley apply`";
