@@ -21,6 +21,7 @@ fi
 export GALLEY_OCI_RUNTIME=${GALLEY_OCI_RUNTIME:-runc}
 
 work=$(mktemp -d)
+secrets=$(mktemp -d -p /dev/shm) # secret files live on a tmpfs, as the runner keeps them
 project=bench$$
 image=localhost/galley-verify-bench:$project
 net=galley-$project-default
@@ -31,7 +32,7 @@ cleanup() {
   podman ps -aq --filter "label=io.galley.project=$project" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
   podman network rm -f "$net" >/dev/null 2>&1 || true
   podman rmi -f "$image" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  rm -rf "$work" "$secrets"
 }
 trap cleanup EXIT
 
@@ -43,8 +44,8 @@ buildah commit -q "$c" "$image" >/dev/null
 buildah rm "$c" >/dev/null
 podman network create --internal "$net" >/dev/null
 
-mkdir -p "$work/project" "$work/secrets"
-printf %s "$BENCH_TOKEN" >"$work/secrets/TOKEN"
+mkdir -p "$work/project"
+printf %s "$BENCH_TOKEN" >"$secrets/TOKEN"
 profile='{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"action":"SCMP_ACT_ERRNO","names":["ptrace"]}]}'
 printf %s "$profile" >"$work/seccomp.json"
 {
@@ -70,7 +71,7 @@ start() { # sandbox, manifest digest
     --security-opt "seccomp=$work/seccomp.json" --read-only --tmpfs /tmp:size=64m,mode=1777 \
     --user 65534:65534 --pids-limit 32 --memory 64m --cpus 0.5 \
     --ulimit nofile=1024:1024 --ulimit nproc=512:512 \
-    -v "$work/secrets/TOKEN:/run/secrets/TOKEN:ro" "$image" >/dev/null
+    -v "$secrets/TOKEN:/run/secrets/TOKEN:ro" "$image" >/dev/null
 }
 
 echo "starting $n sandboxes" >&2

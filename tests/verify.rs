@@ -86,6 +86,9 @@ fn mutants() -> Vec<Mutant> {
         mutant("host /etc mounted", &["5.5 host mounts"], |_, l| {
             l.opt(&["-v", "/etc:/host-etc:ro"]);
         }),
+        mutant("host file posing as a secret", &["5.5 host mounts"], |_, l| {
+            l.set_opt("-v", "/dev/shm/", "/etc/hostname:/run/secrets/TOKEN:ro");
+        }),
         mutant("pid host", &["5.15 pid namespace"], |_, l| {
             l.opt(&["--pid", "host"]);
         }),

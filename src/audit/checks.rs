@@ -260,7 +260,7 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
                     format!("{} -> {dst} rw={rw}", field("Name")),
                 ),
             },
-            "bind" if is_secret_mount(m, dst) && !rw => {}
+            "bind" if is_secret_mount(m, src, dst) && !rw => {}
             _ => sink.fail(
                 MOUNTS,
                 format!("host path {src} is mounted at {dst}"),
@@ -291,8 +291,27 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
     }
 }
 
-fn is_secret_mount(m: &SandboxManifest, dst: &str) -> bool {
-    dst.strip_prefix("/run/secrets/").is_some_and(|name| m.secrets.contains_key(name))
+/// A declared secret's file, mounted from a file of the same name in a memory-backed directory
+/// (never a host file that happens to be mounted at /run/secrets).
+fn is_secret_mount(m: &SandboxManifest, src: &str, dst: &str) -> bool {
+    let Some(name) = dst.strip_prefix("/run/secrets/").filter(|n| m.secrets.contains_key(*n)) else { return false };
+    let src = Path::new(src);
+    src.file_name().is_some_and(|f| f == name) && src.parent().is_some_and(in_memory)
+}
+
+/// Whether `dir` is on tmpfs or ramfs.
+fn in_memory(dir: &Path) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: an all-zero statfs is a valid value to be overwritten; `c` is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let kind = st.f_type as i64;
+    kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
 }
 
 fn declared(m: &SandboxManifest) -> String {

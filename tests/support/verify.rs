@@ -89,6 +89,7 @@ impl Launch {
 pub struct Fixture {
     pub project: String,
     pub dir: tempfile::TempDir,
+    pub secrets: tempfile::TempDir,
     pub home: PathBuf,
     pub host_port: u16,
     pub secret: String,
@@ -111,14 +112,16 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         std::fs::create_dir_all(dir.path().join("project")).unwrap();
-        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        // Secret files live on a tmpfs, as the runner keeps them.
+        let secrets = tempfile::tempdir_in("/dev/shm").unwrap();
         let host_port = free_port();
         let secret = format!("tok-{project}-5f3c9a1e");
-        std::fs::write(dir.path().join("secrets/TOKEN"), &secret).unwrap();
+        std::fs::write(secrets.path().join("TOKEN"), &secret).unwrap();
         std::fs::write(dir.path().join("project/galley.ncl"), config(&project, isolated.then_some(host_port))).unwrap();
         let mut f = Fixture {
             project,
             dir,
+            secrets,
             home,
             host_port,
             secret,
@@ -233,7 +236,7 @@ impl Fixture {
             o(&["--ulimit", &format!("nproc={n}:{n}")]);
         }
         for name in m.secrets.keys() {
-            let src = self.dir.path().join("secrets").join(name);
+            let src = self.secrets.path().join(name);
             o(&["-v", &format!("{}:/run/secrets/{name}:ro", src.display())]);
         }
         for v in &m.volumes {

@@ -46,6 +46,8 @@ fn manifest() -> SandboxManifest {
 
 /// podman's record of the container the runner starts for `m`, its profile written to `dir`.
 fn record(m: &SandboxManifest, dir: &Path) -> Value {
+    // The runner keeps secret files on a tmpfs; /dev/shm is one on Linux.
+    let secrets = Path::new("/dev/shm");
     let profile = dir.join("seccomp.json");
     std::fs::write(&profile, br#"{"syscalls":[],"defaultAction":"SCMP_ACT_ERRNO"}"#).unwrap();
     json!({
@@ -55,7 +57,7 @@ fn record(m: &SandboxManifest, dir: &Path) -> Value {
         "BoundingCaps": ["CAP_NET_BIND_SERVICE"],
         "Mounts": [
             { "Type": "volume", "Name": "p-default-work", "Source": "/var/lib/x", "Destination": "/work", "RW": true },
-            { "Type": "bind", "Source": "/run/galley/s/TOKEN", "Destination": "/run/secrets/TOKEN", "RW": false },
+            { "Type": "bind", "Source": secrets.join("TOKEN"), "Destination": "/run/secrets/TOKEN", "RW": false },
         ],
         "NetworkSettings": { "Networks": { "galley-p-default": {} } },
         "Config": {
@@ -116,6 +118,8 @@ fn a_record_of_the_runners_container_passes_and_each_change_fails_its_check() {
         ("/Config/Labels/io.galley.manifest", json!("sha256:0000"), MANIFEST),
         ("/NetworkSettings/Networks", json!({ "galley-p-default": {}, "podman": {} }), NETWORK),
         ("/Mounts/1/Destination", json!("/run/secrets/OTHER"), MOUNTS),
+        ("/Mounts/1/Source", json!("/etc/TOKEN"), MOUNTS),
+        ("/Mounts/1/Source", json!("/dev/shm/OTHER"), MOUNTS),
         ("/Mounts/1/Source", json!("/run/podman/podman.sock"), RUNTIME_SOCKET),
     ];
     for (pointer, value, check) in cases {
