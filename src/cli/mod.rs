@@ -16,6 +16,7 @@ mod render;
 mod secret;
 mod show;
 mod status;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ pub struct GlobalArgs {
 pub enum FormatArg {
     Text,
     Json,
+    /// SARIF 2.1.0 (`galley verify` only; other commands print JSON)
+    Sarif,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +82,8 @@ pub enum Command {
     Destroy(destroy::DestroyArgs),
     /// Copy files into or out of a sandbox's volumes
     Cp(cp::CpArgs),
+    /// Audit running sandboxes against their manifests from the host (exit 1 on findings)
+    Verify(verify::VerifyArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -102,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(&settings, &args),
         Command::Destroy(args) => destroy::run(&settings, &args),
         Command::Cp(args) => cp::run(&settings, &args),
+        Command::Verify(args) => verify::run(&settings, &args, cli.global.format == FormatArg::Sarif),
     }
 }
 
@@ -114,7 +120,7 @@ fn resolve(global: &GlobalArgs) -> Settings {
         home: settings::default_home(env),
         format: match global.format {
             FormatArg::Text => Format::Text,
-            FormatArg::Json => Format::Json,
+            FormatArg::Json | FormatArg::Sarif => Format::Json,
         },
         verbosity: if global.quiet { -1 } else { global.verbose.min(3) as i8 },
         color,

@@ -1,0 +1,386 @@
+//! Checks from the kernel's view, read through the host's /proc: every process of the container
+//! (found through its cgroup and its pid namespace, never through names a process can rewrite),
+//! its credentials, mounts, listening sockets, environment and arguments, and its root
+//! filesystem.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::*;
+use crate::model::Protocol;
+
+/// Secret values shorter than this are not searched for: they would match by chance.
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// Capability names by bit number.
+#[rustfmt::skip]
+pub const CAPS: &[&str] = &[
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The bit mask of capability names (with or without `CAP_`); unknown names are ignored.
+pub fn cap_mask(names: &[String]) -> u64 {
+    names.iter().filter_map(|n| CAPS.iter().position(|c| *c == n.trim_start_matches("CAP_"))).fold(0, |m, b| m | 1 << b)
+}
+
+fn cap_names(mask: u64) -> String {
+    let names: Vec<&str> =
+        (0..64).filter(|b| mask & 1 << b != 0).map(|b| CAPS.get(b).copied().unwrap_or("?")).collect();
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn proc(pid: u32, item: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{item}"))
+}
+
+fn ns(path: &Path) -> Option<PathBuf> {
+    std::fs::read_link(path).ok()
+}
+
+/// Every process of the container whose init is `init`: the members of its cgroup, and, when
+/// its pid namespace is its own, every process in that namespace.
+pub fn processes(init: u32) -> BTreeSet<u32> {
+    let mut pids: BTreeSet<u32> = [init].into();
+    for dir in cgroup_dirs(init, "pids") {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+    }
+    let own = ns(&proc(init, "ns/pid"));
+    if own.is_some() && own != ns(Path::new("/proc/self/ns/pid")) {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if ns(&entry.path().join("ns/pid")) == own {
+                pids.insert(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// The host directories of the cgroup of `pid`: the unified one and, on cgroup v1, the one of
+/// `controller`.
+fn cgroup_dirs(pid: u32, controller: &str) -> Vec<PathBuf> {
+    let cgroup = std::fs::read_to_string(proc(pid, "cgroup")).unwrap_or_default();
+    let mut dirs = Vec::new();
+    for line in cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        match controllers {
+            "" => dirs.extend([format!("/sys/fs/cgroup{path}"), format!("/sys/fs/cgroup/unified{path}")]),
+            c if c.split(',').any(|c| c == controller) => dirs.push(format!("/sys/fs/cgroup/{controller}{path}")),
+            _ => {}
+        }
+    }
+    dirs.into_iter().map(PathBuf::from).filter(|d| d.is_dir()).collect()
+}
+
+/// On cgroup v1, the device allowlist must not open every device (as --privileged does).
+fn devices(init: u32, sink: &mut Sink<'_>) {
+    sink.ran(DEVICES);
+    for dir in cgroup_dirs(init, "devices") {
+        let Ok(text) = std::fs::read_to_string(dir.join("devices.list")) else { continue };
+        if text.lines().any(|l| l.trim() == "a *:* rwm") {
+            sink.fail(
+                DEVICES,
+                "the device cgroup allows every host device",
+                "the default device allowlist",
+                "a *:* rwm",
+            );
+        }
+    }
+}
+
+/// The memory and process limits the kernel enforces on the container's cgroup (v1 or v2).
+fn cgroup_limits(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
+    let memory = if m.resources.memory == "unlimited" { None } else { crate::model::parse_size(&m.resources.memory) };
+    let pids = (m.resources.pids > 0).then_some(u64::from(m.resources.pids));
+    for (check, controller, files, want) in [
+        (MEMORY, "memory", ["memory.max", "memory.limit_in_bytes"], memory),
+        (PIDS, "pids", ["pids.max", "pids.max"], pids),
+    ] {
+        let read = cgroup_dirs(init, controller)
+            .into_iter()
+            .find_map(|d| files.iter().find_map(|f| std::fs::read_to_string(d.join(f)).ok()));
+        let Some(text) = read else { continue };
+        // cgroup v1 writes "no limit" as a huge page-aligned number, v2 as "max".
+        let got = text.trim().parse::<u64>().ok().filter(|n| *n < 1 << 62);
+        if got != want {
+            let shown = got.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into());
+            let wanted = want.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into());
+            sink.fail(check, format!("the kernel enforces another {controller} limit"), wanted, shown);
+        }
+    }
+}
+
+/// Run every kernel check of the container whose init process is `init`.
+pub fn run(init: u32, m: &SandboxManifest, secrets: &dyn SecretValues, sink: &mut Sink<'_>) {
+    namespaces(init, sink);
+    devices(init, sink);
+    cgroup_limits(init, m, sink);
+    let pids = processes(init);
+    let values: Vec<(&String, Zeroizing<Vec<u8>>)> = m
+        .secrets
+        .keys()
+        .filter_map(|n| secrets.value(n).filter(|v| v.len() >= MIN_SECRET_LEN).map(|v| (n, v)))
+        .collect();
+    for &pid in &pids {
+        // A process that exited since it was listed has nothing left to check.
+        let Ok(status) = std::fs::read_to_string(proc(pid, "status")) else { continue };
+        credentials(pid, &status, m, sink);
+        for item in ["environ", "cmdline"] {
+            let Ok(bytes) = std::fs::read(proc(pid, item)).map(Zeroizing::new) else { continue };
+            for (name, value) in &values {
+                if contains(&bytes, value) {
+                    sink.fail(
+                        SECRETS,
+                        format!("secret {name} visible in {item} of pid {pid}"),
+                        "only in /run/secrets",
+                        format!("in /proc/{pid}/{item}"),
+                    );
+                }
+            }
+        }
+        limits(pid, m, sink);
+    }
+    mountinfo(init, m, sink);
+    listening(init, m, sink);
+    sink.ran(SETUID);
+    match image::scan_root(&proc(init, "root"), image::Limits::default()) {
+        Ok(found) => image::report(&found, sink),
+        Err(e) => sink.fail(SETUID, format!("cannot scan the root filesystem: {e}"), "a scanned root", "unreadable"),
+    }
+}
+
+fn namespaces(init: u32, sink: &mut Sink<'_>) {
+    for (check, kind) in [(PID_NS, "pid"), (IPC_NS, "ipc"), (UTS_NS, "uts"), (NETWORK, "net")] {
+        sink.ran(check);
+        let theirs = ns(&proc(init, &format!("ns/{kind}")));
+        let ours = ns(Path::new(&format!("/proc/self/ns/{kind}")));
+        if theirs.is_none() || theirs == ours {
+            let shown = theirs.map(|p| p.display().to_string()).unwrap_or_else(|| "unreadable".into());
+            sink.fail(check, format!("the container shares the host's {kind} namespace"), "a private namespace", shown);
+        }
+    }
+}
+
+fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(str::trim)
+}
+
+fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>) {
+    let hex = |k: &str| field(status, k).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(u64::MAX);
+    let allowed = cap_mask(&m.capabilities);
+    if hex("CapBnd") != allowed {
+        sink.fail(
+            CAPABILITIES,
+            format!("pid {pid} has another bounding set than declared"),
+            cap_names(allowed),
+            cap_names(hex("CapBnd")),
+        );
+    }
+    for key in ["CapEff", "CapPrm", "CapAmb", "CapInh"] {
+        let got = hex(key);
+        if got & !allowed != 0 {
+            sink.fail(
+                CAPABILITIES,
+                format!("pid {pid} holds undeclared capabilities ({key})"),
+                cap_names(allowed),
+                cap_names(got),
+            );
+        }
+    }
+    if field(status, "NoNewPrivs") != Some("1") {
+        sink.fail(
+            NO_NEW_PRIVS,
+            format!("pid {pid} may gain privileges"),
+            "NoNewPrivs 1",
+            format!("NoNewPrivs {}", field(status, "NoNewPrivs").unwrap_or("?")),
+        );
+    }
+    let mode = field(status, "Seccomp").unwrap_or("?");
+    if m.seccomp.digest.is_some() && mode != "2" {
+        sink.fail(
+            SECCOMP,
+            format!("pid {pid} runs without a seccomp filter"),
+            "Seccomp 2 (filter)",
+            format!("Seccomp {mode}"),
+        );
+    }
+    let ids = |k: &str| -> Vec<u32> {
+        field(status, k).unwrap_or("").split_whitespace().filter_map(|v| v.parse().ok()).collect()
+    };
+    let (uids, gids) = (ids("Uid"), ids("Gid"));
+    let (want_uid, want_gid) = declared_ids(&m.user);
+    let bad_uid = match want_uid {
+        Some(u) => uids.iter().any(|x| *x != u),
+        None => uids.contains(&0),
+    };
+    let bad_gid = match want_gid {
+        Some(g) => gids.iter().any(|x| *x != g),
+        None => want_uid != Some(0) && gids.contains(&0),
+    };
+    if bad_uid || bad_gid || uids.is_empty() {
+        sink.fail(
+            USER,
+            format!("pid {pid} runs as another user than declared"),
+            &m.user,
+            format!("uid {uids:?} gid {gids:?}"),
+        );
+    }
+    if want_gid != Some(0) && ids("Groups").contains(&0) {
+        sink.fail(USER, format!("pid {pid} is in the root group"), &m.user, format!("groups {:?}", ids("Groups")));
+    }
+}
+
+/// uid and gid of a declared `uid[:gid]`; `None` for names.
+fn declared_ids(user: &str) -> (Option<u32>, Option<u32>) {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    (u.parse().ok(), g.parse().ok())
+}
+
+fn limits(pid: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
+    let Ok(text) = std::fs::read_to_string(proc(pid, "limits")) else { return };
+    for (label, want) in [("Max open files", m.resources.nofile), ("Max processes", m.resources.nproc)] {
+        let Some(want) = want else { continue };
+        let Some(line) = text.lines().find(|l| l.starts_with(label)) else { continue };
+        let nums: Vec<&str> = line[label.len()..].split_whitespace().take(2).collect();
+        if nums != [want.to_string(), want.to_string()] {
+            sink.fail(
+                ULIMITS,
+                format!("pid {pid}: {} is not the declared one", label.to_lowercase()),
+                format!("{want} {want}"),
+                nums.join(" "),
+            );
+        }
+    }
+}
+
+fn mountinfo(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
+    let text = std::fs::read_to_string(proc(init, "mountinfo")).unwrap_or_default();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (Some(root), Some(point), Some(opts)) = (f.get(3), f.get(4), f.get(5)) else { continue };
+        if *point == "/" {
+            let ro = opts.split(',').any(|o| o == "ro");
+            if m.read_only && !ro {
+                sink.fail(READ_ONLY, "the kernel mounts the root filesystem read-write", "ro", *opts);
+            }
+        }
+        if checks::is_runtime_socket(root) || checks::is_runtime_socket(point) {
+            sink.fail(
+                RUNTIME_SOCKET,
+                format!("a runtime socket is mounted at {point}"),
+                "no runtime socket",
+                format!("{root} -> {point}"),
+            );
+        }
+    }
+}
+
+/// A socket listening in the container's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listener {
+    pub protocol: Protocol,
+    pub address: String,
+    pub port: u16,
+}
+
+/// Listening TCP sockets and bound UDP sockets in the network namespace of `pid`.
+pub fn listeners(pid: u32) -> BTreeSet<Listener> {
+    let mut out = BTreeSet::new();
+    for (file, protocol, state) in [
+        ("tcp", Protocol::Tcp, "0A"),
+        ("tcp6", Protocol::Tcp, "0A"),
+        ("udp", Protocol::Udp, "07"),
+        ("udp6", Protocol::Udp, "07"),
+    ] {
+        let text = std::fs::read_to_string(proc(pid, &format!("net/{file}"))).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(st)) = (f.get(1), f.get(3)) else { continue };
+            let Some((addr, port)) = local.split_once(':') else { continue };
+            let Ok(port) = u16::from_str_radix(port, 16) else { continue };
+            if *st == state && port != 0 {
+                out.insert(Listener { protocol, address: decode_addr(addr), port });
+            }
+        }
+    }
+    out
+}
+
+/// /proc/net addresses are 32-bit words in host (little-endian) order.
+fn decode_addr(hex: &str) -> String {
+    let words: Vec<u32> =
+        (0..hex.len() / 8).filter_map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok()).collect();
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    match bytes.len() {
+        4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string(),
+        16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes.as_slice()).expect("16 bytes")).to_string(),
+        _ => hex.to_owned(),
+    }
+}
+
+fn listening(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
+    sink.ran(LISTENING);
+    let declared: Vec<String> = m.ports.iter().map(|p| format!("{}/{}", p.container, p.protocol.as_str())).collect();
+    for l in listeners(init) {
+        if !m.ports.iter().any(|p| p.container == l.port && p.protocol == l.protocol) {
+            let shown = format!("{}:{}/{}", l.address, l.port, l.protocol.as_str());
+            let want = if declared.is_empty() { "none".into() } else { declared.join(", ") };
+            sink.fail(LISTENING, format!("undeclared listener on {shown}"), want, shown);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_masks_follow_the_kernel_numbering() {
+        assert_eq!(cap_mask(&["NET_BIND_SERVICE".into()]), 1 << 10);
+        assert_eq!(cap_mask(&["CAP_SYS_ADMIN".into(), "CHOWN".into()]), 1 << 21 | 1);
+        assert_eq!(cap_names(1 << 21 | 1), "CHOWN, SYS_ADMIN");
+        assert_eq!(cap_names(0), "none");
+    }
+
+    #[test]
+    fn proc_net_addresses_decode() {
+        assert_eq!(decode_addr("0100007F"), "127.0.0.1");
+        assert_eq!(decode_addr("00000000000000000000000000000000"), "::");
+        assert_eq!(decode_addr("00000000000000000000000001000000"), "::1");
+    }
+
+    #[test]
+    fn status_fields_and_declared_ids_parse() {
+        let status = "Name:\tsh\nUid:\t0\t0\t0\t0\nNoNewPrivs:\t1\n";
+        assert_eq!(field(status, "NoNewPrivs"), Some("1"));
+        assert_eq!(field(status, "Uid"), Some("0\t0\t0\t0"));
+        assert_eq!(declared_ids("65534:65534"), (Some(65534), Some(65534)));
+        assert_eq!(declared_ids("agent"), (None, None));
+    }
+
+    #[test]
+    fn our_own_process_has_listeners_parsed_from_proc() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let found = listeners(std::process::id());
+        assert!(
+            found.iter().any(|x| x.port == port && x.address == "127.0.0.1" && x.protocol == Protocol::Tcp),
+            "{found:?}"
+        );
+    }
+}

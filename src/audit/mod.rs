@@ -1,0 +1,256 @@
+//! `galley verify`: audit live sandboxes from the host against their manifests.
+//!
+//! Two sources, neither of which code inside the sandbox can rewrite: podman's record of the
+//! container (one batched `podman inspect`, checked in [`checks`]) and the kernel's view of every
+//! process in it through the host's /proc ([`kernel`]). Every check is named after its CIS
+//! Docker Benchmark item where one exists; every finding is reported, none stops the audit.
+
+pub mod checks;
+pub mod image;
+pub mod kernel;
+pub mod podman;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::exec::{Cmd, ExecError, Runner};
+use crate::manifest::{self, ManifestError, SandboxManifest};
+use crate::model::{Project, Secret};
+
+pub use podman::{Context, Observed, observe, podman, select};
+
+/// Container labels the runner sets.
+pub const LABEL_PROJECT: &str = "io.galley.project";
+pub const LABEL_INSTANCE: &str = "io.galley.instance";
+pub const LABEL_SANDBOX: &str = "io.galley.sandbox";
+pub const LABEL_MANIFEST: &str = "io.galley.manifest";
+/// Optional label pinning the image digest the manifest was resolved with, used until the lock
+/// records it.
+pub const LABEL_IMAGE: &str = "io.galley.image";
+
+/// The instance `galley verify` audits unless told otherwise.
+pub const DEFAULT_INSTANCE: &str = "default";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One check: its id (CIS Docker Benchmark item when one exists), title and remedy.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Check {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub fix: &'static str,
+}
+
+macro_rules! checks {
+    ($($name:ident = $id:literal, $title:literal, $fix:literal;)*) => {
+        $(pub const $name: &str = $id;)*
+        /// Every check, in report order.
+        pub const CHECKS: &[Check] = &[$(Check { id: $id, title: $title, fix: $fix }),*];
+    };
+}
+
+checks! {
+    IMAGE = "galley image digest", "the container runs the image the lock pins", "run `galley apply` to recreate the sandbox from the pinned image";
+    MANIFEST = "galley manifest", "the container was created from the current manifest", "run `galley apply` to recreate the sandbox from the current config";
+    PRIVILEGED = "5.4 privileged", "the container is not privileged", "never start sandboxes with --privileged; recreate with `galley apply`";
+    CAPABILITIES = "5.3 capabilities", "capabilities are exactly the declared ones", "drop ALL capabilities and add only those in `capabilities`; recreate with `galley apply`";
+    NO_NEW_PRIVS = "5.25 no-new-privileges", "processes cannot gain privileges (no_new_privs)", "start with --security-opt no-new-privileges; recreate with `galley apply`";
+    SECCOMP = "5.21 seccomp", "the declared seccomp profile is in force", "start with the manifest's seccomp profile; recreate with `galley apply`";
+    READ_ONLY = "5.12 read-only root", "the root filesystem is mounted as declared (read-only)", "start with --read-only; writable places belong in `tmpfs` or `volumes`";
+    USER = "4.1 user", "processes run as the declared non-root user", "start with --user set to the sandbox's `user`; recreate with `galley apply`";
+    PID_NS = "5.15 pid namespace", "the pid namespace is not the host's", "do not start sandboxes with --pid host";
+    IPC_NS = "5.16 ipc namespace", "the ipc namespace is not the host's", "do not start sandboxes with --ipc host";
+    UTS_NS = "5.20 uts namespace", "the uts namespace is not the host's", "do not start sandboxes with --uts host";
+    USER_NS = "5.30 user namespace", "the user namespace is not shared by request", "do not start sandboxes with --userns host";
+    NETWORK = "5.9 network", "the sandbox is on exactly its instance's network, never the host's", "attach the sandbox only to galley-<project>-<instance> (or none); recreate with `galley apply`";
+    DEVICES = "5.17 devices", "no host devices are passed in", "do not start sandboxes with --device";
+    PORTS = "5.13 bind to host interface", "published ports and host addresses are exactly the declared ones", "publish only the declared `ports`, on their declared addresses";
+    LISTENING = "5.8 listening ports", "nothing listens inside the sandbox but the declared ports", "stop the undeclared listener or declare the port in `ports`";
+    MOUNTS = "5.5 host mounts", "mounts are exactly the declared ones: no host directory but the secrets", "mount only declared `volumes`, `tmpfs` and secrets; never a host path";
+    RUNTIME_SOCKET = "5.31 runtime socket", "no container runtime socket is reachable", "never mount docker, podman or containerd sockets into a sandbox";
+    MEMORY = "5.10 memory", "the memory limit is the declared one", "start with --memory set to `resources.memory`";
+    CPU = "5.11 cpu", "the CPU quota is the declared one", "start with --cpus set to `resources.cpus`";
+    PIDS = "5.28 pids limit", "the process limit is the declared one", "start with --pids-limit set to `resources.pids`";
+    ULIMITS = "5.18 ulimits", "open-file and process ulimits are the declared ones", "start with --ulimit nofile=N:N and nproc=N:N as declared";
+    SECRETS = "galley secret exposure", "no declared secret's value is visible in any process's environment or arguments", "deliver secrets only as files under /run/secrets, never through -e or argv";
+    SETUID = "4.8 setuid files", "the root filesystem holds no setuid/setgid files, sudo or doas", "remove the setuid/setgid bits and privilege tools from the image";
+}
+
+/// The catalog entry of `id`.
+pub fn check(id: &str) -> &'static Check {
+    CHECKS.iter().find(|c| c.id == id).expect("every finding names a catalogued check")
+}
+
+/// One violation, with enough to fix it. Never carries a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub severity: Severity,
+    pub sandbox: String,
+    pub container: String,
+    pub message: String,
+    pub expected: String,
+    pub observed: String,
+    pub fix: String,
+}
+
+/// Collects the findings of one container.
+#[derive(Debug)]
+pub struct Sink<'a> {
+    pub sandbox: &'a str,
+    pub container: &'a str,
+    pub findings: Vec<Finding>,
+    /// Checks that ran (passed unless a finding names them).
+    pub ran: Vec<&'static str>,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(sandbox: &'a str, container: &'a str) -> Sink<'a> {
+        Sink { sandbox, container, findings: Vec::new(), ran: Vec::new() }
+    }
+
+    /// Record that `check` ran.
+    pub fn ran(&mut self, check: &'static str) {
+        if !self.ran.contains(&check) {
+            self.ran.push(check);
+        }
+    }
+
+    pub fn fail(
+        &mut self,
+        check: &'static str,
+        message: impl Into<String>,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+    ) {
+        self.push(check, Severity::Error, message.into(), expected.into(), observed.into());
+    }
+
+    pub fn warn(
+        &mut self,
+        check: &'static str,
+        message: impl Into<String>,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+    ) {
+        self.push(check, Severity::Warning, message.into(), expected.into(), observed.into());
+    }
+
+    fn push(&mut self, check: &'static str, severity: Severity, message: String, expected: String, observed: String) {
+        self.ran(check);
+        let fix = self::check(check).fix.to_owned();
+        let f = Finding {
+            check,
+            severity,
+            sandbox: self.sandbox.into(),
+            container: self.container.into(),
+            message,
+            expected,
+            observed,
+            fix,
+        };
+        if !self.findings.contains(&f) {
+            self.findings.push(f);
+        }
+    }
+}
+
+/// The audit of one container.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxReport {
+    pub sandbox: String,
+    pub container: String,
+    /// Check id and whether it passed, in catalog order.
+    pub checks: Vec<(&'static str, bool)>,
+    pub findings: Vec<Finding>,
+}
+
+impl SandboxReport {
+    pub fn from_sink(sink: Sink<'_>) -> SandboxReport {
+        let failed = |id: &str| sink.findings.iter().any(|f| f.check == id && f.severity == Severity::Error);
+        let checks = CHECKS.iter().filter(|c| sink.ran.contains(&c.id)).map(|c| (c.id, !failed(c.id))).collect();
+        SandboxReport {
+            sandbox: sink.sandbox.into(),
+            container: sink.container.into(),
+            checks,
+            findings: sink.findings,
+        }
+    }
+
+    pub fn errors(&self) -> usize {
+        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
+    }
+}
+
+/// Where the values of declared secrets come from, to look for them where they must not be.
+pub trait SecretValues {
+    fn value(&self, name: &str) -> Option<Zeroizing<Vec<u8>>>;
+}
+
+/// Secret values from the host environment (sources `{ env = "VAR" }`); others yield `None`.
+#[derive(Debug)]
+pub struct EnvSecrets<'a> {
+    pub secrets: &'a BTreeMap<String, Secret>,
+}
+
+impl SecretValues for EnvSecrets<'_> {
+    fn value(&self, name: &str) -> Option<Zeroizing<Vec<u8>>> {
+        match self.secrets.get(name)? {
+            Secret::Env(var) => std::env::var_os(var).map(|v| Zeroizing::new(v.into_encoded_bytes())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("cannot read podman's answer: {0}")]
+    Parse(String),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("no such sandbox running: {0}")]
+    NotRunning(String),
+    #[error("no sandbox of project `{project}` is running in instance `{instance}`")]
+    NothingRunning { project: String, instance: String },
+    #[error("cannot scan image `{image}`: {message}")]
+    Image { image: String, message: String },
+}
+
+/// The manifest each observed container must match. Until the lock records image digests, the
+/// digest comes from the container's `io.galley.image` label, else from the image it runs.
+pub fn desired(
+    project: &Project,
+    observed: &[Observed],
+    lib_root: &Path,
+) -> Result<BTreeMap<String, SandboxManifest>, AuditError> {
+    let mut out = BTreeMap::new();
+    for o in observed {
+        if out.contains_key(&o.sandbox) || !project.sandboxes.contains_key(&o.sandbox) {
+            continue;
+        }
+        let digest = o.label(LABEL_IMAGE).or(o.image_digest());
+        out.insert(o.sandbox.clone(), manifest::resolve(project, &o.sandbox, digest, lib_root)?);
+    }
+    Ok(out)
+}
+
+/// Audit one observed container against its manifest, from podman's record and from the kernel.
+pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn SecretValues) -> SandboxReport {
+    let mut sink = Sink::new(&o.sandbox, &o.name);
+    checks::run(o, m, cx, secrets, &mut sink);
+    if let Some(pid) = o.pid().filter(|_| o.running()) {
+        kernel::run(pid, m, secrets, &mut sink);
+    }
+    SandboxReport::from_sink(sink)
+}

@@ -1,0 +1,376 @@
+//! Fixtures for `galley verify` tests: a project on disk, busybox images built from scratch,
+//! the podman argv the runner uses, and a guard that removes every container, network, volume
+//! and image a test created, even when it fails.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use galley::settings::{Format, Settings};
+
+pub const SANDBOX: &str = "app";
+pub const INSTANCE: &str = "default";
+pub const SECRET_VAR: &str = "GALLEY_VERIFY_TEST_TOKEN";
+const RUNTIME: &str = "runc";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether podman and buildah can run; panics when they cannot but are required.
+pub fn runtime_available() -> bool {
+    let ok = ["podman", "buildah"].iter().all(|p| galley::exec::available(p));
+    if !ok {
+        if std::env::var_os(galley::env_vars::GALLEY_TEST_REQUIRE_RUNTIME).is_some_and(|v| v == "1") {
+            panic!("podman or buildah is missing and GALLEY_TEST_REQUIRE_RUNTIME=1");
+        }
+        eprintln!("note: podman or buildah not found; skipping");
+    }
+    ok
+}
+
+pub fn run(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn quiet(program: &str, args: &[&str]) {
+    let _ = Command::new(program).args(args).output();
+}
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A podman run invocation, as the runner builds it, to be mutated by tests.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub name: String,
+    pub opts: Vec<String>,
+    pub image: String,
+    pub command: Vec<String>,
+}
+
+impl Launch {
+    pub fn opt(&mut self, items: &[&str]) -> &mut Self {
+        self.opts.extend(items.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Remove `flag` and its value (or `flag` alone when `with_value` is false).
+    pub fn drop_opt(&mut self, flag: &str, with_value: bool) -> &mut Self {
+        let i = self.opts.iter().position(|o| o == flag).unwrap_or_else(|| panic!("no {flag} in {:?}", self.opts));
+        self.opts.drain(i..i + 1 + usize::from(with_value));
+        self
+    }
+
+    /// Replace the value following `flag` whose value starts with `prefix`.
+    pub fn set_opt(&mut self, flag: &str, prefix: &str, value: &str) -> &mut Self {
+        let i = (0..self.opts.len() - 1)
+            .find(|&i| self.opts[i] == flag && self.opts[i + 1].starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {flag} {prefix}... in {:?}", self.opts));
+        self.opts[i + 1] = value.to_owned();
+        self
+    }
+
+    pub fn argv(&self) -> Vec<String> {
+        let mut v: Vec<String> = ["--runtime", RUNTIME, "run", "-d", "--name"].iter().map(|s| s.to_string()).collect();
+        v.push(self.name.clone());
+        v.extend(self.opts.iter().cloned());
+        v.push(self.image.clone());
+        v.extend(self.command.iter().cloned());
+        v
+    }
+}
+
+/// A project with one sandbox, its images and everything podman holds for it.
+pub struct Fixture {
+    pub project: String,
+    pub dir: tempfile::TempDir,
+    pub secrets: tempfile::TempDir,
+    pub home: PathBuf,
+    pub host_port: u16,
+    pub secret: String,
+    pub image: String,
+    pub digest: String,
+    images: Vec<String>,
+    containers: std::sync::Mutex<Vec<String>>,
+}
+
+impl Fixture {
+    /// A sandbox on an isolated network publishing one loopback port.
+    pub fn new() -> Fixture {
+        Fixture::with_network(true)
+    }
+
+    /// With `isolated` false, a sandbox with no network at all (`'none`) and no ports.
+    pub fn with_network(isolated: bool) -> Fixture {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let project = format!("vt{}-{n}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(dir.path().join("project")).unwrap();
+        // Secret files live on a tmpfs, as the runner keeps them.
+        let secrets = tempfile::tempdir_in("/dev/shm").unwrap();
+        let host_port = free_port();
+        let secret = format!("tok-{project}-5f3c9a1e");
+        std::fs::write(secrets.path().join("TOKEN"), &secret).unwrap();
+        std::fs::write(dir.path().join("project/galley.ncl"), config(&project, isolated.then_some(host_port))).unwrap();
+        let mut f = Fixture {
+            project,
+            dir,
+            secrets,
+            home,
+            host_port,
+            secret,
+            image: String::new(),
+            digest: String::new(),
+            images: Vec::new(),
+            containers: Default::default(),
+        };
+        if isolated {
+            run("podman", &["network", "create", "--internal", &f.network()]);
+        }
+        f.image = f.build_image("a", &[]);
+        f.digest = f.image_digest(&f.image);
+        f
+    }
+
+    pub fn network(&self) -> String {
+        format!("galley-{}-{INSTANCE}", self.project)
+    }
+
+    pub fn project_dir(&self) -> PathBuf {
+        self.dir.path().join("project")
+    }
+
+    /// Build a busybox image from scratch; `extra` are (destination, mode) copies of busybox.
+    pub fn build_image(&mut self, tag: &str, extra: &[(&str, &str)]) -> String {
+        let name = format!("localhost/galley-verify-test:{}-{tag}", self.project);
+        let out = run("buildah", &["from", "scratch"]);
+        let c = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        run("buildah", &["copy", "--chmod", "0755", &c, "/bin/busybox", "/bin/busybox"]);
+        for (dst, mode) in extra {
+            run("buildah", &["copy", "--chmod", mode, &c, "/bin/busybox", dst]);
+        }
+        run(
+            "buildah",
+            &["config", "--user", "65534:65534", "--cmd", r#"["/bin/busybox","httpd","-f","-p","8080","-h","/"]"#, &c],
+        );
+        run("buildah", &["commit", "-q", &c, &name]);
+        run("buildah", &["rm", &c]);
+        self.images.push(name.clone());
+        name
+    }
+
+    pub fn image_digest(&self, image: &str) -> String {
+        let out = run("podman", &["image", "inspect", "--format", "{{.Digest}}", image]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            project_dir: self.project_dir(),
+            home: self.home.clone(),
+            format: Format::Text,
+            verbosity: 0,
+            color: false,
+        }
+    }
+
+    /// The manifest of the sandbox, resolved with `digest` as its image's.
+    pub fn manifest(&self, digest: &str) -> galley::manifest::SandboxManifest {
+        let s = self.settings();
+        let loaded = galley::project::load(&s, None).expect("the test project evaluates");
+        galley::manifest::resolve(&loaded.project, SANDBOX, Some(digest), &s.lib_root()).unwrap()
+    }
+
+    /// Write the sandbox's seccomp profile where the runner would, and return its path.
+    pub fn seccomp_file(&self) -> PathBuf {
+        let s = self.settings();
+        let loaded = galley::project::load(&s, None).unwrap();
+        let profile =
+            galley::seccomp::resolve(&s.lib_root(), &loaded.project.sandboxes[SANDBOX].seccomp).unwrap().unwrap();
+        let path = self.dir.path().join("seccomp.json");
+        std::fs::write(&path, profile.bytes()).unwrap();
+        path
+    }
+
+    /// The runner's podman argv for the sandbox, under the sandbox's labels.
+    pub fn launch(&self) -> Launch {
+        let m = self.manifest(&self.digest);
+        let name = format!("galley-{}-{INSTANCE}-{SANDBOX}", self.project);
+        let mut opts: Vec<String> = Vec::new();
+        let mut o = |items: &[&str]| opts.extend(items.iter().map(|s| s.to_string()));
+        o(&["--label", &format!("io.galley.project={}", self.project)]);
+        o(&["--label", &format!("io.galley.instance={INSTANCE}")]);
+        o(&["--label", &format!("io.galley.sandbox={SANDBOX}")]);
+        o(&["--label", &format!("io.galley.manifest={}", m.digest())]);
+        match m.network {
+            galley::model::Network::None => o(&["--network", "none"]),
+            _ => o(&["--network", &self.network()]),
+        }
+        o(&["--cap-drop", "ALL"]);
+        for c in &m.capabilities {
+            o(&["--cap-add", c]);
+        }
+        o(&["--security-opt", "no-new-privileges"]);
+        o(&["--security-opt", &format!("seccomp={}", self.seccomp_file().display())]);
+        o(&["--read-only"]);
+        for t in &m.tmpfs {
+            o(&["--tmpfs", &format!("{}:size={},mode={}", t.path, t.size, t.mode)]);
+        }
+        o(&["--user", &m.user]);
+        for p in &m.ports {
+            o(&["-p", &format!("{}:{}:{}/{}", p.address, p.host, p.container, p.protocol.as_str())]);
+        }
+        o(&["--pids-limit", &m.resources.pids.to_string()]);
+        o(&["--memory", &m.resources.memory]);
+        o(&["--cpus", &m.resources.cpus.to_string()]);
+        if let Some(n) = m.resources.nofile {
+            o(&["--ulimit", &format!("nofile={n}:{n}")]);
+        }
+        if let Some(n) = m.resources.nproc {
+            o(&["--ulimit", &format!("nproc={n}:{n}")]);
+        }
+        for name in m.secrets.keys() {
+            let src = self.secrets.path().join(name);
+            o(&["-v", &format!("{}:/run/secrets/{name}:ro", src.display())]);
+        }
+        for v in &m.volumes {
+            let ro = if v.read_only { ":ro" } else { "" };
+            o(&["-v", &format!("{}-{INSTANCE}-{}:{}{ro}", self.project, v.name, v.path)]);
+        }
+        Launch { name, opts, image: self.image.clone(), command: Vec::new() }
+    }
+
+    /// Start a container; it is removed when the fixture drops.
+    pub fn start(&self, launch: &Launch) {
+        quiet("podman", &["rm", "-f", "-t", "0", &launch.name]);
+        self.containers.lock().unwrap().push(launch.name.clone());
+        let argv = launch.argv();
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        run("podman", &args);
+    }
+
+    pub fn stop(&self, launch: &Launch) {
+        quiet("podman", &["rm", "-f", "-t", "0", &launch.name]);
+    }
+
+    /// Run `galley` in the project with the secret's source variable set.
+    pub fn galley(&self, args: &[&str]) -> Output {
+        let bin = env!("CARGO_BIN_EXE_galley");
+        Command::new(bin)
+            .args(["-C", self.project_dir().to_str().unwrap()])
+            .args(args)
+            .env(galley::env_vars::GALLEY_HOME, &self.home)
+            .env(galley::env_vars::GALLEY_OCI_RUNTIME, RUNTIME)
+            .env(SECRET_VAR, &self.secret)
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap()
+    }
+
+    /// `galley verify --format json`: exit code and the report.
+    pub fn verify_json(&self, extra: &[&str]) -> (i32, serde_json::Value) {
+        let mut args = vec!["verify", "--format", "json"];
+        args.extend(extra);
+        let out = self.galley(&args);
+        let code = out.status.code().unwrap_or(-1);
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "verify printed no JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, json)
+    }
+}
+
+/// The ids of failing checks in a verify JSON report.
+pub fn failing(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    report["sandboxes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["findings"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["severity"] == "error")
+        .map(|f| f["check"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn messages(report: &serde_json::Value) -> Vec<String> {
+    report["sandboxes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["findings"].as_array().cloned().unwrap_or_default())
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for c in self.containers.lock().unwrap().iter() {
+            quiet("podman", &["rm", "-f", "-t", "0", c]);
+        }
+        let out = Command::new("podman")
+            .args(["ps", "-aq", "--filter", &format!("label=io.galley.project={}", self.project)])
+            .output();
+        if let Ok(out) = out {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                quiet("podman", &["rm", "-f", "-t", "0", id]);
+            }
+        }
+        quiet("podman", &["network", "rm", "-f", &self.network()]);
+        quiet("podman", &["volume", "rm", "-f", &format!("{}-{INSTANCE}-work", self.project)]);
+        for i in &self.images {
+            quiet("podman", &["rmi", "-f", i]);
+        }
+    }
+}
+
+fn config(project: &str, host_port: Option<u16>) -> String {
+    let (network, ports) = match host_port {
+        Some(p) => ("isolated", format!("[{{ container = 8080, host = {p} }}]")),
+        None => ("none", "[]".to_owned()),
+    };
+    format!(
+        r#"{{
+  name = "{project}",
+  images.app = {{ user = "65534:65534", cmd = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"] }},
+  sandboxes.app = {{
+    image = "app",
+    network = '{network},
+    ports = {ports},
+    secrets.TOKEN = {{ env = "{SECRET_VAR}" }},
+    capabilities = ["NET_BIND_SERVICE"],
+    user = "65534:65534",
+    volumes = [{{ name = "work", path = "/work" }}],
+    resources = {{ memory = "128m", cpus = 0.5, pids = 64, nofile = 1024, nproc = 512 }},
+  }},
+}}
+"#
+    )
+}
+
+/// The host pid of a container's init process.
+pub fn container_pid(name: &str) -> u32 {
+    let out = run("podman", &["inspect", "--format", "{{.State.Pid}}", name]);
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Poll `cond` for up to 20 seconds.
+pub fn wait_for(cond: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}

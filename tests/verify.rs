@@ -1,0 +1,331 @@
+//! `galley verify` against real podman containers: a sandbox started the way the runner starts
+//! it passes; each single violation, started by hand under the sandbox's labels, fails exactly
+//! the check named after it; processes inside cannot talk a failing check into passing.
+
+mod support {
+    pub mod verify;
+}
+
+use std::collections::BTreeSet;
+
+use support::verify::*;
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_sandbox_started_like_the_runner_passes_every_check() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let launch = f.launch();
+    f.start(&launch);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!(failing(&report), BTreeSet::new(), "{report:#}");
+    assert_eq!(code, 0, "{report:#}");
+    let checks = report["sandboxes"][0]["checks"].as_array().unwrap();
+    assert!(checks.len() >= 20, "{report:#}");
+    assert!(checks.iter().all(|c| c["passed"] == true));
+
+    let text = f.galley(&["verify", SANDBOX]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(text.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("PASS  5.4 privileged"), "{stdout}");
+}
+
+type Mutation = Box<dyn Fn(&mut Fixture, &mut Launch)>;
+
+/// One violation of the manifest and the checks it must fail.
+struct Mutant {
+    name: &'static str,
+    expect: &'static [&'static str],
+    /// A substring one finding's message must hold.
+    message: Option<&'static str>,
+    apply: Mutation,
+}
+
+fn mutant(
+    name: &'static str,
+    expect: &'static [&'static str],
+    apply: impl Fn(&mut Fixture, &mut Launch) + 'static,
+) -> Mutant {
+    Mutant { name, expect, message: None, apply: Box::new(apply) }
+}
+
+fn mutants() -> Vec<Mutant> {
+    let shell = |l: &mut Launch, script: &str| {
+        l.command = vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script.into()];
+    };
+    vec![
+        mutant("privileged", &["5.4 privileged", "5.3 capabilities", "5.17 devices"], |_, l| {
+            l.opt(&["--privileged"]);
+        }),
+        mutant("cap-add SYS_ADMIN", &["5.3 capabilities"], |_, l| {
+            l.opt(&["--cap-add", "SYS_ADMIN"]);
+        }),
+        mutant("seccomp=unconfined", &["5.21 seccomp"], |_, l| {
+            l.set_opt("--security-opt", "seccomp=", "seccomp=unconfined");
+        }),
+        mutant("no no-new-privileges", &["5.25 no-new-privileges"], |_, l| {
+            l.drop_opt("--security-opt", true);
+        }),
+        mutant("port on 0.0.0.0", &["5.13 bind to host interface"], |f, l| {
+            let p = format!("0.0.0.0:{}:8080/tcp", f.host_port);
+            l.set_opt("-p", "127.0.0.1:", &p);
+        }),
+        mutant("podman socket mounted", &["5.31 runtime socket"], |f, l| {
+            let sock = f.dir.path().join("podman.sock");
+            if !sock.exists() {
+                std::mem::forget(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+            }
+            l.opt(&["-v", &format!("{}:/run/podman/podman.sock", sock.display())]);
+        }),
+        mutant("host /etc mounted", &["5.5 host mounts"], |_, l| {
+            l.opt(&["-v", "/etc:/host-etc:ro"]);
+        }),
+        mutant("host file posing as a secret", &["5.5 host mounts"], |_, l| {
+            l.set_opt("-v", "/dev/shm/", "/etc/hostname:/run/secrets/TOKEN:ro");
+        }),
+        mutant("pid host", &["5.15 pid namespace"], |_, l| {
+            l.opt(&["--pid", "host"]);
+        }),
+        mutant("ipc host", &["5.16 ipc namespace"], |_, l| {
+            l.opt(&["--ipc", "host"]);
+        }),
+        mutant("uts host", &["5.20 uts namespace"], |_, l| {
+            l.opt(&["--uts", "host"]);
+        }),
+        mutant("device passed in", &["5.17 devices"], |_, l| {
+            l.opt(&["--device", "/dev/null:/dev/xnull"]);
+        }),
+        Mutant {
+            message: Some("secret TOKEN visible in environ of pid"),
+            ..mutant("secret in -e", &["galley secret exposure"], |f, l| {
+                l.opt(&["-e", &format!("LEAK={}", f.secret)]);
+            })
+        },
+        Mutant {
+            message: Some("secret TOKEN visible in cmdline of pid"),
+            ..mutant("secret in argv", &["galley secret exposure"], move |f, l| {
+                shell(l, "/bin/busybox httpd -f -p 8080 -h /; :");
+                l.command.extend(["sh".into(), f.secret.clone()]);
+            })
+        },
+        mutant("setuid file in the image", &["4.8 setuid files"], |f, l| {
+            let image = f.build_image("setuid", &[("/bin/su", "4755")]);
+            let digest = f.image_digest(&image);
+            let label = format!("io.galley.manifest={}", f.manifest(&digest).digest());
+            l.set_opt("--label", "io.galley.manifest=", &label);
+            l.image = image;
+        }),
+        mutant("extra listening port", &["5.8 listening ports"], move |_, l| {
+            shell(l, "/bin/busybox httpd -p 8080 -h /; /bin/busybox nc -l -p 9000");
+        }),
+        mutant("root user", &["4.1 user"], |_, l| {
+            l.set_opt("--user", "65534", "0:0");
+        }),
+        mutant("writable root", &["5.12 read-only root"], |_, l| {
+            l.drop_opt("--read-only", false);
+        }),
+        mutant("no memory limit", &["5.10 memory"], |_, l| {
+            l.drop_opt("--memory", true);
+        }),
+        mutant("no cpu limit", &["5.11 cpu"], |_, l| {
+            l.drop_opt("--cpus", true);
+        }),
+        mutant("no pids limit", &["5.28 pids limit"], |_, l| {
+            l.drop_opt("--pids-limit", true);
+        }),
+        mutant("other nofile ulimit", &["5.18 ulimits"], |_, l| {
+            l.set_opt("--ulimit", "nofile=", "nofile=2048:2048");
+        }),
+        mutant("host network", &["5.9 network", "5.13 bind to host interface", "5.8 listening ports"], |_, l| {
+            l.set_opt("--network", "galley-", "host");
+        }),
+        mutant("other image", &["galley image digest"], |f, l| {
+            let image = f.build_image("other", &[("/bin/extra", "0755")]);
+            l.opt(&["--label", &format!("io.galley.image={}", f.digest)]);
+            l.image = image;
+        }),
+        // Last: it leaves the instance's network routed.
+        mutant("network with a route out", &["5.9 network"], |f, _| {
+            run("podman", &["network", "rm", "-f", &f.network()]);
+            run("podman", &["network", "create", &f.network()]);
+        }),
+    ]
+}
+
+#[test]
+fn every_single_violation_fails_exactly_its_check() {
+    if !runtime_available() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let all = mutants();
+    let (mut caught, mut wrong) = (0, Vec::new());
+    for m in &all {
+        let mut launch = f.launch();
+        (m.apply)(&mut f, &mut launch);
+        f.start(&launch);
+        let (code, report) = f.verify_json(&[]);
+        let got = failing(&report);
+        let message_ok = m.message.is_none_or(|want| messages(&report).iter().any(|s| s.contains(want)));
+        if code == 1 && got == set(m.expect) && message_ok {
+            caught += 1;
+        } else {
+            wrong.push(format!(
+                "{}: exit {code}, failing {got:?}, expected {:?}\n{:?}",
+                m.name,
+                m.expect,
+                messages(&report)
+            ));
+        }
+        assert!(
+            !serde_json::to_string(&report).unwrap().contains(&f.secret),
+            "{}: the report shows the secret",
+            m.name
+        );
+        f.stop(&launch);
+    }
+    eprintln!("mutants caught: {caught} / {}", all.len());
+    assert!(wrong.is_empty(), "mutants not caught as expected:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn processes_inside_cannot_talk_a_failing_check_into_passing() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut launch = f.launch();
+    launch.set_opt("--user", "65534", "0:0").drop_opt("--read-only", false);
+    // Rename itself, plant symlinks to the host's view of `/`, then run an undeclared listener
+    // that calls itself httpd, like the declared service.
+    let script = "printf sleep > /proc/self/comm; ln -s / /etc/hostlink; ln -s /usr/bin /etc/ubin; \
+                  printf 'nobody:x:0:0::/:/bin/sh\\n' > /etc/passwd.fake; \
+                  exec -a httpd /bin/busybox -f -p 9000 -h /";
+    launch.command = vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script.into()];
+    f.start(&launch);
+    let pid = container_pid(&launch.name);
+    let ready = || {
+        let link = std::fs::read_link(format!("/proc/{pid}/root/etc/hostlink")).ok();
+        link.as_deref() == Some(std::path::Path::new("/"))
+            && galley::audit::kernel::listeners(pid).iter().any(|l| l.port == 9000)
+    };
+    assert!(wait_for(ready), "the container did not plant its symlink and listener");
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(failing(&report), set(&["4.1 user", "5.12 read-only root", "5.8 listening ports"]), "{report:#}");
+    let messages = messages(&report);
+    assert!(messages.iter().any(|m| m.contains(":9000/tcp")), "{messages:?}");
+    // The host's setuid files, reachable only by following the planted symlinks, are not seen.
+    assert!(!messages.iter().any(|m| m.contains("hostlink") || m.contains("ubin")), "{messages:?}");
+}
+
+#[test]
+fn image_scan_finds_setuid_files_and_root_without_running_the_image() {
+    if !runtime_available() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let out = f.galley(&["verify", "--image", &f.image.clone(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let bad = f.build_image("suid", &[("/usr/bin/sudo", "4755"), ("/bin/sg", "2755")]);
+    let out = f.galley(&["verify", "--image", &bad, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failing(&report), set(&["4.8 setuid files"]), "{report:#}");
+    let messages = messages(&report).join("\n");
+    assert!(messages.contains("/usr/bin/sudo is setuid/setgid"), "{messages}");
+    assert!(messages.contains("/usr/bin/sudo is a privilege tool"), "{messages}");
+    assert!(messages.contains("/bin/sg is setuid/setgid"), "{messages}");
+    let ps = run("podman", &["ps", "-a", "--filter", &format!("ancestor={bad}"), "--format", "{{.ID}}"]);
+    assert!(ps.stdout.is_empty(), "the image was run");
+}
+
+#[test]
+fn sarif_and_text_name_the_failing_check() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut launch = f.launch();
+    launch.opt(&["--cap-add", "SYS_ADMIN"]);
+    f.start(&launch);
+    // A stray container under the project's labels is reported too.
+    let mut stray = f.launch();
+    stray.name = format!("{}-stray", stray.name);
+    stray.set_opt("--label", "io.galley.sandbox=", "io.galley.sandbox=rogue");
+    stray.drop_opt("-p", true);
+    f.start(&stray);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!(code, 1);
+    assert!(messages(&report).iter().any(|m| m.contains("-stray claims no sandbox declared")), "{report:#}");
+    f.stop(&stray);
+
+    let out = f.galley(&["verify", "--format", "sarif"]);
+    assert_eq!(out.status.code(), Some(1));
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(sarif["$schema"].as_str().unwrap().contains("sarif"));
+    let run0 = &sarif["runs"][0];
+    assert!(run0["tool"]["driver"]["rules"].as_array().unwrap().iter().any(|r| r["id"] == "5.3 capabilities"));
+    let results = run0["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    assert!(results.iter().all(|r| r["ruleId"] == "5.3 capabilities" && r["level"] == "error"), "{results:#?}");
+    assert!(results.iter().any(|r| r["message"]["text"].as_str().unwrap().contains("SYS_ADMIN")));
+
+    let out = f.galley(&["verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("FAIL  5.3 capabilities"), "{text}");
+    assert!(text.contains("PASS  5.4 privileged"), "{text}");
+    assert!(text.contains("error[5.3 capabilities]") && text.contains("  help: "), "{text}");
+}
+
+#[test]
+fn a_sandbox_without_network_passes_and_fails_once_attached_to_one() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::with_network(false);
+    let launch = f.launch();
+    assert!(launch.opts.windows(2).any(|w| w == ["--network", "none"]));
+    // No port is declared, so the declared service's listener is an undeclared one: run a
+    // silent process instead.
+    let mut quiet = launch.clone();
+    quiet.command = ["/bin/busybox", "sleep", "1000000"].map(String::from).to_vec();
+    f.start(&quiet);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!((code, failing(&report)), (0, set(&[])), "{report:#}");
+    f.stop(&quiet);
+
+    run("podman", &["network", "create", "--internal", &f.network()]);
+    let mut attached = quiet.clone();
+    attached.set_opt("--network", "none", &f.network());
+    f.start(&attached);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!((code, failing(&report)), (1, set(&["5.9 network"])), "{report:#}");
+}
+
+#[test]
+fn a_sandbox_that_is_not_running_is_a_usage_error() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let out = f.galley(&["verify", SANDBOX]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such sandbox running: app"));
+    let out = f.galley(&["verify", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = f.galley(&["verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is running in instance `default`"));
+    std::fs::write(f.project_dir().join("galley.ncl"), "{ name = 1 }").unwrap();
+    assert_eq!(f.galley(&["verify"]).status.code(), Some(2));
+}
