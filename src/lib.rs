@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fsutil;
 pub mod lang;
 pub mod lint;
+pub mod lsp;
 pub mod model;
 pub mod project;
 pub mod reference;
