@@ -7,6 +7,7 @@
 mod check;
 mod completions;
 mod init;
+mod lsp;
 mod render;
 mod show;
 
@@ -58,6 +59,11 @@ pub enum Command {
     Init(init::InitArgs),
     /// Print shell completions
     Completions(completions::CompletionsArgs),
+    /// Run the language server (diagnostics, hover, completion) on stdin and stdout
+    Lsp(lsp::LspArgs),
+    /// Evaluate galley.ncl for the language server and print its diagnostics as JSON
+    #[command(name = "__eval", hide = true)]
+    Eval(lsp::EvalArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +80,8 @@ pub fn main() -> ExitCode {
         Command::Show => show::run(&settings),
         Command::Init(args) => init::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
+        Command::Lsp(args) => lsp::run(&settings, &args),
+        Command::Eval(args) => lsp::eval(&settings, &args),
     }
 }
 
