@@ -28,7 +28,7 @@ pub enum Event {
     Changed(PathBuf),
     /// The project's galley.ncl was closed: clear its diagnostics.
     Closed(PathBuf),
-    Finished { config: PathBuf, generation: u64, outcome: Outcome, elapsed: Duration },
+    Finished { config: PathBuf, generation: u64, version: Option<i32>, outcome: Outcome, elapsed: Duration },
     /// The server is shutting down.
     Stop,
 }
@@ -86,21 +86,20 @@ pub fn run(settings: Settings, docs: Docs, events: Receiver<Event>, me: Sender<E
                     }
                 }
             }
-            Some(Event::Finished { config, generation, outcome, elapsed }) => {
+            Some(Event::Finished { config, generation, version, outcome, elapsed }) => {
                 let Some(p) = projects.get_mut(&config) else { continue };
                 p.running = false;
                 if generation != p.generation {
                     eprintln!("galley lsp: dropped a stale evaluation of {}", config.display());
                 } else {
                     eprintln!("galley lsp: evaluated {} in {} ms", config.display(), elapsed.as_millis());
-                    let by_uri = group(&docs, &config, outcome, settings.timeout);
+                    let (config_uri, by_uri) = group(&docs, &config, outcome, settings.timeout);
                     let now_published: BTreeSet<String> = by_uri.keys().cloned().collect();
                     for gone in p.published.difference(&now_published) {
                         publish(&out, gone, Vec::new(), None);
                     }
                     for (uri, diagnostics) in by_uri {
-                        let version = docs.version_of(&uri);
-                        publish(&out, &uri, diagnostics, version);
+                        publish(&out, &uri, diagnostics, version.filter(|_| uri == config_uri));
                     }
                     p.published = now_published;
                 }
@@ -113,7 +112,8 @@ pub fn run(settings: Settings, docs: Docs, events: Receiver<Event>, me: Sender<E
                 continue;
             }
             p.due = None;
-            let Some(text) = docs.text_of_path(config).or_else(|| std::fs::read_to_string(config).ok()) else {
+            let snapshot = docs.snapshot(config).map(|(t, v)| (t, Some(v)));
+            let Some((text, version)) = snapshot.or_else(|| Some((std::fs::read_to_string(config).ok()?, None))) else {
                 continue;
             };
             p.running = true;
@@ -122,17 +122,19 @@ pub fn run(settings: Settings, docs: Docs, events: Receiver<Event>, me: Sender<E
                 let started = Instant::now();
                 let dir = config.parent().unwrap_or(Path::new("/"));
                 let outcome = eval::evaluate(&crate::exec::System, &settings.exe, dir, &text, settings.timeout);
-                let _ = me.send(Event::Finished { config, generation, outcome, elapsed: started.elapsed() });
+                let _ = me.send(Event::Finished { config, generation, version, outcome, elapsed: started.elapsed() });
             });
         }
     }
 }
 
-/// LSP diagnostics by document URI. The project's galley.ncl always gets an entry, so fixing
-/// the last error publishes an empty list.
-fn group(docs: &Docs, config: &Path, outcome: Outcome, timeout: Duration) -> BTreeMap<String, Vec<lsp_types::Diagnostic>> {
+type ByUri = BTreeMap<String, Vec<lsp_types::Diagnostic>>;
+
+/// The URI of galley.ncl, and LSP diagnostics by document URI. galley.ncl always gets an entry,
+/// so fixing the last error publishes an empty list.
+fn group(docs: &Docs, config: &Path, outcome: Outcome, timeout: Duration) -> (String, ByUri) {
     let config_uri = docs.uri_of_path(config).unwrap_or_else(|| path_to_uri(config));
-    let mut by_uri: BTreeMap<String, Vec<lsp_types::Diagnostic>> = BTreeMap::new();
+    let mut by_uri = ByUri::new();
     by_uri.insert(config_uri.clone(), Vec::new());
     let wire = match outcome {
         Outcome::Diagnostics(d) => d,
@@ -163,7 +165,7 @@ fn group(docs: &Docs, config: &Path, outcome: Outcome, timeout: Duration) -> BTr
         };
         by_uri.entry(target).or_default().push(to_lsp(docs, d));
     }
-    by_uri
+    (config_uri, by_uri)
 }
 
 fn to_lsp(docs: &Docs, d: WireDiagnostic) -> lsp_types::Diagnostic {
@@ -200,4 +202,52 @@ fn publish(out: &Outbox, uri: &str, diagnostics: Vec<lsp_types::Diagnostic>, ver
     };
     let params = PublishDiagnosticsParams { uri, diagnostics, version };
     out(Message::Notification(Notification::new(PublishDiagnostics::METHOD.to_owned(), params)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lsp_types::Position;
+
+    fn wire(file: &str, library: bool, line: u32) -> WireDiagnostic {
+        let range = Range { start: Position { line, character: 1 }, end: Position { line, character: 4 } };
+        WireDiagnostic {
+            code: "G003".into(),
+            error: true,
+            message: "m".into(),
+            help: Some("h".into()),
+            place: Some(WirePlace { file: file.into(), library, range }),
+            related: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn diagnostics_go_to_their_files_and_galley_ncl_is_always_published() {
+        let docs = Docs::default();
+        let config = Path::new("/p/galley.ncl");
+        let outcome = Outcome::Diagnostics(vec![wire("/p/lib/a b.ncl", false, 2), wire("/home/lib/galley/schema.ncl", true, 9)]);
+        let (uri, by_uri) = group(&docs, config, outcome, Duration::from_secs(1));
+        assert_eq!(uri, "file:///p/galley.ncl");
+        let imported = &by_uri["file:///p/lib/a%20b.ncl"];
+        assert_eq!(imported[0].range.start, Position { line: 2, character: 1 });
+        assert_eq!(imported[0].code, Some(NumberOrString::String("G003".into())));
+        // A location in galley's library is shown at the top of galley.ncl, pointing there.
+        let own = &by_uri[&uri];
+        assert_eq!(own[0].range, Range::default());
+        let related = own[0].related_information.as_ref().unwrap();
+        assert!(related[0].location.uri.as_str().ends_with("galley/schema.ncl"));
+
+        let (_, clean) = group(&docs, config, Outcome::Diagnostics(Vec::new()), Duration::from_secs(1));
+        assert_eq!(clean.len(), 1);
+        assert!(clean[&uri].is_empty());
+    }
+
+    #[test]
+    fn a_timeout_is_one_diagnostic() {
+        let (uri, by_uri) = group(&Docs::default(), Path::new("/p/galley.ncl"), Outcome::TimedOut, Duration::from_millis(1500));
+        let d = &by_uri[&uri];
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, Some(NumberOrString::String("G009".into())));
+        assert_eq!(d[0].message, "evaluation timed out after 1500 ms");
+    }
 }

@@ -40,12 +40,9 @@ impl Docs {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn version_of(&self, uri: &str) -> Option<i32> {
-        self.lock().get(uri).map(|d| d.version)
-    }
-
-    pub fn text_of_path(&self, path: &Path) -> Option<String> {
-        self.lock().values().find(|d| d.path.as_deref() == Some(path)).map(|d| d.text.clone())
+    /// The text and version of the open document of this file.
+    pub fn snapshot(&self, path: &Path) -> Option<(String, i32)> {
+        self.lock().values().find(|d| d.path.as_deref() == Some(path)).map(|d| (d.text.clone(), d.version))
     }
 
     /// The URI the client used for this file, if it is open.
