@@ -27,7 +27,7 @@ async def client(lsp_client: LanguageClient):
     await lsp_client.initialize_session(
         types.InitializeParams(
             capabilities=types.ClientCapabilities(),
-            initialization_options={"evalTimeoutMs": 1000},
+            initialization_options={"evalTimeoutMs": 3000},
         )
     )
     yield
@@ -57,7 +57,7 @@ def replace_all(client: LanguageClient, uri: str, text: str, version: int) -> No
     )
 
 
-async def diagnostics_for(client: LanguageClient, uri: str, predicate=lambda ds: True, timeout: float = 10.0):
+async def diagnostics_for(client: LanguageClient, uri: str, predicate=lambda ds: True, timeout: float = 20.0):
     """Wait until the diagnostics published for `uri` satisfy `predicate`; return them."""
 
     async def wait():
