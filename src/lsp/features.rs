@@ -58,7 +58,8 @@ pub fn hover(knowledge: &Knowledge, text: &str, pos: Position) -> Option<Hover> 
     let segments: Vec<&str> = record.iter().map(String::as_str).collect();
     let kind = schema_fields::kind_at(&segments)?;
     let doc = knowledge.field(kind, word)?;
-    let value = format!("**{}.{word}** : `{}`\n\n{}", kind.contract(), doc.typ, doc.doc);
+    let omit = if doc.optional { " (may be omitted)" } else { " (required)" };
+    let value = format!("**{}.{word}** : `{}`{omit}\n\n{}", kind.contract(), doc.typ, doc.doc);
     Some(Hover {
         contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value }),
         range: Some(range_of(text, start, end)),

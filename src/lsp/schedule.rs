@@ -7,6 +7,7 @@
 //! arrived while it ran.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -93,7 +94,11 @@ pub fn run(settings: Settings, docs: Docs, events: Receiver<Event>, me: Sender<E
                     eprintln!("galley lsp: dropped a stale evaluation of {}", config.display());
                 } else {
                     eprintln!("galley lsp: evaluated {} in {} ms", config.display(), elapsed.as_millis());
-                    let (config_uri, by_uri) = group(&docs, &config, outcome, settings.timeout);
+                    let grouped = catch_unwind(AssertUnwindSafe(|| group(&docs, &config, outcome, settings.timeout)));
+                    let Ok((config_uri, by_uri)) = grouped else {
+                        eprintln!("galley lsp: internal error while publishing diagnostics");
+                        continue;
+                    };
                     let now_published: BTreeSet<String> = by_uri.keys().cloned().collect();
                     for gone in p.published.difference(&now_published) {
                         publish(&out, gone, Vec::new(), None);
