@@ -14,7 +14,7 @@ const GALLEY: &str = env!("CARGO_BIN_EXE_galley");
 fn pytest_lsp_suite_passes() {
     let probe = Command::new("python3").args(["-c", "import pytest, pytest_lsp"]).output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        let required = std::env::var("GALLEY_TEST_REQUIRE_RUNTIME").is_ok_and(|v| v == "1");
+        let required = std::env::var(galley::env_vars::GALLEY_TEST_REQUIRE_RUNTIME).is_ok_and(|v| v == "1");
         assert!(!required, "pytest-lsp is not importable (pip install pytest-lsp)");
         eprintln!("note: skipping the pytest-lsp suite: pytest-lsp is not importable (pip install pytest-lsp)");
         return;
