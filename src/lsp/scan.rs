@@ -94,10 +94,10 @@ fn step(stack: &mut Vec<Frame>, lets: &mut Vec<(usize, Option<Vec<String>>)>, to
             lets.push((stack.len(), saved));
         }
         Token::Ident("in") => {
-            if let Some((depth, saved)) = lets.pop() {
-                if depth == stack.len() {
-                    set_value(stack, saved);
-                }
+            if let Some((depth, saved)) = lets.pop()
+                && depth == stack.len()
+            {
+                set_value(stack, saved);
             }
         }
         Token::Ident("fun") => {
@@ -110,12 +110,12 @@ fn step(stack: &mut Vec<Frame>, lets: &mut Vec<(usize, Option<Vec<String>>)>, to
             }
         }
         Token::Punct("=") | Token::Punct("|") => {
-            if let Some(Frame::Record { path, key, field }) = stack.last_mut() {
-                if field.is_none() {
-                    let full = path.as_ref().map(|p| p.iter().chain(key.iter()).cloned().collect());
-                    *field = Some(full);
-                    key.clear();
-                }
+            if let Some(Frame::Record { path, key, field }) = stack.last_mut()
+                && field.is_none()
+            {
+                let full = path.as_ref().map(|p| p.iter().chain(key.iter()).cloned().collect());
+                *field = Some(full);
+                key.clear();
             }
         }
         Token::Punct(".") => {}
