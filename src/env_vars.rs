@@ -17,3 +17,5 @@ pub const GALLEY_TEST_REQUIRE_RUNTIME: &str = "GALLEY_TEST_REQUIRE_RUNTIME";
 /// Where galley looks for state when `GALLEY_HOME` is unset.
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub const HOME: &str = "HOME";
+/// `galley lsp`: time limit of one evaluation in milliseconds (default 2000).
+pub const GALLEY_LSP_TIMEOUT_MS: &str = "GALLEY_LSP_TIMEOUT_MS";

@@ -12,6 +12,7 @@ pub mod kube;
 pub mod lang;
 pub mod lint;
 pub mod manifest;
+pub mod lsp;
 pub mod model;
 pub mod project;
 pub mod reference;

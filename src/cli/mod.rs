@@ -12,6 +12,7 @@ mod cp;
 mod destroy;
 mod init;
 mod plan;
+mod lsp;
 mod render;
 mod secret;
 mod show;
@@ -84,6 +85,11 @@ pub enum Command {
     Cp(cp::CpArgs),
     /// Audit running sandboxes against their manifests from the host (exit 1 on findings)
     Verify(verify::VerifyArgs),
+    /// Run the language server (diagnostics, hover, completion) on stdin and stdout
+    Lsp(lsp::LspArgs),
+    /// Evaluate galley.ncl for the language server and print its diagnostics as JSON
+    #[command(name = "__eval", hide = true)]
+    Eval(lsp::EvalArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -108,6 +114,8 @@ pub fn main() -> ExitCode {
         Command::Destroy(args) => destroy::run(&settings, &args),
         Command::Cp(args) => cp::run(&settings, &args),
         Command::Verify(args) => verify::run(&settings, &args, cli.global.format == FormatArg::Sarif),
+        Command::Lsp(args) => lsp::run(&settings, &args),
+        Command::Eval(args) => lsp::eval(&settings, &args),
     }
 }
 

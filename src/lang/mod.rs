@@ -5,6 +5,7 @@
 //! Architecture invariant: nothing outside `lang/` imports `nickel_lang_core`.
 
 mod convert;
+pub mod docs;
 pub mod embedded;
 mod spans;
 
