@@ -231,6 +231,13 @@ fn random_edits_never_crash_the_server() {
     // Still alive and answering; then it shuts down cleanly.
     let id = server.request("textDocument/hover", json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 0 } }));
     assert!(server.response(id).get("error").is_none());
+    // Earlier publications were skipped while waiting for responses: make one more change and
+    // wait for its diagnostics.
+    version += 1;
+    server.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": examples[2] }] }),
+    );
     let published = server.notification("textDocument/publishDiagnostics");
     assert_eq!(published["params"]["uri"], json!(uri));
     assert!(server.child.try_wait().unwrap().is_none(), "the server exited");

@@ -67,10 +67,12 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
         }
     }
     notes.retain(|n| galley_code(n).is_none());
+    let galley_message = code.is_some();
     let code = code.unwrap_or_else(|| classify(&message, default_code).to_owned());
     let mut message = tidy(&message);
-    // A type contract names what it expected only in a label on the schema: say it in the message.
-    if let Some((loc, _, _, _)) = labels.iter().find(|l| l.1 == "expected type") {
+    // A type contract names what it expected only in a label on the schema: say it in the message
+    // (galley's own validators already say it).
+    if let Some((loc, _, _, _)) = labels.iter().find(|l| l.1 == "expected type").filter(|_| !galley_message) {
         let expected = loc.snippet().split_whitespace().collect::<Vec<_>>().join(" ");
         if !expected.is_empty() && expected.len() <= 80 {
             message = format!("{message}: expected {expected}");
