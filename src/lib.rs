@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod env_vars;
 pub mod exec;
 pub mod fsutil;
+pub mod image;
 pub mod lang;
 pub mod lint;
 pub mod model;

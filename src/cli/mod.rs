@@ -4,9 +4,12 @@
 //! Exit codes: 0 success; 1 the answer is "no" (errors in config, findings, stale lock, changes
 //! with `--detailed-exitcode`); 2 usage or operational errors.
 
+mod build;
 mod check;
 mod completions;
 mod init;
+mod load;
+mod push;
 mod render;
 mod show;
 
@@ -58,6 +61,12 @@ pub enum Command {
     Init(init::InitArgs),
     /// Print shell completions
     Completions(completions::CompletionsArgs),
+    /// Build the project's images into the store and print their digests
+    Build(build::BuildArgs),
+    /// Push an image of this project to a registry
+    Push(push::PushArgs),
+    /// Load an image of this project into podman
+    Load(load::LoadArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +83,9 @@ pub fn main() -> ExitCode {
         Command::Show => show::run(&settings),
         Command::Init(args) => init::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
+        Command::Build(args) => build::run(&settings, &args),
+        Command::Push(args) => push::run(&settings, &args),
+        Command::Load(args) => load::run(&settings, &args),
     }
 }
 
