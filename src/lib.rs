@@ -9,6 +9,7 @@ pub mod env_vars;
 pub mod exec;
 pub mod fsutil;
 pub mod kube;
+pub mod image;
 pub mod lang;
 pub mod lint;
 pub mod manifest;

@@ -5,6 +5,7 @@
 //! with `--detailed-exitcode`); 2 usage or operational errors.
 
 mod apply;
+mod build;
 mod check;
 mod completions;
 mod export;
@@ -13,6 +14,8 @@ mod destroy;
 mod init;
 mod plan;
 mod lsp;
+mod load;
+mod push;
 mod render;
 mod secret;
 mod show;
@@ -90,6 +93,12 @@ pub enum Command {
     /// Evaluate galley.ncl for the language server and print its diagnostics as JSON
     #[command(name = "__eval", hide = true)]
     Eval(lsp::EvalArgs),
+    /// Build the project's images into the store and print their digests
+    Build(build::BuildArgs),
+    /// Push an image of this project to a registry
+    Push(push::PushArgs),
+    /// Load an image of this project into podman
+    Load(load::LoadArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -116,6 +125,9 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&settings, &args, cli.global.format == FormatArg::Sarif),
         Command::Lsp(args) => lsp::run(&settings, &args),
         Command::Eval(args) => lsp::eval(&settings, &args),
+        Command::Build(args) => build::run(&settings, &args),
+        Command::Push(args) => push::run(&settings, &args),
+        Command::Load(args) => load::run(&settings, &args),
     }
 }
 

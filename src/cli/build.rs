@@ -1,0 +1,192 @@
+//! `galley build`: build the project's images into the store and print their digests.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::image::{self, BuildOptions, BuiltImage, Progress, Store, layer};
+use crate::project;
+use crate::settings::{Format, Settings};
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Images to build (all when none is named)
+    pub images: Vec<String>,
+    /// Never touch the network: bases must already be in the store
+    #[arg(long)]
+    pub offline: bool,
+    /// Build twice from scratch in two temporary stores and name the files that differ
+    #[arg(long)]
+    pub check_repro: bool,
+}
+
+/// Load the project or print its diagnostics.
+pub(crate) fn load(settings: &Settings) -> Result<crate::model::Project, ExitCode> {
+    match project::load(settings, None) {
+        Ok(l) if !l.has_errors() => Ok(l.project),
+        Ok(l) => Err(super::render::report(settings, &l.diagnostics, true)),
+        Err(d) => Err(super::render::report(settings, &d, true)),
+    }
+}
+
+/// Progress lines on stderr: on a terminal, or with -v.
+pub(crate) fn progress(settings: &Settings) -> impl FnMut(Progress<'_>) + use<> {
+    let show = settings.verbosity > 0 || (settings.verbosity == 0 && std::io::stderr().is_terminal());
+    move |p| {
+        if !show {
+            return;
+        }
+        match p {
+            Progress::Image(name) => eprintln!("building {name}"),
+            Progress::Pull(r) => eprintln!("  base {r}"),
+            Progress::Layer { step, cached, .. } => eprintln!("  {step:<10} {}", if cached { "cached" } else { "built" }),
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
+    let project = match load(settings) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let opts = BuildOptions { offline: args.offline, ..BuildOptions::default() };
+    if args.check_repro {
+        return check_repro(settings, &project, args, &opts);
+    }
+    let mut progress = progress(settings);
+    let built = match image::build_with(settings, &project, &args.images, &opts, &mut progress) {
+        Ok(b) => b,
+        Err(e) => return super::fail(settings, e, None),
+    };
+    print_built(settings, &built);
+    ExitCode::SUCCESS
+}
+
+pub(crate) fn image_json(b: &BuiltImage) -> Value {
+    json!({
+        "digest": b.manifest_digest,
+        "config": b.config_digest,
+        "ref": b.ref_name,
+        "base": b.base,
+        "compression": b.compression,
+        "layers": b.layers.iter().map(|l| json!({
+            "step": l.step,
+            "digest": l.digest,
+            "diff_id": l.diff_id,
+            "size": l.size,
+            "media_type": l.media_type,
+            "input_key": l.input_key,
+            "cached": l.cached,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_built(settings: &Settings, built: &BTreeMap<String, BuiltImage>) {
+    match settings.format {
+        Format::Json => {
+            let images: serde_json::Map<String, Value> = built.iter().map(|(n, b)| (n.clone(), image_json(b))).collect();
+            println!("{}", serde_json::to_string_pretty(&json!({ "images": images })).expect("JSON"));
+        }
+        Format::Text => {
+            for (name, b) in built {
+                println!("{name} {}", b.manifest_digest);
+            }
+        }
+    }
+}
+
+fn check_repro(settings: &Settings, project: &crate::model::Project, args: &BuildArgs, opts: &BuildOptions) -> ExitCode {
+    let mut results = Vec::new();
+    let mut homes = Vec::new();
+    for _ in 0..2 {
+        let home = match tempfile::Builder::new().prefix("galley-repro-").tempdir() {
+            Ok(h) => h,
+            Err(e) => return super::fail(settings, format!("temp dir: {e}"), None),
+        };
+        let s = Settings { home: home.path().to_owned(), ..settings.clone() };
+        let mut progress = progress(settings);
+        match image::build_with(&s, project, &args.images, opts, &mut progress) {
+            Ok(b) => results.push(b),
+            Err(e) => return super::fail(settings, e, None),
+        }
+        homes.push(home);
+    }
+    let (a, b) = (&results[0], &results[1]);
+    let mut report = serde_json::Map::new();
+    let mut all_same = true;
+    for (name, ia) in a {
+        let ib = &b[name];
+        let same = ia.manifest_digest == ib.manifest_digest;
+        all_same &= same;
+        let mut differing = Vec::new();
+        if !same {
+            let sa = Store::open(homes[0].path()).ok();
+            let sb = Store::open(homes[1].path()).ok();
+            for (la, lb) in ia.layers.iter().zip(&ib.layers) {
+                if la.digest == lb.digest {
+                    continue;
+                }
+                if let (Some(sa), Some(sb)) = (&sa, &sb) {
+                    for path in differing_files(sa, la, sb, lb) {
+                        differing.push(json!({ "layer": la.step, "path": path }));
+                    }
+                }
+            }
+            if ia.config_digest != ib.config_digest {
+                differing.push(json!({ "layer": "config", "path": null }));
+            }
+        }
+        report.insert(
+            name.clone(),
+            json!({ "reproducible": same, "digests": [ia.manifest_digest, ib.manifest_digest], "differences": differing }),
+        );
+    }
+    match settings.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({ "images": report })).expect("JSON")),
+        Format::Text => {
+            for (name, r) in &report {
+                if r["reproducible"] == json!(true) {
+                    println!("{name} reproducible {}", r["digests"][0].as_str().unwrap_or(""));
+                } else {
+                    println!("{name} NOT reproducible: {} vs {}", r["digests"][0].as_str().unwrap_or(""), r["digests"][1].as_str().unwrap_or(""));
+                    for d in r["differences"].as_array().into_iter().flatten() {
+                        println!("  {}: {}", d["layer"].as_str().unwrap_or(""), d["path"].as_str().unwrap_or("(image config)"));
+                    }
+                }
+            }
+        }
+    }
+    if all_same { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// Paths whose header or content differ between two layers.
+fn differing_files(sa: &Store, la: &image::LayerRecord, sb: &Store, lb: &image::LayerRecord) -> Vec<String> {
+    let summarize = |s: &Store, l: &image::LayerRecord| -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Ok(f) = s.open_blob(&l.digest) else { return out };
+        let Ok(r) = layer::decompressing_reader(&l.media_type, f) else { return out };
+        let mut ar = tar::Archive::new(r);
+        let Ok(entries) = ar.entries() else { return out };
+        for e in entries.flatten() {
+            let mut e = e;
+            let path = e.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let h = e.header().as_bytes().to_vec();
+            let mut data = Vec::new();
+            let _ = e.read_to_end(&mut data);
+            out.insert(path, format!("{}{}", image::store::digest_of(&h), image::store::digest_of(&data)));
+        }
+        out
+    };
+    let (ma, mb) = (summarize(sa, la), summarize(sb, lb));
+    let mut paths: Vec<String> = ma.keys().chain(mb.keys()).filter(|p| ma.get(*p) != mb.get(*p)).cloned().collect();
+    paths.sort();
+    paths.dedup();
+    if paths.is_empty() {
+        // Same files, different bytes: order or compression.
+        paths.push("(layer encoding)".into());
+    }
+    paths
+}

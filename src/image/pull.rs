@@ -1,0 +1,335 @@
+//! Base image pulls and pushes with oci-client, behind the SSRF guard ([`super::guard`]).
+//!
+//! Every document and blob is checked against its digest (and blobs against their size) before
+//! it enters the store: blobs stream into a temporary file that is hashed while it is written,
+//! cut off as soon as it exceeds its descriptor's size, and renamed into the store only when
+//! both match. A failed or tampered pull leaves nothing behind.
+//!
+//! Registries are reached over HTTPS, or plain HTTP for hosts with `insecure = true`. Access is
+//! anonymous.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+
+use super::config::{self, AnyManifest, Descriptor, Platform};
+use super::guard::{self, GuardError, Policy, Proxy};
+use super::store::{Store, StoreError, digest_of};
+use crate::model::Project;
+use crate::reference::Reference;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("`{reference}` is not a usable image reference: {message}")]
+    BadReference { reference: String, message: String },
+    #[error("{0}")]
+    Guard(#[from] GuardError),
+    #[error("registry error for {reference}: {message}")]
+    Registry { reference: String, message: String },
+    #[error("{reference}: {what} {digest} failed verification: {message}; nothing was stored")]
+    Verify { reference: String, what: String, digest: String, message: String },
+    #[error("{reference} has no image for platform {platform} (it offers: {offered})")]
+    NoPlatform { reference: String, platform: String, offered: String },
+    #[error("base `{reference}` is not available offline: {message}")]
+    Offline { reference: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+const ACCEPT: &[&str] = &[config::MEDIA_MANIFEST, config::MEDIA_INDEX, config::DOCKER_MANIFEST, config::DOCKER_LIST];
+
+pub struct Puller<'a> {
+    store: &'a Store,
+    policy: Policy,
+    insecure: Vec<String>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn host_port(registry: &str, insecure: bool) -> (String, u16) {
+    let default = if insecure { 80 } else { 443 };
+    if let Some(rest) = registry.strip_prefix('[') {
+        if let Some((h, after)) = rest.split_once(']') {
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default);
+            return (format!("[{h}]"), port);
+        }
+    }
+    match registry.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_owned(), p.parse().unwrap_or(default)),
+        _ => (registry.to_owned(), default),
+    }
+}
+
+fn parse_ref(reference: &str) -> Result<Reference, PullError> {
+    Reference::parse(reference).map_err(|message| PullError::BadReference { reference: reference.into(), message })
+}
+
+fn oci_ref(r: &Reference, digest: Option<&str>) -> oci_client::Reference {
+    match (digest.or(r.digest.as_deref()), &r.tag) {
+        (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_owned()),
+        (None, Some(t)) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone()),
+        (None, None) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), "latest".into()),
+    }
+}
+
+impl<'a> Puller<'a> {
+    pub fn new(project: &Project, store: &'a Store) -> Result<Puller<'a>, PullError> {
+        let allow_private: BTreeSet<String> =
+            project.registries.iter().filter(|(_, r)| r.allow_private).map(|(h, _)| h.clone()).collect();
+        let insecure = project.registries.iter().filter(|(_, r)| r.insecure).map(|(h, _)| h.clone()).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PullError::Other(format!("cannot start the async runtime: {e}")))?;
+        Ok(Puller { store, policy: Policy { allow_private }, insecure, rt })
+    }
+
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.insecure.iter().any(|h| h == registry)
+    }
+
+    /// Check the registry's own address before anything connects, then start the guard proxy
+    /// every connection of the client goes through.
+    fn session(&self, r: &Reference) -> Result<(oci_client::Client, Proxy), PullError> {
+        let (host, port) = host_port(&r.registry, self.is_insecure(&r.registry));
+        guard::resolve_checked(&self.policy, &host, port)?;
+        let proxy = Proxy::start(self.policy.clone()).map_err(|e| PullError::Other(format!("cannot start the SSRF guard: {e}")))?;
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
+            https_proxy: Some(proxy.url()),
+            http_proxy: Some(proxy.url()),
+            no_proxy: None,
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            ..ClientConfig::default()
+        };
+        Ok((oci_client::Client::new(config), proxy))
+    }
+
+    fn registry_err(proxy: &Proxy, reference: &str, e: impl std::fmt::Display) -> PullError {
+        if let Some(r) = proxy.refusals().into_iter().next() {
+            return PullError::Guard(GuardError::Refused(r));
+        }
+        PullError::Registry { reference: reference.into(), message: e.to_string() }
+    }
+
+    /// Fetch a manifest document and check it against `expected` (when given). Returns the
+    /// bytes and their digest.
+    fn fetch_manifest(
+        &self,
+        client: &oci_client::Client,
+        proxy: &Proxy,
+        r: &Reference,
+        expected: Option<&str>,
+    ) -> Result<(Vec<u8>, String), PullError> {
+        let shown = r.to_string();
+        let oref = oci_ref(r, expected);
+        let (bytes, _) = self
+            .rt
+            .block_on(client.pull_manifest_raw(&oref, &RegistryAuth::Anonymous, ACCEPT))
+            .map_err(|e| Self::registry_err(proxy, &shown, e))?;
+        let actual = digest_of(&bytes);
+        if let Some(d) = expected {
+            if d != actual {
+                return Err(PullError::Verify {
+                    reference: shown,
+                    what: "manifest".into(),
+                    digest: d.into(),
+                    message: format!("its content hashes to {actual}"),
+                });
+            }
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    /// The platform's manifest: bytes and digest, following an index.
+    fn platform_manifest(
+        &self,
+        client: &oci_client::Client,
+        proxy: &Proxy,
+        r: &Reference,
+        pinned: Option<&str>,
+        platform: &Platform,
+    ) -> Result<(Vec<u8>, String), PullError> {
+        let (bytes, digest) = self.fetch_manifest(client, proxy, r, pinned.or(r.digest.as_deref()))?;
+        let doc = config::parse_any(&bytes).map_err(|m| PullError::Registry { reference: r.to_string(), message: m })?;
+        match doc {
+            AnyManifest::Image(_) => Ok((bytes, digest)),
+            AnyManifest::Index(index) => {
+                let chosen = index
+                    .manifests
+                    .iter()
+                    .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
+                    .ok_or_else(|| PullError::NoPlatform {
+                        reference: r.to_string(),
+                        platform: platform.to_string(),
+                        offered: index
+                            .manifests
+                            .iter()
+                            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
+                let (bytes, digest) = self.fetch_manifest(client, proxy, r, Some(&chosen.digest))?;
+                if chosen.size != bytes.len() as u64 {
+                    return Err(PullError::Verify {
+                        reference: r.to_string(),
+                        what: "manifest".into(),
+                        digest,
+                        message: format!("{} bytes, the index says {}", bytes.len(), chosen.size),
+                    });
+                }
+                Ok((bytes, digest))
+            }
+        }
+    }
+
+    /// The manifest digest `reference` resolves to for `platform`.
+    pub fn resolve(&self, reference: &str, platform: &Platform) -> Result<String, PullError> {
+        let r = parse_ref(reference)?;
+        let (client, proxy) = self.session(&r)?;
+        Ok(self.platform_manifest(&client, &proxy, &r, None, platform)?.1)
+    }
+
+    /// Pull `reference` (or the `pinned` digest) for `platform` into the store, verifying every
+    /// document and blob. Returns the platform manifest's digest.
+    pub fn pull(&self, reference: &str, pinned: Option<&str>, platform: &Platform) -> Result<String, PullError> {
+        let r = parse_ref(reference)?;
+        // A pinned manifest already complete in the store needs no network.
+        if let Some(d) = pinned.or(r.digest.as_deref()) {
+            if self.ensure_local(d).is_ok() {
+                if let Ok(AnyManifest::Image(_)) = self.store.read_verified(d).map(|b| config::parse_any(&b)).unwrap_or(Err(String::new())) {
+                    return Ok(d.to_owned());
+                }
+            }
+        }
+        let (client, proxy) = self.session(&r)?;
+        let (bytes, digest) = self.platform_manifest(&client, &proxy, &r, pinned, platform)?;
+        let manifest: config::Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| PullError::Registry { reference: r.to_string(), message: format!("bad manifest: {e}") })?;
+        let mut blobs = vec![manifest.config.clone()];
+        blobs.extend(manifest.layers.iter().cloned());
+        for d in &blobs {
+            self.fetch_blob(&client, &proxy, &r, d)?;
+        }
+        // The manifest goes in last, so a manifest in the store always has its blobs.
+        self.store.put(&bytes)?;
+        Ok(digest)
+    }
+
+    fn fetch_blob(&self, client: &oci_client::Client, proxy: &Proxy, r: &Reference, d: &Descriptor) -> Result<(), PullError> {
+        super::store::hex_of(&d.digest)?;
+        if self.store.has_blob(&d.digest) {
+            if let Ok(len) = self.store.verify(&d.digest) {
+                if len == d.size {
+                    return Ok(());
+                }
+            }
+        }
+        let shown = r.to_string();
+        let oref = oci_ref(r, None);
+        let mut tmp = self.store.temp()?;
+        let verify_err = |message: String| PullError::Verify { reference: shown.clone(), what: "blob".into(), digest: d.digest.clone(), message };
+        let result: Result<(), PullError> = self.rt.block_on(async {
+            // oci-client checks digests too; its complaint is a verification failure as well.
+            let classify = |e: String| {
+                if e.to_lowercase().contains("digest") {
+                    verify_err(e)
+                } else {
+                    Self::registry_err(proxy, &shown, e)
+                }
+            };
+            let mut stream = client.pull_blob_stream(&oref, d.digest.as_str()).await.map_err(|e| classify(e.to_string()))?;
+            let mut written = 0u64;
+            while let Some(chunk) = stream.stream.next().await {
+                let chunk = chunk.map_err(|e| classify(e.to_string()))?;
+                written += chunk.len() as u64;
+                if written > d.size {
+                    return Err(verify_err(format!("more than the {} bytes its descriptor says", d.size)));
+                }
+                tmp.write_all(&chunk).map_err(|e| PullError::Other(format!("writing {}: {e}", tmp.path().display())))?;
+            }
+            Ok(())
+        });
+        result?;
+        tmp.as_file().sync_all().map_err(|e| PullError::Other(format!("writing {}: {e}", tmp.path().display())))?;
+        match self.store.commit_verified(tmp, &d.digest, Some(d.size)) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Corrupt { actual, .. }) => Err(verify_err(format!("its content hashes to {actual}"))),
+            Err(StoreError::Size { expected, actual, .. }) => Err(verify_err(format!("{actual} bytes, expected {expected}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Check that the manifest `digest` and all its blobs are in the store (verified).
+    pub fn ensure_local(&self, digest: &str) -> Result<(), PullError> {
+        let m = self.store.manifest(digest).map_err(|e| PullError::Offline { reference: digest.into(), message: e.to_string() })?;
+        for d in std::iter::once(&m.config).chain(&m.layers) {
+            if !self.store.has_blob(&d.digest) {
+                return Err(PullError::Offline { reference: digest.into(), message: format!("blob {} is missing from the store", d.digest) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Push the stored manifest `manifest_digest` (and its blobs) to `reference`. Returns the
+    /// pushed manifest's digest.
+    pub fn push(&self, manifest_digest: &str, reference: &str) -> Result<String, PullError> {
+        let r = parse_ref(reference)?;
+        let (client, proxy) = self.session(&r)?;
+        let bytes = self.store.read_verified(manifest_digest)?;
+        let manifest: config::Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| PullError::Other(format!("manifest {manifest_digest}: {e}")))?;
+        let oref = oci_ref(&r, None);
+        let shown = r.to_string();
+        for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let exists = self.rt.block_on(client.blob_exists(&oref, &d.digest)).unwrap_or(false);
+            if exists {
+                continue;
+            }
+            let blob = self.store.read_verified(&d.digest)?;
+            self.rt
+                .block_on(client.push_blob(&oref, blob, &d.digest))
+                .map_err(|e| Self::registry_err(&proxy, &shown, e))?;
+        }
+        let media = manifest.media_type.clone().unwrap_or_else(|| config::MEDIA_MANIFEST.into());
+        let content_type = http::HeaderValue::from_str(&media).map_err(|e| PullError::Other(e.to_string()))?;
+        self.rt
+            .block_on(client.push_manifest_raw(&oref, bytes, content_type))
+            .map_err(|e| Self::registry_err(&proxy, &shown, e))?;
+        Ok(manifest_digest.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_host_and_port() {
+        assert_eq!(host_port("127.0.0.1:5000", true), ("127.0.0.1".into(), 5000));
+        assert_eq!(host_port("registry.example.com", false), ("registry.example.com".into(), 443));
+        assert_eq!(host_port("localhost", true), ("localhost".into(), 80));
+        assert_eq!(host_port("[::1]:5000", true), ("[::1]".into(), 5000));
+    }
+
+    #[test]
+    fn refusal_happens_before_any_connection() {
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        target.set_nonblocking(true).unwrap();
+        let port = target.local_addr().unwrap().port();
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let mut project: Project = serde_json::from_value(serde_json::json!({"name": "p"})).unwrap();
+        project.registries.insert(format!("127.0.0.1:{port}"), crate::model::Registry { insecure: true, allow_private: false });
+        let puller = Puller::new(&project, &store).unwrap();
+        let err = puller.pull(&format!("127.0.0.1:{port}/x/y:1"), None, &Platform::parse("linux/amd64").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("SSRF guard"), "{err}");
+        assert!(target.accept().is_err(), "nothing may connect to the refused address");
+    }
+}
