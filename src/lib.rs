@@ -12,6 +12,7 @@ pub mod kube;
 pub mod image;
 pub mod lang;
 pub mod lint;
+pub mod lock;
 pub mod manifest;
 pub mod lsp;
 pub mod model;

@@ -21,6 +21,12 @@ pub struct BuildArgs {
     /// Build twice from scratch in two temporary stores and name the files that differ
     #[arg(long)]
     pub check_repro: bool,
+    /// Refuse a stale galley.lock, build the locked bases, and fail unless every digest matches
+    #[arg(long)]
+    pub locked: bool,
+    /// --locked, and never touch the network
+    #[arg(long)]
+    pub frozen: bool,
 }
 
 /// Load the project or print its diagnostics.
@@ -52,7 +58,18 @@ pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let opts = BuildOptions { offline: args.offline, ..BuildOptions::default() };
+    let mut opts = BuildOptions { offline: args.offline || args.frozen, ..BuildOptions::default() };
+    let lock = if args.locked || args.frozen {
+        match super::lock::require_current(settings, &project) {
+            Ok(lock) => {
+                opts.pinned_bases = lock.pinned_bases();
+                Some(lock)
+            }
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
     if args.check_repro {
         return check_repro(settings, &project, args, &opts);
     }
@@ -62,6 +79,16 @@ pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
         Err(e) => return super::fail(settings, e, None),
     };
     print_built(settings, &built);
+    if let Some(lock) = lock {
+        let mismatches = crate::lock::compare(&lock, &built);
+        for m in &mismatches {
+            eprintln!("error: {m}");
+        }
+        if !mismatches.is_empty() {
+            eprintln!("  help: find the step whose output varies with `galley build --check-repro`");
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -12,6 +12,7 @@ mod export;
 mod cp;
 mod destroy;
 mod init;
+mod lock;
 mod plan;
 mod lsp;
 mod load;
@@ -70,6 +71,8 @@ pub enum Command {
     Show,
     /// Write a starter galley.ncl
     Init(init::InitArgs),
+    /// Pin every input and each sandbox's manifest in galley.lock (--check for CI)
+    Lock(lock::LockArgs),
     /// Print shell completions
     Completions(completions::CompletionsArgs),
     /// Manage the project's encrypted secret store
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&settings, &args),
         Command::Show => show::run(&settings),
         Command::Init(args) => init::run(&settings, &args),
+        Command::Lock(args) => lock::run(&settings, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Secret(args) => secret::run(&settings, &args),
         Command::Export(args) => export::run(&settings, &args),

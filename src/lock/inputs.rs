@@ -1,0 +1,89 @@
+//! Content digests of the project paths an image copies, computed without building: what the
+//! lock records so that `galley lock --check` sees an edited file without a container runtime.
+//!
+//! A digest covers, for every entry under the path in sorted order: its relative path, its kind
+//! (file, directory, symlink), for files the executable bit and the content, for symlinks the
+//! target. Ownership, timestamps and other mode bits are not inputs: the image writer normalizes
+//! them, so they cannot change the image.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// Digest of the file or tree at `root`.
+pub fn tree_digest(root: &Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    entry(root, "", &mut h)?;
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+fn entry(path: &Path, rel: &str, h: &mut Sha256) -> std::io::Result<()> {
+    let meta = fs_err::symlink_metadata(path)?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = fs_err::read_link(path)?;
+        field(h, b"l", rel.as_bytes());
+        field(h, b"t", target.as_os_str().as_encoded_bytes());
+    } else if ft.is_dir() {
+        field(h, b"d", rel.as_bytes());
+        let mut names: Vec<_> = fs_err::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let name_str = name.to_string_lossy();
+            let sub = if rel.is_empty() { name_str.into_owned() } else { format!("{rel}/{name_str}") };
+            entry(&path.join(&name), &sub, h)?;
+        }
+    } else if ft.is_file() {
+        let exec = meta.permissions().mode() & 0o111 != 0;
+        field(h, if exec { b"x" } else { b"f" }, rel.as_bytes());
+        let mut content = Sha256::new();
+        let mut file = fs_err::File::open(path)?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            content.update(&buf[..n]);
+        }
+        h.update(content.finalize());
+    } else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: only files, directories and symlinks can be copied into an image", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn field(h: &mut Sha256, tag: &[u8], bytes: &[u8]) {
+    h.update(tag);
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_and_exec_bit_change_the_digest_but_mtime_does_not() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("t")).unwrap();
+        let f = d.path().join("t/a");
+        std::fs::write(&f, "1").unwrap();
+        let first = tree_digest(&d.path().join("t")).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(100);
+        std::fs::File::options().write(true).open(&f).unwrap().set_modified(later).unwrap();
+        assert_eq!(tree_digest(&d.path().join("t")).unwrap(), first);
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exec = tree_digest(&d.path().join("t")).unwrap();
+        assert_ne!(exec, first);
+        std::fs::write(&f, "2").unwrap();
+        assert_ne!(tree_digest(&d.path().join("t")).unwrap(), exec);
+    }
+}

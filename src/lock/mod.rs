@@ -1,0 +1,171 @@
+//! `galley.lock`: every input pinned and every sandbox's runtime manifest, in a canonical,
+//! review-able and merge-friendly text form.
+//!
+//! The lock is JSON with sorted keys, two-space indentation, LF line endings, a trailing newline,
+//! and a blank line between the entries of `images` and of `sandboxes`, so that two branches
+//! changing different sandboxes touch lines git can merge without conflict. For the same reason
+//! there is no whole-config digest: each entry carries the semantic digest of its own config.
+
+mod format;
+pub mod inputs;
+mod relock;
+mod verify;
+mod stale;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::SandboxManifest;
+use crate::model::Compression;
+
+pub use relock::{RelockError, desired_offline, relock};
+pub use verify::{compare, staleness};
+pub use stale::{Desired, Outputs, StaleError, UNRESOLVED, complete, desired, diff};
+
+/// The lock format this galley reads and writes.
+pub const LOCK_VERSION: u32 = 1;
+
+/// The lock file's name, next to galley.ncl.
+pub const LOCK_FILE: &str = "galley.lock";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub version: u32,
+    pub project: LockedProject,
+    pub images: BTreeMap<String, LockedImage>,
+    pub sandboxes: BTreeMap<String, LockedSandbox>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedProject {
+    pub name: String,
+    /// Semantic digest of the project-level settings (name, registries).
+    pub config: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedImage {
+    /// Semantic digest of the image's config (every field, defaults filled in).
+    pub config: String,
+    /// Content digest of each project path copied into the image, by path.
+    pub inputs: BTreeMap<String, String>,
+    pub base: Option<LockedBase>,
+    pub compression: Compression,
+    /// What the build produced; `None` until the image has been built for this lock.
+    pub output: Option<LockedOutput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedBase {
+    pub reference: String,
+    pub platform: String,
+    /// The manifest digest the reference resolved to for `platform`.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedOutput {
+    pub layers: Vec<LockedLayer>,
+    /// Digest of the image config blob.
+    pub config: String,
+    /// Digest of the image manifest: the image's identity.
+    pub manifest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedLayer {
+    /// Hash of the layer's inputs (parent, step, input content): the cache key.
+    pub input: String,
+    /// Digest of the compressed layer blob.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedSandbox {
+    /// Semantic digest of the sandbox's config.
+    pub config: String,
+    /// Digest of `manifest`, the label a running container carries.
+    pub digest: String,
+    pub manifest: SandboxManifest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a galley lock: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path} has lock version {found}, this galley reads version {LOCK_VERSION}")]
+    Version { path: String, found: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+impl LockError {
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            LockError::Version { .. } => Some("use the galley version that wrote the lock, or regenerate it with `galley lock`"),
+            LockError::Parse { .. } => Some("regenerate it with `galley lock` (resolve merge conflicts by re-locking)"),
+            _ => None,
+        }
+    }
+}
+
+impl Lock {
+    /// Read the lock at `path`; `Ok(None)` when there is none.
+    pub fn read(path: &Path) -> Result<Option<Lock>, LockError> {
+        let shown = path.display().to_string();
+        let text = match fs_err::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(LockError::Read { path: shown, source }),
+        };
+        Lock::parse(&text, &shown).map(Some)
+    }
+
+    pub fn parse(text: &str, shown: &str) -> Result<Lock, LockError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| LockError::Parse { path: shown.to_owned(), message: e.to_string() })?;
+        match value.get("version") {
+            Some(v) if v.as_u64() == Some(u64::from(LOCK_VERSION)) => {}
+            Some(v) => return Err(LockError::Version { path: shown.to_owned(), found: v.to_string() }),
+            None => return Err(LockError::Version { path: shown.to_owned(), found: "(none)".into() }),
+        }
+        serde_json::from_value(value).map_err(|e| LockError::Parse { path: shown.to_owned(), message: e.to_string() })
+    }
+
+    /// The canonical text of the lock.
+    pub fn to_text(&self) -> String {
+        format::to_text(self)
+    }
+
+    /// Write the lock atomically.
+    pub fn write(&self, path: &Path) -> Result<(), LockError> {
+        crate::fsutil::write_atomic(path, self.to_text().as_bytes())
+            .map_err(|source| LockError::Write { path: path.display().to_string(), source })
+    }
+
+    /// Every base reference pinned in the lock, with its digest.
+    pub fn pinned_bases(&self) -> BTreeMap<String, String> {
+        self.images
+            .values()
+            .filter_map(|i| i.base.as_ref())
+            .map(|b| (b.reference.clone(), b.digest.clone()))
+            .collect()
+    }
+}
+
+/// `sha256:` digest of a value's canonical JSON.
+pub fn semantic_digest<T: Serialize + ?Sized>(value: &T) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(value))))
+}

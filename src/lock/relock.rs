@@ -1,0 +1,101 @@
+//! Producing a lock: resolve base tags (only when the lock lacks them or on `--update`), build
+//! every image through the input-addressed cache, and record inputs, outputs and manifests.
+
+use std::collections::BTreeMap;
+
+use super::{Desired, Lock, LockedBase, LockedLayer, LockedOutput, Outputs, StaleError, desired};
+use crate::model::Project;
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelockError {
+    #[error(transparent)]
+    Stale(#[from] StaleError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+}
+
+impl RelockError {
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            RelockError::Stale(StaleError::Input { .. }) => Some("check the `files` entries of the image: every `src` must exist in the project"),
+            _ => None,
+        }
+    }
+}
+
+impl StaleError {
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            StaleError::Input { .. } => Some("check the `files` entries of the image: every `src` must exist in the project"),
+            StaleError::Manifest(_) => None,
+        }
+    }
+}
+
+/// The lock the project asks for, using only what is on disk: no network, no runtime, no build.
+pub fn desired_offline(settings: &Settings, project: &Project, old: Option<&Lock>) -> Result<Lock, StaleError> {
+    desired(&Desired {
+        project,
+        project_dir: &settings.project_dir,
+        lib_root: &settings.lib_root(),
+        old,
+        bases: &BTreeMap::new(),
+        built: &BTreeMap::new(),
+    })
+}
+
+/// Resolve, build and lock. `update`: `None` keeps pinned bases, `Some([])` re-resolves every
+/// base, `Some(names)` re-resolves those images' bases.
+pub fn relock(
+    settings: &Settings,
+    project: &Project,
+    old: Option<&Lock>,
+    update: Option<&[String]>,
+    offline: bool,
+) -> Result<Lock, RelockError> {
+    let mut pinned = old.map(Lock::pinned_bases).unwrap_or_default();
+    let mut bases = BTreeMap::new();
+    for (name, image) in &project.images {
+        if image.base == "scratch" {
+            continue;
+        }
+        let forced = match update {
+            None => false,
+            Some([]) => true,
+            Some(names) => names.iter().any(|n| n == name),
+        };
+        let locked = old
+            .and_then(|l| l.images.get(name))
+            .and_then(|i| i.base.as_ref())
+            .filter(|b| b.reference == image.base && b.platform == image.platform && b.digest != super::UNRESOLVED);
+        if forced || locked.is_none() {
+            pinned.remove(&image.base);
+            let digest = crate::image::resolve_base(settings, project, &image.base)?;
+            bases.insert(image.base.clone(), digest.clone());
+            pinned.insert(image.base.clone(), digest);
+        }
+    }
+    let opts = crate::image::BuildOptions { offline, pinned_bases: pinned };
+    let images = crate::image::build(settings, project, &[], &opts)?;
+    let built: BTreeMap<String, Outputs> = images
+        .into_iter()
+        .map(|(name, b)| {
+            let base = b.base.map(|r| LockedBase { reference: r.reference, platform: r.platform, digest: r.digest });
+            let output = LockedOutput {
+                layers: b.layers.into_iter().map(|l| LockedLayer { input: l.input_key, digest: l.digest }).collect(),
+                config: b.config_digest,
+                manifest: b.manifest_digest,
+            };
+            (name, Outputs { base, output })
+        })
+        .collect();
+    Ok(desired(&Desired {
+        project,
+        project_dir: &settings.project_dir,
+        lib_root: &settings.lib_root(),
+        old,
+        bases: &bases,
+        built: &built,
+    })?)
+}

@@ -1,0 +1,166 @@
+//! The lock a project asks for, and how it differs from the lock on disk.
+//!
+//! `desired` recomputes every semantic part (config digests, input content digests, manifests)
+//! from the project. Build outputs come from a fresh build when there is one, else they are
+//! carried over from the old lock when the image's config, inputs and base are unchanged, else
+//! they are unknown (`output: null`), which makes the lock stale until `galley lock` builds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{LOCK_VERSION, Lock, LockedBase, LockedImage, LockedOutput, LockedProject, LockedSandbox, inputs, semantic_digest};
+use crate::manifest::{self, ManifestError};
+use crate::model::Project;
+
+/// What a build produced for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs {
+    pub base: Option<LockedBase>,
+    pub output: LockedOutput,
+}
+
+/// The inputs `desired` needs beyond the project.
+pub struct Desired<'a> {
+    pub project: &'a Project,
+    pub project_dir: &'a Path,
+    pub lib_root: &'a Path,
+    pub old: Option<&'a Lock>,
+    /// Base references resolved just now (reference -> digest), overriding the old lock.
+    pub bases: &'a BTreeMap<String, String>,
+    /// Fresh build results by image name.
+    pub built: &'a BTreeMap<String, Outputs>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StaleError {
+    #[error("image `{image}` copies `{src}`, which cannot be read: {source}")]
+    Input { image: String, src: String, source: std::io::Error },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// Placeholder digest of a base reference nobody has resolved yet.
+pub const UNRESOLVED: &str = "unresolved";
+
+pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
+    let project = d.project;
+    let mut images = BTreeMap::new();
+    for (name, image) in &project.images {
+        let mut input_digests = BTreeMap::new();
+        for copy in &image.files {
+            let digest = inputs::tree_digest(&d.project_dir.join(&copy.src)).map_err(|source| StaleError::Input {
+                image: name.clone(),
+                src: copy.src.clone(),
+                source,
+            })?;
+            input_digests.insert(copy.src.clone(), digest);
+        }
+        let old = d.old.and_then(|l| l.images.get(name));
+        let base = (image.base != "scratch").then(|| {
+            let locked = old
+                .and_then(|o| o.base.as_ref())
+                .filter(|b| b.reference == image.base && b.platform == image.platform)
+                .map(|b| b.digest.clone());
+            LockedBase {
+                reference: image.base.clone(),
+                platform: image.platform.clone(),
+                digest: d.bases.get(&image.base).cloned().or(locked).unwrap_or_else(|| UNRESOLVED.to_owned()),
+            }
+        });
+        let mut locked = LockedImage {
+            config: semantic_digest(image),
+            inputs: input_digests,
+            base,
+            compression: image.compression,
+            output: None,
+        };
+        locked.output = match d.built.get(name) {
+            Some(fresh) => {
+                if fresh.base.is_some() {
+                    locked.base = fresh.base.clone();
+                }
+                Some(fresh.output.clone())
+            }
+            None => old
+                .filter(|o| o.config == locked.config && o.inputs == locked.inputs && o.base == locked.base)
+                .and_then(|o| o.output.clone()),
+        };
+        images.insert(name.clone(), locked);
+    }
+
+    let mut sandboxes = BTreeMap::new();
+    for (name, sandbox) in &project.sandboxes {
+        let image_digest = images
+            .get(&sandbox.image)
+            .and_then(|i: &LockedImage| i.output.as_ref())
+            .map(|o| o.manifest.as_str());
+        let manifest = manifest::resolve(project, name, image_digest, d.lib_root)?;
+        sandboxes.insert(
+            name.clone(),
+            LockedSandbox { config: semantic_digest(sandbox), digest: manifest.digest(), manifest },
+        );
+    }
+
+    Ok(Lock {
+        version: LOCK_VERSION,
+        project: LockedProject {
+            name: project.name.clone(),
+            config: semantic_digest(&(&project.name, &project.registries)),
+        },
+        images,
+        sandboxes,
+    })
+}
+
+/// Whether a lock can be used to build and run as it is: every base resolved, every image built.
+pub fn complete(lock: &Lock) -> bool {
+    lock.images.values().all(|i| i.output.is_some() && i.base.as_ref().is_none_or(|b| b.digest != UNRESOLVED))
+}
+
+/// The changed fields between two locks, as `path: old -> new` lines, and a unified diff of the
+/// texts.
+pub fn diff(old: Option<&Lock>, new: &Lock) -> (Vec<String>, String) {
+    let old_value = old.map(crate::canonical::to_value).unwrap_or(Value::Null);
+    let new_value = crate::canonical::to_value(new);
+    let mut changes = Vec::new();
+    leaf_changes("", &old_value, &new_value, &mut changes);
+    let old_text = old.map(Lock::to_text).unwrap_or_default();
+    let new_text = new.to_text();
+    let unified = similar::TextDiff::from_lines(&old_text, &new_text)
+        .unified_diff()
+        .context_radius(3)
+        .header("galley.lock (on disk)", "galley.lock (from galley.ncl)")
+        .to_string();
+    (changes, unified)
+}
+
+fn leaf_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                leaf_changes(&sub, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                leaf_changes(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        _ => out.push(format!("{path}: {} -> {}", short(old), short(new))),
+    }
+}
+
+fn short(v: &Value) -> String {
+    if let Some(d) = v.as_str().filter(|d| d.starts_with("sha256:") && d.len() > 19) {
+        return format!("{}...", &d[..19]);
+    }
+    let s = v.to_string();
+    if s.len() > 60 { format!("{}...", &s[..s.floor_char_boundary(57)]) } else { s }
+}
