@@ -326,13 +326,13 @@ fn a_partial_failure_is_reported_and_a_rerun_converges() {
   sandboxes.good = {{ image = "box", command = ["/bin/busybox", "sleep", "1000000"] }},
   sandboxes.flaky = {{ image = "box", command = {command} }},
   sandboxes.lost = {{ image = "missing", command = ["/bin/busybox", "true"] }},
-  images.missing = {{}},"#
+  images.missing = {{ files = [{{ src = "not-there", dst = "/x" }}] }},"#
         )
     };
     p.config(&config(true));
     let out = p.galley_code(&["apply", "--auto-approve"], 2);
     assert!(out.contains("sandbox `flaky` failed") && out.contains("boom-before-exit"), "{out}");
-    assert!(out.contains("sandbox `lost` failed") && out.contains("help: build and load the image"), "{out}");
+    assert!(out.contains("sandbox `lost` failed") && out.contains("not-there"), "{out}");
     assert!(out.contains("1 started"), "{out}");
     assert_eq!(p.leftovers("ps"), vec![p.container("default", "good")]);
     p.galley_code(&["plan", "--detailed-exitcode"], 2);

@@ -8,8 +8,8 @@ use clap::Args;
 use super::plan::{self as common, InstanceArg};
 use crate::exec::System;
 use crate::runtime::apply::{self, Context};
-use crate::runtime::secrets::HostSecrets;
-use crate::runtime::LocalImages;
+use crate::runtime::secrets::ProjectSecrets;
+use crate::runtime::images::StoreImages;
 use crate::settings::{Format, Settings};
 
 #[derive(Debug, Args)]
@@ -19,10 +19,13 @@ pub struct ApplyArgs {
     /// Apply without asking
     #[arg(long)]
     pub auto_approve: bool,
+    /// Refuse to run unless galley.lock is current, and use its manifests and image digests
+    #[arg(long)]
+    pub locked: bool,
 }
 
 pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance) {
+    let session = match common::open(settings, &args.instance.instance, args.locked) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -52,11 +55,12 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
         return code;
     }
     let podman = session.podman();
-    let secrets = HostSecrets {
-        project_dir: settings.project_dir.clone(),
-        home_dir: std::env::var_os(crate::env_vars::HOME).map(Into::into),
-        runner: &System,
+    let secrets = match ProjectSecrets::open(&settings.home, settings.project_dir.clone(), &session.loaded.project, &System) {
+        Ok(s) => s,
+        Err(e) => return super::fail(settings, e, Some("set GALLEY_MASTER_KEY to the key of the project's secret store")),
     };
+    let pinned = session.lock.as_ref().map(crate::lock::Lock::pinned_bases).unwrap_or_default();
+    let images = StoreImages::new(settings, &session.loaded.project, pinned);
     let lib_root = settings.lib_root();
     let ctx = Context {
         home: &session.home,
@@ -65,7 +69,7 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
         instance: &session.instance,
         podman: &podman,
         facts: &session.facts,
-        images: &LocalImages,
+        images: &images,
         secrets: &secrets,
     };
     let quiet = settings.verbosity < 0 || !text;

@@ -22,7 +22,7 @@ pub struct CpArgs {
 }
 
 pub fn run(settings: &Settings, args: &CpArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance) {
+    let session = match common::open(settings, &args.instance.instance, false) {
         Ok(s) => s,
         Err(code) => return code,
     };

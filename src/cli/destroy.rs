@@ -24,7 +24,7 @@ pub struct DestroyArgs {
 }
 
 pub fn run(settings: &Settings, args: &DestroyArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance) {
+    let session = match common::open(settings, &args.instance.instance, false) {
         Ok(s) => s,
         Err(code) => return code,
     };

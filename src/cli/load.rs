@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use crate::exec::{Cmd, Runner, System};
+use crate::exec::System;
 use crate::image::{self, BuildOptions, Store};
 use crate::settings::{Format, Settings};
 
@@ -15,11 +15,6 @@ use crate::settings::{Format, Settings};
 pub struct LoadArgs {
     /// Name of an image of this project
     pub image: String,
-}
-
-/// The podman tag of a built image.
-pub fn tag(project: &str, image: &str, manifest_digest: &str) -> String {
-    format!("localhost/galley/{project}/{image}:{}", image::short(manifest_digest))
 }
 
 pub fn run(settings: &Settings, args: &LoadArgs) -> ExitCode {
@@ -36,8 +31,8 @@ pub fn run(settings: &Settings, args: &LoadArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return super::fail(settings, e, None),
     };
-    let tag = tag(&project.name, &args.image, &built.manifest_digest);
-    match load(&System, &store, &built, &tag) {
+    let tag = image::podman::tag(&project.name, &args.image, &built.manifest_digest);
+    match image::podman::load(&System, &store, &built, &tag) {
         Ok(copied) => {
             match settings.format {
                 Format::Json => println!("{}", json!({ "image": args.image, "tag": tag, "digest": built.manifest_digest, "id": built.config_digest, "copied": copied })),
@@ -49,67 +44,3 @@ pub fn run(settings: &Settings, args: &LoadArgs) -> ExitCode {
     }
 }
 
-/// Load `built` into podman unless it is already there, and tag it. Returns whether anything was
-/// copied.
-pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: &str) -> Result<bool, String> {
-    let id = built.config_digest.trim_start_matches("sha256:");
-    let exists = runner.run(&Cmd::new("podman").args(["image", "exists", id])).map_err(|e| e.to_string())?.success();
-    if !exists {
-        // podman derives a name from an `oci:` path, so hand it a copy at a plain path.
-        let tmp = store.root().parent().map(|h| h.join("tmp")).unwrap_or_else(std::env::temp_dir);
-        let dir = image::run::work_dir(&tmp).map_err(|e| e.to_string())?;
-        let mut desc = image::config::Descriptor::new(image::config::MEDIA_MANIFEST, &built.manifest_digest, built.manifest_size);
-        desc.annotations = None;
-        image::run::export_layout(store, dir.path(), &desc, "image").map_err(|e| e.to_string())?;
-        let src = format!("oci:{}:image", dir.path().display());
-        runner.check(&Cmd::new("podman").args(["pull", "--quiet", src.as_str()])).map_err(|e| e.to_string())?;
-    }
-    runner.check(&Cmd::new("podman").args(["tag", id, tag])).map_err(|e| e.to_string())?;
-    Ok(!exists)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::exec::{Output, Recorder};
-
-    fn built() -> image::BuiltImage {
-        image::BuiltImage {
-            manifest_digest: format!("sha256:{}", "a".repeat(64)),
-            manifest_size: 1,
-            config_digest: format!("sha256:{}", "b".repeat(64)),
-            base: None,
-            layers: vec![],
-            compression: crate::model::Compression::Gzip,
-            ref_name: "p/i".into(),
-        }
-    }
-
-    #[test]
-    fn present_images_are_only_tagged() {
-        let home = tempfile::tempdir().unwrap();
-        let store = Store::open(home.path()).unwrap();
-        let mut b = built();
-        let cfg = store.put(b"{}").unwrap();
-        let m = image::config::Manifest {
-            schema_version: 2,
-            media_type: Some(image::config::MEDIA_MANIFEST.into()),
-            config: image::config::Descriptor::new(image::config::MEDIA_CONFIG, &cfg, 2),
-            layers: vec![],
-            annotations: None,
-        };
-        let d = store.put_manifest(&m).unwrap();
-        b.manifest_digest = d.digest;
-        b.manifest_size = d.size;
-        let built = || b.clone();
-        let r = Recorder::default();
-        assert!(!load(&r, &store, &built(), "localhost/galley/p/i:aaaaaaaaaaaa").unwrap());
-        let cmds = r.commands();
-        assert_eq!(cmds.len(), 2, "{cmds:?}");
-        assert!(cmds[1].starts_with("podman tag bbbb"));
-        let r = Recorder::default();
-        r.answer("podman image exists", Output { code: Some(1), ..Output::default() });
-        assert!(load(&r, &store, &built(), "t").unwrap());
-        assert!(r.commands()[1].starts_with("podman pull --quiet oci:"), "{:?}", r.commands());
-    }
-}

@@ -13,6 +13,7 @@ use crate::runtime::host::{self, HostFacts};
 use crate::runtime::plan::{self, Plan};
 use crate::runtime::podman::Podman;
 use crate::runtime::{self, Instance, RuntimeError};
+use crate::lock::Lock;
 use crate::settings::{Format, Settings};
 
 #[derive(Debug, Args)]
@@ -26,6 +27,9 @@ pub struct InstanceArg {
 pub struct PlanArgs {
     #[command(flatten)]
     pub instance: InstanceArg,
+    /// Refuse to run unless galley.lock is current, and use its manifests
+    #[arg(long)]
+    pub locked: bool,
     /// Exit 0 when there is nothing to do and 2 when there are changes
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -38,6 +42,8 @@ pub struct Session {
     pub facts: HostFacts,
     pub desired: Vec<SandboxManifest>,
     pub home: std::path::PathBuf,
+    /// The current lock, when the manifests come from it.
+    pub lock: Option<Lock>,
 }
 
 impl Session {
@@ -47,16 +53,20 @@ impl Session {
 }
 
 /// Load the project and detect the host; on failure the error is already printed.
-pub fn open(settings: &Settings, instance: &str) -> Result<Session, ExitCode> {
+pub fn open(settings: &Settings, instance: &str, locked: bool) -> Result<Session, ExitCode> {
     let loaded = match project::load(settings, None) {
         Ok(loaded) if !loaded.has_errors() => loaded,
         Ok(loaded) => return Err(super::render::report(settings, &loaded.diagnostics, true)),
         Err(diagnostics) => return Err(super::render::report(settings, &diagnostics, true)),
     };
+    let lock = current_lock(settings, &loaded.project, locked)?;
     let setup = || -> Result<_, RuntimeError> {
         let instance = Instance::new(&loaded.project.name, instance)?;
         let facts = host::detect(std::env::var(crate::env_vars::GALLEY_OCI_RUNTIME).ok())?;
-        let desired = runtime::desired(settings, &loaded.project)?;
+        let desired = match &lock {
+            Some(lock) => lock.sandboxes.values().map(|s| s.manifest.clone()).collect(),
+            None => runtime::desired(settings, &loaded.project)?,
+        };
         let home = std::path::absolute(&settings.home).map_err(RuntimeError::io(&settings.home))?;
         Ok((instance, facts, desired, home))
     };
@@ -72,7 +82,31 @@ pub fn open(settings: &Settings, instance: &str) -> Result<Session, ExitCode> {
             if facts.sys_resource { " (may be raised: CAP_SYS_RESOURCE)" } else { "" },
         );
     }
-    Ok(Session { loaded, instance, facts, desired, home })
+    Ok(Session { loaded, instance, facts, desired, home, lock })
+}
+
+/// The lock to run from: the current galley.lock, or none (the manifests then come from
+/// galley.ncl, without image digests). With `locked`, a missing or stale lock is an error.
+fn current_lock(settings: &Settings, project: &crate::model::Project, locked: bool) -> Result<Option<Lock>, ExitCode> {
+    if locked {
+        return super::lock::require_current(settings, project).map(Some);
+    }
+    let old = match Lock::read(&settings.project_dir.join(crate::lock::LOCK_FILE)) {
+        Ok(Some(old)) => old,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(super::fail(settings, &e, e.help())),
+    };
+    let stale = crate::lock::desired_offline(settings, project, Some(&old))
+        .map(|desired| crate::lock::staleness(&old, &desired))
+        .map_err(|e| super::fail(settings, &e, e.help()))?;
+    if stale.is_empty() {
+        return Ok(Some(old));
+    }
+    if settings.verbosity >= 0 && settings.format == Format::Text {
+        eprintln!("warning: galley.lock is stale ({}); using galley.ncl", stale[0]);
+        eprintln!("  help: run `galley lock`, or pass --locked to refuse a stale lock");
+    }
+    Ok(None)
 }
 
 /// Print a runner error with its help line; exit 2.
@@ -92,7 +126,7 @@ pub fn stdout_color() -> bool {
 }
 
 pub fn run(settings: &Settings, args: &PlanArgs) -> ExitCode {
-    let session = match open(settings, &args.instance.instance) {
+    let session = match open(settings, &args.instance.instance, args.locked) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -26,7 +26,7 @@ struct Row {
 }
 
 pub fn run(settings: &Settings, args: &StatusArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance) {
+    let session = match common::open(settings, &args.instance.instance, false) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod guard;
 pub mod layer;
+pub mod podman;
 pub mod pull;
 pub mod run;
 pub mod store;

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod cp;
 pub mod host;
+pub mod images;
 pub mod naming;
 pub mod plan;
 pub mod podman;
@@ -54,7 +55,7 @@ impl RuntimeError {
         match self {
             RuntimeError::Host { help, .. } => Some(help.clone()),
             RuntimeError::Image { .. } => {
-                Some("build and load the image first (galley build), or check `podman images`".into())
+                Some("check the image with `galley build`; a lock that promises another digest needs `galley lock`".into())
             }
             RuntimeError::InstanceName(_) => Some("use lower-case letters, digits and dashes".into()),
             RuntimeError::Exec(crate::exec::ExecError::NotFound { .. }) => {
@@ -75,22 +76,6 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 /// Where the image of a sandbox comes from: what to pass to `podman run`.
 pub trait ImageSource: Send + Sync {
     fn podman_ref(&self, manifest: &SandboxManifest) -> Result<String>;
-}
-
-/// Images already in podman's store, tagged `localhost/galley/<project>/<image>:latest`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LocalImages;
-
-impl LocalImages {
-    pub fn reference(project: &str, image: &str) -> String {
-        format!("localhost/galley/{project}/{image}:latest")
-    }
-}
-
-impl ImageSource for LocalImages {
-    fn podman_ref(&self, m: &SandboxManifest) -> Result<String> {
-        Ok(LocalImages::reference(&m.project, &m.image.name))
-    }
 }
 
 /// Where secret values come from. Values are held in zeroized memory and never logged.
