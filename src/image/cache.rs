@@ -82,23 +82,36 @@ impl Cache {
         }
         let (digest, len) = hash_file(path)?;
         self.hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if len == meta.len() {
+            self.remember(path, meta, &digest);
+        }
+        Ok(digest)
+    }
+
+    /// Record that `path`, with metadata `meta`, hashes to `digest`.
+    pub fn remember(&self, path: &Path, meta: &fs::Metadata, digest: &str) {
+        let key = path.to_string_lossy().into_owned();
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
-        if len == meta.len() && mtime_ns(meta) < now_ns - 2_000_000_000 {
+        if mtime_ns(meta) < now_ns - 2_000_000_000 {
             let entry = StatEntry {
                 size: meta.len(),
                 mtime_ns: mtime_ns(meta),
                 ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
                 ino: meta.ino(),
                 dev: meta.dev(),
-                sha256: digest.clone(),
+                sha256: digest.to_owned(),
             };
             self.stats.lock().expect("stat cache").insert(key, entry);
             *self.dirty.lock().expect("stat cache") = true;
         }
-        Ok(digest)
+    }
+
+    /// Whether any layer was ever recorded.
+    pub fn has_layers(&self) -> bool {
+        fs::read_dir(self.dir.join("layers")).is_ok_and(|mut d| d.next().is_some())
     }
 
     /// Write the stat cache back if it changed.

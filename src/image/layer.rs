@@ -49,8 +49,9 @@ pub fn media_type(c: Compression) -> &'static str {
 #[derive(Debug, Clone)]
 pub enum Kind {
     Dir,
-    /// A regular file read from the host when the layer is written.
-    File { src: PathBuf, size: u64 },
+    /// A regular file read from the host when the layer is written. `stat` is the metadata the
+    /// walk saw (for the hash cache and hard links).
+    File { src: PathBuf, size: u64, stat: Option<Arc<std::fs::Metadata>> },
     /// A regular file whose bytes galley made (accounts, whiteouts).
     Data(Arc<Vec<u8>>),
     /// A regular file whose bytes sit at `offset` in a spill file (re-packed RUN output).
@@ -154,11 +155,29 @@ pub fn write(entries: &[Entry], compression: Compression, out: File) -> io::Resu
 /// As [`write`], compressing on `pool` instead of rayon's global pool. Must not be called from
 /// a thread of the pool that compresses.
 pub fn write_on(entries: &[Entry], compression: Compression, out: File, pool: Option<Arc<rayon::ThreadPool>>) -> io::Result<Written> {
+    write_full(entries, compression, out, pool, None)
+}
+
+/// sha256 of host files' contents by source path, taken while a layer is written.
+pub type Hashes = std::sync::Mutex<std::collections::HashMap<PathBuf, String>>;
+
+/// As [`write`], recording the content hash of every host file into `hashes`.
+pub fn write_hashing(entries: &[Entry], compression: Compression, out: File, hashes: Option<&Hashes>) -> io::Result<Written> {
+    write_full(entries, compression, out, None, hashes)
+}
+
+fn write_full(
+    entries: &[Entry],
+    compression: Compression,
+    out: File,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    hashes: Option<&Hashes>,
+) -> io::Result<Written> {
     let mut sink = ChunkSink::new(compression, out);
     sink.pool = pool;
     let mut ar = tar::Builder::new(sink);
     for e in entries {
-        append(&mut ar, e)?;
+        append(&mut ar, e, hashes)?;
     }
     ar.finish()?;
     let sink = ar.into_inner()?;
@@ -169,12 +188,12 @@ pub fn write_on(entries: &[Entry], compression: Compression, out: File, pool: Op
 pub fn write_tar(entries: &[Entry]) -> io::Result<Vec<u8>> {
     let mut ar = tar::Builder::new(Vec::new());
     for e in entries {
-        append(&mut ar, e)?;
+        append(&mut ar, e, None)?;
     }
     ar.into_inner()
 }
 
-fn append<W: Write>(ar: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
+fn append<W: Write>(ar: &mut tar::Builder<W>, e: &Entry, hashes: Option<&Hashes>) -> io::Result<()> {
     let mut h = tar::Header::new_gnu();
     h.set_mode(e.mode & 0o7777);
     h.set_uid(e.uid as u64);
@@ -193,13 +212,17 @@ fn append<W: Write>(ar: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
             }
             ar.append_data(&mut h, format!("{}/", e.path), io::empty()).map_err(ctx)
         }
-        Kind::File { src, size } => {
+        Kind::File { src, size, .. } => {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(*size);
             let f = File::open(src).map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", src.display())))?;
-            let mut r = ExactReader { inner: f, left: *size, path: src.display().to_string() };
+            let mut r = ExactReader { inner: f, left: *size, path: src.display().to_string(), sha: hashes.map(|_| Sha256::new()) };
             ar.append_data(&mut h, &e.path, &mut r).map_err(ctx)?;
-            r.finish()
+            let sha = r.finish()?;
+            if let (Some(map), Some(sha)) = (hashes, sha) {
+                map.lock().expect("hashes").insert(src.clone(), format!("sha256:{}", hex::encode(sha.finalize())));
+            }
+            Ok(())
         }
         Kind::Data(d) => {
             h.set_entry_type(tar::EntryType::Regular);
@@ -231,6 +254,7 @@ struct ExactReader {
     inner: File,
     left: u64,
     path: String,
+    sha: Option<Sha256>,
 }
 
 impl Read for ExactReader {
@@ -244,17 +268,20 @@ impl Read for ExactReader {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} shrank while it was being read", self.path)));
         }
         self.left -= got as u64;
+        if let Some(sha) = &mut self.sha {
+            sha.update(&buf[..got]);
+        }
         Ok(got)
     }
 }
 
 impl ExactReader {
-    fn finish(mut self) -> io::Result<()> {
+    fn finish(mut self) -> io::Result<Option<Sha256>> {
         let mut one = [0u8; 1];
         if self.inner.read(&mut one)? != 0 {
             return Err(io::Error::other(format!("{} grew while it was being read", self.path)));
         }
-        Ok(())
+        Ok(self.sha)
     }
 }
 

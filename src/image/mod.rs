@@ -249,10 +249,25 @@ impl Ctx<'_> {
         }
 
         if !image.files.is_empty() {
+            let t = std::time::Instant::now();
             let entries = walk_files(&self.settings.project_dir, image, self.epoch)?;
-            let described = self.describe(&entries)?;
-            let inputs = json!({ "kind": "files", "entries": described, "common": common });
-            let rec = self.layer("files", &inputs, image.compression, base.is_none() && records.is_empty(), || Ok(entries.clone()))?;
+            self.timing("walk", t);
+            let root_dir = base.is_none() && records.is_empty();
+            let rec = if self.cache.has_layers() {
+                let t = std::time::Instant::now();
+                let described = self.describe(&entries, None)?;
+                self.timing("hash", t);
+                let inputs = json!({ "kind": "files", "entries": described, "common": common });
+                self.layer("files", &inputs, image.compression, root_dir, || Ok(entries.clone()))?
+            } else {
+                // A cache with no layer at all has nothing to look up: hash the files while
+                // writing them instead of reading them twice. The key comes out the same.
+                let hashes = layer::Hashes::default();
+                let rec = self.write_layer("files", image.compression, root_dir, entries.clone(), Some(&hashes))?;
+                let described = self.describe(&entries, Some(&hashes))?;
+                let inputs = json!({ "kind": "files", "entries": described, "common": common });
+                self.record(rec, layer_key(&inputs, root_dir))
+            };
             progress(Progress::Layer { image: name, step: "files", cached: rec.cached });
             history.push(HistoryStep { created_by: "galley: files".into() });
             records.push(rec);
@@ -333,61 +348,106 @@ impl Ctx<'_> {
         root_dir: bool,
         entries: impl FnOnce() -> Result<Vec<Entry>, ImageError>,
     ) -> Result<LayerRecord, ImageError> {
-        let key = cache::input_key(&json!({ "inputs": inputs, "root_dir": root_dir }));
-        if let Some(c) = self.cache.layer(&key) {
-            let fits = self.store.blob_path(&c.digest).ok().and_then(|p| fs::metadata(p).ok()).is_some_and(|m| m.len() == c.size);
-            if fits {
-                return Ok(LayerRecord {
-                    step: step.into(),
-                    input_key: key,
-                    digest: c.digest,
-                    diff_id: c.diff_id,
-                    size: c.size,
-                    media_type: c.media_type,
-                    cached: true,
-                });
-            }
+        let key = layer_key(inputs, root_dir);
+        if let Some(rec) = self.cached_layer(step, &key) {
+            return Ok(rec);
         }
+        let rec = self.write_layer(step, compression, root_dir, entries()?, None)?;
+        Ok(self.record(rec, key))
+    }
+
+    fn cached_layer(&self, step: &str, key: &str) -> Option<LayerRecord> {
+        let c = self.cache.layer(key)?;
+        let fits = self.store.blob_path(&c.digest).ok().and_then(|p| fs::metadata(p).ok()).is_some_and(|m| m.len() == c.size);
+        fits.then(|| LayerRecord {
+            step: step.into(),
+            input_key: key.into(),
+            digest: c.digest,
+            diff_id: c.diff_id,
+            size: c.size,
+            media_type: c.media_type,
+            cached: true,
+        })
+    }
+
+    /// Remember a freshly written layer under its input key.
+    fn record(&self, mut rec: LayerRecord, key: String) -> LayerRecord {
+        self.cache.put_layer(&key, &CachedLayer { digest: rec.digest.clone(), diff_id: rec.diff_id.clone(), size: rec.size, media_type: rec.media_type.clone() });
+        rec.input_key = key;
+        rec
+    }
+
+    /// Write `entries` as a layer into the store (its input key is filled in by [`Self::record`]).
+    fn write_layer(
+        &self,
+        step: &str,
+        compression: Compression,
+        root_dir: bool,
+        entries: Vec<Entry>,
+        hashes: Option<&layer::Hashes>,
+    ) -> Result<LayerRecord, ImageError> {
         // RUN output already holds the directories it changed; inventing parents would
         // override the parent image's.
-        let mut entries = layer::normalize_with(entries()?, self.epoch, !step.starts_with("run"));
+        let mut entries = layer::normalize_with(entries, self.epoch, !step.starts_with("run"));
         if root_dir {
             // The first layer of a scratch image carries the root directory, so `/` is 0755
             // rather than whatever the unpacker invents (containers/storage makes it 0555).
             entries.insert(0, Entry { path: ".".into(), kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: self.epoch });
         }
         let entries = link_hardlinks(entries);
+        let t = std::time::Instant::now();
         let tmp = self.store.temp()?;
         let file = tmp.reopen().map_err(|e| ImageError::Other(format!("temp file: {e}")))?;
-        let w = layer::write(&entries, compression, file)
+        let w = layer::write_hashing(&entries, compression, file, hashes)
             .map_err(|e| ImageError::Other(format!("writing the {step} layer: {e}")))?;
         self.store.commit(tmp, &w.digest)?;
+        self.timing("write", t);
         let media_type = layer::media_type(compression).to_owned();
-        self.cache.put_layer(&key, &CachedLayer { digest: w.digest.clone(), diff_id: w.diff_id.clone(), size: w.size, media_type: media_type.clone() });
-        Ok(LayerRecord { step: step.into(), input_key: key, digest: w.digest, diff_id: w.diff_id, size: w.size, media_type, cached: false })
+        Ok(LayerRecord { step: step.into(), input_key: String::new(), digest: w.digest, diff_id: w.diff_id, size: w.size, media_type, cached: false })
     }
 
-    /// What a files layer's bytes depend on, entry by entry (content by hash).
-    fn describe(&self, entries: &[Entry]) -> Result<Vec<Value>, ImageError> {
-        entries
+    /// Phase timings on stderr with -vvv.
+    fn timing(&self, what: &str, since: std::time::Instant) {
+        if self.settings.verbosity >= 3 {
+            eprintln!("    {what}: {:.3}s", since.elapsed().as_secs_f64());
+        }
+    }
+
+    /// What a files layer's bytes depend on, entry by entry (content by hash): one compact JSON
+    /// array per entry, hashed in order (cheaper than one big JSON value for large trees).
+    fn describe(&self, entries: &[Entry], known: Option<&layer::Hashes>) -> Result<String, ImageError> {
+        let known = known.map(|k| k.lock().expect("hashes"));
+        let lines: Vec<String> = entries
             .par_iter()
-            .map(|e| {
-                let mut v = json!({
-                    "path": e.path, "type": e.type_name(), "mode": e.mode, "uid": e.uid, "gid": e.gid, "mtime": e.mtime,
-                });
-                match &e.kind {
-                    Kind::File { src, size } => {
-                        let meta = fs::metadata(src).map_err(|err| input_err(src, err))?;
-                        v["size"] = json!(size);
-                        v["sha256"] = json!(self.cache.file_hash(src, &meta)?);
-                        v["inode"] = json!(hardlink_id(&meta));
+            .map(|e| -> Result<String, ImageError> {
+                let (size, sha, link, target) = match &e.kind {
+                    Kind::File { src, size, stat } => {
+                        let meta = match stat {
+                            Some(m) => m.clone(),
+                            None => Arc::new(fs::metadata(src).map_err(|err| input_err(src, err))?),
+                        };
+                        let hash = match known.as_ref().and_then(|k| k.get(src)) {
+                            Some(h) => {
+                                self.cache.remember(src, &meta, h);
+                                h.clone()
+                            }
+                            None => self.cache.file_hash(src, &meta)?,
+                        };
+                        (*size, Some(hash), hardlink_id(&meta), None)
                     }
-                    Kind::Symlink(t) | Kind::Hardlink(t) => v["target"] = json!(t),
-                    _ => {}
-                }
-                Ok(v)
+                    Kind::Symlink(t) | Kind::Hardlink(t) => (0, None, None, Some(t.as_str())),
+                    _ => (0, None, None, None),
+                };
+                Ok(serde_json::to_string(&(&e.path, e.type_name(), e.mode, e.uid, e.gid, e.mtime, size, sha, link, target))
+                    .expect("tuples serialize"))
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let mut sha = <sha2::Sha256 as sha2::Digest>::new();
+        for l in &lines {
+            sha2::Digest::update(&mut sha, l.as_bytes());
+            sha2::Digest::update(&mut sha, b"\n");
+        }
+        Ok(format!("sha256:{}", hex::encode(sha2::Digest::finalize(sha))))
     }
 
     /// A hash of every file of the project directory (but `.git`), for RUN steps, which see it.
@@ -451,6 +511,10 @@ fn input_err(path: &Path, e: std::io::Error) -> ImageError {
     ImageError::Input { path: path.to_owned(), message: e.to_string() }
 }
 
+fn layer_key(inputs: &Value, root_dir: bool) -> String {
+    cache::input_key(&json!({ "inputs": inputs, "root_dir": root_dir }))
+}
+
 /// Hard links are identified by (device, inode) when a file has more than one link.
 fn hardlink_id(meta: &fs::Metadata) -> Option<String> {
     (meta.nlink() > 1).then(|| format!("{}:{}", meta.dev(), meta.ino()))
@@ -463,8 +527,12 @@ fn link_hardlinks(entries: Vec<Entry>) -> Vec<Entry> {
     entries
         .into_iter()
         .map(|mut e| {
-            if let Kind::File { src, .. } = &e.kind {
-                if let Ok(meta) = fs::metadata(src) {
+            if let Kind::File { src, stat, .. } = &e.kind {
+                let meta = match stat {
+                    Some(m) => Ok(m.clone()),
+                    None => fs::metadata(src).map(Arc::new),
+                };
+                if let Ok(meta) = meta {
                     if meta.nlink() > 1 {
                         let id = (meta.dev(), meta.ino());
                         match first.get(&id) {
@@ -540,7 +608,8 @@ fn walk_one(src: &Path, dst: String, own: &Own, out: &mut Vec<Entry>) -> Result<
     } else if ft.is_file() {
         let exec = meta.permissions().mode() & 0o111 != 0;
         let mode = own.mode.unwrap_or(if exec { 0o755 } else { 0o644 });
-        out.push(entry(Kind::File { src: src.to_owned(), size: meta.len() }, mode));
+        let size = meta.len();
+        out.push(entry(Kind::File { src: src.to_owned(), size, stat: Some(Arc::new(meta)) }, mode));
     } else if ft.is_symlink() {
         let target = fs::read_link(src).map_err(|e| input_err(src, e))?;
         let target = target.to_str().ok_or_else(|| ImageError::Input { path: src.into(), message: "link targets must be UTF-8".into() })?;

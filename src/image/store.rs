@@ -230,7 +230,10 @@ impl Store {
 pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
     let mut f = fs::File::open(path).map_err(io_err(path))?;
     let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Sized to the file (small files are the common case: zeroing a large buffer per file
+    // would cost more than hashing it).
+    let hint = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    let mut buf = vec![0u8; (hint + 1).clamp(8 << 10, 1 << 20)];
     let mut len = 0u64;
     loop {
         let n = f.read(&mut buf).map_err(io_err(path))?;

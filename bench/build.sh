@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Benchmark `galley build` against buildah and against a plain deterministic tar pipeline.
+#
+# Three trees:
+#   big    one 200 MB random file
+#   small  20,000 files of 4 KiB
+#   real   a copy of /usr/lib/python3* (~100 MB of real files)
+# For each tree, times (seconds, wall clock, page cache warm for everyone):
+#   galley      `galley build` (release binary) into a fresh GALLEY_HOME
+#   noop        a second `galley build` with nothing changed
+#   pipeline    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner | gzip -n | sha256sum
+#   buildah     buildah bud --timestamp 0 (FROM scratch + COPY) + buildah push to an OCI layout
+# and prints the ratios galley/pipeline and galley/buildah.
+#
+# Usage: bench/build.sh [--scale F] [--skip-buildah]
+#   --scale F   multiply sizes and file counts by F (e.g. 0.25 for a quick run)
+set -euo pipefail
+
+scale=1
+skip_buildah=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scale) scale="$2"; shift 2 ;;
+    --skip-buildah) skip_buildah=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="$root/bench/out"
+mkdir -p "$out"
+galley="$root/target/release/galley"
+if [ ! -x "$galley" ] || [ -n "$(find "$root/src" -newer "$galley" -name '*.rs' -print -quit)" ]; then
+  echo "building the release binary..." >&2
+  (cd "$root" && cargo build --release --quiet)
+fi
+if ! command -v buildah >/dev/null; then
+  echo "buildah not found: skipping the buildah column" >&2
+  skip_buildah=1
+fi
+
+scaled() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s); if (v < 1) v = 1; print v }'; }
+
+make_trees() {
+  local big_mb small_n
+  big_mb=$(scaled 200)
+  small_n=$(scaled 20000)
+  if [ ! -f "$out/big/.done-$big_mb" ]; then
+    rm -rf "$out/big"; mkdir -p "$out/big/tree"
+    head -c "$((big_mb * 1024 * 1024))" /dev/urandom > "$out/big/tree/random.bin"
+    touch "$out/big/.done-$big_mb"
+  fi
+  if [ ! -f "$out/small/.done-$small_n" ]; then
+    rm -rf "$out/small"; mkdir -p "$out/small/tree"
+    # 4 KiB files in 100 directories; half random, half text, so compression has work to do.
+    python3 - "$out/small/tree" "$small_n" <<'EOF'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, f"d{i % 100:03d}")
+    os.makedirs(d, exist_ok=True)
+    data = os.urandom(4096) if i % 2 else (f"line {i}\n" * 512).encode()[:4096]
+    with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
+        f.write(data)
+EOF
+    touch "$out/small/.done-$small_n"
+  fi
+  if [ ! -f "$out/real/.done" ]; then
+    rm -rf "$out/real"; mkdir -p "$out/real/tree"
+    for d in /usr/lib/python3*; do cp -a "$d" "$out/real/tree/"; done
+    find "$out/real/tree" -name __pycache__ -prune -o -type f -print >/dev/null
+    touch "$out/real/.done"
+  fi
+  for t in big small real; do
+    cat > "$out/$t/galley.ncl" <<EOF
+{
+  name = "bench-$t",
+  images.tree = { files = [{ src = "tree", dst = "/data" }] },
+}
+EOF
+    printf 'FROM scratch\nCOPY tree /data\n' > "$out/$t/Containerfile"
+  done
+}
+
+# Seconds (wall clock) a command takes; its output goes to /dev/null.
+seconds() {
+  local start end
+  start=$(date +%s.%N)
+  "$@" >/dev/null 2>&1
+  end=$(date +%s.%N)
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
+}
+
+pipeline() {
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf - tree | gzip -n | sha256sum
+}
+
+buildah_run() {
+  local dir="$1" tag="localhost/galley-bench/$2:latest" layout="$3"
+  buildah bud --quiet --timestamp 0 --format oci -t "$tag" -f "$dir/Containerfile" "$dir" &&
+    buildah push --quiet "$tag" "oci:$layout:bench"
+  local rc=$?
+  buildah rmi "$tag" >/dev/null 2>&1 || true
+  return $rc
+}
+
+galley_build() {
+  GALLEY_HOME="$2" "$galley" -C "$1" build
+}
+
+make_trees
+printf '\nscale %s, %s cores, %s\n\n' "$scale" "$(nproc)" "$("$galley" --version)"
+printf '%-6s %8s %9s %8s %9s %8s %10s %10s\n' tree size galley noop pipeline buildah galley/pipe galley/bah
+for t in big small real; do
+  dir="$out/$t"
+  size=$(du -sh "$dir/tree" | cut -f1)
+  # Warm the page cache for everyone.
+  tar -C "$dir" -cf - tree >/dev/null
+  home=$(mktemp -d "$out/home-XXXXXX")
+  g=$(seconds galley_build "$dir" "$home")
+  n=$(seconds galley_build "$dir" "$home")
+  rm -rf "$home"
+  p=$(seconds pipeline "$dir")
+  if [ "$skip_buildah" = 1 ]; then
+    b="-"
+  else
+    layout=$(mktemp -d "$out/layout-XXXXXX")
+    b=$(seconds buildah_run "$dir" "$t" "$layout")
+    rm -rf "$layout"
+  fi
+  rp=$(awk -v g="$g" -v p="$p" 'BEGIN { printf "%.2fx", g / p }')
+  rb=$([ "$b" = "-" ] && echo "-" || awk -v g="$g" -v b="$b" 'BEGIN { printf "%.2fx", g / b }')
+  printf '%-6s %8s %9s %8s %9s %8s %10s %10s\n' "$t" "$size" "$g" "$n" "$p" "$b" "$rp" "$rb"
+done
