@@ -185,7 +185,10 @@ fn network(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>)
     let mode = o.inspect.pointer("/HostConfig/NetworkMode").and_then(Value::as_str).unwrap_or_default();
     let want: BTreeSet<String> = match m.network {
         Network::None => BTreeSet::new(),
-        Network::Isolated | Network::Egress => [format!("galley-{}-{instance}", m.project)].into(),
+        Network::Isolated => [format!("galley-{}-{instance}", m.project)].into(),
+        // The runner joins egress sandboxes to the instance's internal network (peers) and to
+        // the instance's routed network (the way out).
+        Network::Egress => [format!("galley-{}-{instance}", m.project), format!("galley-{}-{instance}-egress", m.project)].into(),
     };
     let none_ok = m.network != Network::None || mode == "none";
     if nets != want || !none_ok {

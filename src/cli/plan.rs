@@ -87,7 +87,7 @@ pub fn open(settings: &Settings, instance: &str, locked: bool) -> Result<Session
 
 /// The lock to run from: the current galley.lock, or none (the manifests then come from
 /// galley.ncl, without image digests). With `locked`, a missing or stale lock is an error.
-fn current_lock(settings: &Settings, project: &crate::model::Project, locked: bool) -> Result<Option<Lock>, ExitCode> {
+pub(crate) fn current_lock(settings: &Settings, project: &crate::model::Project, locked: bool) -> Result<Option<Lock>, ExitCode> {
     if locked {
         return super::lock::require_current(settings, project).map(Some);
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use rayon::prelude::*;
 
-use crate::audit::{self, EnvSecrets, Sink, report::Report};
+use crate::audit::{self, Sink, report::Report};
 use crate::exec::System;
 use crate::project;
 use crate::settings::{Format, Settings};
@@ -69,7 +69,13 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
     let observed = audit::observe(&System, &project.name, &args.instance)?;
     let chosen = audit::select(&observed, &args.sandboxes, &project.name, &args.instance)?;
     let owned: Vec<audit::Observed> = chosen.iter().map(|o| (*o).clone()).collect();
-    let desired = audit::desired(project, &owned, &settings.lib_root())?;
+    // The lock's manifests carry the image digests; without a current lock, the config's.
+    let desired = match super::plan::current_lock(settings, project, false) {
+        Ok(Some(lock)) => lock.sandboxes.into_iter().map(|(name, s)| (name, s.manifest)).collect(),
+        Ok(None) => audit::desired(project, &owned, &settings.lib_root())?,
+        Err(code) => return Ok(Err(code)),
+    };
+    let values = ProjectValues::new(settings, project);
     if settings.format == Format::Text && settings.verbosity >= 0 {
         eprintln!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance);
     }
@@ -78,7 +84,7 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
     let sandboxes = chosen
         .par_iter()
         .map(|o| match desired.get(&o.sandbox) {
-            Some(m) => audit::audit(o, m, &cx, &EnvSecrets { secrets: &m.secrets }),
+            Some(m) => audit::audit(o, m, &cx, &values.for_sandbox(&m.secrets)),
             None => {
                 let mut sink = Sink::new(&o.sandbox, &o.name);
                 sink.fail(
@@ -97,4 +103,37 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
 fn config_error(settings: &Settings, diagnostics: &[crate::diagnostic::Diagnostic]) -> ExitCode {
     super::render::report(settings, diagnostics, true);
     ExitCode::from(2)
+}
+
+/// Secret values to search for in the sandboxes' processes, from every source the host can
+/// resolve; the store only when `GALLEY_MASTER_KEY` opens it (otherwise those are skipped).
+struct ProjectValues {
+    project_dir: std::path::PathBuf,
+    store: Option<crate::secrets::Store>,
+}
+
+impl ProjectValues {
+    fn new(settings: &Settings, project: &crate::model::Project) -> Self {
+        let store = crate::secrets::master_key()
+            .ok()
+            .and_then(|key| crate::secrets::Store::open(&settings.home, &project.name, key).ok());
+        ProjectValues { project_dir: settings.project_dir.clone(), store }
+    }
+
+    fn for_sandbox<'a>(&'a self, secrets: &'a std::collections::BTreeMap<String, crate::model::Secret>) -> SandboxValues<'a> {
+        SandboxValues { values: self, secrets }
+    }
+}
+
+struct SandboxValues<'a> {
+    values: &'a ProjectValues,
+    secrets: &'a std::collections::BTreeMap<String, crate::model::Secret>,
+}
+
+impl audit::SecretValues for SandboxValues<'_> {
+    fn value(&self, name: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let source = self.secrets.get(name)?;
+        let v = crate::secrets::resolve(&self.values.project_dir, name, source, self.values.store.as_ref(), &System).ok()?;
+        Some(zeroize::Zeroizing::new(v.expose().to_vec()))
+    }
 }
