@@ -52,7 +52,8 @@ mod tests {
         assert_eq!(s.value("A", &Secret::File("token".into())).unwrap().as_slice(), b"from-file");
         let cmd = Secret::Command(vec!["printf".into(), "from-command\n".into()]);
         assert_eq!(s.value("A", &cmd).unwrap().as_slice(), b"from-command");
-        let failing = Secret::Command(vec!["sh".into(), "-c".into(), "printf leaked; exit 3".into()]);
+        // The printed text is not in argv, so an error that contained it would be a leak.
+        let failing = Secret::Command(vec!["sh".into(), "-c".into(), "printf lea''ked; exit 3".into()]);
         let err = s.value("A", &failing).unwrap_err();
         assert!(!err.contains("leaked"), "{err}");
         assert!(s.value("A", &Secret::Store("K".into())).is_err(), "no store, no value");
