@@ -92,6 +92,21 @@ pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Build one image (through the cache) and open the store holding it, for `load` and `push`.
+pub(crate) fn build_one(
+    settings: &Settings,
+    project: &crate::model::Project,
+    name: &str,
+) -> Result<(BuiltImage, Store), ExitCode> {
+    let mut progress = progress(settings);
+    let built = match image::build_with(settings, project, &[name.to_owned()], &BuildOptions::default(), &mut progress) {
+        Ok(mut b) => b.remove(name).expect("built what was asked"),
+        Err(e) => return Err(super::fail(settings, e, None)),
+    };
+    let store = Store::open(&settings.home).map_err(|e| super::fail(settings, e, None))?;
+    Ok((built, store))
+}
+
 pub(crate) fn image_json(b: &BuiltImage) -> Value {
     json!({
         "digest": b.manifest_digest,

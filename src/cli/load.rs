@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::exec::System;
-use crate::image::{self, BuildOptions, Store};
+use crate::image;
 use crate::settings::{Format, Settings};
 
 #[derive(Debug, Args)]
@@ -22,14 +22,9 @@ pub fn run(settings: &Settings, args: &LoadArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let mut progress = super::build::progress(settings);
-    let built = match image::build_with(settings, &project, std::slice::from_ref(&args.image), &BuildOptions::default(), &mut progress) {
-        Ok(mut b) => b.remove(&args.image).expect("built what was asked"),
-        Err(e) => return super::fail(settings, e, None),
-    };
-    let store = match Store::open(&settings.home) {
-        Ok(s) => s,
-        Err(e) => return super::fail(settings, e, None),
+    let (built, store) = match super::build::build_one(settings, &project, &args.image) {
+        Ok(b) => b,
+        Err(code) => return code,
     };
     let tag = image::podman::tag(&project.name, &args.image, &built.manifest_digest);
     match image::podman::load(&System, &store, &built, &tag) {

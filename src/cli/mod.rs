@@ -1,8 +1,8 @@
 //! The command line: clap types, settings resolution and dispatch. Each subcommand is a short
 //! function over library code returning an [`ExitCode`].
 //!
-//! Exit codes: 0 success; 1 the answer is "no" (errors in config, findings, stale lock, changes
-//! with `--detailed-exitcode`); 2 usage or operational errors.
+//! Exit codes: 0 success; 1 the answer is "no" (errors in config, findings, a stale lock); 2 usage
+//! or operational errors. `plan --detailed-exitcode` follows Terraform: 2 means "changes".
 
 mod apply;
 mod build;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use crate::image::{self, BuildOptions, Store, pull::Puller};
+use crate::image::pull::Puller;
 use crate::settings::{Format, Settings};
 
 #[derive(Debug, Args)]
@@ -24,14 +24,9 @@ pub fn run(settings: &Settings, args: &PushArgs) -> ExitCode {
     if let Err(e) = crate::reference::Reference::parse(&args.reference) {
         return super::fail(settings, format!("`{}` is not a usable reference: {e}", args.reference), None);
     }
-    let mut progress = super::build::progress(settings);
-    let built = match image::build_with(settings, &project, std::slice::from_ref(&args.image), &BuildOptions::default(), &mut progress) {
-        Ok(mut b) => b.remove(&args.image).expect("built what was asked"),
-        Err(e) => return super::fail(settings, e, None),
-    };
-    let store = match Store::open(&settings.home) {
-        Ok(s) => s,
-        Err(e) => return super::fail(settings, e, None),
+    let (built, store) = match super::build::build_one(settings, &project, &args.image) {
+        Ok(b) => b,
+        Err(code) => return code,
     };
     let pushed = Puller::new(&project, &store).and_then(|p| p.push(&built.manifest_digest, &args.reference));
     match pushed {

@@ -311,38 +311,25 @@ mod tests {
 
     #[test]
     fn repack_clamps_and_drops_mount_points() {
+        fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(size);
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(mtime);
+            h.set_entry_type(kind);
+            h
+        }
         let mut b = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, data: &[u8], mtime: u64| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(mtime);
-            h.set_entry_type(tar::EntryType::Regular);
+        for (path, data) in [("out/x", &b"made"[..]), ("etc/hosts", b"")] {
+            let mut h = header(tar::EntryType::Regular, data.len() as u64, 0o644, 1_700_000_000);
             b.append_data(&mut h, path, data).unwrap();
-        };
-        add("out/x", b"made", 1_700_000_000);
-        add("etc/hosts", b"", 1_700_000_000);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(0);
-        h.set_mode(0o755);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(5);
-        h.set_entry_type(tar::EntryType::Directory);
+        }
+        let mut h = header(tar::EntryType::Directory, 0, 0o755, 5);
         b.append_data(&mut h, "run/", std::io::empty()).unwrap();
-        let mut add = |path: &str, data: &[u8], mtime: u64| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(mtime);
-            h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, path, data).unwrap();
-        };
-        add("etc/.wh.gone", b"", 1_700_000_000);
+        let mut h = header(tar::EntryType::Regular, 0, 0o644, 1_700_000_000);
+        b.append_data(&mut h, "etc/.wh.gone", std::io::empty()).unwrap();
         let bytes = b.into_inner().unwrap();
         let entries = repack(bytes.as_slice(), tempfile::tempfile().unwrap(), 0).unwrap();
         let paths: Vec<_> = entries.iter().map(|e| (e.path.as_str(), e.mtime, e.size())).collect();
