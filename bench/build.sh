@@ -12,17 +12,21 @@
 #   buildah     buildah bud --timestamp 0 (FROM scratch + COPY) + buildah push to an OCI layout
 # and prints the ratios galley/pipeline and galley/buildah.
 #
-# Usage: bench/build.sh [--scale F] [--skip-buildah]
+# Each figure is the best of N runs (--runs, default 3): the machine may be shared.
+#
+# Usage: bench/build.sh [--scale F] [--runs N] [--skip-buildah]
 #   --scale F   multiply sizes and file counts by F (e.g. 0.25 for a quick run)
 set -euo pipefail
 
 scale=1
+runs=3
 skip_buildah=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
     --skip-buildah) skip_buildah=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -92,6 +96,16 @@ seconds() {
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
 }
 
+# The best of $runs runs.
+best() {
+  local best="" t i
+  for i in $(seq "$runs"); do
+    t=$(seconds "$@")
+    best=$(awk -v a="$best" -v b="$t" 'BEGIN { if (a == "" || b < a) print b; else print a }')
+  done
+  echo "$best"
+}
+
 pipeline() {
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf - tree | gzip -n | sha256sum
 }
@@ -109,25 +123,43 @@ galley_build() {
   GALLEY_HOME="$2" "$galley" -C "$1" build
 }
 
+# A build into a fresh, empty GALLEY_HOME.
+galley_cold() {
+  local home
+  home=$(mktemp -d "$out/home-XXXXXX")
+  GALLEY_HOME="$home" "$galley" -C "$1" build
+  local rc=$?
+  rm -rf "$home"
+  return $rc
+}
+
+buildah_cold() {
+  local layout rc
+  layout=$(mktemp -d "$out/layout-XXXXXX")
+  buildah_run "$1" "$2" "$layout"
+  rc=$?
+  rm -rf "$layout"
+  return $rc
+}
+
 make_trees
-printf '\nscale %s, %s cores, %s\n\n' "$scale" "$(nproc)" "$("$galley" --version)"
+printf '\nscale %s, best of %s runs, %s cores, load %s, %s\n\n' "$scale" "$runs" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$("$galley" --version)"
 printf '%-6s %8s %9s %8s %9s %8s %10s %10s\n' tree size galley noop pipeline buildah galley/pipe galley/bah
 for t in big small real; do
   dir="$out/$t"
   size=$(du -sh "$dir/tree" | cut -f1)
   # Warm the page cache for everyone.
-  tar -C "$dir" -cf - tree >/dev/null
+  tar -C "$dir" -cf - tree | cat >/dev/null
+  g=$(best galley_cold "$dir")
   home=$(mktemp -d "$out/home-XXXXXX")
-  g=$(seconds galley_build "$dir" "$home")
-  n=$(seconds galley_build "$dir" "$home")
+  galley_build "$dir" "$home" >/dev/null
+  n=$(best galley_build "$dir" "$home")
   rm -rf "$home"
-  p=$(seconds pipeline "$dir")
+  p=$(best pipeline "$dir")
   if [ "$skip_buildah" = 1 ]; then
     b="-"
   else
-    layout=$(mktemp -d "$out/layout-XXXXXX")
-    b=$(seconds buildah_run "$dir" "$t" "$layout")
-    rm -rf "$layout"
+    b=$(best buildah_cold "$dir" "$t")
   fi
   rp=$(awk -v g="$g" -v p="$p" 'BEGIN { printf "%.2fx", g / p }')
   rb=$([ "$b" = "-" ] && echo "-" || awk -v g="$g" -v b="$b" 'BEGIN { printf "%.2fx", g / b }')

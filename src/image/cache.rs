@@ -75,11 +75,10 @@ impl Cache {
     /// is unchanged.
     pub fn file_hash(&self, path: &Path, meta: &fs::Metadata) -> Result<String, StoreError> {
         let key = path.to_string_lossy().into_owned();
-        if let Some(e) = self.stats.lock().expect("stat cache").get(&key) {
-            if e.matches(meta) {
+        if let Some(e) = self.stats.lock().expect("stat cache").get(&key)
+            && e.matches(meta) {
                 return Ok(e.sha256.clone());
             }
-        }
         let (digest, len) = hash_file(path)?;
         self.hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if len == meta.len() {

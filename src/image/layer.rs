@@ -390,11 +390,10 @@ impl ChunkSink {
                     pending.insert(seq, bytes);
                 }
                 while let Some(bytes) = pending.remove(&next) {
-                    if failed.is_none() {
-                        if let Err(e) = put(&bytes, &mut out) {
+                    if failed.is_none()
+                        && let Err(e) = put(&bytes, &mut out) {
                             failed = Some(e);
                         }
-                    }
                     next += 1;
                     let _ = tok_tx.send(());
                 }

@@ -532,8 +532,8 @@ fn link_hardlinks(entries: Vec<Entry>) -> Vec<Entry> {
                     Some(m) => Ok(m.clone()),
                     None => fs::metadata(src).map(Arc::new),
                 };
-                if let Ok(meta) = meta {
-                    if meta.nlink() > 1 {
+                if let Ok(meta) = meta
+                    && meta.nlink() > 1 {
                         let id = (meta.dev(), meta.ino());
                         match first.get(&id) {
                             Some(target) => e.kind = Kind::Hardlink(target.clone()),
@@ -542,7 +542,6 @@ fn link_hardlinks(entries: Vec<Entry>) -> Vec<Entry> {
                             }
                         }
                     }
-                }
             }
             e
         })

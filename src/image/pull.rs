@@ -52,12 +52,11 @@ pub struct Puller<'a> {
 
 fn host_port(registry: &str, insecure: bool) -> (String, u16) {
     let default = if insecure { 80 } else { 443 };
-    if let Some(rest) = registry.strip_prefix('[') {
-        if let Some((h, after)) = rest.split_once(']') {
+    if let Some(rest) = registry.strip_prefix('[')
+        && let Some((h, after)) = rest.split_once(']') {
             let port = after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default);
             return (format!("[{h}]"), port);
         }
-    }
     match registry.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_owned(), p.parse().unwrap_or(default)),
         _ => (registry.to_owned(), default),
@@ -134,8 +133,8 @@ impl<'a> Puller<'a> {
             .block_on(client.pull_manifest_raw(&oref, &RegistryAuth::Anonymous, ACCEPT))
             .map_err(|e| Self::registry_err(proxy, &shown, e))?;
         let actual = digest_of(&bytes);
-        if let Some(d) = expected {
-            if d != actual {
+        if let Some(d) = expected
+            && d != actual {
                 return Err(PullError::Verify {
                     reference: shown,
                     what: "manifest".into(),
@@ -143,7 +142,6 @@ impl<'a> Puller<'a> {
                     message: format!("its content hashes to {actual}"),
                 });
             }
-        }
         Ok((bytes.to_vec(), actual))
     }
 
@@ -201,13 +199,11 @@ impl<'a> Puller<'a> {
     pub fn pull(&self, reference: &str, pinned: Option<&str>, platform: &Platform) -> Result<String, PullError> {
         let r = parse_ref(reference)?;
         // A pinned manifest already complete in the store needs no network.
-        if let Some(d) = pinned.or(r.digest.as_deref()) {
-            if self.ensure_local(d).is_ok() {
-                if let Ok(AnyManifest::Image(_)) = self.store.read_verified(d).map(|b| config::parse_any(&b)).unwrap_or(Err(String::new())) {
+        if let Some(d) = pinned.or(r.digest.as_deref())
+            && self.ensure_local(d).is_ok()
+                && let Ok(AnyManifest::Image(_)) = self.store.read_verified(d).map(|b| config::parse_any(&b)).unwrap_or(Err(String::new())) {
                     return Ok(d.to_owned());
                 }
-            }
-        }
         let (client, proxy) = self.session(&r)?;
         let (bytes, digest) = self.platform_manifest(&client, &proxy, &r, pinned, platform)?;
         let manifest: config::Manifest = serde_json::from_slice(&bytes)
@@ -224,13 +220,11 @@ impl<'a> Puller<'a> {
 
     fn fetch_blob(&self, client: &oci_client::Client, proxy: &Proxy, r: &Reference, d: &Descriptor) -> Result<(), PullError> {
         super::store::hex_of(&d.digest)?;
-        if self.store.has_blob(&d.digest) {
-            if let Ok(len) = self.store.verify(&d.digest) {
-                if len == d.size {
+        if self.store.has_blob(&d.digest)
+            && let Ok(len) = self.store.verify(&d.digest)
+                && len == d.size {
                     return Ok(());
                 }
-            }
-        }
         let shown = r.to_string();
         let oref = oci_ref(r, None);
         let mut tmp = self.store.temp()?;

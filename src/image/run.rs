@@ -90,11 +90,9 @@ pub fn run_step_with(
         .check(&buildah(vec!["from".into(), "--quiet".into(), "--name".into(), name.clone(), format!("oci:{}:parent", parent_dir.display())]))
         .map_err(run_err)?;
     let _ = from;
-    let image_id = runner
-        .run(&buildah(vec!["inspect".into(), "--type".into(), "container".into(), "--format".into(), "{{.FromImageID}}".into(), name.clone()]))
-        .map(|o| o.stdout_str().trim().to_owned())
-        .unwrap_or_default();
-    let cleanup = Cleanup { runner, name: name.clone(), image_id };
+    // buildah names the image it copied from the layout after the layout's path.
+    let image_name = format!("localhost{}:latest", parent_dir.display());
+    let cleanup = Cleanup { runner, name: name.clone(), image_name };
     let out = runner
         .run(&buildah(run_args(&name, step, &project_dir, &oci_runtime())).timeout(Duration::from_secs(3600)))
         .map_err(run_err)?;
@@ -151,16 +149,15 @@ pub fn work_dir(tmp: &Path) -> Result<tempfile::TempDir, ImageError> {
 struct Cleanup<'a> {
     runner: &'a dyn Runner,
     name: String,
-    image_id: String,
+    image_name: String,
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         let _ = self.runner.run(&Cmd::new("buildah").args(["rm", self.name.as_str()]));
         // The parent image buildah copied into its storage.
-        if !self.image_id.is_empty() {
-            let _ = self.runner.run(&Cmd::new("buildah").args(["rmi", self.image_id.as_str()]));
-        }
+        // Untags it, and removes it once no other name or container uses it.
+        let _ = self.runner.run(&Cmd::new("buildah").args(["rmi", self.image_name.as_str()]));
     }
 }
 

@@ -110,11 +110,10 @@ impl Store {
     pub fn commit_verified(&self, tmp: tempfile::NamedTempFile, digest: &str, size: Option<u64>) -> Result<PathBuf, StoreError> {
         hex_of(digest)?;
         let (actual, len) = hash_file(tmp.path())?;
-        if let Some(expected) = size {
-            if expected != len {
+        if let Some(expected) = size
+            && expected != len {
                 return Err(StoreError::Size { digest: digest.into(), expected, actual: len });
             }
-        }
         if actual != digest {
             return Err(StoreError::Corrupt { digest: digest.into(), actual });
         }
