@@ -619,13 +619,14 @@ fn walk_one(src: &Path, dst: String, own: &Own, out: &mut Vec<Entry>) -> Result<
     Ok(())
 }
 
-/// Every entry under `dir` but `.git`, with its relative path.
+/// Every entry under `dir` but `.git` and `galley.lock`, with its relative path. The lock is left
+/// out because it records the steps' outputs: hashing it into their keys would be circular.
 fn walk_tree(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf, fs::Metadata)>) -> Result<(), ImageError> {
     let mut items: Vec<_> = fs::read_dir(dir).map_err(|e| input_err(dir, e))?.filter_map(Result::ok).collect();
     items.sort_by_key(|e| e.file_name());
     for item in items {
         let name = item.file_name().to_string_lossy().into_owned();
-        if rel.is_empty() && name == ".git" {
+        if rel.is_empty() && (name == ".git" || name == crate::lock::LOCK_FILE) {
             continue;
         }
         let path = item.path();
