@@ -626,7 +626,7 @@ fn walk_tree(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf, fs::Metadata
     items.sort_by_key(|e| e.file_name());
     for item in items {
         let name = item.file_name().to_string_lossy().into_owned();
-        if rel.is_empty() && (name == ".git" || name == crate::lock::LOCK_FILE) {
+        if rel.is_empty() && (name == ".git" || name == crate::lang::LOCK_FILE) {
             continue;
         }
         let path = item.path();

@@ -26,6 +26,9 @@ pub use spans::{SpanIndex, child as child_path};
 /// The project file galley reads in a project directory.
 pub const CONFIG_FILE: &str = "galley.ncl";
 
+/// The lock file galley writes next to it.
+pub const LOCK_FILE: &str = "galley.lock";
+
 /// What to evaluate.
 pub struct Input<'a> {
     /// Path of `galley.ncl`.

@@ -28,8 +28,7 @@ pub use stale::{Desired, Outputs, StaleError, UNRESOLVED, complete, desired, dif
 /// The lock format this galley reads and writes.
 pub const LOCK_VERSION: u32 = 1;
 
-/// The lock file's name, next to galley.ncl.
-pub const LOCK_FILE: &str = "galley.lock";
+pub use crate::lang::LOCK_FILE;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
