@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Times `galley check` on each example with a release build (target: well under 100 ms), against
-# `true` as the process start-up floor. Prints the figures side by side.
+# Times `galley check` (target: well under 100 ms) and `galley lock --check` (target: well under
+# 300 ms) on each example with a release build, against `true` as the process start-up floor.
+# Prints the figures side by side (median of RUNS runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -20,8 +21,10 @@ ms() { # command... -> median wall time in ms over $runs runs
 
 "$galley" -C examples/hello check >/dev/null  # writes the embedded library once
 floor=$(ms true)
-printf '%-10s %12s %12s\n' example "check (ms)" "floor (ms)"
+printf '%-10s %12s %18s %12s\n' example "check (ms)" "lock --check (ms)" "floor (ms)"
 for e in examples/*/; do
   name=$(basename "$e")
-  printf '%-10s %12s %12s\n' "$name" "$(ms "$galley" -C "$e" check)" "$floor"
+  lock=-
+  [[ -f $e/galley.lock ]] && lock=$(ms "$galley" -C "$e" lock --check)
+  printf '%-10s %12s %18s %12s\n' "$name" "$(ms "$galley" -C "$e" check)" "$lock" "$floor"
 done
