@@ -12,12 +12,12 @@ set -euo pipefail
 
 ROUNDS=${1:-5}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-GALLEY=${GALLEY_BIN:-$HERE/target/debug/galley}
+GALLEY=${GALLEY_BIN:-$HERE/target/release/galley}
 PROJECT="bench-$$"
 WORK=$(mktemp -d)
 export GALLEY_HOME="$WORK/home" NO_COLOR=1
 RUNTIME=(--runtime "${GALLEY_OCI_RUNTIME:-runc}")
-IMAGE="localhost/galley/$PROJECT/box:latest"
+IMAGE="raw-$PROJECT:latest"
 
 cleanup() {
   podman ps -aq --filter "label=io.galley.project=$PROJECT" | xargs -r podman rm -f -t 0 >/dev/null
@@ -25,19 +25,21 @@ cleanup() {
   podman network ls -q --filter "label=io.galley.project=$PROJECT" | xargs -r podman network rm -f >/dev/null
   podman volume ls -q --filter "label=io.galley.project=$PROJECT" | xargs -r podman volume rm -f >/dev/null
   podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+  podman images --format '{{.Repository}}:{{.Tag}}' | grep "^localhost/galley/$PROJECT/" | xargs -r podman rmi >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-[ -x "$GALLEY" ] || { echo "error: $GALLEY not found; build it with cargo build" >&2; exit 2; }
+[ -x "$GALLEY" ] || { echo "error: $GALLEY not found; build it with cargo build --release" >&2; exit 2; }
 ctr=$(buildah from scratch)
 buildah copy -q "$ctr" /bin/busybox /bin/busybox >/dev/null
 buildah commit -q "$ctr" "$IMAGE" >/dev/null
 buildah rm "$ctr" >/dev/null
 
+cp /bin/busybox "$WORK/busybox"
 config() { # $1 = number of sandboxes
   {
-    echo "{ name = \"$PROJECT\", images.box = {},"
+    echo "{ name = \"$PROJECT\", images.box = { files = [{ src = \"busybox\", dst = \"/bin/busybox\", mode = \"0755\" }] },"
     for i in $(seq 1 "$1"); do
       echo "  sandboxes.s$i = { image = \"box\", command = [\"/bin/busybox\", \"sleep\", \"1000000\"] },"
     done
