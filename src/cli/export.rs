@@ -72,7 +72,15 @@ fn kube_run(settings: &Settings, args: &KubeArgs) -> ExitCode {
         },
         allow_baseline: args.allow_baseline,
     };
-    let export = match kube::desired(settings, &loaded.project, &args.instance, None)
+    // Images are pinned by the digests of the current lock; without one the export says so.
+    let digests: Option<std::collections::BTreeMap<String, String>> =
+        match super::plan::current_lock(settings, &loaded.project, false) {
+            Ok(lock) => lock.map(|l| {
+                l.images.into_iter().filter_map(|(name, i)| i.output.map(|o| (name, o.manifest))).collect()
+            }),
+            Err(code) => return code,
+        };
+    let export = match kube::desired(settings, &loaded.project, &args.instance, digests.as_ref())
         .and_then(|d| kube::export(&d, &options))
     {
         Ok(e) => e,
