@@ -192,7 +192,22 @@ fn secrets_are_files_and_policies_follow_the_network_setting() {
 
 #[test]
 fn images_are_referenced_under_the_prefix_and_unpinned_exports_warn() {
+    // The example's lock pins the image: the export references it by that digest.
+    let lock = std::fs::read_to_string(example_dir("web").join("galley.lock")).unwrap();
+    let lock: serde_json::Value = serde_json::from_str(&lock).unwrap();
+    let digest = lock["images"]["web"]["output"]["manifest"].as_str().unwrap().to_owned();
     let out = export(&example_dir("web"), &["--out", "-", "--image-prefix", "registry.example/team/"]);
+    let docs = documents(&stdout(&out));
+    let spec = &pod_specs(&docs)[0].1;
+    assert_eq!(spec["containers"][0]["image"], format!("registry.example/team/web/web@{digest}"));
+    assert!(!stderr(&out).contains("not pinned"), "{}", stderr(&out));
+
+    // Without a lock, the export says it is not pinned.
+    let unlocked = tempfile::tempdir().unwrap();
+    for f in ["galley.ncl"] {
+        std::fs::copy(example_dir("web").join(f), unlocked.path().join(f)).unwrap();
+    }
+    let out = export(unlocked.path(), &["--out", "-", "--image-prefix", "registry.example/team/"]);
     let docs = documents(&stdout(&out));
     let spec = &pod_specs(&docs)[0].1;
     assert_eq!(spec["containers"][0]["image"], "registry.example/team/web/web:latest");
