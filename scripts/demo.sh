@@ -39,7 +39,14 @@ sh examples/base/setup.sh
 
 # Secrets for the examples: an env source for web, the encrypted store for agent.
 export WEB_API_TOKEN=demo-token-$RANDOM$RANDOM
-export GALLEY_MASTER_KEY=${GALLEY_MASTER_KEY:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
+# The demo's store key is made once and kept beside the demo's state (owner-only).
+if [[ -z ${GALLEY_MASTER_KEY:-} ]]; then
+  if [[ ! -s $work/master.key ]]; then
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$work/master.key")
+  fi
+  GALLEY_MASTER_KEY=$(cat "$work/master.key")
+fi
+export GALLEY_MASTER_KEY
 printf 'demo-model-key-%s' "$RANDOM$RANDOM" | "$galley" -C examples/agent secret set MODEL_API_KEY
 
 for example in hello web agent; do
