@@ -229,6 +229,28 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
     }
 }
 
+/// Connect to `host:port` under `policy`; on failure record a refusal, answer 403, and return
+/// `None`.
+fn connect_or_refuse(
+    policy: &Policy,
+    host: &str,
+    port: u16,
+    refusals: &Mutex<Vec<Refusal>>,
+    client: &mut TcpStream,
+    fail: impl Fn(&mut TcpStream, &str, &str),
+) -> Option<TcpStream> {
+    match connect(policy, host, port) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if let GuardError::Refused(r) = &e {
+                refusals.lock().expect("refusals").push(r.clone());
+            }
+            fail(client, "403 Forbidden", &e.to_string());
+            None
+        }
+    }
+}
+
 fn serve(client: TcpStream, policy: &Policy, refusals: &Mutex<Vec<Refusal>>) -> io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -259,15 +281,8 @@ fn serve(client: TcpStream, policy: &Policy, refusals: &Mutex<Vec<Refusal>>) -> 
             fail(&mut client_w, "400 Bad Request", "bad CONNECT target");
             return Ok(());
         };
-        let upstream = match connect(policy, &host, port) {
-            Ok(s) => s,
-            Err(e) => {
-                if let GuardError::Refused(r) = &e {
-                    refusals.lock().expect("refusals").push(r.clone());
-                }
-                fail(&mut client_w, "403 Forbidden", &e.to_string());
-                return Ok(());
-            }
+        let Some(upstream) = connect_or_refuse(policy, &host, port, refusals, &mut client_w, fail) else {
+            return Ok(());
         };
         client_w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
         let buffered = reader.buffer().to_vec();
@@ -285,15 +300,8 @@ fn serve(client: TcpStream, policy: &Policy, refusals: &Mutex<Vec<Refusal>>) -> 
             fail(&mut client_w, "400 Bad Request", "bad request target");
             return Ok(());
         };
-        let mut upstream = match connect(policy, &host, port) {
-            Ok(s) => s,
-            Err(e) => {
-                if let GuardError::Refused(r) = &e {
-                    refusals.lock().expect("refusals").push(r.clone());
-                }
-                fail(&mut client_w, "403 Forbidden", &e.to_string());
-                return Ok(());
-            }
+        let Some(mut upstream) = connect_or_refuse(policy, &host, port, refusals, &mut client_w, fail) else {
+            return Ok(());
         };
         // One request per connection: the upstream closes after answering, so a kept-alive
         // client connection can never carry an unchecked second request.
