@@ -1,7 +1,8 @@
 //! Seccomp profiles: the standard library's named profiles and custom ones, as the JSON podman
 //! reads, with a content digest recorded in the lock.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -33,20 +34,52 @@ impl Profile {
     }
 }
 
-/// Resolve a sandbox's seccomp choice. `None` means unconfined.
+/// Named profiles already evaluated in this process, by library root. The library directory is
+/// named by its content hash, so an entry never goes stale.
+static EVALUATED: Mutex<Vec<(PathBuf, String, serde_json::Value)>> = Mutex::new(Vec::new());
+
+/// Resolve a sandbox's seccomp choice. `None` means unconfined. Each named profile is evaluated
+/// once per process, however many sandboxes use it.
 pub fn resolve(lib_root: &Path, choice: &Seccomp) -> Result<Option<Profile>, SeccompError> {
     let (name, json) = match choice {
         Seccomp::Named(n) if n == "unconfined" => return Ok(None),
-        Seccomp::Named(n) if NAMED.contains(&n.as_str()) => {
-            let expr = format!("import \"seccomp/{n}.ncl\"");
-            let json = crate::lang::eval_library_json(lib_root, &expr)
-                .map_err(|message| SeccompError::Eval { name: n.clone(), message })?;
-            (n.clone(), json)
-        }
+        Seccomp::Named(n) if NAMED.contains(&n.as_str()) => (n.clone(), named(lib_root, n)?),
         Seccomp::Named(n) => return Err(SeccompError::Unknown(n.clone())),
         Seccomp::Custom(json) => ("custom".to_owned(), json.clone()),
     };
     let json = crate::canonical::to_value(&json);
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(&json))));
     Ok(Some(Profile { name, json, digest }))
+}
+
+fn named(lib_root: &Path, name: &str) -> Result<serde_json::Value, SeccompError> {
+    let cached = EVALUATED.lock().expect("seccomp cache").iter().find(|(root, n, _)| root == lib_root && n == name).map(|e| e.2.clone());
+    if let Some(json) = cached {
+        return Ok(json);
+    }
+    let expr = format!("import \"seccomp/{name}.ncl\"");
+    let json = crate::lang::eval_library_json(lib_root, &expr)
+        .map_err(|message| SeccompError::Eval { name: name.to_owned(), message })?;
+    EVALUATED.lock().expect("seccomp cache").push((lib_root.to_path_buf(), name.to_owned(), json.clone()));
+    Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_profiles_are_evaluated_once_and_never_mixed_up() {
+        let home = tempfile::tempdir().unwrap();
+        let named = |n: &str| resolve(home.path(), &Seccomp::Named(n.into())).unwrap().unwrap();
+        let default = named("default");
+        let strict = named("strict");
+        assert_ne!(default.digest, strict.digest);
+        assert_eq!(named("default"), default);
+        assert_eq!(named("strict"), strict);
+        let names = |p: &Profile| p.json["syscalls"].as_array().unwrap().iter().any(|r| r["names"].as_array().unwrap().iter().any(|n| n == "ptrace"));
+        assert!(names(&default) && !names(&strict), "strict denies ptrace, default allows it");
+        assert_eq!(resolve(home.path(), &Seccomp::Named("unconfined".into())).unwrap(), None);
+        assert!(matches!(resolve(home.path(), &Seccomp::Named("nope".into())), Err(SeccompError::Unknown(_))));
+    }
 }

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
-use crate::manifest::{self, ManifestError, SandboxManifest, SeccompRef};
-use crate::model::{Project, Seccomp, Secret};
+use crate::manifest::{self, ManifestError, SandboxManifest};
+use crate::model::{Project, Secret};
 use crate::settings::Settings;
 
 pub use naming::Instance;
@@ -83,67 +83,13 @@ pub trait SecretSource: Send + Sync {
     fn value(&self, name: &str, secret: &Secret) -> Result<Zeroizing<Vec<u8>>, String>;
 }
 
-/// The desired state of the project: one manifest per sandbox, sorted by name.
-///
-/// Today computed from the project; the lock will provide them with image digests filled in.
-/// Each distinct seccomp choice is evaluated once, not once per sandbox.
+/// The desired state of the project without a lock: one manifest per sandbox, sorted by name,
+/// with no image digests. With a current lock, the lock's manifests are used instead.
 pub fn desired(settings: &Settings, project: &Project) -> Result<Vec<SandboxManifest>> {
     let lib_root = settings.lib_root();
-    let mut fast = project.clone();
-    let mut profiles: Vec<(Seccomp, Option<crate::seccomp::Profile>)> = Vec::new();
     let mut out = Vec::new();
-    for (name, sandbox) in &project.sandboxes {
-        let profile = match profiles.iter().find(|(choice, _)| *choice == sandbox.seccomp) {
-            Some((_, p)) => p.clone(),
-            None => {
-                let p = crate::seccomp::resolve(&lib_root, &sandbox.seccomp)
-                    .map_err(|source| ManifestError::Seccomp { sandbox: name.clone(), source })?;
-                profiles.push((sandbox.seccomp.clone(), p.clone()));
-                p
-            }
-        };
-        let Some(profile) = profile else {
-            out.push(manifest::resolve(project, name, None, &lib_root)?);
-            continue;
-        };
-        // Resolve against the already evaluated profile, then restore its name.
-        if let Some(s) = fast.sandboxes.get_mut(name) {
-            s.seccomp = Seccomp::Custom(profile.json.clone());
-        }
-        let mut m = manifest::resolve(&fast, name, None, &lib_root)?;
-        m.seccomp = SeccompRef { profile: profile.name.clone(), digest: Some(profile.digest.clone()) };
-        out.push(m);
+    for name in project.sandboxes.keys() {
+        out.push(manifest::resolve(project, name, None, &lib_root)?);
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn desired_matches_manifest_resolve_for_every_sandbox() {
-        let home = tempfile::tempdir().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = r#"let galley = import "galley/std.ncl" in
-{ name = "d", images.box = {},
-  sandboxes.a = { image = "box" }, sandboxes.b = { image = "box" },
-  sandboxes.c = galley.presets.untrusted & { image = "box" },
-  sandboxes.u = { image = "box", seccomp = 'unconfined } }"#;
-        std::fs::write(dir.path().join("galley.ncl"), config).unwrap();
-        let settings = Settings {
-            project_dir: dir.path().into(),
-            home: home.path().into(),
-            format: crate::settings::Format::Text,
-            verbosity: 0,
-            color: false,
-        };
-        let loaded = crate::project::load(&settings, None).unwrap();
-        let fast = desired(&settings, &loaded.project).unwrap();
-        for m in &fast {
-            let slow = manifest::resolve(&loaded.project, &m.sandbox, None, &settings.lib_root()).unwrap();
-            assert_eq!(m, &slow);
-        }
-        assert_eq!(fast.len(), 4);
-    }
 }
