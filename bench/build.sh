@@ -10,7 +10,8 @@
 #   noop        a second `galley build` with nothing changed
 #   pipeline    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner | gzip -n | sha256sum
 #   buildah     buildah bud --timestamp 0 (FROM scratch + COPY) + buildah push to an OCI layout
-# and prints the ratios galley/pipeline and galley/buildah.
+# and prints the ratios galley/pipeline and galley/buildah, then each target of the image issue
+# with its measured value and whether it was met.
 #
 # Each figure is the best of N runs (--runs, default 3): the machine may be shared.
 #
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --scale) scale="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --skip-buildah) skip_buildah=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -93,7 +94,7 @@ seconds() {
   start=$(date +%s.%N)
   "$@" >/dev/null 2>&1
   end=$(date +%s.%N)
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
 }
 
 # The best of $runs runs.
@@ -164,4 +165,22 @@ for t in big small real; do
   rp=$(awk -v g="$g" -v p="$p" 'BEGIN { printf "%.2fx", g / p }')
   rb=$([ "$b" = "-" ] && echo "-" || awk -v g="$g" -v b="$b" 'BEGIN { printf "%.2fx", g / b }')
   printf '%-6s %8s %9s %8s %9s %8s %10s %10s\n' "$t" "$size" "$g" "$n" "$p" "$b" "$rp" "$rb"
+  eval "g_$t=$g n_$t=$n p_$t=$p b_$t=$b"
 done
+
+# The targets, each with its measured value.
+target() { # name value op limit
+  local verdict
+  if [ "$2" = "-" ]; then verdict="not measured"
+  else verdict=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { ok = (op == "<=") ? v <= l : v < l; print ok ? "met" : "MISSED" }')
+  fi
+  printf '  %-36s %8s %s %-6s %s\n' "$1" "$2" "$3" "$4" "$verdict"
+}
+ratio() { [ "$2" = "-" ] && echo "-" || awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+printf '\ntargets%s\n' "$([ "$scale" = 1 ] || echo " (set for --scale 1; this run is scaled)")"
+target "small: galley/pipeline" "$(ratio "$g_small" "$p_small")" "<=" 0.60
+target "real: galley/pipeline" "$(ratio "$g_real" "$p_real")" "<=" 0.60
+target "small: galley/buildah (3x faster)" "$(ratio "$g_small" "$b_small")" "<=" 0.33
+target "real: galley/buildah (2x faster)" "$(ratio "$g_real" "$b_real")" "<=" 0.50
+target "big: galley/buildah (no slower)" "$(ratio "$g_big" "$b_big")" "<=" 1.00
+target "small: no-op rebuild, seconds" "$n_small" "<" 0.100

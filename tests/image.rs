@@ -320,6 +320,26 @@ fn unchanged_inputs_rebuild_nothing_and_one_file_rebuilds_one_layer() {
     // Offline builds work from the store.
     let offline = build_json(home.path(), p.path(), &["--offline"]);
     assert_eq!(offline["images"]["hello"]["digest"], third["images"]["hello"]["digest"]);
+
+    // A same-size rewrite whose mtime is put back (as some checkout tools do) is still seen:
+    // the change time moved, so neither the tree's stat fingerprint nor the file's entry match.
+    let settle = |path: &Path| {
+        let f = fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)).unwrap();
+    };
+    let x = p.path().join("app/sub/deep/x.txt");
+    settle(&x);
+    let settled = build_json(home.path(), p.path(), &[]);
+    assert_eq!(settled["images"]["hello"]["digest"], third["images"]["hello"]["digest"]);
+    assert_eq!(build_json(home.path(), p.path(), &[])["images"]["hello"]["digest"], third["images"]["hello"]["digest"]);
+    fs::write(&x, b"CHANGED\n").unwrap();
+    settle(&x);
+    let rewritten = build_json(home.path(), p.path(), &[]);
+    assert_eq!(cached_flags(&rewritten, "hello"), vec![("accounts".into(), true), ("files".into(), false)]);
+    assert_ne!(rewritten["images"]["hello"]["digest"], third["images"]["hello"]["digest"]);
+    let again = build_json(home.path(), p.path(), &[]);
+    assert_eq!(cached_flags(&again, "hello"), vec![("accounts".into(), true), ("files".into(), true)]);
+    assert_eq!(again["images"]["hello"]["digest"], rewritten["images"]["hello"]["digest"]);
 }
 
 // d. Pulls from a real registry.

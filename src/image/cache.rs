@@ -8,17 +8,25 @@
 //!
 //! File content hashes are remembered by path with the file's (size, mtime, ctime, inode,
 //! device), as git's index does, so an unchanged file is not read again. An entry is only
-//! recorded when the file's mtime is at least two seconds old, so a file changed within the
-//! timestamp granularity of the recorded stat is never mistaken for unchanged.
+//! recorded when the file's mtime and ctime are at least two seconds old, so a file changed
+//! within the timestamp granularity of the recorded stat is never mistaken for unchanged.
+//!
+//! A files layer is also remembered by its *stat fingerprint*: the hash of everything its input
+//! key depends on, with each file's content hash replaced by the file's stat tuple
+//! (`cache/trees/<fingerprint>` holds the key). A rebuild whose walk gives the same fingerprint
+//! takes the key from there without looking up or hashing any file: the same rule as the stat
+//! cache, applied to the whole tree at once. A fingerprint is only recorded when every file in
+//! it is settled (its mtime and ctime two seconds old or more).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use super::layer::{Entry, Kind};
 use super::store::{StoreError, hash_file};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +51,7 @@ impl StatEntry {
     fn matches(&self, m: &fs::Metadata) -> bool {
         self.size == m.len()
             && self.mtime_ns == mtime_ns(m)
-            && self.ctime_ns == m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128
+            && self.ctime_ns == ctime_ns(m)
             && self.ino == m.ino()
             && self.dev == m.dev()
     }
@@ -53,9 +61,25 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
+fn ctime_ns(m: &fs::Metadata) -> i128 {
+    m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128
+}
+
+/// Whether a file's recorded stat can stand for its content: its mtime and ctime are at least
+/// two seconds older than `now_ns`, so a later write within the timestamp granularity (even one
+/// that puts the mtime back) cannot go unseen.
+fn settled(meta: &fs::Metadata, now_ns: i128) -> bool {
+    mtime_ns(meta).max(ctime_ns(meta)) < now_ns - 2_000_000_000
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+}
+
 pub struct Cache {
     dir: PathBuf,
-    stats: Mutex<BTreeMap<String, StatEntry>>,
+    /// Loaded on first use: a rebuild answered by a stat fingerprint never reads it.
+    stats: OnceLock<Mutex<BTreeMap<String, StatEntry>>>,
     dirty: Mutex<bool>,
     /// Files actually read and hashed (not answered from the stat cache).
     pub hashed: std::sync::atomic::AtomicUsize,
@@ -63,19 +87,21 @@ pub struct Cache {
 
 impl Cache {
     pub fn open(home: &Path) -> Cache {
-        let dir = home.join("cache");
-        let stats = fs::read(dir.join("stat.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        Cache { dir, stats: Mutex::new(stats), dirty: Mutex::new(false), hashed: Default::default() }
+        Cache { dir: home.join("cache"), stats: OnceLock::new(), dirty: Mutex::new(false), hashed: Default::default() }
+    }
+
+    fn stats(&self) -> &Mutex<BTreeMap<String, StatEntry>> {
+        self.stats.get_or_init(|| {
+            let stats = fs::read(self.dir.join("stat.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            Mutex::new(stats)
+        })
     }
 
     /// The content hash of `path` (whose metadata is `meta`), from the stat cache when the file
     /// is unchanged.
     pub fn file_hash(&self, path: &Path, meta: &fs::Metadata) -> Result<String, StoreError> {
         let key = path.to_string_lossy().into_owned();
-        if let Some(e) = self.stats.lock().expect("stat cache").get(&key)
+        if let Some(e) = self.stats().lock().expect("stat cache").get(&key)
             && e.matches(meta) {
                 return Ok(e.sha256.clone());
             }
@@ -90,20 +116,16 @@ impl Cache {
     /// Record that `path`, with metadata `meta`, hashes to `digest`.
     pub fn remember(&self, path: &Path, meta: &fs::Metadata, digest: &str) {
         let key = path.to_string_lossy().into_owned();
-        let now_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        if mtime_ns(meta) < now_ns - 2_000_000_000 {
+        if settled(meta, now_ns()) {
             let entry = StatEntry {
                 size: meta.len(),
                 mtime_ns: mtime_ns(meta),
-                ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+                ctime_ns: ctime_ns(meta),
                 ino: meta.ino(),
                 dev: meta.dev(),
                 sha256: digest.to_owned(),
             };
-            self.stats.lock().expect("stat cache").insert(key, entry);
+            self.stats().lock().expect("stat cache").insert(key, entry);
             *self.dirty.lock().expect("stat cache") = true;
         }
     }
@@ -119,8 +141,27 @@ impl Cache {
             return;
         }
         let _ = fs::create_dir_all(&self.dir);
-        let stats = self.stats.lock().expect("stat cache");
+        let stats = self.stats().lock().expect("stat cache");
         let _ = crate::fsutil::write_atomic(&self.dir.join("stat.json"), &serde_json::to_vec(&*stats).unwrap_or_default());
+    }
+
+    /// The layer input key recorded for a stat fingerprint.
+    pub fn tree_key(&self, fingerprint: &str) -> Option<String> {
+        let text = fs::read_to_string(self.tree_path(fingerprint)).ok()?;
+        let key = text.trim();
+        (key.len() == 71 && key.starts_with("sha256:")).then(|| key.to_owned())
+    }
+
+    pub fn put_tree_key(&self, fingerprint: &str, key: &str) {
+        let path = self.tree_path(fingerprint);
+        if let Some(p) = path.parent() {
+            let _ = fs::create_dir_all(p);
+        }
+        let _ = crate::fsutil::write_atomic(&path, key.as_bytes());
+    }
+
+    fn tree_path(&self, fingerprint: &str) -> PathBuf {
+        self.dir.join("trees").join(fingerprint.trim_start_matches("sha256:"))
     }
 
     fn layer_path(&self, key: &str) -> PathBuf {
@@ -151,6 +192,50 @@ impl Cache {
     }
 }
 
+/// The stat fingerprint of `entries` under `salt` (the rest of the layer's inputs), or `None`
+/// when a file is not settled or was not stat'ed by the walk.
+pub fn stat_fingerprint(entries: &[Entry], salt: &[u8]) -> Option<String> {
+    use sha2::Digest;
+    let now = now_ns();
+    let mut h = sha2::Sha256::new();
+    h.update(b"galley stat fingerprint 1\0");
+    h.update(salt);
+    for e in entries {
+        h.update(b"\0");
+        h.update(e.path.as_bytes());
+        h.update(b"\0");
+        h.update(e.type_name().as_bytes());
+        for n in [e.mode, e.uid, e.gid] {
+            h.update(n.to_le_bytes());
+        }
+        h.update(e.mtime.to_le_bytes());
+        match &e.kind {
+            Kind::File { src, size, stat } => {
+                let m = stat.as_deref()?;
+                if !settled(m, now) || m.len() != *size {
+                    return None;
+                }
+                h.update(src.as_os_str().as_encoded_bytes());
+                h.update(b"\0");
+                h.update(m.len().to_le_bytes());
+                h.update(mtime_ns(m).to_le_bytes());
+                h.update(ctime_ns(m).to_le_bytes());
+                h.update(m.ino().to_le_bytes());
+                h.update(m.dev().to_le_bytes());
+                h.update(m.nlink().to_le_bytes());
+            }
+            Kind::Symlink(t) | Kind::Hardlink(t) => {
+                h.update(t.as_bytes());
+                h.update(b"\0");
+            }
+            Kind::Dir => {}
+            // Bytes made in memory or spilled by a RUN step have no stat to stand for them.
+            Kind::Data(_) | Kind::Spilled { .. } => return None,
+        }
+    }
+    Some(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
 /// The input key of a layer: sha256 of the canonical JSON of its inputs.
 pub fn input_key(inputs: &serde_json::Value) -> String {
     super::store::digest_of(&crate::canonical::to_vec(inputs))
@@ -159,15 +244,29 @@ pub fn input_key(inputs: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A file written now, then left until its mtime and ctime are settled.
+    fn settled_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let f = dir.join(name);
+        fs::write(&f, bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        f
+    }
 
     #[test]
     fn unchanged_files_are_not_read_again() {
         let home = tempfile::tempdir().unwrap();
-        let f = home.path().join("f");
-        fs::write(&f, b"one").unwrap();
-        // Make the file old enough to be recorded.
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        fs::File::options().write(true).open(&f).unwrap().set_modified(old).unwrap();
+        let fresh = home.path().join("fresh");
+        fs::write(&fresh, b"new").unwrap();
+        let f = settled_file(home.path(), "f", b"one");
+        // Written just now: hashed every time, never recorded.
+        fs::write(&fresh, b"new").unwrap();
+        let cache = Cache::open(home.path());
+        cache.file_hash(&fresh, &fs::metadata(&fresh).unwrap()).unwrap();
+        cache.file_hash(&fresh, &fs::metadata(&fresh).unwrap()).unwrap();
+        assert_eq!(cache.hashed.load(std::sync::atomic::Ordering::Relaxed), 2);
+
         let cache = Cache::open(home.path());
         let h1 = cache.file_hash(&f, &fs::metadata(&f).unwrap()).unwrap();
         let h2 = cache.file_hash(&f, &fs::metadata(&f).unwrap()).unwrap();
@@ -177,8 +276,55 @@ mod tests {
         let cache = Cache::open(home.path());
         cache.file_hash(&f, &fs::metadata(&f).unwrap()).unwrap();
         assert_eq!(cache.hashed.load(std::sync::atomic::Ordering::Relaxed), 0);
+        // Same size, mtime put back: the change time still tells.
+        let mtime = fs::metadata(&f).unwrap().modified().unwrap();
         fs::write(&f, b"two").unwrap();
+        fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
         let h3 = cache.file_hash(&f, &fs::metadata(&f).unwrap()).unwrap();
         assert_ne!(h1, h3);
+    }
+
+    fn file_entry(path: &Path) -> Entry {
+        let meta = fs::symlink_metadata(path).unwrap();
+        Entry {
+            path: "srv/a".into(),
+            kind: Kind::File { src: path.to_owned(), size: meta.len(), stat: Some(std::sync::Arc::new(meta)) },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        }
+    }
+
+    #[test]
+    fn stat_fingerprints_cover_every_input_and_refuse_unsettled_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = settled_file(dir.path(), "a", b"one");
+        let fp = stat_fingerprint(&[file_entry(&f)], b"salt").expect("a settled file has a fingerprint");
+        assert_eq!(stat_fingerprint(&[file_entry(&f)], b"salt").as_ref(), Some(&fp));
+        assert_ne!(stat_fingerprint(&[file_entry(&f)], b"other").as_ref(), Some(&fp));
+        let mut e = file_entry(&f);
+        e.mode = 0o600;
+        assert_ne!(stat_fingerprint(&[e], b"salt").as_ref(), Some(&fp));
+        let mut e = file_entry(&f);
+        e.path = "srv/b".into();
+        assert_ne!(stat_fingerprint(&[e], b"salt").as_ref(), Some(&fp));
+        let link = Entry { path: "srv/l".into(), kind: Kind::Symlink("a".into()), mode: 0o777, uid: 0, gid: 0, mtime: 0 };
+        let with_link = stat_fingerprint(&[file_entry(&f), link.clone()], b"salt").unwrap();
+        let other_link = Entry { kind: Kind::Symlink("b".into()), ..link };
+        assert_ne!(stat_fingerprint(&[file_entry(&f), other_link], b"salt").unwrap(), with_link);
+
+        // A rewrite with the mtime put back changes the ctime: the file is unsettled again, and
+        // once settled its fingerprint differs.
+        let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+        fs::write(&f, b"two").unwrap();
+        fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
+        assert_eq!(stat_fingerprint(&[file_entry(&f)], b"salt"), None);
+        std::thread::sleep(Duration::from_millis(2100));
+        let after = stat_fingerprint(&[file_entry(&f)], b"salt").unwrap();
+        assert_ne!(after, fp);
+        // Bytes with no stat behind them have no fingerprint.
+        let data = Entry { path: "etc/x".into(), kind: Kind::Data(Default::default()), mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+        assert_eq!(stat_fingerprint(&[data], b"salt"), None);
     }
 }

@@ -253,12 +253,22 @@ impl Ctx<'_> {
             let entries = walk_files(&self.settings.project_dir, image, self.epoch)?;
             self.timing("walk", t);
             let root_dir = base.is_none() && records.is_empty();
-            let rec = if self.cache.has_layers() {
+            let t = std::time::Instant::now();
+            let fingerprint = cache::stat_fingerprint(&entries, &crate::canonical::to_vec(&json!({ "common": common, "root_dir": root_dir })));
+            let known = fingerprint.as_deref().and_then(|f| self.cache.tree_key(f)).and_then(|key| self.cached_layer("files", &key));
+            self.timing("fingerprint", t);
+            let rec = if let Some(rec) = known {
+                rec
+            } else if self.cache.has_layers() {
                 let t = std::time::Instant::now();
                 let described = self.describe(&entries, None)?;
                 self.timing("hash", t);
                 let inputs = json!({ "kind": "files", "entries": described, "common": common });
-                self.layer("files", &inputs, image.compression, root_dir, || Ok(entries.clone()))?
+                let rec = self.layer("files", &inputs, image.compression, root_dir, || Ok(entries.clone()))?;
+                if let Some(f) = &fingerprint {
+                    self.cache.put_tree_key(f, &rec.input_key);
+                }
+                rec
             } else {
                 // A cache with no layer at all has nothing to look up: hash the files while
                 // writing them instead of reading them twice. The key comes out the same.
@@ -266,7 +276,11 @@ impl Ctx<'_> {
                 let rec = self.write_layer("files", image.compression, root_dir, entries.clone(), Some(&hashes))?;
                 let described = self.describe(&entries, Some(&hashes))?;
                 let inputs = json!({ "kind": "files", "entries": described, "common": common });
-                self.record(rec, layer_key(&inputs, root_dir))
+                let rec = self.record(rec, layer_key(&inputs, root_dir));
+                if let Some(f) = &fingerprint {
+                    self.cache.put_tree_key(f, &rec.input_key);
+                }
+                rec
             };
             progress(Progress::Layer { image: name, step: "files", cached: rec.cached });
             history.push(HistoryStep { created_by: "galley: files".into() });
@@ -582,39 +596,60 @@ struct Own {
 
 fn walk_one(src: &Path, dst: String, own: &Own, out: &mut Vec<Entry>) -> Result<(), ImageError> {
     let meta = fs::symlink_metadata(src).map_err(|e| input_err(src, e))?;
+    if dst.is_empty() && !meta.is_dir() {
+        return Err(ImageError::Input { path: src.into(), message: "only a directory can be copied onto the image root `/`".into() });
+    }
+    walk_entry(src.to_owned(), dst, meta, own, out)
+}
+
+/// The entries of `src` (whose metadata is `meta`) copied to `dst`, in sorted order. The
+/// children of a directory are visited in parallel (on a large tree the walk is mostly `stat`
+/// calls, and each child is stat'ed relative to its directory's descriptor); their entries are
+/// joined back in name order, so the result does not depend on scheduling.
+fn walk_entry(src: PathBuf, dst: String, meta: fs::Metadata, own: &Own, out: &mut Vec<Entry>) -> Result<(), ImageError> {
     let mtime = (meta.mtime().max(0) as u64).min(own.epoch);
     let ft = meta.file_type();
     let entry = |kind: Kind, mode: u32| Entry { path: dst.clone(), kind, mode, uid: own.uid, gid: own.gid, mtime };
-    if dst.is_empty() && !ft.is_dir() {
-        return Err(ImageError::Input { path: src.into(), message: "only a directory can be copied onto the image root `/`".into() });
-    }
     if ft.is_dir() {
         // A directory copied onto `/` gives its contents; the root itself is not an entry.
         if !dst.is_empty() {
             out.push(entry(Kind::Dir, 0o755));
         }
-        let mut names: Vec<_> = fs::read_dir(src)
-            .map_err(|e| input_err(src, e))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| input_err(src, e))?;
-        names.sort();
-        for n in names {
-            let name = n.to_str().ok_or_else(|| ImageError::Input { path: src.join(&n), message: "file names must be UTF-8".into() })?;
-            let child = if dst.is_empty() { name.to_owned() } else { format!("{dst}/{name}") };
-            walk_one(&src.join(name), child, own, out)?;
-        }
+        let mut children: Vec<(String, fs::DirEntry)> = fs::read_dir(&src)
+            .map_err(|e| input_err(&src, e))?
+            .map(|e| {
+                let e = e.map_err(|err| input_err(&src, err))?;
+                match e.file_name().into_string() {
+                    Ok(name) => Ok((name, e)),
+                    Err(n) => Err(ImageError::Input { path: src.join(n), message: "file names must be UTF-8".into() }),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let parts: Vec<Vec<Entry>> = children
+            .into_par_iter()
+            .map(|(name, e)| {
+                let path = e.path();
+                let meta = e.metadata().map_err(|err| input_err(&path, err))?;
+                let child = if dst.is_empty() { name } else { format!("{dst}/{name}") };
+                let mut part = Vec::new();
+                walk_entry(path, child, meta, own, &mut part)?;
+                Ok(part)
+            })
+            .collect::<Result<_, ImageError>>()?;
+        out.reserve(parts.iter().map(Vec::len).sum());
+        out.extend(parts.into_iter().flatten());
     } else if ft.is_file() {
         let exec = meta.permissions().mode() & 0o111 != 0;
         let mode = own.mode.unwrap_or(if exec { 0o755 } else { 0o644 });
         let size = meta.len();
-        out.push(entry(Kind::File { src: src.to_owned(), size, stat: Some(Arc::new(meta)) }, mode));
+        out.push(entry(Kind::File { src, size, stat: Some(Arc::new(meta)) }, mode));
     } else if ft.is_symlink() {
-        let target = fs::read_link(src).map_err(|e| input_err(src, e))?;
-        let target = target.to_str().ok_or_else(|| ImageError::Input { path: src.into(), message: "link targets must be UTF-8".into() })?;
+        let target = fs::read_link(&src).map_err(|e| input_err(&src, e))?;
+        let target = target.to_str().ok_or_else(|| ImageError::Input { path: src.clone(), message: "link targets must be UTF-8".into() })?;
         out.push(entry(Kind::Symlink(target.into()), 0o777));
     } else {
-        return Err(ImageError::Input { path: src.into(), message: "only regular files, directories and symlinks can be copied".into() });
+        return Err(ImageError::Input { path: src, message: "only regular files, directories and symlinks can be copied".into() });
     }
     Ok(())
 }
