@@ -162,5 +162,9 @@ fn short(v: &Value) -> String {
         return format!("{}...", &d[..19]);
     }
     let s = v.to_string();
-    if s.len() > 60 { format!("{}...", &s[..s.floor_char_boundary(57)]) } else { s }
+    if s.len() <= 60 {
+        return s;
+    }
+    let cut = (0..=57).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+    format!("{}...", &s[..cut])
 }
