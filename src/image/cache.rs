@@ -16,7 +16,8 @@
 //! (`cache/trees/<fingerprint>` holds the key). A rebuild whose walk gives the same fingerprint
 //! takes the key from there without looking up or hashing any file: the same rule as the stat
 //! cache, applied to the whole tree at once. A fingerprint is only recorded when every file in
-//! it is settled (its mtime and ctime two seconds old or more).
+//! it is settled (its mtime and ctime two seconds old or more). The project tree RUN steps see
+//! is remembered the same way, fingerprint to tree hash.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -145,7 +146,7 @@ impl Cache {
         let _ = crate::fsutil::write_atomic(&self.dir.join("stat.json"), &serde_json::to_vec(&*stats).unwrap_or_default());
     }
 
-    /// The layer input key recorded for a stat fingerprint.
+    /// The digest (a layer's input key, a tree's hash) recorded for a stat fingerprint.
     pub fn tree_key(&self, fingerprint: &str) -> Option<String> {
         let text = fs::read_to_string(self.tree_path(fingerprint)).ok()?;
         let key = text.trim();
@@ -192,6 +193,21 @@ impl Cache {
     }
 }
 
+/// Feed a settled file's stat tuple to `h`; `false` when the file is not settled.
+fn hash_stat(h: &mut sha2::Sha256, m: &fs::Metadata, now: i128) -> bool {
+    use sha2::Digest;
+    if !settled(m, now) {
+        return false;
+    }
+    h.update(m.len().to_le_bytes());
+    h.update(mtime_ns(m).to_le_bytes());
+    h.update(ctime_ns(m).to_le_bytes());
+    h.update(m.ino().to_le_bytes());
+    h.update(m.dev().to_le_bytes());
+    h.update(m.nlink().to_le_bytes());
+    true
+}
+
 /// The stat fingerprint of `entries` under `salt` (the rest of the layer's inputs), or `None`
 /// when a file is not settled or was not stat'ed by the walk.
 pub fn stat_fingerprint(entries: &[Entry], salt: &[u8]) -> Option<String> {
@@ -212,17 +228,14 @@ pub fn stat_fingerprint(entries: &[Entry], salt: &[u8]) -> Option<String> {
         match &e.kind {
             Kind::File { src, size, stat } => {
                 let m = stat.as_deref()?;
-                if !settled(m, now) || m.len() != *size {
+                if m.len() != *size {
                     return None;
                 }
                 h.update(src.as_os_str().as_encoded_bytes());
                 h.update(b"\0");
-                h.update(m.len().to_le_bytes());
-                h.update(mtime_ns(m).to_le_bytes());
-                h.update(ctime_ns(m).to_le_bytes());
-                h.update(m.ino().to_le_bytes());
-                h.update(m.dev().to_le_bytes());
-                h.update(m.nlink().to_le_bytes());
+                if !hash_stat(&mut h, m, now) {
+                    return None;
+                }
             }
             Kind::Symlink(t) | Kind::Hardlink(t) => {
                 h.update(t.as_bytes());
@@ -236,6 +249,26 @@ pub fn stat_fingerprint(entries: &[Entry], salt: &[u8]) -> Option<String> {
     Some(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
+/// The stat fingerprint of a directory tree given as (relative path, metadata) pairs: every
+/// path, its mode, and the stat tuple of each file and symlink (a symlink is replaced, never
+/// changed in place, so its tuple stands for its target). `None` when one is not settled.
+pub fn tree_fingerprint<'a>(items: impl Iterator<Item = (&'a str, &'a fs::Metadata)>) -> Option<String> {
+    use sha2::Digest;
+    let now = now_ns();
+    let mut h = sha2::Sha256::new();
+    h.update(b"galley tree fingerprint 1\0");
+    for (rel, m) in items {
+        h.update(b"\0");
+        h.update(rel.as_bytes());
+        h.update(b"\0");
+        h.update(m.mode().to_le_bytes());
+        if (m.is_file() || m.is_symlink()) && !hash_stat(&mut h, m, now) {
+            return None;
+        }
+    }
+    Some(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
 /// The input key of a layer: sha256 of the canonical JSON of its inputs.
 pub fn input_key(inputs: &serde_json::Value) -> String {
     super::store::digest_of(&crate::canonical::to_vec(inputs))
@@ -244,6 +277,7 @@ pub fn input_key(inputs: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     /// A file written now, then left until its mtime and ctime are settled.
@@ -326,5 +360,35 @@ mod tests {
         // Bytes with no stat behind them have no fingerprint.
         let data = Entry { path: "etc/x".into(), kind: Kind::Data(Default::default()), mode: 0o644, uid: 0, gid: 0, mtime: 0 };
         assert_eq!(stat_fingerprint(&[data], b"salt"), None);
+    }
+
+    #[test]
+    fn tree_fingerprints_see_added_changed_and_replaced_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("sub")).unwrap();
+        fs::write(d.join("sub/a"), b"one").unwrap();
+        std::os::unix::fs::symlink("a", d.join("sub/l")).unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        let fp = |names: &[&str]| {
+            let metas: Vec<(String, fs::Metadata)> =
+                names.iter().map(|n| (n.to_string(), fs::symlink_metadata(d.join(n)).unwrap())).collect();
+            tree_fingerprint(metas.iter().map(|(n, m)| (n.as_str(), m)))
+        };
+        let first = fp(&["sub", "sub/a", "sub/l"]).expect("settled");
+        assert_eq!(fp(&["sub", "sub/a", "sub/l"]).unwrap(), first);
+        assert_ne!(fp(&["sub", "sub/a"]).unwrap(), first);
+        fs::set_permissions(d.join("sub"), fs::Permissions::from_mode(0o700)).unwrap();
+        let chmod = fp(&["sub", "sub/a", "sub/l"]).unwrap();
+        assert_ne!(chmod, first);
+        // A replaced symlink is a new inode, unsettled at first.
+        fs::remove_file(d.join("sub/l")).unwrap();
+        std::os::unix::fs::symlink("b", d.join("sub/l")).unwrap();
+        assert_eq!(fp(&["sub", "sub/a", "sub/l"]), None);
+        std::thread::sleep(Duration::from_millis(2100));
+        let relinked = fp(&["sub", "sub/a", "sub/l"]).unwrap();
+        assert_ne!(relinked, chmod);
+        fs::write(d.join("sub/a"), b"two").unwrap();
+        assert_eq!(fp(&["sub", "sub/a", "sub/l"]), None);
     }
 }

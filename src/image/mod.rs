@@ -466,11 +466,14 @@ impl Ctx<'_> {
 
     /// A hash of every file of the project directory (but `.git`), for RUN steps, which see it.
     fn project_tree_hash(&self) -> Result<String, ImageError> {
-        let mut files = Vec::new();
-        walk_tree(&self.settings.project_dir, "", &mut files)?;
+        let files = walk_tree(&self.settings.project_dir)?;
+        let fingerprint = cache::tree_fingerprint(files.iter().map(|f| (f.rel.as_str(), &f.meta)));
+        if let Some(hash) = fingerprint.as_deref().and_then(|f| self.cache.tree_key(f)) {
+            return Ok(hash);
+        }
         let described: Vec<Value> = files
             .par_iter()
-            .map(|(rel, path, meta)| -> Result<Value, ImageError> {
+            .map(|Found { rel, path, meta }| -> Result<Value, ImageError> {
                 let ft = meta.file_type();
                 let content = if ft.is_file() {
                     json!(self.cache.file_hash(path, meta)?)
@@ -482,7 +485,11 @@ impl Ctx<'_> {
                 Ok(json!([rel, meta.mode(), content]))
             })
             .collect::<Result<_, _>>()?;
-        Ok(cache::input_key(&json!(described)))
+        let hash = cache::input_key(&json!(described));
+        if let Some(f) = &fingerprint {
+            self.cache.put_tree_key(f, &hash);
+        }
+        Ok(hash)
     }
 
     fn base(&self, reference: &str, platform: &Platform) -> Result<Base, ImageError> {
@@ -599,82 +606,99 @@ fn walk_one(src: &Path, dst: String, own: &Own, out: &mut Vec<Entry>) -> Result<
     if dst.is_empty() && !meta.is_dir() {
         return Err(ImageError::Input { path: src.into(), message: "only a directory can be copied onto the image root `/`".into() });
     }
-    walk_entry(src.to_owned(), dst, meta, own, out)
+    if !meta.is_dir() {
+        out.push(copied(src.to_owned(), dst, meta, own)?);
+        return Ok(());
+    }
+    // A directory copied onto `/` gives its contents; the root itself is not an entry.
+    if !dst.is_empty() {
+        out.push(copied(src.to_owned(), dst.clone(), meta, own)?);
+    }
+    let mut found = Vec::new();
+    walk_sorted(src, "", &|_, _| true, &mut found)?;
+    out.reserve(found.len());
+    for f in found {
+        if f.path.file_name().and_then(|n| n.to_str()).is_none() {
+            return Err(ImageError::Input { path: f.path, message: "file names must be UTF-8".into() });
+        }
+        let path = if dst.is_empty() { f.rel } else { format!("{dst}/{}", f.rel) };
+        out.push(copied(f.path, path, f.meta, own)?);
+    }
+    Ok(())
 }
 
-/// The entries of `src` (whose metadata is `meta`) copied to `dst`, in sorted order. The
-/// children of a directory are visited in parallel (on a large tree the walk is mostly `stat`
-/// calls, and each child is stat'ed relative to its directory's descriptor); their entries are
-/// joined back in name order, so the result does not depend on scheduling.
-fn walk_entry(src: PathBuf, dst: String, meta: fs::Metadata, own: &Own, out: &mut Vec<Entry>) -> Result<(), ImageError> {
+/// The layer entry for host file `src` (metadata `meta`) copied to `dst`.
+fn copied(src: PathBuf, dst: String, meta: fs::Metadata, own: &Own) -> Result<Entry, ImageError> {
     let mtime = (meta.mtime().max(0) as u64).min(own.epoch);
     let ft = meta.file_type();
-    let entry = |kind: Kind, mode: u32| Entry { path: dst.clone(), kind, mode, uid: own.uid, gid: own.gid, mtime };
+    let entry = |kind: Kind, mode: u32| Entry { path: dst, kind, mode, uid: own.uid, gid: own.gid, mtime };
     if ft.is_dir() {
-        // A directory copied onto `/` gives its contents; the root itself is not an entry.
-        if !dst.is_empty() {
-            out.push(entry(Kind::Dir, 0o755));
-        }
-        let mut children: Vec<(String, fs::DirEntry)> = fs::read_dir(&src)
-            .map_err(|e| input_err(&src, e))?
-            .map(|e| {
-                let e = e.map_err(|err| input_err(&src, err))?;
-                match e.file_name().into_string() {
-                    Ok(name) => Ok((name, e)),
-                    Err(n) => Err(ImageError::Input { path: src.join(n), message: "file names must be UTF-8".into() }),
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let parts: Vec<Vec<Entry>> = children
-            .into_par_iter()
-            .map(|(name, e)| {
-                let path = e.path();
-                let meta = e.metadata().map_err(|err| input_err(&path, err))?;
-                let child = if dst.is_empty() { name } else { format!("{dst}/{name}") };
-                let mut part = Vec::new();
-                walk_entry(path, child, meta, own, &mut part)?;
-                Ok(part)
-            })
-            .collect::<Result<_, ImageError>>()?;
-        out.reserve(parts.iter().map(Vec::len).sum());
-        out.extend(parts.into_iter().flatten());
+        Ok(entry(Kind::Dir, 0o755))
     } else if ft.is_file() {
         let exec = meta.permissions().mode() & 0o111 != 0;
         let mode = own.mode.unwrap_or(if exec { 0o755 } else { 0o644 });
         let size = meta.len();
-        out.push(entry(Kind::File { src, size, stat: Some(Arc::new(meta)) }, mode));
+        Ok(entry(Kind::File { src, size, stat: Some(Arc::new(meta)) }, mode))
     } else if ft.is_symlink() {
         let target = fs::read_link(&src).map_err(|e| input_err(&src, e))?;
         let target = target.to_str().ok_or_else(|| ImageError::Input { path: src.clone(), message: "link targets must be UTF-8".into() })?;
-        out.push(entry(Kind::Symlink(target.into()), 0o777));
+        Ok(entry(Kind::Symlink(target.into()), 0o777))
     } else {
-        return Err(ImageError::Input { path: src, message: "only regular files, directories and symlinks can be copied".into() });
+        Err(ImageError::Input { path: src, message: "only regular files, directories and symlinks can be copied".into() })
     }
+}
+
+/// One thing found by [`walk_sorted`].
+struct Found {
+    /// Relative to the walk's root, `/`-separated (not-UTF-8 names lossily).
+    rel: String,
+    path: PathBuf,
+    /// Not following symlinks.
+    meta: fs::Metadata,
+}
+
+/// Everything under `dir` (not `dir` itself) that `keep(parent_rel, name)` keeps, in name order
+/// with each directory right before its contents. A large tree's walk is mostly `stat` calls, so
+/// each directory's children are stat'ed in parallel, relative to the directory's descriptor,
+/// and joined back in name order: the result does not depend on scheduling.
+fn walk_sorted(dir: &Path, rel: &str, keep: &(dyn Fn(&str, &str) -> bool + Sync), out: &mut Vec<Found>) -> Result<(), ImageError> {
+    let mut children: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(|e| input_err(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| input_err(dir, e))?;
+    children.sort_unstable_by_key(fs::DirEntry::file_name);
+    let parts: Vec<Vec<Found>> = children
+        .into_par_iter()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            keep(rel, &name).then_some((name, e))
+        })
+        .map(|(name, e)| {
+            let path = e.path();
+            let meta = e.metadata().map_err(|err| input_err(&path, err))?;
+            let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let mut part = Vec::new();
+            if meta.is_dir() {
+                let (dir, sub) = (path.clone(), rel.clone());
+                part.push(Found { rel, path, meta });
+                walk_sorted(&dir, &sub, keep, &mut part)?;
+            } else {
+                part.push(Found { rel, path, meta });
+            }
+            Ok(part)
+        })
+        .collect::<Result<_, ImageError>>()?;
+    out.reserve(parts.iter().map(Vec::len).sum());
+    out.extend(parts.into_iter().flatten());
     Ok(())
 }
 
 /// Every entry under `dir` but `.git` and `galley.lock`, with its relative path. The lock is left
 /// out because it records the steps' outputs: hashing it into their keys would be circular.
-fn walk_tree(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf, fs::Metadata)>) -> Result<(), ImageError> {
-    let mut items: Vec<_> = fs::read_dir(dir).map_err(|e| input_err(dir, e))?.filter_map(Result::ok).collect();
-    items.sort_by_key(|e| e.file_name());
-    for item in items {
-        let name = item.file_name().to_string_lossy().into_owned();
-        if rel.is_empty() && (name == ".git" || name == crate::lang::LOCK_FILE) {
-            continue;
-        }
-        let path = item.path();
-        let meta = fs::symlink_metadata(&path).map_err(|e| input_err(&path, e))?;
-        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-        if meta.is_dir() {
-            out.push((r.clone(), path.clone(), meta));
-            walk_tree(&path, &r, out)?;
-        } else {
-            out.push((r, path, meta));
-        }
-    }
-    Ok(())
+fn walk_tree(dir: &Path) -> Result<Vec<Found>, ImageError> {
+    let mut out = Vec::new();
+    walk_sorted(dir, "", &|parent, name| !(parent.is_empty() && (name == ".git" || name == crate::lang::LOCK_FILE)), &mut out)?;
+    Ok(out)
 }
 
 /// The content of `paths` as the stacked `layers` leave them (upper layers and whiteouts win).
