@@ -237,10 +237,7 @@ fn the_layout_passes_oci_tools_and_runs_in_podman() {
         return;
     }
     let name = unique("oci");
-    let p = busybox_project(&name, "");
-    let home = tempfile::tempdir().unwrap();
-    let v = build_json(home.path(), p.path(), &[]);
-    let digest = v["images"]["base"]["digest"].as_str().unwrap().to_owned();
+    let (p, home, digest) = built_busybox(&name, "");
     let store = home.path().join("store");
     let refname = format!("{name}/base");
 
@@ -276,15 +273,30 @@ fn the_layout_passes_oci_tools_and_runs_in_podman() {
     assert_eq!(tag, format!("localhost/galley/{name}/base:{}", &digest[7..19]));
     let second = load(home.path());
     assert_eq!(second["copied"], false, "podman already has this digest");
+    assert_eq!(run_and_remove(&tag), "hello from galley\n");
+}
+
+/// Run the loaded image `tag` once, remove it, and return what it printed.
+fn run_and_remove(tag: &str) -> String {
     // Explicit, low rlimits: podman's defaults raise RLIMIT_NOFILE/NPROC, which fails where
     // CAP_SYS_RESOURCE is missing from the bounding set (as on this project's machines).
     let out = Command::new("podman")
-        .args(["--runtime", "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", &tag])
+        .args(["--runtime", "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", tag])
         .output()
         .unwrap();
-    let _ = Command::new("podman").args(["rmi", &tag]).output();
+    let _ = Command::new("podman").args(["rmi", tag]).output();
     assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from galley\n");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A busybox project named `name` with `extra` config, built into a fresh home: (project, home,
+/// image digest).
+fn built_busybox(name: &str, extra: &str) -> (tempfile::TempDir, tempfile::TempDir, String) {
+    let p = busybox_project(name, extra);
+    let home = tempfile::tempdir().unwrap();
+    let v = build_json(home.path(), p.path(), &[]);
+    let digest = v["images"]["base"]["digest"].as_str().unwrap().to_owned();
+    (p, home, digest)
 }
 
 #[test]
@@ -293,10 +305,7 @@ fn zstd_layers_reproduce_and_run_in_podman() {
         return;
     }
     let name = unique("zstd");
-    let p = busybox_project(&name, "images.base.compression = 'zstd,");
-    let home = tempfile::tempdir().unwrap();
-    let v = build_json(home.path(), p.path(), &[]);
-    let digest = v["images"]["base"]["digest"].as_str().unwrap().to_owned();
+    let (p, home, digest) = built_busybox(&name, "images.base.compression = 'zstd,");
     // Reproducible like gzip layers: a fresh home gives the same digest.
     let other = tempfile::tempdir().unwrap();
     assert_eq!(build_json(other.path(), p.path(), &[])["images"]["base"]["digest"], digest.as_str());
@@ -323,13 +332,7 @@ fn zstd_layers_reproduce_and_run_in_podman() {
     c.args(["--format", "json", "load", "base"]);
     let loaded: Value = serde_json::from_str(&ok(c)).unwrap();
     let tag = loaded["tag"].as_str().unwrap().to_owned();
-    let out = Command::new("podman")
-        .args(["--runtime", "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", &tag])
-        .output()
-        .unwrap();
-    let _ = Command::new("podman").args(["rmi", &tag]).output();
-    assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from galley\n");
+    assert_eq!(run_and_remove(&tag), "hello from galley\n");
 }
 
 // c. The cache.
