@@ -573,6 +573,42 @@ fn check_repro_builds_twice_and_agrees() {
     assert_eq!(v["images"]["hello"]["reproducible"], true, "{v}");
 }
 
+#[test]
+fn check_repro_names_the_file_a_nondeterministic_step_writes() {
+    if !have_busybox() || !have("buildah") {
+        return;
+    }
+    let p = busybox_project(
+        &unique("nondet"),
+        r#"images.stamp = {
+    files = [{ src = "rootfs", dst = "/" }],
+    run = [{ command = ["/bin/busybox", "sh", "-c", "/bin/busybox cat /proc/sys/kernel/random/uuid > /work/stamp"] }],
+  },"#,
+    );
+    let home = tempfile::tempdir().unwrap();
+    let mut c = galley(home.path(), p.path());
+    c.args(["--format", "json", "build", "--check-repro", "stamp"]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["images"]["stamp"];
+    assert_eq!(r["reproducible"], false, "{v}");
+    assert_ne!(r["digests"][0], r["digests"][1]);
+    // The files layer agrees; the step's layer differs in exactly the file it stamped, and the
+    // image config differs with it (its diff_ids).
+    let differences: Vec<(String, Value)> =
+        r["differences"].as_array().unwrap().iter().map(|d| (d["layer"].as_str().unwrap().to_owned(), d["path"].clone())).collect();
+    assert_eq!(differences, vec![("run 0".to_owned(), Value::from("work/stamp")), ("config".to_owned(), Value::Null)]);
+
+    let mut c = galley(home.path(), p.path());
+    c.args(["build", "--check-repro", "stamp"]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("stamp NOT reproducible: sha256:"), "{text}");
+    assert!(text.contains("\n  run 0: work/stamp\n"), "{text}");
+}
+
 /// The unprivileged user rootless builds run as (created when the tests run as root).
 const ROOTLESS_USER: &str = "galley-rootless";
 
