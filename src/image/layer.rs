@@ -330,11 +330,19 @@ fn deflate(input: &[u8], flush: flate2::FlushCompress) -> Vec<u8> {
 }
 
 /// The end of a gzip member: an empty final deflate block, CRC-32, size mod 2^32.
-fn gzip_trailer(crc: &flate2::Crc) -> Vec<u8> {
+fn gzip_trailer(crc: u32, size: u64) -> Vec<u8> {
     let mut t = deflate(&[], flate2::FlushCompress::Finish);
-    t.extend_from_slice(&crc.sum().to_le_bytes());
-    t.extend_from_slice(&crc.amount().to_le_bytes());
+    t.extend_from_slice(&crc.to_le_bytes());
+    t.extend_from_slice(&(size as u32).to_le_bytes());
     t
+}
+
+/// One compressed chunk on its way to the writer, with the CRC-32 of its uncompressed bytes
+/// (computed beside the compression and combined in order by the writer).
+struct Compressed {
+    bytes: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len: u64,
 }
 
 /// gzip header: deflate, no flags, mtime 0, no extra flags, OS unknown.
@@ -346,10 +354,10 @@ struct ChunkSink {
     compression: Compression,
     buf: Vec<u8>,
     seq: u64,
-    crc: flate2::Crc,
     diff: Sha256,
     tokens: mpsc::Receiver<()>,
-    results: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+    /// Chunks by sequence number; `u64::MAX` carries the chunk count and ends the stream.
+    results: Option<mpsc::Sender<(u64, Compressed)>>,
     writer: Option<std::thread::JoinHandle<io::Result<(String, u64)>>>,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
@@ -360,7 +368,7 @@ impl ChunkSink {
         for _ in 0..IN_FLIGHT {
             tok_tx.send(()).expect("channel has room");
         }
-        let (res_tx, res_rx) = mpsc::channel::<(u64, Vec<u8>)>();
+        let (res_tx, res_rx) = mpsc::channel::<(u64, Compressed)>();
         let header: Vec<u8> = match compression {
             Compression::Gzip => GZIP_HEADER.to_vec(),
             Compression::Zstd => Vec::new(),
@@ -376,36 +384,40 @@ impl ChunkSink {
             };
             put(&header, &mut out)?;
             let mut next = 0u64;
-            let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Compressed> = BTreeMap::new();
             let mut failed = None;
-            // u64::MAX carries the trailer, and the chunk count as its first 8 bytes.
-            let mut trailer: Option<Vec<u8>> = None;
-            let mut total = u64::MAX;
-            while let Ok((seq, mut bytes)) = res_rx.recv() {
+            let mut crc = crc32fast::Hasher::new();
+            let mut uncompressed = 0u64;
+            let mut total = None;
+            while let Ok((seq, chunk)) = res_rx.recv() {
                 if seq == u64::MAX {
-                    let rest = bytes.split_off(8);
-                    total = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-                    trailer = Some(rest);
+                    total = Some(chunk.len);
                 } else {
-                    pending.insert(seq, bytes);
+                    pending.insert(seq, chunk);
                 }
-                while let Some(bytes) = pending.remove(&next) {
+                while let Some(chunk) = pending.remove(&next) {
                     if failed.is_none()
-                        && let Err(e) = put(&bytes, &mut out) {
+                        && let Err(e) = put(&chunk.bytes, &mut out) {
                             failed = Some(e);
                         }
+                    crc.combine(&chunk.crc);
+                    uncompressed += chunk.len;
                     next += 1;
                     let _ = tok_tx.send(());
                 }
-                if next == total {
+                if total == Some(next) {
                     break;
                 }
             }
             if let Some(e) = failed {
                 return Err(e);
             }
-            let trailer = trailer.ok_or_else(|| io::Error::other("layer stream ended early"))?;
-            put(&trailer, &mut out)?;
+            if total != Some(next) {
+                return Err(io::Error::other("layer stream ended early"));
+            }
+            if let Compression::Gzip = compression {
+                put(&gzip_trailer(crc.finalize(), uncompressed), &mut out)?;
+            }
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
             Ok((hex::encode(sha.finalize()), size))
@@ -414,7 +426,6 @@ impl ChunkSink {
             compression,
             buf: Vec::with_capacity(CHUNK),
             seq: 0,
-            crc: flate2::Crc::new(),
             diff: Sha256::new(),
             tokens: tok_rx,
             results: Some(res_tx),
@@ -428,7 +439,6 @@ impl ChunkSink {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.crc.update(&chunk);
         self.diff.update(&chunk);
         if self.tokens.recv().is_err() {
             return Err(self.writer_error());
@@ -438,8 +448,12 @@ impl ChunkSink {
         let tx = self.results.clone().expect("sink is open");
         let compression = self.compression;
         let job = move || {
-            let out = compress_chunk(compression, &chunk);
-            let _ = tx.send((seq, out));
+            let bytes = compress_chunk(compression, &chunk);
+            let mut crc = crc32fast::Hasher::new();
+            if let Compression::Gzip = compression {
+                crc.update(&chunk);
+            }
+            let _ = tx.send((seq, Compressed { bytes, crc, len: chunk.len() as u64 }));
         };
         match &self.pool {
             Some(pool) => pool.spawn(job),
@@ -457,14 +471,8 @@ impl ChunkSink {
 
     fn finish(mut self) -> io::Result<Written> {
         self.submit()?;
-        let trailer = match self.compression {
-            Compression::Gzip => gzip_trailer(&self.crc),
-            Compression::Zstd => Vec::new(),
-        };
         let tx = self.results.take().expect("sink is open");
-        let mut message = self.seq.to_le_bytes().to_vec();
-        message.extend_from_slice(&trailer);
-        let _ = tx.send((u64::MAX, message));
+        let _ = tx.send((u64::MAX, Compressed { bytes: Vec::new(), crc: crc32fast::Hasher::new(), len: self.seq }));
         drop(tx);
         let (digest, size) = match self.writer.take().expect("writer runs").join() {
             Ok(r) => r?,
