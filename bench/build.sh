@@ -13,7 +13,8 @@
 # and prints the ratios galley/pipeline and galley/buildah, then each target of the image issue
 # with its measured value and whether it was met.
 #
-# Each figure is the best of N runs (--runs, default 3): the machine may be shared.
+# Each figure is the best of N rounds (--runs, default 3), the contenders taking turns within a
+# round: the machine may be shared.
 #
 # Usage: bench/build.sh [--scale F] [--runs N] [--skip-buildah]
 #   --scale F   multiply sizes and file counts by F (e.g. 0.25 for a quick run)
@@ -97,15 +98,8 @@ seconds() {
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
 }
 
-# The best of $runs runs.
-best() {
-  local best="" t i
-  for i in $(seq "$runs"); do
-    t=$(seconds "$@")
-    best=$(awk -v a="$best" -v b="$t" 'BEGIN { if (a == "" || b < a) print b; else print a }')
-  done
-  echo "$best"
-}
+# The smaller of two figures ("" counts as none).
+min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b < a) print b; else print a }'; }
 
 pipeline() {
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf - tree | gzip -n | sha256sum
@@ -144,24 +138,26 @@ buildah_cold() {
 }
 
 make_trees
-printf '\nscale %s, best of %s runs, %s cores, load %s, %s\n\n' "$scale" "$runs" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$("$galley" --version)"
+printf '\nscale %s, best of %s rounds, %s cores, load %s, %s\n\n' "$scale" "$runs" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$("$galley" --version)"
 printf '%-6s %8s %9s %8s %9s %8s %10s %10s\n' tree size galley noop pipeline buildah galley/pipe galley/bah
 for t in big small real; do
   dir="$out/$t"
   size=$(du -sh "$dir/tree" | cut -f1)
   # Warm the page cache for everyone.
   tar -C "$dir" -cf - tree | cat >/dev/null
-  g=$(best galley_cold "$dir")
+  # The contenders take turns within each round, so a slow spell of a shared machine falls on
+  # all of them rather than on one column.
+  g="" p="" b=""
+  for _ in $(seq "$runs"); do
+    g=$(min "$g" "$(seconds galley_cold "$dir")")
+    p=$(min "$p" "$(seconds pipeline "$dir")")
+    if [ "$skip_buildah" = 1 ]; then b="-"; else b=$(min "$b" "$(seconds buildah_cold "$dir" "$t")"); fi
+  done
   home=$(mktemp -d "$out/home-XXXXXX")
   galley_build "$dir" "$home" >/dev/null
-  n=$(best galley_build "$dir" "$home")
+  n=""
+  for _ in $(seq "$runs"); do n=$(min "$n" "$(seconds galley_build "$dir" "$home")"); done
   rm -rf "$home"
-  p=$(best pipeline "$dir")
-  if [ "$skip_buildah" = 1 ]; then
-    b="-"
-  else
-    b=$(best buildah_cold "$dir" "$t")
-  fi
   rp=$(awk -v g="$g" -v p="$p" 'BEGIN { printf "%.2fx", g / p }')
   rb=$([ "$b" = "-" ] && echo "-" || awk -v g="$g" -v b="$b" 'BEGIN { printf "%.2fx", g / b }')
   printf '%-6s %8s %9s %8s %9s %8s %10s %10s\n' "$t" "$size" "$g" "$n" "$p" "$b" "$rp" "$rb"
