@@ -65,18 +65,7 @@ pub fn run_step(
     step: &RunStep,
     epoch: u64,
 ) -> Result<Vec<Entry>, ImageError> {
-    run_step_with(&System, settings, store, parent_layers, parent_config, step, epoch)
-}
-
-pub fn run_step_with(
-    runner: &dyn Runner,
-    settings: &Settings,
-    store: &Store,
-    parent_layers: &[Descriptor],
-    parent_config: &Value,
-    step: &RunStep,
-    epoch: u64,
-) -> Result<Vec<Entry>, ImageError> {
+    let runner: &dyn Runner = &System;
     if !crate::exec::available("buildah") {
         return Err(ImageError::Run("RUN steps need buildah, which is not on PATH".into()));
     }
@@ -86,10 +75,9 @@ pub fn run_step_with(
     let project_dir = fs::canonicalize(&settings.project_dir).map_err(|e| run_err(format!("{}: {e}", settings.project_dir.display())))?;
     let name = format!("galley-run-{}", &super::store::digest_of(work.path().as_os_str().as_encoded_bytes())[7..19]);
     let buildah = |args: Vec<String>| Cmd::new("buildah").args(args);
-    let from = runner
+    runner
         .check(&buildah(vec!["from".into(), "--quiet".into(), "--name".into(), name.clone(), format!("oci:{}:parent", parent_dir.display())]))
         .map_err(run_err)?;
-    let _ = from;
     // buildah names the image it copied from the layout after the layout's path.
     let image_name = format!("localhost{}:latest", parent_dir.display());
     let cleanup = Cleanup { runner, name: name.clone(), image_name };
