@@ -257,30 +257,15 @@ impl Ctx<'_> {
             let fingerprint = cache::stat_fingerprint(&entries, &crate::canonical::to_vec(&json!({ "common": common, "root_dir": root_dir })));
             let known = fingerprint.as_deref().and_then(|f| self.cache.tree_key(f)).and_then(|key| self.cached_layer("files", &key));
             self.timing("fingerprint", t);
-            let rec = if let Some(rec) = known {
-                rec
-            } else if self.cache.has_layers() {
-                let t = std::time::Instant::now();
-                let described = self.describe(&entries, None)?;
-                self.timing("hash", t);
-                let inputs = json!({ "kind": "files", "entries": described, "common": common });
-                let rec = self.layer("files", &inputs, image.compression, root_dir, || Ok(entries.clone()))?;
-                if let Some(f) = &fingerprint {
-                    self.cache.put_tree_key(f, &rec.input_key);
+            let rec = match known {
+                Some(rec) => rec,
+                None => {
+                    let rec = self.files_layer(&entries, &common, image.compression, root_dir)?;
+                    if let Some(f) = &fingerprint {
+                        self.cache.put_tree_key(f, &rec.input_key);
+                    }
+                    rec
                 }
-                rec
-            } else {
-                // A cache with no layer at all has nothing to look up: hash the files while
-                // writing them instead of reading them twice. The key comes out the same.
-                let hashes = layer::Hashes::default();
-                let rec = self.write_layer("files", image.compression, root_dir, entries.clone(), Some(&hashes))?;
-                let described = self.describe(&entries, Some(&hashes))?;
-                let inputs = json!({ "kind": "files", "entries": described, "common": common });
-                let rec = self.record(rec, layer_key(&inputs, root_dir));
-                if let Some(f) = &fingerprint {
-                    self.cache.put_tree_key(f, &rec.input_key);
-                }
-                rec
             };
             progress(Progress::Layer { image: name, step: "files", cached: rec.cached });
             history.push(HistoryStep { created_by: "galley: files".into() });
@@ -351,6 +336,25 @@ impl Ctx<'_> {
             compression: image.compression,
             ref_name,
         })
+    }
+
+    /// The files layer of `entries`, keyed by their content: reused from the cache when its key
+    /// is known, written otherwise.
+    fn files_layer(&self, entries: &[Entry], common: &Value, compression: Compression, root_dir: bool) -> Result<LayerRecord, ImageError> {
+        if self.cache.has_layers() {
+            let t = std::time::Instant::now();
+            let described = self.describe(entries, None)?;
+            self.timing("hash", t);
+            let inputs = json!({ "kind": "files", "entries": described, "common": common });
+            return self.layer("files", &inputs, compression, root_dir, || Ok(entries.to_vec()));
+        }
+        // A cache with no layer at all has nothing to look up: hash the files while writing them
+        // instead of reading them twice. The key comes out the same.
+        let hashes = layer::Hashes::default();
+        let rec = self.write_layer("files", compression, root_dir, entries.to_vec(), Some(&hashes))?;
+        let described = self.describe(entries, Some(&hashes))?;
+        let inputs = json!({ "kind": "files", "entries": described, "common": common });
+        Ok(self.record(rec, layer_key(&inputs, root_dir)))
     }
 
     /// Reuse the layer of `inputs` or make it from `entries()`.
