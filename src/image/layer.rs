@@ -345,6 +345,14 @@ struct Compressed {
     len: u64,
 }
 
+/// What the writer thread receives.
+enum ToWriter {
+    /// Chunk number `seq`.
+    Chunk(u64, Compressed),
+    /// Every chunk was sent: this many.
+    End(u64),
+}
+
 /// gzip header: deflate, no flags, mtime 0, no extra flags, OS unknown.
 pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
@@ -356,8 +364,7 @@ struct ChunkSink {
     seq: u64,
     diff: Sha256,
     tokens: mpsc::Receiver<()>,
-    /// Chunks by sequence number; `u64::MAX` carries the chunk count and ends the stream.
-    results: Option<mpsc::Sender<(u64, Compressed)>>,
+    results: Option<mpsc::Sender<ToWriter>>,
     writer: Option<std::thread::JoinHandle<io::Result<(String, u64)>>>,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
@@ -368,7 +375,7 @@ impl ChunkSink {
         for _ in 0..IN_FLIGHT {
             tok_tx.send(()).expect("channel has room");
         }
-        let (res_tx, res_rx) = mpsc::channel::<(u64, Compressed)>();
+        let (res_tx, res_rx) = mpsc::channel::<ToWriter>();
         let header: Vec<u8> = match compression {
             Compression::Gzip => GZIP_HEADER.to_vec(),
             Compression::Zstd => Vec::new(),
@@ -389,11 +396,12 @@ impl ChunkSink {
             let mut crc = crc32fast::Hasher::new();
             let mut uncompressed = 0u64;
             let mut total = None;
-            while let Ok((seq, chunk)) = res_rx.recv() {
-                if seq == u64::MAX {
-                    total = Some(chunk.len);
-                } else {
-                    pending.insert(seq, chunk);
+            while let Ok(message) = res_rx.recv() {
+                match message {
+                    ToWriter::Chunk(seq, chunk) => {
+                        pending.insert(seq, chunk);
+                    }
+                    ToWriter::End(count) => total = Some(count),
                 }
                 while let Some(chunk) = pending.remove(&next) {
                     if failed.is_none()
@@ -453,7 +461,7 @@ impl ChunkSink {
             if let Compression::Gzip = compression {
                 crc.update(&chunk);
             }
-            let _ = tx.send((seq, Compressed { bytes, crc, len: chunk.len() as u64 }));
+            let _ = tx.send(ToWriter::Chunk(seq, Compressed { bytes, crc, len: chunk.len() as u64 }));
         };
         match &self.pool {
             Some(pool) => pool.spawn(job),
@@ -472,7 +480,7 @@ impl ChunkSink {
     fn finish(mut self) -> io::Result<Written> {
         self.submit()?;
         let tx = self.results.take().expect("sink is open");
-        let _ = tx.send((u64::MAX, Compressed { bytes: Vec::new(), crc: crc32fast::Hasher::new(), len: self.seq }));
+        let _ = tx.send(ToWriter::End(self.seq));
         drop(tx);
         let (digest, size) = match self.writer.take().expect("writer runs").join() {
             Ok(r) => r?,
