@@ -199,7 +199,6 @@ impl Ctx<'_> {
             progress(Progress::Pull(&image.base));
             Some(self.base(&image.base, &platform)?)
         };
-        let media_type = layer::media_type(image.compression);
         let mut manifest_layers: Vec<Descriptor> = base.as_ref().map(|b| b.manifest.layers.clone()).unwrap_or_default();
         let mut diff_ids: Vec<String> = match &base {
             Some(b) => b
@@ -312,7 +311,6 @@ impl Ctx<'_> {
             manifest_layers.push(Descriptor::new(&r.media_type, &r.digest, r.size));
             diff_ids.push(r.diff_id.clone());
         }
-        let _ = media_type;
         let cfg = config::image_config(base.as_ref().map(|b| &b.config), image, &platform, &diff_ids, &history, self.epoch);
         let cfg_bytes = crate::canonical::to_vec(&cfg);
         let config_digest = self.store.put(&cfg_bytes)?;
