@@ -27,6 +27,7 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::i
     Ok(())
 }
 
-fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
+/// `e` with `path` named in its message.
+pub fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }

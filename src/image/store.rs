@@ -228,6 +228,12 @@ impl Store {
 /// sha256 digest and length of a file.
 pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
     let mut f = fs::File::open(path).map_err(io_err(path))?;
+    let (sha, len) = sha256_read(&mut f).map_err(io_err(path))?;
+    Ok((format!("sha256:{}", hex::encode(sha)), len))
+}
+
+/// sha256 and length of everything left in `f`.
+pub fn sha256_read(f: &mut fs::File) -> io::Result<([u8; 32], u64)> {
     let mut sha = Sha256::new();
     // Sized to the file (small files are the common case: zeroing a large buffer per file
     // would cost more than hashing it).
@@ -235,14 +241,14 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
     let mut buf = vec![0u8; (hint + 1).clamp(8 << 10, 1 << 20)];
     let mut len = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(io_err(path))?;
+        let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
         sha.update(&buf[..n]);
         len += n as u64;
     }
-    Ok((format!("sha256:{}", hex::encode(sha.finalize())), len))
+    Ok((sha.finalize().into(), len))
 }
 
 #[cfg(test)]

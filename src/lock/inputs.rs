@@ -6,7 +6,6 @@
 //! target. Ownership, timestamps and other mode bits are not inputs: the image writer normalizes
 //! them, so they cannot change the image.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -40,17 +39,10 @@ fn entry(path: &Path, rel: &str, h: &mut Sha256) -> std::io::Result<()> {
     } else if ft.is_file() {
         let exec = meta.permissions().mode() & 0o111 != 0;
         field(h, if exec { b"x" } else { b"f" }, rel.as_bytes());
-        let mut content = Sha256::new();
-        let mut file = fs_err::File::open(path)?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            content.update(&buf[..n]);
-        }
-        h.update(content.finalize());
+        let with_path = |e| crate::fsutil::with_path(e, path);
+        let mut file = std::fs::File::open(path).map_err(with_path)?;
+        let (content, _) = crate::image::store::sha256_read(&mut file).map_err(with_path)?;
+        h.update(content);
     } else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
