@@ -616,8 +616,7 @@ fn walk_one(src: &Path, dst: String, own: &Own, out: &mut Vec<Entry>) -> Result<
     if !dst.is_empty() {
         out.push(copied(src.to_owned(), dst.clone(), meta, own)?);
     }
-    let mut found = Vec::new();
-    walk_sorted(src, "", &|_, _| true, &mut found)?;
+    let found = walk_under(src)?;
     out.reserve(found.len());
     for f in found {
         if f.path.file_name().and_then(|n| n.to_str()).is_none() {
@@ -651,12 +650,19 @@ fn copied(src: PathBuf, dst: String, meta: fs::Metadata, own: &Own) -> Result<En
 }
 
 /// One thing found by [`walk_sorted`].
-struct Found {
+pub(crate) struct Found {
     /// Relative to the walk's root, `/`-separated (not-UTF-8 names lossily).
-    rel: String,
-    path: PathBuf,
+    pub rel: String,
+    pub path: PathBuf,
     /// Not following symlinks.
-    meta: fs::Metadata,
+    pub meta: fs::Metadata,
+}
+
+/// Everything under `dir`, as [`walk_sorted`] orders it.
+pub(crate) fn walk_under(dir: &Path) -> Result<Vec<Found>, ImageError> {
+    let mut out = Vec::new();
+    walk_sorted(dir, "", &|_, _| true, &mut out)?;
+    Ok(out)
 }
 
 /// Everything under `dir` (not `dir` itself) that `keep(parent_rel, name)` keeps, in name order

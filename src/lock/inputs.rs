@@ -14,12 +14,19 @@ use sha2::{Digest, Sha256};
 /// Digest of the file or tree at `root`.
 pub fn tree_digest(root: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
-    entry(root, "", &mut h)?;
+    let meta = fs_err::symlink_metadata(root)?;
+    entry(root, "", &meta, &mut h)?;
+    if meta.is_dir() {
+        let found = crate::image::walk_under(root).map_err(|e| std::io::Error::other(e.to_string()))?;
+        for f in &found {
+            entry(&f.path, &f.rel, &f.meta, &mut h)?;
+        }
+    }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
-fn entry(path: &Path, rel: &str, h: &mut Sha256) -> std::io::Result<()> {
-    let meta = fs_err::symlink_metadata(path)?;
+/// One entry's part of the digest (a directory's contents are entries of their own).
+fn entry(path: &Path, rel: &str, meta: &std::fs::Metadata, h: &mut Sha256) -> std::io::Result<()> {
     let ft = meta.file_type();
     if ft.is_symlink() {
         let target = fs_err::read_link(path)?;
@@ -27,15 +34,6 @@ fn entry(path: &Path, rel: &str, h: &mut Sha256) -> std::io::Result<()> {
         field(h, b"t", target.as_os_str().as_encoded_bytes());
     } else if ft.is_dir() {
         field(h, b"d", rel.as_bytes());
-        let mut names: Vec<_> = fs_err::read_dir(path)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()?;
-        names.sort();
-        for name in names {
-            let name_str = name.to_string_lossy();
-            let sub = if rel.is_empty() { name_str.into_owned() } else { format!("{rel}/{name_str}") };
-            entry(&path.join(&name), &sub, h)?;
-        }
     } else if ft.is_file() {
         let exec = meta.permissions().mode() & 0o111 != 0;
         field(h, if exec { b"x" } else { b"f" }, rel.as_bytes());
