@@ -5,8 +5,10 @@
 # missing.
 set -euo pipefail
 
-packages=(podman buildah runc skopeo umoci uidmap docker-registry oci-image-tool busybox-static
-          python3-pip python3-venv iproute2 git)
+# netavark and aardvark-dns: galley's instance networks need DNS on internal networks, which
+# podman's older CNI backend does not give. catatonit: the pause process of `podman kube play`.
+packages=(podman buildah runc skopeo umoci uidmap netavark aardvark-dns catatonit docker-registry
+          oci-image-tool busybox-static python3-pip python3-venv iproute2 git)
 python_packages=(pytest pytest-lsp kubernetes-validate)
 
 missing=()
@@ -34,6 +36,23 @@ done
 if ((${#py_missing[@]})); then
   echo "setup: installing Python packages ${py_missing[*]}" >&2
   python3 -m pip install -q --disable-pip-version-check "${py_missing[@]}"
+fi
+
+# podman keeps the network backend it first ran with. Move a CNI host to netavark when that hides
+# no network of the user's (only podman's own defaults exist); otherwise say how.
+backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null || echo unknown)
+if [[ $backend == cni ]]; then
+  user_networks=$(podman network ls --format '{{.Name}}' | grep -cvxE 'podman|podman-default-kube-network' || true)
+  if [[ $(id -u) -eq 0 && $user_networks -eq 0 ]]; then
+    echo "setup: switching podman's network backend from cni to netavark (/etc/containers/containers.conf.d/50-netavark.conf)" >&2
+    mkdir -p /etc/containers/containers.conf.d
+    printf '[network]\nnetwork_backend = "netavark"\n' > /etc/containers/containers.conf.d/50-netavark.conf.tmp
+    mv /etc/containers/containers.conf.d/50-netavark.conf.tmp /etc/containers/containers.conf.d/50-netavark.conf
+  else
+    echo "setup: podman uses the cni network backend; galley needs netavark" >&2
+    echo "  help: set network_backend = \"netavark\" under [network] in containers.conf; podman then no longer lists the $user_networks CNI network(s) it has now" >&2
+    exit 1
+  fi
 fi
 
 # Debian starts the packaged registry on :5000 where it can; tests and the demo run their own.
