@@ -221,6 +221,31 @@ fn instances_cannot_reach_each_other() {
 }
 
 #[test]
+fn a_cni_network_backend_is_refused_before_anything_is_created() {
+    if !runtime_available() {
+        return;
+    }
+    let p = TestProject::new("cni").with_image("box");
+    p.config(svc_config());
+    let conf = p.dir.path().join("cni-containers.conf");
+    std::fs::write(&conf, "[network]\nnetwork_backend = \"cni\"\n").unwrap();
+    let out = p.galley_cmd(&["apply", "--auto-approve"]).env("CONTAINERS_CONF", &conf).output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("sandbox `svc` failed") && all.contains("podman uses the 'cni' network backend"), "{all}");
+    assert!(all.contains("help: install netavark and aardvark-dns"), "{all}");
+    assert!(p.leftovers("ps").is_empty());
+    let filter = format!("label=io.galley.project={}", p.name);
+    let cni_networks = std::process::Command::new("podman")
+        .args(["network", "ls", "--format", "{{.Name}}", "--filter", &filter])
+        .env("CONTAINERS_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(cni_networks.status.success() && cni_networks.stdout.is_empty(), "{}", text(&cni_networks));
+    assert!(p.leftovers("network").is_empty());
+}
+
+#[test]
 fn cp_out_of_a_hostile_sandbox_stays_in_the_destination() {
     if !runtime_available() {
         return;

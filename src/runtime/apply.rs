@@ -17,7 +17,7 @@ use super::podman::{Podman, RunSpec};
 use super::secrets_dir::{self, SecretsDir};
 use super::{state, ImageSource, Result, RuntimeError, SecretSource};
 use crate::manifest::SandboxManifest;
-use crate::model::{Project, Seccomp};
+use crate::model::{Network, Project, Seccomp};
 
 /// What apply needs besides the plan.
 pub struct Context<'a> {
@@ -64,6 +64,8 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     // 1. Resolve everything that can fail without side effects.
     let mut ready = Vec::new();
     let mut images = Vec::new();
+    let networked = plan.sandboxes.iter().filter(|a| matches!(a.action, Kind::Create | Kind::Replace)).filter_map(|a| a.manifest.as_ref()).any(|m| m.network != Network::None);
+    let backend = if networked { Some(ctx.podman.network_backend()?) } else { None };
     for action in &plan.sandboxes {
         let Some(m) = action.manifest.as_ref().filter(|_| matches!(action.action, Kind::Create | Kind::Replace)) else {
             if action.action == Kind::Unchanged {
@@ -71,7 +73,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             }
             continue;
         };
-        match prepare(ctx, m, &mut images) {
+        match prepare(ctx, m, backend.as_deref(), &mut images) {
             Ok(r) => ready.push(r),
             Err(e) => fail(&mut report, &m.sandbox, e, None),
         }
@@ -88,8 +90,15 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             report.destroyed.push(a.sandbox.clone());
         }
     }
-    // 3. Networks and volumes.
-    for (name, internal) in &plan.resources.create_networks {
+    // 3. Networks and volumes, those the sandboxes about to start use.
+    let used = |network: &str| {
+        ready.iter().any(|r| match r.manifest.network {
+            Network::None => false,
+            Network::Isolated => network == ctx.instance.network(),
+            Network::Egress => true,
+        })
+    };
+    for (name, internal) in plan.resources.create_networks.iter().filter(|(name, _)| used(name)) {
         progress(&format!("creating network {name}"));
         ctx.podman.create_network(ctx.instance, name, *internal)?;
     }
@@ -159,8 +168,11 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
 }
 
 /// Check and resolve one sandbox's inputs; `images` holds the references already found.
-fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<String>) -> Result<Ready<'m>> {
+fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, backend: Option<&str>, images: &mut Vec<String>) -> Result<Ready<'m>> {
     host::check(m, ctx.facts)?;
+    if let Some(backend) = backend {
+        host::check_network_backend(m, backend)?;
+    }
     super::podman::validate(m, &ctx.instance.run_dir(ctx.home))?;
     let image = ctx.images.podman_ref(m)?;
     if !images.contains(&image) {

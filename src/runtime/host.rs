@@ -179,6 +179,23 @@ pub fn check(m: &SandboxManifest, facts: &HostFacts) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a networked sandbox on a podman network backend other than netavark. CNI gives an
+/// `--internal` network no DNS, so sandboxes of an instance could not find each other by name, and
+/// its port forwarding from a container that is also on an internal network sends loopback
+/// connections out of the host's default route instead of to the container.
+pub fn check_network_backend(m: &SandboxManifest, backend: &str) -> Result<()> {
+    if m.network == crate::model::Network::None || backend == "netavark" {
+        return Ok(());
+    }
+    Err(RuntimeError::Host {
+        sandbox: m.sandbox.clone(),
+        message: format!(
+            "podman uses the '{backend}' network backend; galley's instance networks need netavark (DNS on internal networks, port forwarding kept on the host)"
+        ),
+        help: "install netavark and aardvark-dns and set network_backend = \"netavark\" under [network] in containers.conf (podman then no longer lists its CNI networks), or set network = 'none on this sandbox".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,6 +168,12 @@ impl Podman<'_> {
         c
     }
 
+    /// The network backend podman runs with (`netavark` or `cni`).
+    pub fn network_backend(&self) -> Result<String> {
+        let out = self.runner.check(&self.cmd().args(["info", "--format", "{{.Host.NetworkBackend}}"]))?;
+        Ok(out.stdout_str().trim().to_owned())
+    }
+
     /// Start a sandbox; returns the container id.
     pub fn run(&self, spec: &RunSpec<'_>) -> Result<String> {
         let out = self.runner.check(&self.cmd().args(run_args(spec)))?;
