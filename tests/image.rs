@@ -629,6 +629,9 @@ fn rootless_end_to_end_build() {
     let user_home = work.path().join("user");
     fs::create_dir_all(&home).unwrap();
     fs::create_dir_all(&user_home).unwrap();
+    // The build directory may be private to root (a checkout under a 0700 folder): run a copy.
+    let bin = work.path().join("galley");
+    fs::copy(galley_bin(), &bin).unwrap();
     let mut cmd = if is_root {
         if !have("useradd") || !have("runuser") || !have("newuidmap") {
             return;
@@ -657,7 +660,7 @@ fn rootless_end_to_end_build() {
     cmd.arg(format!("HOME={}", user_home.display()))
         .arg(format!("GALLEY_HOME={}", home.display()))
         .arg("XDG_RUNTIME_DIR=")
-        .arg(galley_bin())
+        .arg(&bin)
         .arg("-C")
         .arg(&proj)
         .args(["--format", "json", "build", "runner"]);
