@@ -64,8 +64,8 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     // 1. Resolve everything that can fail without side effects.
     let mut ready = Vec::new();
     let mut images = Vec::new();
-    let networked = plan.sandboxes.iter().filter(|a| matches!(a.action, Kind::Create | Kind::Replace)).filter_map(|a| a.manifest.as_ref()).any(|m| m.network != Network::None);
-    let backend = if networked { Some(ctx.podman.network_backend()?) } else { None };
+    // podman's network backend, asked once, when the first networked sandbox is prepared.
+    let mut backend = None;
     for action in &plan.sandboxes {
         let Some(m) = action.manifest.as_ref().filter(|_| matches!(action.action, Kind::Create | Kind::Replace)) else {
             if action.action == Kind::Unchanged {
@@ -73,6 +73,9 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             }
             continue;
         };
+        if m.network != Network::None && backend.is_none() {
+            backend = Some(ctx.podman.network_backend()?);
+        }
         match prepare(ctx, m, backend.as_deref(), &mut images) {
             Ok(r) => ready.push(r),
             Err(e) => fail(&mut report, &m.sandbox, e, None),
@@ -91,13 +94,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
         }
     }
     // 3. Networks and volumes, those the sandboxes about to start use.
-    let used = |network: &str| {
-        ready.iter().any(|r| match r.manifest.network {
-            Network::None => false,
-            Network::Isolated => network == ctx.instance.network(),
-            Network::Egress => true,
-        })
-    };
+    let used = |network: &str| ready.iter().any(|r| ctx.instance.networks_for(r.manifest.network).iter().any(|(n, _)| n == network));
     for (name, internal) in plan.resources.create_networks.iter().filter(|(name, _)| used(name)) {
         progress(&format!("creating network {name}"));
         ctx.podman.create_network(ctx.instance, name, *internal)?;

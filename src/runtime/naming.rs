@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Result, RuntimeError};
+use crate::model::Network;
 
 pub const LABEL_PROJECT: &str = "io.galley.project";
 pub const LABEL_INSTANCE: &str = "io.galley.instance";
@@ -47,6 +48,16 @@ impl Instance {
     /// The instance's network with a route out, joined by 'egress sandboxes only.
     pub fn egress_network(&self) -> String {
         format!("{}-egress", self.prefix())
+    }
+
+    /// The networks a sandbox with this setting joins, each with whether it is internal: none for
+    /// 'none, the internal one for 'isolated, the internal and the egress one for 'egress.
+    pub fn networks_for(&self, network: Network) -> Vec<(String, bool)> {
+        match network {
+            Network::None => vec![],
+            Network::Isolated => vec![(self.network(), true)],
+            Network::Egress => vec![(self.network(), true), (self.egress_network(), false)],
+        }
     }
 
     pub fn volume(&self, name: &str) -> String {

@@ -11,7 +11,6 @@ use super::podman::{LiveContainer, Podman};
 use super::state::{self, Change};
 use super::Result;
 use crate::manifest::SandboxManifest;
-use crate::model::Network;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,13 +96,9 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
             sandboxes.push(SandboxAction { sandbox, container: c.name.clone(), action: Kind::Destroy, reasons, changes: vec![], manifest: None });
         }
     }
-    let mut wanted = Vec::new();
-    if desired.iter().any(|m| m.network != Network::None) {
-        wanted.push((instance.network(), true));
-    }
-    if desired.iter().any(|m| m.network == Network::Egress) {
-        wanted.push((instance.egress_network(), false));
-    }
+    let mut wanted: Vec<(String, bool)> = desired.iter().flat_map(|m| instance.networks_for(m.network)).collect();
+    wanted.sort();
+    wanted.dedup();
     let mut volumes: Vec<String> = desired.iter().flat_map(|m| m.volumes.iter().map(|v| instance.volume(&v.name))).collect();
     volumes.sort();
     volumes.dedup();

@@ -88,12 +88,12 @@ pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
         a.extend(["--tmpfs".into(), format!("{}:rw,nosuid,nodev,size={},mode={}", t.path, t.size, t.mode)]);
     }
     a.extend(["--user".into(), m.user.clone()]);
-    match m.network {
-        Network::None => a.extend(["--network".into(), "none".into()]),
-        Network::Isolated => a.extend(["--network".into(), s.instance.network()]),
-        Network::Egress => {
-            a.extend(["--network".into(), s.instance.network(), "--network".into(), s.instance.egress_network()]);
-        }
+    let networks = s.instance.networks_for(m.network);
+    if networks.is_empty() {
+        a.extend(["--network".into(), "none".into()]);
+    }
+    for (name, _) in networks {
+        a.extend(["--network".into(), name]);
     }
     if m.network != Network::None {
         a.extend(["--network-alias".into(), m.sandbox.clone()]);
