@@ -7,7 +7,7 @@ set -euo pipefail
 
 # netavark and aardvark-dns: galley's instance networks need DNS on internal networks, which
 # podman's older CNI backend does not give. catatonit: the pause process of `podman kube play`.
-packages=(podman buildah runc skopeo umoci uidmap netavark aardvark-dns catatonit docker-registry
+packages=(podman buildah runc skopeo umoci uidmap netavark aardvark-dns catatonit iptables docker-registry
           oci-image-tool busybox-static python3-pip python3-venv iproute2 git)
 python_packages=(pytest pytest-lsp kubernetes-validate)
 
