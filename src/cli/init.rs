@@ -1,16 +1,63 @@
-//! `galley init`: write a starter galley.ncl that passes `galley check` with no warnings.
+//! `galley init`: write a starter galley.ncl (and the files it copies) whose sandbox checks clean
+//! and starts: an agent workspace, a web service or a periodic job.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
+use crate::reference::Reference;
 use crate::settings::Settings;
+
+/// The base a starter builds on when `--base` is not given: a common public image, pinned by
+/// digest on the first `galley lock`.
+pub const DEFAULT_BASE: &str = "docker.io/library/busybox:1.36";
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Project name (defaults to the directory's name, made valid)
     #[arg(long)]
     pub name: Option<String>,
+    /// What the starter sandbox does
+    #[arg(long, value_enum, default_value_t = Template::Agent)]
+    pub template: Template,
+    /// Base image of the starter (a fully qualified reference with a busybox at /bin/busybox)
+    #[arg(long, value_name = "REF", default_value = DEFAULT_BASE)]
+    pub base: String,
+    /// Host port on 127.0.0.1 the service template publishes
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// An AI-agent workspace: no network, waits for `galley exec`
+    Agent,
+    /// A web page served on a loopback port
+    Service,
+    /// A task that runs every minute and prints its result
+    Job,
+}
+
+impl Template {
+    fn text(self) -> &'static str {
+        match self {
+            Template::Agent => include_str!("templates/agent.ncl"),
+            Template::Service => include_str!("templates/service.ncl"),
+            Template::Job => include_str!("templates/job.ncl"),
+        }
+    }
+
+    /// Files the starter's config copies into its image, relative to the project.
+    fn files(self, project: &str) -> Vec<(&'static str, String)> {
+        match self {
+            Template::Service => vec![(
+                "site/index.html",
+                format!("<!doctype html>\n<title>{project}</title>\n<h1>{project} runs in a galley sandbox</h1>\n"),
+            )],
+            Template::Agent | Template::Job => vec![],
+        }
+    }
 }
 
 pub fn run(settings: &Settings, args: &InitArgs) -> ExitCode {
@@ -25,14 +72,44 @@ pub fn run(settings: &Settings, args: &InitArgs) -> ExitCode {
     if !crate::lint::is_name(&name) {
         return super::fail(settings, format!("invalid project name \"{name}\""), Some("use lower-case letters, digits and dashes"));
     }
-    let text = starter(&name);
+    let base = match Reference::parse(&args.base) {
+        Ok(r) => r,
+        Err(why) => {
+            return super::fail(
+                settings,
+                format!("--base \"{}\" is not an image reference: {why}", args.base),
+                Some("name the registry, repository and tag, as in docker.io/library/busybox:1.36"),
+            );
+        }
+    };
+    let files = args.template.files(&name);
+    if let Some((rel, _)) = files.iter().find(|(rel, _)| settings.project_dir.join(rel).exists()) {
+        return super::fail(
+            settings,
+            format!("{} already exists", settings.project_dir.join(rel).display()),
+            Some("move it away, or write galley.ncl by hand"),
+        );
+    }
+    for (rel, text) in &files {
+        if let Err(e) = write_new(&settings.project_dir.join(rel), text) {
+            return super::fail(settings, e, None);
+        }
+    }
+    let text = starter(args.template, &name, &base, args.port);
     if let Err(e) = crate::fsutil::write_atomic(&path, text.as_bytes()) {
         return super::fail(settings, e, None);
     }
     if settings.verbosity >= 0 {
-        eprintln!("wrote {}; next: galley check", path.display());
+        eprintln!("wrote {}; next: galley check, galley lock, galley apply", path.display());
     }
     ExitCode::SUCCESS
+}
+
+fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    crate::fsutil::write_atomic(path, text.as_bytes())
 }
 
 fn sanitize(raw: &str) -> String {
@@ -46,29 +123,32 @@ fn sanitize(raw: &str) -> String {
     if s.is_empty() { "project".into() } else { s }
 }
 
-/// The starter config: one image, one untrusted sandbox.
-pub fn starter(name: &str) -> String {
+/// The starter config of `template` for project `name` on `base`.
+pub fn starter(template: Template, name: &str, base: &Reference, port: u16) -> String {
+    template
+        .text()
+        .replace("@NAME@", name)
+        .replace("@BASE@", &base.to_string())
+        .replace("@PORT@", &port.to_string())
+        .replace("@REGISTRIES@", &registries(base))
+}
+
+/// A registry entry for a base on this machine or a private network: galley's SSRF guard refuses
+/// such addresses unless the project allows them, and a registry on loopback speaks plain HTTP.
+fn registries(base: &Reference) -> String {
+    let host = base.registry.rsplit_once(':').map_or(base.registry.as_str(), |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let loopback = host == "localhost" || ip.is_some_and(|ip| ip.is_loopback());
+    let private = loopback || ip.is_some_and(|ip| crate::image::guard::classify(ip).is_some());
+    if !private {
+        return String::new();
+    }
     format!(
-        r#"# galley.ncl: what galley builds and runs for this project. `galley check` validates it.
-let galley = import "galley/std.ncl" in
-{{
-  name = "{name}",
-
-  images.app = {{
-    files = [
-      # {{ src = "app", dst = "/app" }},
-    ],
-    users = [{{ name = "app", uid = 1000 }}],
-    user = "app",
-    entrypoint = ["/app/run"],
-  }},
-
-  sandboxes.app = galley.presets.untrusted & {{
-    image = "app",
-    user = "1000:1000",
-  }},
-}}
-"#
+        "\n  # The base's registry is on {}: allow galley to connect to it{}.\n  registries.\"{}\" = {{ insecure = {loopback}, allow_private = true }},\n",
+        if loopback { "this machine" } else { "a private address" },
+        if loopback { " over plain HTTP" } else { "" },
+        base.registry,
     )
 }
 
@@ -80,5 +160,14 @@ mod tests {
     fn directory_names_become_valid_project_names() {
         assert_eq!(sanitize("My Project_2"), "my-project-2");
         assert_eq!(sanitize("__"), "project");
+    }
+
+    #[test]
+    fn only_bases_on_private_addresses_get_a_registry_entry() {
+        let entry = |r: &str| registries(&Reference::parse(r).unwrap());
+        assert_eq!(entry(DEFAULT_BASE), "");
+        assert!(entry("127.0.0.1:5000/galley/busybox:1").contains("registries.\"127.0.0.1:5000\" = { insecure = true, allow_private = true }"));
+        assert!(entry("localhost:5000/b:1").contains("insecure = true"));
+        assert!(entry("10.1.2.3/b:1").contains("{ insecure = false, allow_private = true }"));
     }
 }

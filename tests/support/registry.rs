@@ -1,5 +1,6 @@
 //! A real docker-registry (Debian's `docker-registry`, distribution 2.x) on a free loopback port,
 //! with its storage in a temporary directory, stopped on drop.
+#![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
