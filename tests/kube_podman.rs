@@ -71,7 +71,7 @@ impl Drop for Cleanup {
             quiet("buildah", &["rm", c]);
         }
         if let Some(i) = &self.image {
-            quiet("podman", &["rmi", "-f", i]);
+            quiet("podman", &["rmi", i]);
         }
     }
 }

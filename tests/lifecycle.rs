@@ -95,7 +95,11 @@ fn a_store_secret_appears_only_in_its_file_while_the_sandbox_runs() {
             r#"let galley = import "galley/std.ncl" in
 {{
   name = "{name}",
-  images.app = {{ files = [{{ src = "busybox", dst = "/bin/busybox", mode = "0755" }}] }},
+  images.app = {{
+    files = [{{ src = "busybox", dst = "/bin/busybox", mode = "0755" }}],
+    # This test's own image id, so no other test's clean-up can remove it (images reproduce).
+    labels = {{ "io.galley.test.owner" = "{name}" }},
+  }},
   sandboxes.app = galley.presets.untrusted & {{
     image = "app",
     user = "1000:1000",

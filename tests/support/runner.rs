@@ -95,7 +95,13 @@ impl TestProject {
         for image in &self.images {
             body = body.replace(
                 &format!("images.{image} = {{}}"),
-                &format!("images.{image} = {{ files = [{{ src = \"busybox\", dst = \"/bin/busybox\", mode = \"0755\" }}] }}"),
+                // The label makes the image this project's own. galley's images are reproducible,
+                // so two tests building the same files would share one podman image id, and one
+                // test's clean-up could remove the image while the other loads or inspects it.
+                &format!(
+                    "images.{image} = {{ files = [{{ src = \"busybox\", dst = \"/bin/busybox\", mode = \"0755\" }}], labels = {{ \"io.galley.test.owner\" = \"{}\" }} }}",
+                    self.name
+                ),
             );
         }
         let text = format!("let galley = import \"galley/std.ncl\" in\n{{\n  name = \"{}\",\n{body}\n}}\n", self.name);

@@ -157,7 +157,19 @@ impl Fixture {
         }
         run(
             "buildah",
-            &["config", "--user", "65534:65534", "--cmd", r#"["/bin/busybox","httpd","-f","-p","8080","-h","/"]"#, &c],
+            // The label makes the image this fixture's own: two fixtures committing the same
+            // files in the same second would otherwise share one image id, and one's clean-up
+            // would remove the image the other is inspecting.
+            &[
+                "config",
+                "--user",
+                "65534:65534",
+                "--label",
+                &format!("io.galley.test.owner={name}"),
+                "--cmd",
+                r#"["/bin/busybox","httpd","-f","-p","8080","-h","/"]"#,
+                &c,
+            ],
         );
         run("buildah", &["commit", "-q", &c, &name]);
         run("buildah", &["rm", &c]);
@@ -327,8 +339,9 @@ impl Drop for Fixture {
         }
         quiet("podman", &["network", "rm", "-f", &self.network()]);
         quiet("podman", &["volume", "rm", "-f", &format!("{}-{INSTANCE}-work", self.project)]);
+        // Untag, never force: a forced removal takes every tag of the image id with it.
         for i in &self.images {
-            quiet("podman", &["rmi", "-f", i]);
+            quiet("podman", &["rmi", i]);
         }
     }
 }
