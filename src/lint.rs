@@ -4,31 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::SpanIndex;
 use crate::model::{Network, Project, Seccomp, Trust};
 use crate::reference::Reference;
-
-/// Every rule's code and one-line summary, for documentation and `--deny`.
-pub const RULES: &[(&str, &str)] = &[
-    ("G020", "an image, sandbox or volume name is not a valid name"),
-    ("G026", "a secret name cannot be a file name under /run/secrets"),
-    ("G101", "port published on a non-loopback address"),
-    ("G102", "secret written as a literal value"),
-    ("G103", "base image reference cannot be pinned"),
-    ("G104", "capability added"),
-    ("G105", "seccomp unconfined"),
-    ("G106", "sandbox runs as root"),
-    ("G107", "host path mounted"),
-    ("G108", "egress allowed for an untrusted sandbox"),
-    ("G109", "resource limit missing"),
-    ("G110", "host port published twice"),
-    ("G111", "sandbox uses an image the project does not declare"),
-    ("G112", "root filesystem writable"),
-    ("G113", "account refers to an undeclared group"),
-    ("G114", "account or group declared twice"),
-    ("G115", "mount point used twice"),
-];
 
 pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -38,7 +17,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         if image.base != "scratch" {
             if let Err(why) = Reference::parse(&image.base) {
                 out.push(
-                    Diagnostic::error("G103", format!("base image \"{}\" cannot be pinned: {why}", image.base))
+                    Diagnostic::new(Code::UnpinnableBase, format!("base image \"{}\" cannot be pinned: {why}", image.base))
                         .at(spans.locate_value(&format!("{at}.base")))
                         .help("write a fully qualified reference such as \"registry.example.com/library/debian:12\", or \"scratch\""),
                 );
@@ -51,7 +30,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         let at = format!("sandboxes.{name}");
         if !project.images.contains_key(&sandbox.image) {
             let known = project.images.keys().cloned().collect::<Vec<_>>();
-            let d = Diagnostic::error("G111", format!("sandbox `{name}` uses image `{}`, which is not declared", sandbox.image))
+            let d = Diagnostic::new(Code::UndeclaredImage, format!("sandbox `{name}` uses image `{}`, which is not declared", sandbox.image))
                 .at(spans.locate_value(&format!("{at}.image")));
             let best = known.iter().max_by(|a, b| {
                 strsim::jaro_winkler(a, &sandbox.image).total_cmp(&strsim::jaro_winkler(b, &sandbox.image))
@@ -65,7 +44,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
             let p = format!("{at}.ports[{i}]");
             if !is_loopback(&port.address) {
                 out.push(
-                    Diagnostic::warning("G101", format!("port {} is published on {}, reachable from other machines", port.host, port.address))
+                    Diagnostic::new(Code::PublicPort, format!("port {} is published on {}, reachable from other machines", port.host, port.address))
                         .at(spans.locate_value(&format!("{p}.address")))
                         .help("publish on \"127.0.0.1\" (the default) and put a reverse proxy in front if others need it"),
                 );
@@ -73,7 +52,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
             let key = (port.address.clone(), port.host, port.protocol.as_str());
             if let Some(first) = published.get(&key) {
                 out.push(
-                    Diagnostic::error("G110", format!("host port {}/{} on {} is already published by {first}", port.host, port.protocol.as_str(), port.address))
+                    Diagnostic::new(Code::PortTwice, format!("host port {}/{} on {} is already published by {first}", port.host, port.protocol.as_str(), port.address))
                         .at(spans.locate_value(&format!("{p}.host")))
                         .help("give each published port its own host port"),
                 );
@@ -84,7 +63,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         for key in sandbox.secrets.keys() {
             if !is_secret_name(key) {
                 out.push(
-                    Diagnostic::error("G026", format!("invalid secret name \"{key}\""))
+                    Diagnostic::new(Code::InvalidSecretName, format!("invalid secret name \"{key}\""))
                         .at(spans.locate(&crate::lang::child_path(&format!("{at}.secrets"), key)))
                         .help("start with a letter or underscore, then letters, digits, '_', '.', '-' (at most 64 characters); the name becomes a file under /run/secrets"),
                 );
@@ -93,7 +72,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         for (key, value) in &sandbox.env {
             if looks_secret(key) && !value.is_empty() {
                 out.push(
-                    Diagnostic::error("G102", format!("`{key}` looks like a secret written as a literal value in `env`"))
+                    Diagnostic::new(Code::LiteralSecret, format!("`{key}` looks like a secret written as a literal value in `env`"))
                         .at(spans.locate(&format!("{at}.env.{key}")))
                         .help(format!("move it to `secrets`: {key} = {{ env = \"{key}\" }}, and read /run/secrets/{key} in the sandbox")),
                 );
@@ -101,28 +80,28 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         }
         for (i, cap) in sandbox.capabilities.iter().enumerate() {
             out.push(
-                Diagnostic::warning("G104", format!("capability {cap} is added to sandbox `{name}`"))
+                Diagnostic::new(Code::CapabilityAdded, format!("capability {cap} is added to sandbox `{name}`"))
                     .at(spans.locate_value(&format!("{at}.capabilities[{i}]")))
                     .help("sandboxes start with no capabilities; keep this only if the program fails without it"),
             );
         }
         if sandbox.seccomp == Seccomp::Named("unconfined".into()) {
             out.push(
-                Diagnostic::warning("G105", format!("sandbox `{name}` runs without a seccomp filter"))
+                Diagnostic::new(Code::SeccompUnconfined, format!("sandbox `{name}` runs without a seccomp filter"))
                     .at(spans.locate_value(&format!("{at}.seccomp")))
                     .help("use 'default, or 'strict for untrusted code"),
             );
         }
         if is_root(&sandbox.user) {
             out.push(
-                Diagnostic::warning("G106", format!("sandbox `{name}` runs as root"))
+                Diagnostic::new(Code::RunsAsRoot, format!("sandbox `{name}` runs as root"))
                     .at(spans.locate_value(&format!("{at}.user")))
                     .help("run as an unprivileged account, for example user = \"1000:1000\" (the default is 65534:65534)"),
             );
         }
         if sandbox.trust == Trust::Untrusted && sandbox.network == Network::Egress {
             out.push(
-                Diagnostic::warning("G108", format!("untrusted sandbox `{name}` may reach the network"))
+                Diagnostic::new(Code::UntrustedEgress, format!("untrusted sandbox `{name}` may reach the network"))
                     .at(spans.locate_value(&format!("{at}.network")))
                     .help("use 'none or 'isolated; egress lets untrusted code exfiltrate what it can read"),
             );
@@ -135,7 +114,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         for (field, missing) in limits {
             if missing {
                 out.push(
-                    Diagnostic::warning("G109", format!("sandbox `{name}` has no {field} limit"))
+                    Diagnostic::new(Code::MissingLimit, format!("sandbox `{name}` has no {field} limit"))
                         .at(spans.locate_value(&format!("{at}.resources.{field}")))
                         .help("set a limit: a runaway or hostile process then cannot starve the host"),
                 );
@@ -143,7 +122,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         }
         if !sandbox.read_only {
             out.push(
-                Diagnostic::warning("G112", format!("sandbox `{name}` has a writable root filesystem"))
+                Diagnostic::new(Code::WritableRoot, format!("sandbox `{name}` has a writable root filesystem"))
                     .at(spans.locate_value(&format!("{at}.read_only")))
                     .help("keep read_only = true and declare writable places with `tmpfs` or `volumes`"),
             );
@@ -154,13 +133,13 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         for (path, field) in tmpfs.chain(vols) {
             if path == "/run/secrets" || path.starts_with("/run/secrets/") {
                 out.push(
-                    Diagnostic::error("G115", format!("{path} is reserved for secrets"))
+                    Diagnostic::new(Code::MountConflict, format!("{path} is reserved for secrets"))
                         .at(spans.locate_value(&field))
                         .help("mount the volume elsewhere; galley places secrets under /run/secrets"),
                 );
             } else if mounts.insert(path, field.clone()).is_some() {
                 out.push(
-                    Diagnostic::error("G115", format!("mount point {path} is used twice in sandbox `{name}`"))
+                    Diagnostic::new(Code::MountConflict, format!("mount point {path} is used twice in sandbox `{name}`"))
                         .at(spans.locate_value(&field))
                         .help("give each tmpfs and volume its own path"),
                 );
@@ -176,7 +155,7 @@ fn names(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
         for key in keys {
             if !is_name(key) {
                 out.push(
-                    Diagnostic::error("G020", format!("invalid name \"{key}\" in `{section}`"))
+                    Diagnostic::new(Code::InvalidName, format!("invalid name \"{key}\" in `{section}`"))
                         .at(spans.locate(&crate::lang::child_path(section, key)))
                         .help("use lower-case letters, digits and dashes, starting and ending with a letter or digit (at most 40 characters)"),
                 );
@@ -189,13 +168,13 @@ fn names(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
             let v = &volume.name;
             if v.starts_with('/') || v.starts_with('.') || v.starts_with('~') || v.contains('/') {
                 out.push(
-                    Diagnostic::error("G107", format!("volume \"{v}\" is a host path"))
+                    Diagnostic::new(Code::HostPath, format!("volume \"{v}\" is a host path"))
                         .at(spans.locate_value(&at))
                         .help("sandboxes never see the host's filesystem: use a named volume (for example \"workspace\") and `galley cp` to move files in and out"),
                 );
             } else if !is_name(v) {
                 out.push(
-                    Diagnostic::error("G020", format!("invalid volume name \"{v}\""))
+                    Diagnostic::new(Code::InvalidName, format!("invalid volume name \"{v}\""))
                         .at(spans.locate_value(&at))
                         .help("use lower-case letters, digits and dashes"),
                 );
@@ -210,7 +189,7 @@ fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut 
     for (i, g) in image.groups.iter().enumerate() {
         if groups.insert(&g.name, i).is_some() || gids.insert(g.gid, i).is_some() {
             out.push(
-                Diagnostic::error("G114", format!("group {} (gid {}) is declared twice", g.name, g.gid))
+                Diagnostic::new(Code::DuplicateAccount, format!("group {} (gid {}) is declared twice", g.name, g.gid))
                     .at(spans.locate(&format!("{at}.groups[{i}]")))
                     .help("give each group its own name and gid"),
             );
@@ -221,7 +200,7 @@ fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut 
     for (i, u) in image.users.iter().enumerate() {
         if users.insert(&u.name, i).is_some() || uids.insert(u.uid, i).is_some() {
             out.push(
-                Diagnostic::error("G114", format!("user {} (uid {}) is declared twice", u.name, u.uid))
+                Diagnostic::new(Code::DuplicateAccount, format!("user {} (uid {}) is declared twice", u.name, u.uid))
                     .at(spans.locate(&format!("{at}.users[{i}]")))
                     .help("give each user its own name and uid"),
             );
@@ -229,7 +208,7 @@ fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut 
         for (j, g) in u.groups.iter().enumerate() {
             if !groups.contains_key(g.as_str()) {
                 out.push(
-                    Diagnostic::error("G113", format!("user {} is in group {g}, which is not declared", u.name))
+                    Diagnostic::new(Code::UndeclaredGroup, format!("user {} is in group {g}, which is not declared", u.name))
                         .at(spans.locate_value(&format!("{at}.users[{i}].groups[{j}]")))
                         .help(format!("declare it: groups = [{{ name = \"{g}\", gid = ... }}]")),
                 );

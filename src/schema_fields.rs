@@ -2,7 +2,7 @@
 //! values enum-like fields allow. Used for "did you mean" on unknown fields and for completion in
 //! the language server. `tests/schema_fields.rs` checks this table against `lang/schema.ncl`.
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::SpanIndex;
 
 /// A record of the schema and its fields.
@@ -136,7 +136,7 @@ pub fn unknown(spans: &SpanIndex) -> Vec<Diagnostic> {
                 continue;
             }
             let path = crate::lang::child_path(record, key);
-            let mut d = Diagnostic::error("G004", format!("unknown field `{key}` in {}", describe(kind, record)))
+            let mut d = Diagnostic::new(Code::UnknownField, format!("unknown field `{key}` in {}", describe(kind, record)))
                 .at(spans.locate(&path))
                 .label("not a field of this record");
             d = match suggest(kind, key) {

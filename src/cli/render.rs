@@ -161,7 +161,7 @@ impl<'a> From<&'a Diagnostic> for JsonDiagnostic<'a> {
             start: loc.map(|l| JsonPosition { line: l.start_line, column: l.start_col, offset: l.start }),
             end: loc.map(|l| JsonPosition { line: l.end_line, column: l.end_col, offset: l.end }),
             severity: d.severity,
-            code: &d.code,
+            code: d.code.as_str(),
             message: &d.message,
             help: d.help.as_deref(),
         }

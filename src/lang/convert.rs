@@ -5,23 +5,21 @@ use nickel_lang_core::error::{Error, IntoDiagnostics, LabelStyle};
 use nickel_lang_core::files::Files;
 
 use super::{Namer, file_info};
-use crate::diagnostic::{Diagnostic, Location, Related, Severity};
-
-pub const UNKNOWN_FIELD: &str = "G004";
+use crate::diagnostic::{Code, Diagnostic, Location, Related, Severity};
 
 /// Convert one Nickel error (which may render as several codespan diagnostics, one per call-stack
 /// frame) into galley diagnostics; the first is the error itself.
 pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<Diagnostic> {
     let default_code = match &error {
-        Error::ParseErrors(_) => "G001",
-        Error::TypecheckError(_) => "G002",
-        Error::ImportError(_) => "G007",
-        Error::ExportError(_) => "G008",
-        _ => "G006",
+        Error::ParseErrors(_) => Code::Syntax,
+        Error::TypecheckError(_) => Code::Type,
+        Error::ImportError(_) => Code::Import,
+        Error::ExportError(_) => Code::Export,
+        _ => Code::Evaluation,
     };
     let raw = error.into_diagnostics(&mut files);
     let Some(main) = raw.into_iter().next() else {
-        return vec![Diagnostic::error(default_code, "configuration error")];
+        return vec![Diagnostic::new(default_code, "configuration error")];
     };
 
     let mut labels: Vec<(Location, String, bool, bool)> = main
@@ -68,7 +66,7 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
     }
     notes.retain(|n| galley_code(n).is_none());
     let galley_message = code.is_some();
-    let code = code.unwrap_or_else(|| classify(&message, default_code).to_owned());
+    let code = code.unwrap_or_else(|| classify(&message, default_code));
     let mut message = tidy(&message);
     // A type contract names what it expected only in a label on the schema: say it in the message
     // (galley's own validators already say it).
@@ -79,7 +77,7 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
         }
     }
 
-    let mut diagnostic = Diagnostic::error(&code, message);
+    let mut diagnostic = Diagnostic::new(code, message);
     diagnostic.severity = Severity::Error;
     if let Some((loc, label, _, _)) = primary {
         diagnostic.location = Some(loc);
@@ -90,7 +88,7 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
             });
         }
     }
-    diagnostic.help = help.or_else(|| default_help(&code).map(str::to_owned));
+    diagnostic.help = help.or_else(|| code.default_help().map(str::to_owned));
     diagnostic.notes = notes;
     diagnostic.related = labels
         .into_iter()
@@ -100,25 +98,24 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
     vec![diagnostic]
 }
 
-/// Split `... [G021] port 1 is out of range` into (`G021`, `port 1 is out of range`).
-fn galley_code(text: &str) -> Option<(String, String)> {
+/// Split `... [G021] port 1 is out of range` into (G021, `port 1 is out of range`). A code the
+/// catalogue does not know is not galley's.
+fn galley_code(text: &str) -> Option<(Code, String)> {
     let start = text.find("[G")?;
     let rest = &text[start + 1..];
     let end = rest.find(']')?;
-    let code = &rest[..end];
-    let valid = code.len() == 4 && code[1..].chars().all(|c| c.is_ascii_digit());
-    valid.then(|| (code.to_owned(), rest[end + 1..].trim().to_owned()))
+    Code::parse(&rest[..end]).map(|code| (code, rest[end + 1..].trim().to_owned()))
 }
 
-fn classify(message: &str, default: &'static str) -> &'static str {
+fn classify(message: &str, default: Code) -> Code {
     if message.contains("unexpected token") || message.contains("unexpected end of file") || message.contains("parse error") {
-        "G001"
+        Code::Syntax
     } else if message.contains("extra field") {
-        UNKNOWN_FIELD
+        Code::UnknownField
     } else if message.contains("missing definition") || message.contains("missing field") {
-        "G005"
+        Code::MissingField
     } else if message.contains("contract broken") || message.contains("contract") {
-        "G003"
+        Code::Contract
     } else {
         default
     }
@@ -135,18 +132,6 @@ fn tidy(message: &str) -> String {
     }
 }
 
-fn default_help(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "G001" => "fix the syntax at the marked place; galley.ncl is Nickel (https://nickel-lang.org)",
-        "G002" => "make the value match its declared type",
-        "G003" => "make the value match the field's contract; `galley lsp` shows each field's documentation",
-        UNKNOWN_FIELD => "remove the field or fix its spelling",
-        "G005" => "give the field a value",
-        "G007" => "check the import path; galley's library is imported as \"galley/std.ncl\"",
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,9 +140,10 @@ mod tests {
     fn codes_are_lifted_from_contract_messages() {
         assert_eq!(
             galley_code("contract broken: [G021] port 0 is out of range"),
-            Some(("G021".into(), "port 0 is out of range".into()))
+            Some((Code::InvalidPort, "port 0 is out of range".into()))
         );
         assert_eq!(galley_code("[G12] nope"), None);
+        assert_eq!(galley_code("[G999] not galley's"), None);
         assert_eq!(galley_code("plain"), None);
     }
 

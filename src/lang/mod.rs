@@ -18,7 +18,7 @@ use nickel_lang_core::files::Files;
 use nickel_lang_core::program::{Program, ProgramBuilder};
 use nickel_lang_core::serialize::{self, ExportFormat};
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::model::Project;
 
 pub use spans::{SpanIndex, child as child_path};
@@ -53,8 +53,7 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
     let project_dir = input.config.parent().map(Path::to_path_buf).unwrap_or_default();
     let lib = embedded::materialize(input.lib_root).map_err(|e| {
         vec![
-            Diagnostic::error(
-                "G000",
+            Diagnostic::new(Code::Unreadable,
                 format!("cannot write the galley library under {}: {e}", input.lib_root.display()),
             )
             .help("set GALLEY_HOME to a writable directory"),
@@ -70,7 +69,7 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
             let mut diagnostics = convert::from_nickel(error, files.clone(), &namer);
             // Nickel reports an unknown field against the whole record; find the field itself,
             // and a near miss, by walking the config without the contract.
-            if diagnostics.iter().any(|d| d.code == convert::UNKNOWN_FIELD) {
+            if diagnostics.iter().any(|d| d.code == Code::UnknownField) {
                 if let Some(better) = unknown_fields(input, &lib, &namer) {
                     diagnostics = better;
                 }
@@ -89,9 +88,9 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
     let spans = spans::index(&value, program.pos_table(), &files, &namer);
     let project: Project = serde_json::from_value(json.clone()).map_err(|e| {
         vec![
-            Diagnostic::error("G003", format!("configuration does not match galley's model: {e}"))
+            Diagnostic::new(Code::SchemaBug, format!("configuration does not match galley's model: {e}"))
                 .at(spans.locate(""))
-                .help("this is a bug in galley's schema if `galley check` accepted the file; please report it"),
+                .help("this is a bug in galley's schema, which accepted the file; please report it"),
         ]
     })?;
     Ok(Evaluated { project, json, spans })
@@ -108,8 +107,7 @@ fn build_program(
         Some(text) => builder.add_source_string(text.to_owned(), OsString::from(config.as_os_str())),
         None => {
             if !config.is_file() {
-                return Err(Diagnostic::error(
-                    "G000",
+                return Err(Diagnostic::new(Code::Unreadable,
                     format!("no {CONFIG_FILE} in {}", config.parent().unwrap_or(&config).display()),
                 )
                 .help("run `galley init` to write a starter config, or pass -C DIR"));
@@ -121,7 +119,7 @@ fn build_program(
         builder = builder.add_contract_paths([lib.join(embedded::PREFIX).join("project-contract.ncl")]);
     }
     builder.build().map_err(|e| {
-        Diagnostic::error("G000", format!("cannot read {}: {e:?}", config.display()))
+        Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e:?}", config.display()))
     })
 }
 

@@ -10,7 +10,7 @@ use lsp_types::Range;
 use serde::{Deserialize, Serialize};
 
 use super::text::range_of;
-use crate::diagnostic::{Diagnostic, Location, Severity};
+use crate::diagnostic::{Code, Diagnostic, Location, Severity};
 use crate::exec::{Cmd, Runner};
 use crate::settings::Settings;
 
@@ -20,7 +20,7 @@ pub const SUBCOMMAND: &str = "__eval";
 /// One diagnostic as the child reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireDiagnostic {
-    pub code: String,
+    pub code: Code,
     pub error: bool,
     pub message: String,
     pub help: Option<String>,
@@ -61,7 +61,7 @@ pub fn report(settings: &Settings, text: &str) -> String {
 
 fn to_wire(d: &Diagnostic, project: &Path, lib: Option<&Path>) -> WireDiagnostic {
     WireDiagnostic {
-        code: d.code.clone(),
+        code: d.code,
         error: d.severity == Severity::Error,
         message: d.message.clone(),
         help: d.help.clone(),

@@ -21,6 +21,7 @@ use lsp_types::{
 use super::eval::{self, Outcome, WireDiagnostic, WirePlace};
 use super::server::Docs;
 use super::text::path_to_uri;
+use crate::diagnostic::Code;
 
 /// What the scheduler hears about.
 #[derive(Debug)]
@@ -144,7 +145,7 @@ fn group(docs: &Docs, config: &Path, outcome: Outcome, timeout: Duration) -> (St
     let wire = match outcome {
         Outcome::Diagnostics(d) => d,
         Outcome::TimedOut => vec![WireDiagnostic {
-            code: "G009".into(),
+            code: Code::Timeout,
             error: true,
             message: format!("evaluation timed out after {} ms", timeout.as_millis()),
             help: Some("look for unbounded recursion; the time limit is set by GALLEY_LSP_TIMEOUT_MS".into()),
@@ -154,7 +155,7 @@ fn group(docs: &Docs, config: &Path, outcome: Outcome, timeout: Duration) -> (St
         Outcome::Failed(why) => {
             eprintln!("galley lsp: evaluation of {} failed: {why}", config.display());
             vec![WireDiagnostic {
-                code: "G000".into(),
+                code: Code::Unreadable,
                 error: true,
                 message: format!("galley could not evaluate this file: {why}"),
                 help: None,
@@ -192,7 +193,7 @@ fn to_lsp(docs: &Docs, d: WireDiagnostic) -> lsp_types::Diagnostic {
     lsp_types::Diagnostic {
         range: own.map_or_else(Range::default, |p| p.range),
         severity: Some(if d.error { DiagnosticSeverity::ERROR } else { DiagnosticSeverity::WARNING }),
-        code: Some(NumberOrString::String(d.code)),
+        code: Some(NumberOrString::String(d.code.to_string())),
         source: Some("galley".into()),
         message: d.message,
         related_information: (!related.is_empty()).then_some(related),
@@ -217,7 +218,7 @@ mod tests {
     fn wire(file: &str, library: bool, line: u32) -> WireDiagnostic {
         let range = Range { start: Position { line, character: 1 }, end: Position { line, character: 4 } };
         WireDiagnostic {
-            code: "G003".into(),
+            code: Code::Contract,
             error: true,
             message: "m".into(),
             help: Some("h".into()),

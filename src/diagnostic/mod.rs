@@ -4,12 +4,16 @@
 //! miette or as JSON, `lsp` turns them into LSP diagnostics. Positions are byte ranges plus 1-based
 //! line and column (columns count characters), computed once from the source text.
 
+mod code;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub use code::{CATALOGUE, Code, Entry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warning,
@@ -72,7 +76,7 @@ pub struct Related {
 /// One finding: a code such as `G021`, a one-line message, where, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
-    pub code: String,
+    pub code: Code,
     pub severity: Severity,
     pub message: String,
     pub location: Option<Location>,
@@ -84,18 +88,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::new(code, Severity::Error, message)
-    }
-
-    pub fn warning(code: &str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::new(code, Severity::Warning, message)
-    }
-
-    fn new(code: &str, severity: Severity, message: impl Into<String>) -> Diagnostic {
+    /// A finding of `code`, with the severity the catalogue gives it.
+    pub fn new(code: Code, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
-            code: code.to_owned(),
-            severity,
+            code,
+            severity: code.severity(),
             message: message.into(),
             location: None,
             label: None,
