@@ -1,10 +1,13 @@
 //! `galley exec` and `galley logs` on real podman: the command runs as the declared user with no
 //! more privilege than the sandbox has, stdin and exit codes pass through, logs stream and
-//! follow, and a sandbox that is not declared or not running is refused with the apply hint.
+//! follow, a terminal is given only to a terminal, and a sandbox that is not declared or not
+//! running is refused with the apply hint.
 
 mod support {
     pub mod runner;
 }
+#[path = "support/mod.rs"]
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -55,7 +58,7 @@ fn exec_cannot_gain_capabilities_or_privileges_the_sandbox_was_denied() {
 }
 
 #[test]
-fn exec_passes_exit_codes_and_stdin_through() {
+fn exec_passes_exit_codes_stdin_and_the_terminal_through() {
     let Some(p) = started() else { return };
     p.galley_code(&["exec", "shell", "--", "/bin/busybox", "true"], 0);
     p.galley_code(&["exec", "shell", "--", "/bin/busybox", "sh", "-c", "exit 3"], 3);
@@ -73,6 +76,25 @@ fn exec_passes_exit_codes_and_stdin_through() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO FROM THE HOST\nno-tty\n", "{}", text(&out));
+
+    // On a terminal (`script` gives galley one), the command gets a terminal of its own.
+    if !common::have_tool("script") {
+        return;
+    }
+    let line = format!(
+        "'{}' -C '{}' exec shell -- /bin/busybox sh -c 'test -t 0 && test -t 1 && echo has-a-tty'",
+        env!("CARGO_BIN_EXE_galley"),
+        p.dir.path().display()
+    );
+    let on_tty = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("GALLEY_HOME", p.home.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(on_tty.status.code(), Some(0), "{}", text(&on_tty));
+    assert!(String::from_utf8_lossy(&on_tty.stdout).contains("has-a-tty"), "{}", text(&on_tty));
 }
 
 #[test]
