@@ -2,7 +2,9 @@
 //!
 //! Commands are argument vectors, never shell strings. Everything goes through [`Runner`], with a
 //! real implementation ([`System`]) and a recording one ([`Recorder`]) for unit tests that check
-//! which calls a feature makes without running them.
+//! which calls a feature makes without running them. A process either runs captured
+//! ([`Runner::run`]: its output comes back as bytes) or attached ([`Runner::attach`]: it shares
+//! galley's terminal, for `galley exec` and `galley logs`).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -120,6 +122,10 @@ pub enum ExecError {
 pub trait Runner: Send + Sync {
     fn run(&self, cmd: &Cmd) -> Result<Output, ExecError>;
 
+    /// Run with galley's own standard input, output and error, and return the exit code (128 + N
+    /// when killed by signal N). `stdin` and `timeout` of `cmd` do not apply.
+    fn attach(&self, cmd: &Cmd) -> Result<i32, ExecError>;
+
     /// Run and require exit status 0.
     fn check(&self, cmd: &Cmd) -> Result<Output, ExecError> {
         let out = self.run(cmd)?;
@@ -149,15 +155,11 @@ pub fn tail(text: &str, n: usize) -> String {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct System;
 
-impl Runner for System {
-    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let program = cmd.program.to_string_lossy().into_owned();
+impl System {
+    /// `cmd` as a [`Command`] with its arguments, environment and directory, not yet started.
+    fn command(cmd: &Cmd) -> Command {
         let mut command = Command::new(&cmd.program);
-        command
-            .args(&cmd.args)
-            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(&cmd.args);
         for k in &cmd.env_remove {
             command.env_remove(k);
         }
@@ -167,10 +169,26 @@ impl Runner for System {
         if let Some(dir) = &cmd.cwd {
             command.current_dir(dir);
         }
-        let mut child = command.spawn().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ExecError::NotFound { program: program.clone() },
-            _ => ExecError::Spawn { program: program.clone(), source },
-        })?;
+        command
+    }
+
+    fn spawn(command: &mut Command, program: &str) -> Result<std::process::Child, ExecError> {
+        command.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ExecError::NotFound { program: program.to_owned() },
+            _ => ExecError::Spawn { program: program.to_owned(), source },
+        })
+    }
+}
+
+impl Runner for System {
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let program = cmd.program.to_string_lossy().into_owned();
+        let mut command = System::command(cmd);
+        command
+            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = System::spawn(&mut command, &program)?;
         if let Some(bytes) = &cmd.stdin {
             let mut stdin = child.stdin.take().expect("stdin is piped");
             let bytes = bytes.clone();
@@ -193,6 +211,17 @@ impl Runner for System {
             stderr: err_reader.join().unwrap_or_default(),
             timed_out,
         })
+    }
+
+    fn attach(&self, cmd: &Cmd) -> Result<i32, ExecError> {
+        use std::os::unix::process::ExitStatusExt;
+        let program = cmd.program.to_string_lossy().into_owned();
+        let mut command = System::command(cmd);
+        command.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        let status = System::spawn(&mut command, &program)?
+            .wait()
+            .map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
+        Ok(status.code().or_else(|| status.signal().map(|n| 128 + n)).unwrap_or(128))
     }
 }
 
@@ -249,6 +278,11 @@ impl Runner for Recorder {
             .map(|(_, o)| o.clone())
             .unwrap_or(Output { code: Some(0), ..Output::default() }))
     }
+
+    /// Records like [`Recorder::run`] and answers with the scripted exit code.
+    fn attach(&self, cmd: &Cmd) -> Result<i32, ExecError> {
+        Ok(self.run(cmd)?.code.unwrap_or(128))
+    }
 }
 
 /// Whether `program` can be found on PATH.
@@ -298,5 +332,22 @@ mod tests {
         assert!(!r.run(&Cmd::new("podman").arg("inspect")).unwrap().success());
         assert!(r.run(&Cmd::new("podman").arg("ps")).unwrap().success());
         assert_eq!(r.commands(), vec!["podman inspect", "podman ps"]);
+    }
+
+    #[test]
+    fn attached_processes_return_their_exit_code_and_signal() {
+        assert_eq!(System.attach(&Cmd::new("sh").args(["-c", "exit 3"])).unwrap(), 3);
+        assert_eq!(System.attach(&Cmd::new("true")).unwrap(), 0);
+        assert_eq!(System.attach(&Cmd::new("sh").args(["-c", "kill -KILL $$"])).unwrap(), 128 + 9);
+        assert!(matches!(System.attach(&Cmd::new("galley-no-such-program")), Err(ExecError::NotFound { .. })));
+    }
+
+    #[test]
+    fn recorder_records_attached_calls_and_answers_their_code() {
+        let r = Recorder::default();
+        r.answer("podman exec", Output { code: Some(127), ..Output::default() });
+        assert_eq!(r.attach(&Cmd::new("podman").args(["exec", "c", "nope"])).unwrap(), 127);
+        assert_eq!(r.attach(&Cmd::new("podman").arg("logs")).unwrap(), 0);
+        assert_eq!(r.commands(), vec!["podman exec c nope", "podman logs"]);
     }
 }

@@ -11,8 +11,10 @@ mod completions;
 mod export;
 mod cp;
 mod destroy;
+mod exec;
 mod init;
 mod lock;
+mod logs;
 mod plan;
 mod lsp;
 mod load;
@@ -102,6 +104,10 @@ pub enum Command {
     Push(push::PushArgs),
     /// Load an image of this project into podman
     Load(load::LoadArgs),
+    /// Run a command in a running sandbox as its declared user, with no added privileges
+    Exec(exec::ExecArgs),
+    /// Show a running sandbox's output (-f follows)
+    Logs(logs::LogsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -132,6 +138,8 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(&settings, &args),
         Command::Push(args) => push::run(&settings, &args),
         Command::Load(args) => load::run(&settings, &args),
+        Command::Exec(args) => exec::run(&settings, &args),
+        Command::Logs(args) => logs::run(&settings, &args),
     }
 }
 

@@ -7,6 +7,7 @@
 //! [`crate::exec::Recorder`].
 
 pub mod apply;
+pub mod attach;
 pub mod cp;
 pub mod host;
 pub mod images;
@@ -47,6 +48,10 @@ pub enum RuntimeError {
     Secret { sandbox: String, name: String, message: String },
     #[error("{0}")]
     Other(String),
+    #[error("sandbox `{sandbox}` is not declared in galley.ncl (instance `{instance}`)")]
+    Undeclared { sandbox: String, instance: String, declared: Vec<String> },
+    #[error("sandbox `{sandbox}` of instance `{instance}` is not running ({state})")]
+    NotRunning { sandbox: String, instance: String, state: String },
 }
 
 impl RuntimeError {
@@ -61,6 +66,12 @@ impl RuntimeError {
             RuntimeError::Exec(crate::exec::ExecError::NotFound { .. }) => {
                 Some("install podman (apt-get install podman) and make sure it is on PATH".into())
             }
+            RuntimeError::Undeclared { sandbox, instance, declared } => Some(format!(
+                "declared sandboxes: {}; declare `{sandbox}` under `sandboxes` in galley.ncl and run `{}`",
+                if declared.is_empty() { "none".to_owned() } else { declared.join(", ") },
+                naming::apply_command(instance)
+            )),
+            RuntimeError::NotRunning { instance, .. } => Some(format!("run `{}`", naming::apply_command(instance))),
             _ => None,
         }
     }

@@ -17,6 +17,11 @@ pub const LABEL_NETWORK: &str = "io.galley.network";
 /// The instance used when `--instance` is not given.
 pub const DEFAULT_INSTANCE: &str = "default";
 
+/// The `galley apply` command line that converges `instance`.
+pub fn apply_command(instance: &str) -> String {
+    if instance == DEFAULT_INSTANCE { "galley apply".into() } else { format!("galley apply --instance {instance}") }
+}
+
 /// One instance of a project: the unit `apply` converges and `destroy` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -107,5 +112,7 @@ mod tests {
         assert_eq!(i.volume("workspace"), "galley-web-pr-12-workspace");
         assert!(i.filters().contains(&"label=io.galley.instance=pr-12".to_owned()));
         assert!(Instance::new("web", "Bad_Name").is_err());
+        assert_eq!(apply_command("default"), "galley apply");
+        assert_eq!(apply_command("pr-12"), "galley apply --instance pr-12");
     }
 }
