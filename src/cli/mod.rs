@@ -9,6 +9,7 @@ mod build;
 mod check;
 mod completions;
 mod export;
+mod gc;
 mod cp;
 mod destroy;
 mod init;
@@ -102,6 +103,8 @@ pub enum Command {
     Push(push::PushArgs),
     /// Load an image of this project into podman
     Load(load::LoadArgs),
+    /// Remove store blobs, cache entries and podman images no recorded lock or container needs
+    Gc(gc::GcArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(&settings, &args),
         Command::Push(args) => push::run(&settings, &args),
         Command::Load(args) => load::run(&settings, &args),
+        Command::Gc(args) => gc::run(&settings, &args),
     }
 }
 

@@ -146,6 +146,31 @@ impl Cache {
         let _ = crate::fsutil::write_atomic(&self.dir.join("stat.json"), &serde_json::to_vec(&*stats).unwrap_or_default());
     }
 
+    /// The cache's directory, `$GALLEY_HOME/cache`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Drop the stat cache entries that can no longer answer (the file is gone or its stat
+    /// changed). Returns how many went and how many bytes the record shrank by; a `dry_run`
+    /// writes nothing.
+    pub fn prune_stats(&self, dry_run: bool) -> (usize, u64) {
+        let path = self.dir.join("stat.json");
+        let before = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut stats = self.stats().lock().expect("stat cache");
+        let count = stats.len();
+        stats.retain(|p, e| fs::symlink_metadata(p).is_ok_and(|m| e.matches(&m)));
+        let dropped = count - stats.len();
+        if dropped == 0 {
+            return (0, 0);
+        }
+        let bytes = serde_json::to_vec(&*stats).unwrap_or_default();
+        if !dry_run {
+            let _ = crate::fsutil::write_atomic(&path, &bytes);
+        }
+        (dropped, before.saturating_sub(bytes.len() as u64))
+    }
+
     /// The digest (a layer's input key, a tree's hash) recorded for a stat fingerprint.
     pub fn tree_key(&self, fingerprint: &str) -> Option<String> {
         let text = fs::read_to_string(self.tree_path(fingerprint)).ok()?;

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod cp;
+pub mod gc;
 pub mod host;
 pub mod images;
 pub mod naming;
