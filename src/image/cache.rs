@@ -343,6 +343,28 @@ mod tests {
         assert_ne!(h1, h3);
     }
 
+    #[test]
+    fn pruning_drops_only_stat_entries_that_cannot_answer() {
+        let home = tempfile::tempdir().unwrap();
+        let (kept, gone) = (settled_file(home.path(), "kept", b"one"), settled_file(home.path(), "gone", b"two"));
+        let cache = Cache::open(home.path());
+        for f in [&kept, &gone] {
+            cache.file_hash(f, &fs::metadata(f).unwrap()).unwrap();
+        }
+        cache.save();
+        fs::remove_file(&gone).unwrap();
+        let record = home.path().join("cache/stat.json");
+        let before = fs::read(&record).unwrap();
+        let (count, bytes) = Cache::open(home.path()).prune_stats(true);
+        assert!(count == 1 && bytes > 0, "{count} {bytes}");
+        assert_eq!(fs::read(&record).unwrap(), before, "a dry run writes nothing");
+        assert_eq!(Cache::open(home.path()).prune_stats(false), (count, bytes));
+        let cache = Cache::open(home.path());
+        cache.file_hash(&kept, &fs::metadata(&kept).unwrap()).unwrap();
+        assert_eq!(cache.hashed.load(std::sync::atomic::Ordering::Relaxed), 0, "the live entry still answers");
+        assert_eq!(fs::read(&record).unwrap().len() as u64, before.len() as u64 - bytes);
+    }
+
     fn file_entry(path: &Path) -> Entry {
         let meta = fs::symlink_metadata(path).unwrap();
         Entry {
