@@ -33,6 +33,11 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return common::fail(settings, &e),
     };
+    // Held until the containers exist, so gc keeps the images apply loads for them.
+    let _writing = match super::build::writing(settings, &session.loaded.project.name) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let plan = match common::compute(settings, &session) {
         Ok(p) => p,
         Err(code) => return code,

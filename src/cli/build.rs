@@ -92,6 +92,12 @@ pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Hold GALLEY_HOME shared for writing (gc waits) and record the project, for commands that
+/// need what they build to stay until they are done with it.
+pub(crate) fn writing(settings: &Settings, name: &str) -> Result<image::home::HomeLock, ExitCode> {
+    image::home::writing(&settings.home, &settings.project_dir, name).map_err(|e| super::fail(settings, e, None))
+}
+
 /// Build one image (through the cache) and open the store holding it, for `load` and `push`.
 pub(crate) fn build_one(
     settings: &Settings,

@@ -22,6 +22,10 @@ pub fn run(settings: &Settings, args: &LoadArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let _writing = match super::build::writing(settings, &project.name) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let (built, store) = match super::build::build_one(settings, &project, &args.image) {
         Ok(b) => b,
         Err(code) => return code,

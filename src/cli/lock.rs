@@ -35,6 +35,11 @@ pub fn run(settings: &Settings, args: &LockArgs) -> ExitCode {
     if args.check {
         return check(settings, &loaded.project, old.as_ref());
     }
+    // Held until the lock names what the build wrote, so gc cannot take it in between.
+    let _writing = match super::build::writing(settings, &loaded.project.name) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let update = args.update.as_deref();
     let outcome = match lock::relock(settings, &loaded.project, old.as_ref(), update, args.offline) {
         Ok(lock) => lock,

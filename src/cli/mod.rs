@@ -9,6 +9,7 @@ mod build;
 mod check;
 mod completions;
 mod export;
+mod gc;
 mod cp;
 mod destroy;
 mod exec;
@@ -108,6 +109,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Show a running sandbox's output (-f follows)
     Logs(logs::LogsArgs),
+    /// Remove store blobs, cache entries and podman images no recorded lock or container needs
+    Gc(gc::GcArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -140,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::run(&settings, &args),
         Command::Exec(args) => exec::run(&settings, &args),
         Command::Logs(args) => logs::run(&settings, &args),
+        Command::Gc(args) => gc::run(&settings, &args),
     }
 }
 

@@ -24,6 +24,10 @@ pub fn run(settings: &Settings, args: &PushArgs) -> ExitCode {
     if let Err(e) = crate::reference::Reference::parse(&args.reference) {
         return super::fail(settings, format!("`{}` is not a usable reference: {e}", args.reference), None);
     }
+    let _writing = match super::build::writing(settings, &project.name) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let (built, store) = match super::build::build_one(settings, &project, &args.image) {
         Ok(b) => b,
         Err(code) => return code,

@@ -146,6 +146,31 @@ impl Cache {
         let _ = crate::fsutil::write_atomic(&self.dir.join("stat.json"), &serde_json::to_vec(&*stats).unwrap_or_default());
     }
 
+    /// The cache's directory, `$GALLEY_HOME/cache`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Drop the stat cache entries that can no longer answer (the file is gone or its stat
+    /// changed). Returns how many went and how many bytes the record shrank by; a `dry_run`
+    /// writes nothing.
+    pub fn prune_stats(&self, dry_run: bool) -> (usize, u64) {
+        let path = self.dir.join("stat.json");
+        let before = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut stats = self.stats().lock().expect("stat cache");
+        let count = stats.len();
+        stats.retain(|p, e| fs::symlink_metadata(p).is_ok_and(|m| e.matches(&m)));
+        let dropped = count - stats.len();
+        if dropped == 0 {
+            return (0, 0);
+        }
+        let bytes = serde_json::to_vec(&*stats).unwrap_or_default();
+        if !dry_run {
+            let _ = crate::fsutil::write_atomic(&path, &bytes);
+        }
+        (dropped, before.saturating_sub(bytes.len() as u64))
+    }
+
     /// The digest (a layer's input key, a tree's hash) recorded for a stat fingerprint.
     pub fn tree_key(&self, fingerprint: &str) -> Option<String> {
         let text = fs::read_to_string(self.tree_path(fingerprint)).ok()?;
@@ -316,6 +341,28 @@ mod tests {
         fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
         let h3 = cache.file_hash(&f, &fs::metadata(&f).unwrap()).unwrap();
         assert_ne!(h1, h3);
+    }
+
+    #[test]
+    fn pruning_drops_only_stat_entries_that_cannot_answer() {
+        let home = tempfile::tempdir().unwrap();
+        let (kept, gone) = (settled_file(home.path(), "kept", b"one"), settled_file(home.path(), "gone", b"two"));
+        let cache = Cache::open(home.path());
+        for f in [&kept, &gone] {
+            cache.file_hash(f, &fs::metadata(f).unwrap()).unwrap();
+        }
+        cache.save();
+        fs::remove_file(&gone).unwrap();
+        let record = home.path().join("cache/stat.json");
+        let before = fs::read(&record).unwrap();
+        let (count, bytes) = Cache::open(home.path()).prune_stats(true);
+        assert!(count == 1 && bytes > 0, "{count} {bytes}");
+        assert_eq!(fs::read(&record).unwrap(), before, "a dry run writes nothing");
+        assert_eq!(Cache::open(home.path()).prune_stats(false), (count, bytes));
+        let cache = Cache::open(home.path());
+        cache.file_hash(&kept, &fs::metadata(&kept).unwrap()).unwrap();
+        assert_eq!(cache.hashed.load(std::sync::atomic::Ordering::Relaxed), 0, "the live entry still answers");
+        assert_eq!(fs::read(&record).unwrap().len() as u64, before.len() as u64 - bytes);
     }
 
     fn file_entry(path: &Path) -> Entry {

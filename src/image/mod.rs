@@ -12,7 +12,9 @@
 pub mod accounts;
 pub mod cache;
 pub mod config;
+pub mod gc;
 pub mod guard;
+pub mod home;
 pub mod layer;
 pub mod podman;
 pub mod pull;
@@ -142,6 +144,7 @@ pub fn build_with(
             return Err(ImageError::Unknown(name.clone()));
         }
     }
+    let _writing = home::writing(&settings.home, &settings.project_dir, &project.name)?;
     let store = Store::open(&settings.home)?;
     let cache = Cache::open(&settings.home);
     let ctx = Ctx { settings, project, store: &store, cache: &cache, epoch: source_date_epoch(), opts };

@@ -28,6 +28,41 @@ pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: 
     Ok(!exists)
 }
 
+/// An image podman has, as `podman images` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodmanImage {
+    /// The image id (podman's is the config digest, without `sha256:`).
+    pub id: String,
+    pub names: Vec<String>,
+    pub size: u64,
+    /// How many containers use it.
+    pub containers: u64,
+}
+
+/// Every image podman has: one `podman images` call.
+pub fn images(runner: &dyn Runner) -> Result<Vec<PodmanImage>, String> {
+    let out = runner.check(&Cmd::new("podman").args(["images", "--format", "json"])).map_err(|e| e.to_string())?;
+    let text = out.stdout_str();
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| format!("cannot parse `podman images`: {e}"))?;
+    Ok(items
+        .iter()
+        .map(|i| PodmanImage {
+            id: i["Id"].as_str().unwrap_or_default().trim_start_matches("sha256:").to_owned(),
+            names: i["Names"].as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+            size: i["Size"].as_u64().unwrap_or(0),
+            containers: i["Containers"].as_u64().unwrap_or(0),
+        })
+        .collect())
+}
+
+/// Remove the name `tag`; podman removes the image with its last name.
+pub fn remove_tag(runner: &dyn Runner, tag: &str) -> Result<(), String> {
+    runner.check(&Cmd::new("podman").args(["rmi", tag])).map(drop).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,6 +204,44 @@ impl Store {
         Ok(self.index()?.manifests.into_iter().find(|d| d.ref_name() == Some(name)))
     }
 
+    /// Drop every ref whose descriptor `keep` refuses; returns the dropped ref names.
+    pub fn drop_refs(&self, keep: impl Fn(&Descriptor) -> bool) -> Result<Vec<String>, StoreError> {
+        let _lock = self.lock()?;
+        let mut index = self.index()?;
+        let (kept, dropped): (Vec<_>, Vec<_>) = index.manifests.into_iter().partition(|d| keep(d));
+        if dropped.is_empty() {
+            return Ok(Vec::new());
+        }
+        index.manifests = kept;
+        let path = self.root.join("index.json");
+        crate::fsutil::write_atomic(&path, &crate::canonical::to_vec(&index)).map_err(io_err(&path))?;
+        Ok(dropped.iter().map(|d| d.ref_name().unwrap_or(&d.digest).to_owned()).collect())
+    }
+
+    /// Every complete blob in the store with its size, by digest (temporary files never are here).
+    pub fn blobs(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let e = e.map_err(io_err(&dir))?;
+            let digest = format!("sha256:{}", e.file_name().to_string_lossy());
+            let meta = e.metadata().map_err(io_err(&e.path()))?;
+            if meta.is_file() && hex_of(&digest).is_ok() {
+                out.push((digest, meta.len()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Take blob `digest` out of the store in one step: rename it into `trash` (a directory on
+    /// the same file system), where the caller deletes it.
+    pub fn move_blob(&self, digest: &str, trash: &Path) -> Result<(), StoreError> {
+        let from = self.blob_path(digest)?;
+        let to = trash.join(hex_of(digest)?);
+        fs::rename(&from, &to).map_err(io_err(&from))
+    }
+
     /// An exclusive lock on the index (flock on `$root/.lock`), released on drop.
     fn lock(&self) -> Result<fs::File, StoreError> {
         use std::os::fd::AsRawFd;

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod attach;
 pub mod cp;
+pub mod gc;
 pub mod host;
 pub mod images;
 pub mod naming;
