@@ -10,7 +10,7 @@ mod support {
 use std::time::{Duration, Instant};
 
 use support::registry::Registry;
-use support::runner::{free_port, http_get, podman, runtime_available, text, TestProject};
+use support::runner::{free_port, http_get, runtime_available, text, TestProject};
 
 /// galley's busybox base (as `examples/base` builds it), pushed to `reg`; returns its reference.
 fn push_base(reg: &Registry) -> String {
@@ -60,7 +60,7 @@ fn start(template: &str, base: &str, extra: &[&str]) -> TestProject {
 fn logs_until(p: &TestProject, sandbox: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let logs = text(&podman(&["logs", &p.container("default", sandbox)]));
+        let logs = text(&p.galley(&["logs", sandbox]));
         if logs.contains(needle) || Instant::now() > deadline {
             return logs;
         }
@@ -80,8 +80,7 @@ fn every_starter_checks_locks_builds_applies_verifies_and_runs() {
     let base = push_base(&reg);
 
     let agent = start("agent", &base, &[]);
-    let (ok, out) = agent.exec("default", "agent", "id -u; pwd; touch /workspace/x && echo writable");
-    assert!(ok, "{out}");
+    let out = agent.galley_code(&["exec", "agent", "--", "/bin/sh", "-c", "id -u; pwd; touch /workspace/x && echo writable"], 0);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["1000", "/workspace", "writable"], "{out}");
     let lock = std::fs::read_to_string(agent.dir.path().join("galley.lock")).unwrap();
     assert!(lock.contains(&base) && lock.contains("sha256:"), "the lock pins the base by digest: {lock}");
