@@ -4,6 +4,7 @@
 //! install, and `apply` and `build` refuse with the same message before they create anything.
 
 mod support {
+    #[allow(dead_code)]
     pub mod registry;
     pub mod runner;
 }
@@ -194,6 +195,36 @@ fn apply_without_iptables_names_it_before_anything_is_created() {
     assert!(all.contains("  help: install iptables (apt-get install iptables)"), "{all}");
     assert!(p.leftovers("ps").is_empty());
     assert!(p.leftovers("network").is_empty());
+}
+
+/// `false` from PATH: a program podman can be told is the OCI runtime, which starts nothing.
+fn not_a_runtime() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap();
+    std::env::split_paths(&path).map(|d| d.join("false")).find(|p| p.is_file()).expect("false is on PATH")
+}
+
+#[test]
+fn an_oci_runtime_that_cannot_start_a_container_fails_doctor_and_apply_before_anything_is_created() {
+    if !runtime_available() {
+        return;
+    }
+    let broken = not_a_runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, v, out) = doctor(dir.path(), &dir.path().join("home"), &[("GALLEY_OCI_RUNTIME", broken.as_os_str())]);
+    assert_eq!(code, Some(1), "{}", text(&out));
+    assert_eq!(failed(&v), ["oci-runtime"], "{v}");
+    let detail = check(&v, "oci-runtime")["detail"].as_str().unwrap().to_owned();
+    assert!(detail.starts_with(&format!("{} cannot start a container", broken.display())), "{detail}");
+
+    let p = TestProject::new("badrt").with_image("box");
+    p.config(r#"  images.box = {},
+  sandboxes.idle = galley.presets.untrusted & { image = "box", command = ["/bin/busybox", "sleep", "600"] },"#);
+    let out = p.galley_cmd(&["apply", "--auto-approve"]).env("GALLEY_OCI_RUNTIME", &broken).output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains(&format!("error: host check failed: oci-runtime: {}", broken.display())), "{all}");
+    assert!(all.contains("  help: install runc (apt-get install runc)"), "{all}");
+    assert!(p.leftovers("ps").is_empty() && p.leftovers("volume").is_empty());
 }
 
 #[test]

@@ -34,7 +34,8 @@ pub fn render(report: &Report) -> String {
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0).max(15);
     let mut out = String::new();
     for c in &report.checks {
-        out.push_str(&format!("{}  {:<width$} {}\n", c.status.as_str(), c.id, c.detail));
+        let detail = c.detail.lines().collect::<Vec<_>>().join("; ");
+        out.push_str(&format!("{}  {:<width$} {detail}\n", c.status.as_str(), c.id));
         if let (Status::Fail, Some(help)) = (c.status, &c.help) {
             out.push_str(&format!("  help: {help}\n"));
         }

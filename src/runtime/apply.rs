@@ -64,12 +64,8 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     };
     // 1. Resolve everything that can fail without side effects: first the host checks of
     // `galley doctor` that every start needs, then each sandbox.
-    let starts = |a: &&super::plan::SandboxAction| a.manifest.is_some() && matches!(a.action, Kind::Create | Kind::Replace);
-    if plan.sandboxes.iter().any(|a| starts(&a)) {
-        let images: Vec<String> = plan.sandboxes.iter().filter(starts).filter_map(|a| a.manifest.as_ref()).map(|m| m.image.name.clone()).collect();
-        let mut checks = vec![doctor::podman(ctx.podman), doctor::oci_runtime(ctx.podman, ctx.facts)];
-        checks.extend(doctor::for_build(ctx.podman.runner, ctx.project, &images, false));
-        doctor::first_failure(&checks, None)?;
+    if plan.sandboxes.iter().any(|a| a.manifest.is_some() && matches!(a.action, Kind::Create | Kind::Replace)) {
+        doctor::first_failure(&[doctor::podman(ctx.podman), doctor::oci_runtime(ctx.podman, ctx.facts)], None)?;
     }
     let mut ready = Vec::new();
     let mut images = Vec::new();

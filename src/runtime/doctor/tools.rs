@@ -91,7 +91,11 @@ pub fn oci_runtime(podman: &Podman<'_>, facts: &HostFacts) -> Check {
             fail(format!("{runtime} did not start a container within {}s", PROBE_TIMEOUT.as_secs()))
         }
         Ok(out) if out.stderr_str().contains(NETAVARK_MISSING) => Check::skip(OCI_RUNTIME, OCI_RUNTIME_TITLE, NO_NETAVARK),
-        Ok(out) => fail(format!("{runtime} cannot start a container: {}", crate::exec::tail(&out.stderr_str(), 3))),
+        Ok(out) => {
+            let stderr = out.stderr_str();
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+            fail(format!("{runtime} cannot start a container: {}", last.trim().trim_start_matches("Error: ")))
+        }
         Err(e) => fail(format!("{runtime} cannot start a container: {e}")),
     }
 }
