@@ -192,7 +192,7 @@ pub fn helper_dirs() -> Vec<PathBuf> {
             files.extend(extra);
         }
     }
-    let set = files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter_map(|text| parse_helper_dirs(&text)).last();
+    let set = files.iter().rev().filter_map(|f| std::fs::read_to_string(f).ok()).filter_map(|text| parse_helper_dirs(&text)).next();
     set.unwrap_or_else(|| DEFAULT_HELPER_DIRS.iter().map(PathBuf::from).collect())
 }
 
