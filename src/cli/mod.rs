@@ -13,6 +13,7 @@ mod gc;
 mod cp;
 mod destroy;
 mod exec;
+mod doctor;
 mod init;
 mod lock;
 mod logs;
@@ -111,6 +112,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Remove store blobs, cache entries and podman images no recorded lock or container needs
     Gc(gc::GcArgs),
+    /// Check this host for everything galley needs, with the fix for each missing piece
+    Doctor,
 }
 
 pub fn main() -> ExitCode {
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(&settings, &args),
         Command::Logs(args) => logs::run(&settings, &args),
         Command::Gc(args) => gc::run(&settings, &args),
+        Command::Doctor => doctor::run(&settings),
     }
 }
 
