@@ -19,3 +19,7 @@ pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub const HOME: &str = "HOME";
 /// `galley lsp`: time limit of one evaluation in milliseconds (default 2000).
 pub const GALLEY_LSP_TIMEOUT_MS: &str = "GALLEY_LSP_TIMEOUT_MS";
+/// podman's own configuration file; when set, podman reads only it (`galley doctor` follows).
+pub const CONTAINERS_CONF: &str = "CONTAINERS_CONF";
+/// Where a rootless podman's containers.conf lives when set.
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";

@@ -253,12 +253,13 @@ impl Runner for Recorder {
 
 /// Whether `program` can be found on PATH.
 pub fn available(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| {
-            let p = dir.join(program);
-            p.is_file()
-        })
-    })
+    find(program).is_some()
+}
+
+/// Where `program` is on PATH, the first match.
+pub fn find(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -38,6 +38,13 @@ pub(crate) fn load(settings: &Settings) -> Result<crate::model::Project, ExitCod
     }
 }
 
+/// The host checks of `galley doctor` that building `only` (and `loading` it into podman)
+/// needs; a failure is printed with doctor's message and help.
+pub(crate) fn host_checks(settings: &Settings, project: &crate::model::Project, only: &[String], loading: bool) -> Result<(), ExitCode> {
+    let checks = crate::runtime::doctor::for_build(&crate::exec::System, project, only, loading);
+    crate::runtime::doctor::first_failure(&checks, None).map_err(|e| super::plan::fail(settings, &e))
+}
+
 /// Progress lines on stderr: on a terminal, or with -v.
 pub(crate) fn progress(settings: &Settings) -> impl FnMut(Progress<'_>) + use<> {
     let show = settings.verbosity > 0 || (settings.verbosity == 0 && std::io::stderr().is_terminal());
@@ -58,6 +65,9 @@ pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = host_checks(settings, &project, &args.images, false) {
+        return code;
+    }
     let mut opts = BuildOptions { offline: args.offline || args.frozen, ..BuildOptions::default() };
     let lock = if args.locked || args.frozen {
         match super::lock::require_current(settings, &project) {

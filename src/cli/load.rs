@@ -22,6 +22,9 @@ pub fn run(settings: &Settings, args: &LoadArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = super::build::host_checks(settings, &project, std::slice::from_ref(&args.image), true) {
+        return code;
+    }
     let (built, store) = match super::build::build_one(settings, &project, &args.image) {
         Ok(b) => b,
         Err(code) => return code,

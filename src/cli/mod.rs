@@ -11,6 +11,7 @@ mod completions;
 mod export;
 mod cp;
 mod destroy;
+mod doctor;
 mod init;
 mod lock;
 mod plan;
@@ -102,6 +103,8 @@ pub enum Command {
     Push(push::PushArgs),
     /// Load an image of this project into podman
     Load(load::LoadArgs),
+    /// Check this host for everything galley needs, with the fix for each missing piece
+    Doctor,
 }
 
 pub fn main() -> ExitCode {
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(&settings, &args),
         Command::Push(args) => push::run(&settings, &args),
         Command::Load(args) => load::run(&settings, &args),
+        Command::Doctor => doctor::run(&settings),
     }
 }
 

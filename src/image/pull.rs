@@ -91,6 +91,18 @@ impl<'a> Puller<'a> {
         self.insecure.iter().any(|h| h == registry)
     }
 
+    /// Ask the registry of `reference` for `/v2/` the way a pull starts: its address checked by
+    /// the SSRF guard, the request through the guard's proxy. Any HTTP answer means reachable.
+    pub fn probe(&self, reference: &str) -> Result<(), PullError> {
+        let r = parse_ref(reference)?;
+        let (client, proxy) = self.session(&r)?;
+        let oref = oci_ref(&r, None);
+        self.rt
+            .block_on(client.auth(&oref, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull))
+            .map_err(|e| Self::registry_err(&proxy, reference, e))?;
+        Ok(())
+    }
+
     /// Check the registry's own address before anything connects, then start the guard proxy
     /// every connection of the client goes through.
     fn session(&self, r: &Reference) -> Result<(oci_client::Client, Proxy), PullError> {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::doctor;
 use super::host::{self, HostFacts};
 use super::naming::Instance;
 use super::plan::{Kind, Plan};
@@ -61,11 +62,19 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     let fail = |report: &mut Report, sandbox: &str, e: RuntimeError, log: Option<String>| {
         report.failures.push(Failure { sandbox: sandbox.to_owned(), help: e.help(), message: e.to_string(), log });
     };
-    // 1. Resolve everything that can fail without side effects.
+    // 1. Resolve everything that can fail without side effects: first the host checks of
+    // `galley doctor` that every start needs, then each sandbox.
+    let starts = |a: &&super::plan::SandboxAction| a.manifest.is_some() && matches!(a.action, Kind::Create | Kind::Replace);
+    if plan.sandboxes.iter().any(|a| starts(&a)) {
+        let images: Vec<String> = plan.sandboxes.iter().filter(starts).filter_map(|a| a.manifest.as_ref()).map(|m| m.image.name.clone()).collect();
+        let mut checks = vec![doctor::podman(ctx.podman), doctor::oci_runtime(ctx.podman, ctx.facts)];
+        checks.extend(doctor::for_build(ctx.podman.runner, ctx.project, &images, false));
+        doctor::first_failure(&checks, None)?;
+    }
     let mut ready = Vec::new();
     let mut images = Vec::new();
-    // podman's network backend, asked once, when the first networked sandbox is prepared.
-    let mut backend = None;
+    // The network checks, run once, when the first networked sandbox is prepared.
+    let mut network = None;
     for action in &plan.sandboxes {
         let Some(m) = action.manifest.as_ref().filter(|_| matches!(action.action, Kind::Create | Kind::Replace)) else {
             if action.action == Kind::Unchanged {
@@ -73,10 +82,14 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             }
             continue;
         };
-        if m.network != Network::None && backend.is_none() {
-            backend = Some(ctx.podman.network_backend()?);
+        if m.network != Network::None {
+            let checks = network.get_or_insert_with(|| doctor::network(ctx.podman));
+            if let Err(e) = doctor::first_failure(checks, Some(&m.sandbox)) {
+                fail(&mut report, &m.sandbox, e, None);
+                continue;
+            }
         }
-        match prepare(ctx, m, backend.as_deref(), &mut images) {
+        match prepare(ctx, m, &mut images) {
             Ok(r) => ready.push(r),
             Err(e) => fail(&mut report, &m.sandbox, e, None),
         }
@@ -165,11 +178,8 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
 }
 
 /// Check and resolve one sandbox's inputs; `images` holds the references already found.
-fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, backend: Option<&str>, images: &mut Vec<String>) -> Result<Ready<'m>> {
+fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<String>) -> Result<Ready<'m>> {
     host::check(m, ctx.facts)?;
-    if let Some(backend) = backend {
-        host::check_network_backend(m, backend)?;
-    }
     super::podman::validate(m, &ctx.instance.run_dir(ctx.home))?;
     let image = ctx.images.podman_ref(m)?;
     if !images.contains(&image) {

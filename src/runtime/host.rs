@@ -43,9 +43,14 @@ pub struct HostFacts {
 
 /// Detect the host facts. `runtime_env` is the value of `GALLEY_OCI_RUNTIME`.
 pub fn detect(runtime_env: Option<String>) -> Result<HostFacts> {
+    Ok(HostFacts { runtime: oci_runtime(runtime_env, crate::exec::available)?, ..system() })
+}
+
+/// The host facts but the OCI runtime (left as podman's default).
+pub fn system() -> HostFacts {
     let cgroup = cgroup_mode(Path::new("/sys/fs/cgroup"));
-    Ok(HostFacts {
-        runtime: oci_runtime(runtime_env, crate::exec::available)?,
+    HostFacts {
+        runtime: None,
         cgroup,
         controllers: controllers(Path::new("/sys/fs/cgroup"), cgroup),
         nofile_hard: hard_limit(libc::RLIMIT_NOFILE),
@@ -53,7 +58,7 @@ pub fn detect(runtime_env: Option<String>) -> Result<HostFacts> {
         sys_resource: has_cap(24),
         // SAFETY: geteuid has no preconditions.
         root: unsafe { libc::geteuid() } == 0,
-    })
+    }
 }
 
 /// `GALLEY_OCI_RUNTIME` when set, else `runc` when installed (crun fails on some hosts), else
@@ -179,20 +184,19 @@ pub fn check(m: &SandboxManifest, facts: &HostFacts) -> Result<()> {
     Ok(())
 }
 
-/// Refuse a networked sandbox on a podman network backend other than netavark. CNI gives an
-/// `--internal` network no DNS, so sandboxes of an instance could not find each other by name, and
-/// its port forwarding from a container that is also on an internal network sends loopback
-/// connections out of the host's default route instead of to the container.
-pub fn check_network_backend(m: &SandboxManifest, backend: &str) -> Result<()> {
-    if m.network == crate::model::Network::None || backend == "netavark" {
-        return Ok(());
-    }
-    Err(RuntimeError::Host {
-        sandbox: m.sandbox.clone(),
-        message: format!(
-            "podman uses the '{backend}' network backend; galley's instance networks need netavark (DNS on internal networks, port forwarding kept on the host)"
-        ),
-        help: "install netavark and aardvark-dns and set network_backend = \"netavark\" under [network] in containers.conf (podman then no longer lists its CNI networks), or set network = 'none on this sandbox".into(),
+/// What is wrong with podman's network backend `backend` for galley, and what to do: `None`
+/// for netavark. CNI gives an `--internal` network no DNS, so sandboxes of an instance could not
+/// find each other by name, and its port forwarding from a container that is also on an internal
+/// network sends loopback connections out of the host's default route instead of to the
+/// container.
+pub fn backend_problem(backend: &str) -> Option<(String, String)> {
+    (backend != "netavark").then(|| {
+        (
+            format!(
+                "podman uses the '{backend}' network backend; galley's instance networks need netavark (DNS on internal networks, port forwarding kept on the host)"
+            ),
+            "install netavark and aardvark-dns and set network_backend = \"netavark\" under [network] in containers.conf (podman then no longer lists its CNI networks)".into(),
+        )
     })
 }
 
@@ -212,15 +216,7 @@ mod tests {
 
     #[test]
     fn this_host_reports_a_cgroup_mode_and_limits() {
-        let facts = detect(None).unwrap_or_else(|_| HostFacts {
-            runtime: None,
-            cgroup: cgroup_mode(Path::new("/sys/fs/cgroup")),
-            controllers: vec![],
-            nofile_hard: hard_limit(libc::RLIMIT_NOFILE),
-            nproc_hard: hard_limit(libc::RLIMIT_NPROC),
-            sys_resource: false,
-            root: false,
-        });
+        let facts = system();
         assert!(facts.nofile_hard > 0);
         assert_ne!(facts.cgroup, CgroupMode::Unknown);
     }

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod cp;
+pub mod doctor;
 pub mod host;
 pub mod images;
 pub mod naming;
@@ -41,6 +42,8 @@ pub enum RuntimeError {
     InstanceName(String),
     #[error("host cannot run sandbox `{sandbox}`: {message}")]
     Host { sandbox: String, message: String, help: String },
+    #[error("host check failed: {message}")]
+    HostCheck { message: String, help: String },
     #[error("image for sandbox `{sandbox}` is not available: {message}")]
     Image { sandbox: String, message: String },
     #[error("secret `{name}` of sandbox `{sandbox}`: {message}")]
@@ -53,7 +56,7 @@ impl RuntimeError {
     /// A `help:` line for the user, when there is something to do.
     pub fn help(&self) -> Option<String> {
         match self {
-            RuntimeError::Host { help, .. } => Some(help.clone()),
+            RuntimeError::Host { help, .. } | RuntimeError::HostCheck { help, .. } => Some(help.clone()),
             RuntimeError::Image { .. } => {
                 Some("check the image with `galley build`; a lock that promises another digest needs `galley lock`".into())
             }
