@@ -2,13 +2,18 @@
 # Installs what galley's tests and demo need on a Debian machine: podman, buildah, runc and the
 # OCI tools, a registry for loopback tests, busybox-static for test base images, and the Python
 # validators (pytest-lsp, kubernetes-validate). Idempotent; as a normal user it only says what is
-# missing.
+# missing. It needs nothing beyond an empty Debian root (`mmdebstrap --variant=minbase`) and runs
+# without systemd (in a chroot): tests/fresh_machine.rs proves both.
 set -euo pipefail
 
 # netavark and aardvark-dns: galley's instance networks need DNS on internal networks, which
 # podman's older CNI backend does not give. catatonit: the pause process of `podman kube play`.
+# ca-certificates: pip reaches PyPI over TLS. gcc and libc6-dev: cargo links with cc, and ring,
+# aws-lc-sys and zstd-sys compile C. file: examples/base/setup.sh checks busybox is static.
+# mmdebstrap: tests/fresh_machine.rs builds the empty Debian root it runs this script in.
 packages=(podman buildah runc skopeo umoci uidmap netavark aardvark-dns catatonit iptables docker-registry
-          oci-image-tool busybox-static python3-pip python3-venv iproute2 git)
+          oci-image-tool busybox-static python3-pip python3-venv iproute2 git
+          ca-certificates python3 gcc libc6-dev file mmdebstrap)
 python_packages=(pytest pytest-lsp kubernetes-validate)
 
 missing=()
@@ -34,8 +39,17 @@ for p in "${python_packages[@]}"; do
   python3 -m pip show -q "$p" >/dev/null 2>&1 || py_missing+=("$p")
 done
 if ((${#py_missing[@]})); then
-  echo "setup: installing Python packages ${py_missing[*]}" >&2
-  python3 -m pip install -q --disable-pip-version-check "${py_missing[@]}"
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "setup: installing Python packages ${py_missing[*]}" >&2
+    # Debian marks its python3 externally managed (PEP 668) and packages neither pytest-lsp nor
+    # kubernetes-validate: as root pip puts them under /usr/local, apart from dpkg's files. An
+    # older pip ignores the variable.
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "${py_missing[@]}"
+  else
+    echo "setup: missing Python packages: ${py_missing[*]}" >&2
+    echo "  help: run as root, or: python3 -m pip install --user --break-system-packages ${py_missing[*]}" >&2
+    exit 1
+  fi
 fi
 
 # podman keeps the network backend it first ran with. Move a CNI host to netavark when that hides
@@ -55,7 +69,14 @@ if [[ $backend == cni ]]; then
   fi
 fi
 
+# Debian's Rust is older than galley's rust-version (Cargo.toml), so rustup provides it.
+if ! command -v cargo >/dev/null 2>&1 || ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: note: cargo or cargo-nextest is not installed; scripts/test.sh and scripts/demo.sh build galley with them" >&2
+  echo "  help: install Rust with rustup (https://rustup.rs), then: cargo install --locked cargo-nextest" >&2
+fi
+
 # Debian starts the packaged registry on :5000 where it can; tests and the demo run their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q docker-registry 2>/dev/null; then
+# /run/systemd/system exists only while systemd runs (not in a chroot or a plain container).
+if [[ -d /run/systemd/system ]] && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
