@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Base;
+
 /// A whole project, as `galley show` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +45,7 @@ pub enum Compression {
 #[serde(deny_unknown_fields)]
 pub struct Image {
     /// `scratch` or a fully qualified image reference (`host/repo:tag` or `host/repo@sha256:...`).
-    pub base: String,
+    pub base: Base,
     pub platform: String,
     pub compression: Compression,
     pub files: Vec<FileCopy>,

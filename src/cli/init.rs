@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use crate::reference::Reference;
+use crate::domain::Reference;
 use crate::settings::Settings;
 
 /// The base a starter builds on when `--base` is not given: a common public image, pinned by

@@ -21,7 +21,7 @@ pub fn run(settings: &Settings, args: &PushArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(e) = crate::reference::Reference::parse(&args.reference) {
+    if let Err(e) = crate::domain::Reference::parse(&args.reference) {
         return super::fail(settings, format!("`{}` is not a usable reference: {e}", args.reference), None);
     }
     let _writing = match super::build::writing(settings, &project.name) {

@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::domain::Reference;
 use crate::model::{Compression, Image, Project};
 use crate::settings::Settings;
 use cache::{Cache, CachedLayer};
@@ -163,17 +164,17 @@ pub fn build_with(
 
 /// The digest of the manifest `reference` names for the platform of the first image that uses
 /// it (linux/amd64 when none does), asking the registry.
-pub fn resolve_base(settings: &Settings, project: &Project, reference: &str) -> Result<String, ImageError> {
+pub fn resolve_base(settings: &Settings, project: &Project, reference: &Reference) -> Result<String, ImageError> {
     let platform = project
         .images
         .values()
-        .find(|i| i.base == reference)
+        .find(|i| i.base.image() == Some(reference))
         .map(|i| i.platform.clone())
         .unwrap_or_else(|| "linux/amd64".into());
     let platform = Platform::parse(&platform).map_err(ImageError::Other)?;
     let store = Store::open(&settings.home)?;
     let client = pull::Puller::new(project, &store)?;
-    Ok(client.resolve(reference, &platform)?)
+    Ok(client.resolve(&reference.to_string(), &platform)?)
 }
 
 struct Ctx<'a> {
@@ -196,11 +197,13 @@ impl Ctx<'_> {
     fn build_image(&self, name: &str, image: &Image, progress: &mut dyn FnMut(Progress<'_>)) -> Result<BuiltImage, ImageError> {
         let err = |message: String| ImageError::Image { image: name.into(), message };
         let platform = Platform::parse(&image.platform).map_err(err)?;
-        let base = if image.base == "scratch" {
-            None
-        } else {
-            progress(Progress::Pull(&image.base));
-            Some(self.base(&image.base, &platform)?)
+        let base = match image.base.image() {
+            None => None,
+            Some(reference) => {
+                let reference = reference.to_string();
+                progress(Progress::Pull(&reference));
+                Some(self.base(&reference, &platform)?)
+            }
         };
         let mut manifest_layers: Vec<Descriptor> = base.as_ref().map(|b| b.manifest.layers.clone()).unwrap_or_default();
         let mut diff_ids: Vec<String> = match &base {

@@ -19,7 +19,7 @@ use super::config::{self, AnyManifest, Descriptor, Platform};
 use super::guard::{self, GuardError, Policy, Proxy};
 use super::store::{Store, StoreError, digest_of};
 use crate::model::Project;
-use crate::reference::Reference;
+use crate::domain::Reference;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {

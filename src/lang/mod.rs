@@ -19,6 +19,7 @@ use nickel_lang_core::program::{Program, ProgramBuilder};
 use nickel_lang_core::serialize::{self, ExportFormat};
 
 use crate::diagnostic::{Code, Diagnostic};
+use crate::domain::Invalid;
 use crate::model::Project;
 
 pub use spans::{SpanIndex, child as child_path};
@@ -86,12 +87,22 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
     let json: serde_json::Value = serde_json::from_str(&json_text)
         .expect("nickel's JSON export is valid JSON");
     let spans = spans::index(&value, program.pos_table(), &files, &namer);
-    let project: Project = serde_json::from_value(json.clone()).map_err(|e| {
-        vec![
-            Diagnostic::new(Code::SchemaBug, format!("configuration does not match galley's model: {e}"))
+    let project: Project = serde_path_to_error::deserialize(json.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        vec![match Invalid::decode(&inner) {
+            // A value the schema let through that its domain type refuses, at its field.
+            Some(invalid) => {
+                let d = Diagnostic::new(invalid.code, invalid.message).at(spans.locate_value(&path));
+                match invalid.help {
+                    Some(help) => d.help(help),
+                    None => d,
+                }
+            }
+            None => Diagnostic::new(Code::SchemaBug, format!("configuration does not match galley's model at `{path}`: {inner}"))
                 .at(spans.locate(""))
                 .help("this is a bug in galley's schema, which accepted the file; please report it"),
-        ]
+        }]
     })?;
     Ok(Evaluated { project, json, spans })
 }

@@ -57,9 +57,10 @@ pub fn relock(
     let mut pinned = old.map(Lock::pinned_bases).unwrap_or_default();
     let mut bases = BTreeMap::new();
     for (name, image) in &project.images {
-        if image.base == "scratch" {
+        let Some(reference) = image.base.image() else {
             continue;
-        }
+        };
+        let base = reference.to_string();
         let forced = match update {
             None => false,
             Some([]) => true,
@@ -68,12 +69,12 @@ pub fn relock(
         let locked = old
             .and_then(|l| l.images.get(name))
             .and_then(|i| i.base.as_ref())
-            .filter(|b| b.reference == image.base && b.platform == image.platform && b.digest != super::UNRESOLVED);
+            .filter(|b| b.reference == base && b.platform == image.platform && b.digest != super::UNRESOLVED);
         if forced || locked.is_none() {
-            pinned.remove(&image.base);
-            let digest = crate::image::resolve_base(settings, project, &image.base)?;
-            bases.insert(image.base.clone(), digest.clone());
-            pinned.insert(image.base.clone(), digest);
+            pinned.remove(&base);
+            let digest = crate::image::resolve_base(settings, project, reference)?;
+            bases.insert(base.clone(), digest.clone());
+            pinned.insert(base, digest);
         }
     }
     let opts = crate::image::BuildOptions { offline, pinned_bases: pinned };

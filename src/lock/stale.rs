@@ -58,15 +58,16 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
             input_digests.insert(copy.src.clone(), digest);
         }
         let old = d.old.and_then(|l| l.images.get(name));
-        let base = (image.base != "scratch").then(|| {
+        let base = image.base.image().map(|reference| {
+            let reference = reference.to_string();
             let locked = old
                 .and_then(|o| o.base.as_ref())
-                .filter(|b| b.reference == image.base && b.platform == image.platform)
+                .filter(|b| b.reference == reference && b.platform == image.platform)
                 .map(|b| b.digest.clone());
             LockedBase {
-                reference: image.base.clone(),
+                digest: d.bases.get(&reference).cloned().or(locked).unwrap_or_else(|| UNRESOLVED.to_owned()),
+                reference,
                 platform: image.platform.clone(),
-                digest: d.bases.get(&image.base).cloned().or(locked).unwrap_or_else(|| UNRESOLVED.to_owned()),
             }
         });
         let mut locked = LockedImage {

@@ -142,10 +142,8 @@ pub fn for_build(runner: &dyn Runner, project: &Project, only: &[String], loadin
 /// project's registry entry allows it.
 pub fn registries(settings: &Settings, project: &Project) -> Vec<Check> {
     let mut bases: BTreeMap<String, String> = BTreeMap::new();
-    for image in project.images.values().filter(|i| i.base != "scratch") {
-        if let Ok(r) = crate::reference::Reference::parse(&image.base) {
-            bases.entry(r.registry).or_insert_with(|| image.base.clone());
-        }
+    for r in project.images.values().filter_map(|i| i.base.image()) {
+        bases.entry(r.registry.clone()).or_insert_with(|| r.to_string());
     }
     let title = "base image registry reachable through galley's SSRF guard";
     let store = match crate::image::Store::open(&settings.home) {

@@ -5,6 +5,11 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
+use super::Invalid;
+use crate::diagnostic::Code;
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Reference {
     /// `host` or `host:port`.
@@ -77,9 +82,72 @@ impl fmt::Display for Reference {
     }
 }
 
+/// What an image is built on: nothing, or a fully qualified image reference.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Base {
+    Scratch,
+    Image(Reference),
+}
+
+impl Base {
+    /// How config and the lock name an empty base.
+    pub const SCRATCH: &'static str = "scratch";
+
+    pub fn parse(s: &str) -> Result<Base, Invalid> {
+        if s == Base::SCRATCH {
+            return Ok(Base::Scratch);
+        }
+        Reference::parse(s).map(Base::Image).map_err(|why| {
+            Invalid::new(Code::UnpinnableBase, format!("base image \"{s}\" cannot be pinned: {why}"))
+                .help("write a fully qualified reference such as \"registry.example.com/library/debian:12\", or \"scratch\"")
+        })
+    }
+
+    /// The image reference, unless the base is scratch.
+    pub fn image(&self) -> Option<&Reference> {
+        match self {
+            Base::Scratch => None,
+            Base::Image(r) => Some(r),
+        }
+    }
+}
+
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Base::Scratch => f.write_str(Base::SCRATCH),
+            Base::Image(r) => r.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Base {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Base {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Base, D::Error> {
+        Base::parse(&String::deserialize(d)?).map_err(Invalid::into_de)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bases_are_scratch_or_a_reference_and_print_as_written() {
+        assert_eq!(Base::parse("scratch").unwrap(), Base::Scratch);
+        let written = "127.0.0.1:5000/galley/busybox:1.36";
+        let base = Base::parse(written).unwrap();
+        assert_eq!(base.image().unwrap().repository, "galley/busybox");
+        assert_eq!(base.to_string(), written);
+        let invalid = Base::parse("debian:12").unwrap_err();
+        assert_eq!(invalid.code, Code::UnpinnableBase);
+        assert!(invalid.message.contains("names no registry host"), "{}", invalid.message);
+    }
 
     #[test]
     fn fully_qualified_references_parse() {

@@ -1,0 +1,67 @@
+//! The domain layer: values that are valid by construction. Each is parsed once, where it enters
+//! galley (the config, a registry, a sandbox), and every module past that point takes the type,
+//! never the raw string, so nothing re-checks or re-parses it.
+//!
+//! A value from the config that cannot become its type fails deserialization with an
+//! [`Invalid`]: a diagnostic code, a message and a fix, which `lang` places at the field.
+
+pub mod reference;
+
+pub use reference::{Base, Reference};
+
+use crate::diagnostic::Code;
+
+/// Why a config value cannot become its domain type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: Code,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// What separates the message from the help in a deserialization error.
+const HELP: &str = "\nhelp: ";
+
+impl Invalid {
+    pub fn new(code: Code, message: impl Into<String>) -> Invalid {
+        Invalid { code, message: message.into(), help: None }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Invalid {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// As a serde error: serde carries only text, so the code and the help travel in it, in the
+    /// form galley's Nickel contracts use (`[G103] message`), and [`Invalid::decode`] reads it back.
+    pub fn into_de<E: serde::de::Error>(self) -> E {
+        let help = self.help.map(|h| format!("{HELP}{h}")).unwrap_or_default();
+        E::custom(format!("[{}] {}{help}", self.code, self.message))
+    }
+
+    /// The `Invalid` a deserialization error message carries, if it came from a domain type.
+    pub fn decode(text: &str) -> Option<Invalid> {
+        let rest = text.strip_prefix("[G")?;
+        let (id, rest) = rest.split_once("] ")?;
+        let code = Code::parse(&format!("G{id}"))?;
+        let (message, help) = match rest.split_once(HELP) {
+            Some((m, h)) => (m, Some(h.to_owned())),
+            None => (rest, None),
+        };
+        Some(Invalid { code, message: message.to_owned(), help })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_value_survives_the_trip_through_serde() {
+        let invalid = Invalid::new(Code::UnpinnableBase, "base image \"x\" cannot be pinned").help("write a reference");
+        let e: serde_json::Error = invalid.clone().into_de();
+        assert_eq!(Invalid::decode(&e.to_string()), Some(invalid));
+        assert_eq!(Invalid::decode("invalid type: string"), None);
+        assert_eq!(Invalid::decode("[G999] unknown code"), None);
+    }
+}
