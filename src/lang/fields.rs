@@ -350,6 +350,98 @@ mod tests {
         assert!(field("Sandbox", "image").is_empty());
     }
 
+    /// Guards derivation itself: fields and a record contract added to the schema appear in the
+    /// table with their nesting and values, with no other list to update.
+    #[test]
+    fn fields_added_to_the_schema_are_derived() {
+        let home = tempfile::tempdir().unwrap();
+        let lib = embedded::materialize(home.path()).unwrap();
+        let path = lib.join(embedded::PREFIX).join("schema.ncl");
+        let text = fs_err::read_to_string(&path).unwrap();
+        let probe = "  Probe = {\n    path | doc \"Probed path.\" | AbsolutePath,\n    \
+                     interval | doc \"How often.\" | [| 'fast, 'slow |] | default = 'slow,\n  },\n\n";
+        let sandbox = "hostname | doc \"Host name.\" | String | optional,\n    \
+                       probes | doc \"Health probes.\" | Array Probe | default = [],\n";
+        let edited = text
+            .replacen("  Sandbox = {\n", &format!("{probe}  Sandbox = {{\n    {sandbox}"), 1)
+            .replacen("  Image = {\n", "  Image = {\n    annotations | doc \"Notes.\" | { _ : String } | default = {},\n", 1);
+        assert_ne!(edited, text);
+        fs_err::write(&path, edited).unwrap();
+
+        let derived = Schema::derive(&lib).unwrap();
+        let sandbox = derived.kind_at(&["sandboxes", "web"]).unwrap();
+        assert_eq!(sandbox.names()[..3], ["hostname", "probes", "image"]);
+        assert_eq!(sandbox.names().len(), schema().record("Sandbox").unwrap().names().len() + 2);
+        assert_eq!(derived.kind_at(&["images", "app"]).unwrap().names()[0], "annotations");
+        let probe = derived.kind_at(&["sandboxes", "web", "probes", "0"]).unwrap();
+        assert_eq!(probe.contract(), "Probe");
+        assert_eq!(probe.names(), ["path", "interval"]);
+        assert_eq!(probe.field("interval").unwrap().values, ["'fast", "'slow"]);
+        assert_eq!(sandbox.suggest("hostnme"), Some("hostname"));
+        assert!(schema().record("Sandbox").unwrap().field("hostname").is_none());
+    }
+
+    /// Every field galley exports for the example projects (defaults filled in) is a field of the
+    /// derived record at its path, and the examples reach the sandbox, image and port records.
+    #[test]
+    fn exported_examples_use_only_derived_fields() {
+        fn walk(schema: &Schema, path: &mut Vec<String>, value: &serde_json::Value, seen: &mut Vec<String>) {
+            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            let kind = schema.kind_at(&segments);
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(kind) = kind {
+                        seen.push(kind.contract().to_owned());
+                        for key in map.keys() {
+                            assert!(kind.field(key).is_some(), "`{key}` at {path:?} is not a field of {}", kind.contract());
+                        }
+                    }
+                    for (key, v) in map {
+                        path.push(key.clone());
+                        walk(schema, path, v, seen);
+                        path.pop();
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        path.push(i.to_string());
+                        walk(schema, path, v, seen);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        let home = tempfile::tempdir().unwrap();
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = Vec::new();
+        for entry in fs_err::read_dir(&examples).unwrap() {
+            let config = entry.unwrap().path().join(super::super::CONFIG_FILE);
+            let input = super::super::Input { config: &config, text: None, lib_root: home.path() };
+            let evaluated = super::super::evaluate(&input).unwrap_or_else(|d| panic!("{}: {d:?}", config.display()));
+            walk(schema(), &mut Vec::new(), &evaluated.json, &mut seen);
+        }
+        for contract in ["Project", "Image", "Sandbox", "Port", "Tmpfs", "Resources"] {
+            assert!(seen.iter().any(|s| s == contract), "no example reaches {contract}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn a_field_far_from_every_name_lists_the_known_fields() {
+        let home = tempfile::tempdir().unwrap();
+        let config = home.path().join(super::super::CONFIG_FILE);
+        let text = "{\n  name = \"p\",\n  images.app = {},\n  sandboxes.app = { image = \"app\", zzzzzzzz = 1 },\n}\n";
+        let input = super::super::Input { config: &config, text: Some(text), lib_root: home.path() };
+        let d = super::super::evaluate(&input).unwrap_err();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].code, d[0].message.as_str()), (Code::UnknownField, "unknown field `zzzzzzzz` in sandbox `sandboxes.app`"));
+        assert_eq!(d[0].label.as_deref(), Some("not a field of this record"));
+        assert_eq!(
+            d[0].help.as_deref(),
+            Some("known fields: image, trust, command, env, ports, network, secrets, seccomp, capabilities, user, read_only, tmpfs, volumes, resources")
+        );
+    }
+
     #[test]
     fn tags_are_words_after_a_quote() {
         assert_eq!(tags_in("'a (podman's), 'b_c or 'Z. 'd, 'a"), ["'a", "'b_c", "'d"]);
