@@ -19,7 +19,6 @@ pub mod lsp;
 pub mod model;
 pub mod project;
 pub mod runtime;
-pub mod schema_fields;
 pub mod seccomp;
 pub mod secrets;
 pub mod settings;

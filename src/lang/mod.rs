@@ -7,6 +7,7 @@
 mod convert;
 pub mod docs;
 pub mod embedded;
+pub mod fields;
 mod spans;
 
 use std::ffi::OsString;
@@ -140,7 +141,8 @@ fn unknown_fields(input: &Input<'_>, lib: &Path, namer: &Namer) -> Option<Vec<Di
     let value = program.eval_full_for_export().ok()?;
     let files = program.files();
     let spans = spans::index(&value, program.pos_table(), &files, namer);
-    let found = crate::schema_fields::unknown(&spans);
+    let schema = fields::Schema::embedded(input.lib_root).ok()?;
+    let found = fields::unknown(schema, &spans);
     (!found.is_empty()).then_some(found)
 }
 

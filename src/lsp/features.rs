@@ -1,6 +1,6 @@
 //! Hover and completion, from the schema: the record path around the cursor ([`super::scan`])
-//! gives the schema record ([`crate::schema_fields::kind_at`]); its fields' docs and types come
-//! from `galley/schema.ncl` through [`crate::lang::docs`], read once and cached.
+//! gives the schema record ([`Schema::kind_at`]); its fields, their docs, types and values come
+//! from `galley/schema.ncl` through [`crate::lang::fields`], read once and cached.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -12,31 +12,31 @@ use lsp_types::{
 
 use super::scan::{self, Place};
 use super::text::{offset_of, range_of, word_at};
-use crate::lang::docs::{self, FieldDoc, SchemaDocs};
-use crate::schema_fields::{self, Kind};
+use crate::lang::docs;
+use crate::lang::fields::{Field, Kind, Schema};
 
 /// What the schema says, loaded once per server.
 #[derive(Debug, Default)]
 pub struct Knowledge {
-    pub docs: SchemaDocs,
+    pub schema: Option<&'static Schema>,
     pub capabilities: Vec<String>,
 }
 
 impl Knowledge {
     pub fn load(lib_root: &Path) -> Knowledge {
-        let docs = docs::schema_docs(lib_root).unwrap_or_else(|e| {
-            eprintln!("galley lsp: schema documentation unavailable: {e}");
-            SchemaDocs::new()
-        });
+        let schema = Schema::embedded(lib_root)
+            .inspect_err(|e| eprintln!("galley lsp: schema documentation unavailable: {e}"))
+            .ok();
         let capabilities = docs::capabilities(lib_root).unwrap_or_else(|e| {
             eprintln!("galley lsp: capability list unavailable: {e}");
             Vec::new()
         });
-        Knowledge { docs, capabilities }
+        Knowledge { schema, capabilities }
     }
 
-    fn field(&self, kind: Kind, field: &str) -> Option<&FieldDoc> {
-        self.docs.get(kind.contract())?.get(field)
+    fn kind_at(&self, record: &[String]) -> Option<Kind> {
+        let segments: Vec<&str> = record.iter().map(String::as_str).collect();
+        self.schema?.kind_at(&segments)
     }
 }
 
@@ -55,9 +55,8 @@ pub fn hover(knowledge: &Knowledge, text: &str, pos: Position) -> Option<Hover> 
     let at = offset_of(text, pos);
     let (start, end, word) = word_at(text, at)?;
     let Place::FieldName(record) = scan::place_at(text, start) else { return None };
-    let segments: Vec<&str> = record.iter().map(String::as_str).collect();
-    let kind = schema_fields::kind_at(&segments)?;
-    let doc = knowledge.field(kind, word)?;
+    let kind = knowledge.kind_at(&record)?;
+    let doc = kind.field(word)?;
     let omit = if doc.optional { " (may be omitted)" } else { " (required)" };
     let value = format!("**{}.{word}** : `{}`{omit}\n\n{}", kind.contract(), doc.typ, doc.doc);
     Some(Hover {
@@ -82,28 +81,22 @@ pub fn complete(knowledge: &Knowledge, text: &str, pos: Position) -> CompletionR
 }
 
 fn field_items(knowledge: &Knowledge, record: &[String]) -> Vec<CompletionItem> {
-    let segments: Vec<&str> = record.iter().map(String::as_str).collect();
-    let Some(kind) = schema_fields::kind_at(&segments) else { return Vec::new() };
+    let Some(kind) = knowledge.kind_at(record) else { return Vec::new() };
     kind.fields()
         .iter()
-        .map(|name| {
-            let doc = knowledge.field(kind, name);
-            CompletionItem {
-                label: (*name).to_owned(),
-                kind: Some(CompletionItemKind::FIELD),
-                detail: doc.map(|d| d.typ.clone()),
-                documentation: doc.map(|d| markdown(d.doc.clone())),
-                ..CompletionItem::default()
-            }
+        .map(|f| CompletionItem {
+            label: f.name.clone(),
+            kind: Some(CompletionItemKind::FIELD),
+            ..described(f)
         })
         .collect()
 }
 
 fn value_items(knowledge: &Knowledge, field: &[String], in_array: bool, quoted: bool) -> Vec<CompletionItem> {
     let Some((name, parent)) = field.split_last() else { return Vec::new() };
-    let segments: Vec<&str> = parent.iter().map(String::as_str).collect();
-    let Some(kind) = schema_fields::kind_at(&segments) else { return Vec::new() };
-    if kind == Kind::Sandbox && name == "capabilities" && in_array {
+    let Some(kind) = knowledge.kind_at(parent) else { return Vec::new() };
+    let Some(f) = kind.field(name) else { return Vec::new() };
+    if kind.contract() == "Sandbox" && name == "capabilities" && in_array {
         return knowledge
             .capabilities
             .iter()
@@ -115,17 +108,23 @@ fn value_items(knowledge: &Knowledge, field: &[String], in_array: bool, quoted: 
             })
             .collect();
     }
-    let doc = knowledge.field(kind, name);
-    schema_fields::enum_values(kind, name)
+    f.values
         .iter()
         .map(|v| CompletionItem {
-            label: (*v).to_owned(),
+            label: v.clone(),
             kind: Some(CompletionItemKind::ENUM_MEMBER),
-            detail: doc.map(|d| d.typ.clone()),
-            documentation: doc.map(|d| markdown(d.doc.clone())),
-            ..CompletionItem::default()
+            ..described(f)
         })
         .collect()
+}
+
+/// A completion item carrying a field's type and documentation.
+fn described(f: &Field) -> CompletionItem {
+    CompletionItem {
+        detail: Some(f.typ.clone()),
+        documentation: Some(markdown(f.doc.clone())),
+        ..CompletionItem::default()
+    }
 }
 
 fn markdown(value: String) -> Documentation {
@@ -171,7 +170,7 @@ mod tests {
         let got = labels(complete(knowledge(), &text, pos));
         assert!(got.contains(&"read_only".to_owned()) && got.contains(&"resources".to_owned()), "{got:?}");
         let (text, pos) = at("{ sandboxes.web = { resources.^ } }");
-        assert_eq!(labels(complete(knowledge(), &text, pos)), Kind::Resources.fields());
+        assert_eq!(labels(complete(knowledge(), &text, pos)), ["memory", "cpus", "pids", "nofile", "nproc"]);
         let (text, pos) = at("{ sandboxes.web = { seccomp = '^ } }");
         assert_eq!(labels(complete(knowledge(), &text, pos)), ["'default", "'strict", "'unconfined"]);
         let (text, pos) = at("{ sandboxes.web = { capabilities = [\"NET_^\"] } }");
