@@ -41,7 +41,20 @@ pub struct PodmanImage {
 
 /// Every image podman has: one `podman images` call.
 pub fn images(runner: &dyn Runner) -> Result<Vec<PodmanImage>, String> {
-    let out = runner.check(&Cmd::new("podman").args(["images", "--format", "json"])).map_err(|e| e.to_string())?;
+    // podman lists images and then reads each one; an image another process removes in between
+    // fails the whole listing ("image not known"). Such a race is over at once: list again.
+    let list = Cmd::new("podman").args(["images", "--format", "json"]);
+    let mut attempt = 1;
+    let out = loop {
+        match runner.check(&list) {
+            Ok(out) => break out,
+            Err(e) if attempt < LIST_ATTEMPTS && e.to_string().contains("image not known") => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     let text = out.stdout_str();
     if text.trim().is_empty() {
         return Ok(Vec::new());
@@ -57,6 +70,9 @@ pub fn images(runner: &dyn Runner) -> Result<Vec<PodmanImage>, String> {
         })
         .collect())
 }
+
+/// How often `images` lists again when an image vanished while podman listed it.
+const LIST_ATTEMPTS: u32 = 5;
 
 /// Remove the name `tag`; podman removes the image with its last name.
 pub fn remove_tag(runner: &dyn Runner, tag: &str) -> Result<(), String> {
@@ -79,6 +95,33 @@ mod tests {
             compression: crate::model::Compression::Gzip,
             ref_name: "p/i".into(),
         }
+    }
+
+    #[test]
+    fn a_listing_that_loses_an_image_to_a_concurrent_removal_is_retried() {
+        struct Flaky(std::sync::atomic::AtomicU32);
+        impl Runner for Flaky {
+            fn run(&self, _: &Cmd) -> Result<Output, crate::exec::ExecError> {
+                let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(if n < 2 {
+                    Output { code: Some(125), stderr: b"Error: locating image with ID \"ab\": image not known".to_vec(), ..Output::default() }
+                } else {
+                    Output { code: Some(0), stdout: br#"[{"Id":"ab","Names":["localhost/galley/p/i:1"],"Size":3}]"#.to_vec(), ..Output::default() }
+                })
+            }
+
+            fn attach(&self, _: &Cmd) -> Result<i32, crate::exec::ExecError> {
+                unreachable!("listing images never attaches")
+            }
+        }
+        let flaky = Flaky(0.into());
+        let listed = images(&flaky).unwrap();
+        assert_eq!((listed.len(), listed[0].size), (1, 3));
+        assert_eq!(flaky.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let broken = Recorder::default();
+        broken.answer("podman images", Output { code: Some(125), stderr: b"Error: no storage".to_vec(), ..Output::default() });
+        assert!(images(&broken).unwrap_err().contains("no storage"));
+        assert_eq!(broken.commands().len(), 1, "other failures are not retried");
     }
 
     #[test]
