@@ -2,12 +2,11 @@
 //! it passes; each single violation, started by hand under the sandbox's labels, fails exactly
 //! the check named after it; processes inside cannot talk a failing check into passing.
 
-mod support {
-    pub mod verify;
-}
+mod support;
 
 use std::collections::BTreeSet;
 
+use support::runtime_available;
 use support::verify::*;
 
 fn set(ids: &[&str]) -> BTreeSet<String> {

@@ -17,18 +17,6 @@ const RUNTIME: &str = "runc";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether podman and buildah can run; panics when they cannot but are required.
-pub fn runtime_available() -> bool {
-    let ok = ["podman", "buildah"].iter().all(|p| galley::exec::available(p));
-    if !ok {
-        if std::env::var_os(galley::env_vars::GALLEY_TEST_REQUIRE_RUNTIME).is_some_and(|v| v == "1") {
-            panic!("podman or buildah is missing and GALLEY_TEST_REQUIRE_RUNTIME=1");
-        }
-        eprintln!("note: podman or buildah not found; skipping");
-    }
-    ok
-}
-
 pub fn run(program: &str, args: &[&str]) -> Output {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
