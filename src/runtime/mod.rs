@@ -2,9 +2,9 @@
 //! `apply`, `status`, `destroy`, `cp`), enforcing every setting of each [`SandboxManifest`].
 //!
 //! The runner is a library over three inputs: the desired manifests ([`desired`]), where images
-//! come from ([`ImageSource`]) and where secret values come from ([`crate::secrets::Resolver`]). Every podman
-//! call goes through [`crate::exec::Runner`], so the argv builders are unit-tested with
-//! [`crate::exec::Recorder`].
+//! come from ([`ImageSource`]) and where secret values come from ([`crate::secrets::Resolver`]).
+//! Every podman call goes through [`crate::exec::Runner`], so the argv builders are unit-tested
+//! with [`crate::exec::Recorder`].
 
 pub mod apply;
 pub mod attach;
