@@ -3,17 +3,14 @@
 //! backend or helper directory. Each hidden piece fails exactly its check with the package to
 //! install, and `apply` and `build` refuse with the same message before they create anything.
 
-mod support {
-    #[allow(dead_code)]
-    pub mod registry;
-    pub mod runner;
-}
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::runner::{runtime_available, text, TestProject};
+use support::runner::{text, TestProject};
+use support::{require_registry, runtime_available};
 
 /// A directory of symlinks to every program on PATH except `hidden`, to use as PATH.
 fn path_without(hidden: &[&str]) -> tempfile::TempDir {
@@ -248,8 +245,7 @@ fn a_loopback_registry_is_reachable_only_where_the_project_allows_private_addres
     if !runtime_available() {
         return;
     }
-    let Some(reg) = support::registry::Registry::start() else {
-        assert!(std::env::var("GALLEY_TEST_REQUIRE_RUNTIME").as_deref() != Ok("1"), "docker-registry is required");
+    let Some(reg) = require_registry() else {
         return;
     };
     let host = reg.host();

@@ -3,11 +3,7 @@
 //! follow, a terminal is given only to a terminal, and a sandbox that is not declared or not
 //! running is refused with the apply hint.
 
-mod support {
-    pub mod runner;
-}
-#[path = "support/mod.rs"]
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -15,7 +11,8 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::runner::{podman_ok, run, runtime_available, text, TestProject};
+use support::runner::{podman_ok, run, text, TestProject};
+use support::{require_tool, runtime_available};
 
 /// A sandbox that writes two lines, then echoes whatever appears in /tmp/say, once a second.
 const CONFIG: &str = r#"  images.box = {},
@@ -78,7 +75,7 @@ fn exec_passes_exit_codes_stdin_and_the_terminal_through() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO FROM THE HOST\nno-tty\n", "{}", text(&out));
 
     // On a terminal (`script` gives galley one), the command gets a terminal of its own.
-    if !common::have_tool("script") {
+    if !require_tool("script") {
         return;
     }
     let line = format!(

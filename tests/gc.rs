@@ -2,17 +2,13 @@
 //! names and what a galley container runs, removes the rest (store blobs, refs, cache entries,
 //! podman tags), drops projects whose directory is gone, and a `--dry-run` removes nothing.
 
-mod support {
-    pub mod runner;
-}
-#[path = "support/registry.rs"]
-#[allow(dead_code)]
-mod registry;
+mod support;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::runner::{TestProject, podman, podman_ok, runtime_available, text};
+use support::runner::{TestProject, podman, podman_ok, text};
+use support::{require_registry, runtime_available};
 
 fn json(out: &str) -> Value {
     let start = out.find('{').unwrap_or_else(|| panic!("no JSON in: {out}"));
@@ -69,9 +65,7 @@ fn gc_keeps_locked_and_running_images_and_removes_the_rest() {
     if !runtime_available() {
         return;
     }
-    let Some(reg) = registry::Registry::start() else {
-        assert!(std::env::var_os("GALLEY_TEST_REQUIRE_RUNTIME").is_none(), "docker-registry is required");
-        eprintln!("note: skipping, docker-registry is not installed");
+    let Some(reg) = require_registry() else {
         return;
     };
     let host = reg.host();

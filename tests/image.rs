@@ -3,10 +3,9 @@
 //! SSRF guard, and confined RUN steps (rootful and rootless).
 //!
 //! Tests that need a tool (podman, buildah, skopeo, umoci, oci-image-tool, docker-registry,
-//! busybox) skip with a message when it is missing, unless GALLEY_TEST_REQUIRE_RUNTIME is set.
+//! busybox) skip with a message when it is missing, unless GALLEY_TEST_REQUIRE_RUNTIME=1.
 
-#[path = "support/registry.rs"]
-mod registry;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -47,21 +46,12 @@ fn build_json(home: &Path, dir: &Path, extra: &[&str]) -> Value {
 }
 
 fn have(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("GALLEY_TEST_REQUIRE_RUNTIME").is_none(), "{tool} is required (GALLEY_TEST_REQUIRE_RUNTIME is set)");
-        eprintln!("SKIP: {tool} is not installed");
-    }
-    found
+    support::require_tool(tool)
 }
 
+/// Debian's busybox-static.
 fn have_busybox() -> bool {
-    let found = Path::new(BUSYBOX).is_file();
-    if !found {
-        assert!(std::env::var_os("GALLEY_TEST_REQUIRE_RUNTIME").is_none(), "{BUSYBOX} (busybox-static) is required");
-        eprintln!("SKIP: {BUSYBOX} (Debian's busybox-static) is not installed");
-    }
-    found
+    support::require_tool(BUSYBOX)
 }
 
 /// A unique, valid project name, so parallel tests and other users of podman never collide.
@@ -412,9 +402,7 @@ fn bases_are_pulled_verified_from_a_loopback_registry() {
     if !have_busybox() {
         return;
     }
-    let Some(reg) = registry::Registry::start() else {
-        assert!(std::env::var_os("GALLEY_TEST_REQUIRE_RUNTIME").is_none(), "docker-registry is required");
-        eprintln!("SKIP: docker-registry is not installed");
+    let Some(reg) = support::require_registry() else {
         return;
     };
     let host = reg.host();
@@ -667,8 +655,7 @@ fn rootless_end_to_end_build() {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && (stderr.contains("newuidmap") || stderr.contains("user namespace")) {
-        assert!(std::env::var_os("GALLEY_TEST_REQUIRE_RUNTIME").is_none(), "rootless buildah failed: {stderr}");
-        eprintln!("SKIP: rootless buildah is not possible here: {stderr}");
+        support::skip(&format!("rootless buildah is not possible here: {stderr}"));
         return;
     }
     assert!(out.status.success(), "rootless build failed: {stderr}");

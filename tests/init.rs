@@ -2,15 +2,13 @@
 //! goes through `check --deny warnings`, `lock`, `build --locked`, `apply` and `verify` in a
 //! fresh directory, and its sandbox then does what the template says.
 
-mod support {
-    pub mod registry;
-    pub mod runner;
-}
+mod support;
 
 use std::time::{Duration, Instant};
 
 use support::registry::Registry;
-use support::runner::{free_port, http_get, runtime_available, text, TestProject};
+use support::runner::{free_port, http_get, text, TestProject};
+use support::{require_registry, runtime_available};
 
 /// galley's busybox base (as `examples/base` builds it), pushed to `reg`; returns its reference.
 fn push_base(reg: &Registry) -> String {
@@ -73,8 +71,7 @@ fn every_starter_checks_locks_builds_applies_verifies_and_runs() {
     if !runtime_available() {
         return;
     }
-    let Some(reg) = Registry::start() else {
-        assert!(std::env::var_os("GALLEY_TEST_REQUIRE_RUNTIME").is_none(), "docker-registry is required");
+    let Some(reg) = require_registry() else {
         return;
     };
     let base = push_base(&reg);

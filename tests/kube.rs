@@ -3,6 +3,7 @@
 //! deterministic and never contain a secret's value. The podman run is in tests/kube_podman.rs.
 
 mod kube_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

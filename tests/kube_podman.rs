@@ -7,6 +7,7 @@
 //! profile forbids).
 
 mod kube_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

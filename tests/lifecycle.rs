@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use support::{have_tool, stderr, stdout};
+use support::{require_tools, stderr, stdout};
 
 const KEY: &str = "4f1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a";
 
@@ -83,7 +83,7 @@ fn host_processes_containing(needle: &[u8]) -> Vec<String> {
 
 #[test]
 fn a_store_secret_appears_only_in_its_file_while_the_sandbox_runs() {
-    if !have_tool("podman") || !have_tool("buildah") {
+    if !require_tools(&["podman", "buildah"]) {
         return;
     }
     let name = format!("life{}", std::process::id());

@@ -5,7 +5,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{Sandbox, galley_in, have_tool, repo, stderr, stdout};
+use support::{Sandbox, galley_in, repo, require_tool, stderr, stdout};
 
 /// A project with a scratch image copying files, and two sandboxes.
 const CONFIG: &str = r#"# a project for lock tests
@@ -165,7 +165,7 @@ fn build_locked_passes_in_a_fresh_home_and_refuses_a_stale_lock() {
 
 #[test]
 fn build_locked_names_the_layer_a_nondeterministic_step_changed() {
-    if !have_tool("buildah") {
+    if !require_tool("buildah") {
         return;
     }
     let p = Sandbox::with_config(
@@ -222,7 +222,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn locks_of_branches_changing_different_sandboxes_merge_without_conflict() {
-    if !have_tool("git") {
+    if !require_tool("git") {
         return;
     }
     let p = project();

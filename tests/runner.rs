@@ -2,13 +2,12 @@
 //! the sandbox, idempotent apply, plan exit codes, secrets, ports, instance isolation, safe `cp`
 //! and host limits. Each test uses its own project, GALLEY_HOME and image, and cleans up.
 
-mod support {
-    pub mod runner;
-}
+mod support;
 
 use std::collections::BTreeMap;
 
-use support::runner::{free_port, http_get, podman, podman_ok, runtime_available, text, TestProject};
+use support::runner::{free_port, http_get, podman, podman_ok, text, TestProject};
+use support::runtime_available;
 
 const CANARY: &str = "canary-5f1e2d9a-secret";
 

@@ -64,7 +64,7 @@ impl Env {
 
     fn value(&self, key: &str, name: &str) -> Vec<u8> {
         let store = Store::open(&self.home, "demo", SecretKey::parse(key, "K").unwrap()).unwrap();
-        store.get(name).unwrap().expose().to_vec()
+        store.get(name).unwrap().expose_secret().to_vec()
     }
 }
 

@@ -17,7 +17,7 @@ pub fn is_runtime_socket(path: &str) -> bool {
 }
 
 /// Run every inspect-based check of `o` against `m`.
-pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn SecretValues, sink: &mut Sink<'_>) {
+pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &SecretValues, sink: &mut Sink<'_>) {
     let i = &o.inspect;
     let host = |k: &str| i.pointer(&format!("/HostConfig/{k}")).cloned().unwrap_or(Value::Null);
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
@@ -120,8 +120,7 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn Secret
     let argv: Vec<String> =
         strings_vec(i.pointer("/Config/Cmd")).into_iter().chain(strings_vec(i.pointer("/Config/Entrypoint"))).collect();
     for name in m.secrets.keys() {
-        let Some(value) = secrets.value(name).filter(|v| v.len() >= kernel::MIN_SECRET_LEN) else { continue };
-        let hit = |items: &[String]| items.iter().any(|s| kernel::contains(s.as_bytes(), &value));
+        let hit = |items: &[String]| items.iter().any(|s| secrets.found_in(s.as_bytes()).any(|n| n == name));
         if hit(&env) {
             sink.fail(
                 SECRETS,

@@ -36,11 +36,6 @@ fn cap_names(mask: u64) -> String {
     if names.is_empty() { "none".into() } else { names.join(", ") }
 }
 
-/// Whether `needle` occurs in `hay`.
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
 fn proc(pid: u32, item: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{item}"))
 }
@@ -126,31 +121,24 @@ fn cgroup_limits(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
 }
 
 /// Run every kernel check of the container whose init process is `init`.
-pub fn run(init: u32, m: &SandboxManifest, secrets: &dyn SecretValues, sink: &mut Sink<'_>) {
+pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, sink: &mut Sink<'_>) {
     namespaces(init, sink);
     devices(init, sink);
     cgroup_limits(init, m, sink);
     let pids = processes(init);
-    let values: Vec<(&String, Zeroizing<Vec<u8>>)> = m
-        .secrets
-        .keys()
-        .filter_map(|n| secrets.value(n).filter(|v| v.len() >= MIN_SECRET_LEN).map(|v| (n, v)))
-        .collect();
     for &pid in &pids {
         // A process that exited since it was listed has nothing left to check.
         let Ok(status) = std::fs::read_to_string(proc(pid, "status")) else { continue };
         credentials(pid, &status, m, sink);
         for item in ["environ", "cmdline"] {
             let Ok(bytes) = std::fs::read(proc(pid, item)).map(Zeroizing::new) else { continue };
-            for (name, value) in &values {
-                if contains(&bytes, value) {
-                    sink.fail(
-                        SECRETS,
-                        format!("secret {name} visible in {item} of pid {pid}"),
-                        "only in /run/secrets",
-                        format!("in /proc/{pid}/{item}"),
-                    );
-                }
+            for name in secrets.found_in(&bytes) {
+                sink.fail(
+                    SECRETS,
+                    format!("secret {name} visible in {item} of pid {pid}"),
+                    "only in /run/secrets",
+                    format!("in /proc/{pid}/{item}"),
+                );
             }
         }
         limits(pid, m, sink);

@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use crate::exec::{Cmd, ExecError, Runner};
 use crate::manifest::{self, ManifestError, SandboxManifest};
-use crate::model::{Project, Secret};
+use crate::model::Project;
+use crate::secrets::{Resolver, SecretValue};
 
 pub use podman::{Context, Observed, observe, podman, select};
 
@@ -191,23 +191,27 @@ impl SandboxReport {
     }
 }
 
-/// Where the values of declared secrets come from, to look for them where they must not be.
-pub trait SecretValues {
-    fn value(&self, name: &str) -> Option<Zeroizing<Vec<u8>>>;
-}
+/// The values of a sandbox's declared secrets, to look for where they must not be: those the
+/// host can resolve through the project's [`Resolver`], each at least
+/// [`kernel::MIN_SECRET_LEN`] bytes (shorter ones would match by chance). Resolved once per
+/// container, held as [`SecretValue`]s.
+#[derive(Debug, Default)]
+pub struct SecretValues(Vec<(String, SecretValue)>);
 
-/// Secret values from the host environment (sources `{ env = "VAR" }`); others yield `None`.
-#[derive(Debug)]
-pub struct EnvSecrets<'a> {
-    pub secrets: &'a BTreeMap<String, Secret>,
-}
+impl SecretValues {
+    /// The secrets of `m` the host can resolve; the others cannot be searched for.
+    pub fn resolve(m: &SandboxManifest, resolver: &Resolver<'_>) -> SecretValues {
+        let values = m.secrets.iter().filter_map(|(name, source)| Some((name.clone(), resolver.resolve(name, source).ok()?)));
+        SecretValues::new(values.collect())
+    }
 
-impl SecretValues for EnvSecrets<'_> {
-    fn value(&self, name: &str) -> Option<Zeroizing<Vec<u8>>> {
-        match self.secrets.get(name)? {
-            Secret::Env(var) => std::env::var_os(var).map(|v| Zeroizing::new(v.into_encoded_bytes())),
-            _ => None,
-        }
+    pub fn new(values: Vec<(String, SecretValue)>) -> SecretValues {
+        SecretValues(values.into_iter().filter(|(_, v)| v.len() >= kernel::MIN_SECRET_LEN).collect())
+    }
+
+    /// The names of the secrets whose value occurs in `bytes`.
+    pub fn found_in<'s>(&'s self, bytes: &'s [u8]) -> impl Iterator<Item = &'s str> + 's {
+        self.0.iter().filter(|(_, v)| v.occurs_in(bytes)).map(|(name, _)| name.as_str())
     }
 }
 
@@ -246,11 +250,12 @@ pub fn desired(
 }
 
 /// Audit one observed container against its manifest, from podman's record and from the kernel.
-pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &dyn SecretValues) -> SandboxReport {
+pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Resolver<'_>) -> SandboxReport {
     let mut sink = Sink::new(&o.sandbox, &o.name);
-    checks::run(o, m, cx, secrets, &mut sink);
+    let values = SecretValues::resolve(m, secrets);
+    checks::run(o, m, cx, &values, &mut sink);
     if let Some(pid) = o.pid().filter(|_| o.running()) {
-        kernel::run(pid, m, secrets, &mut sink);
+        kernel::run(pid, m, &values, &mut sink);
     }
     SandboxReport::from_sink(sink)
 }

@@ -8,8 +8,8 @@ use clap::Args;
 use super::plan::{self as common, InstanceArg};
 use crate::exec::System;
 use crate::runtime::apply::{self, Context};
-use crate::runtime::secrets::ProjectSecrets;
 use crate::runtime::images::StoreImages;
+use crate::secrets::Resolver;
 use crate::settings::{Format, Settings};
 
 #[derive(Debug, Args)]
@@ -60,7 +60,7 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
         return code;
     }
     let podman = session.podman();
-    let secrets = match ProjectSecrets::open(&settings.home, settings.project_dir.clone(), &session.loaded.project, &System) {
+    let secrets = match Resolver::for_apply(&settings.home, settings.project_dir.clone(), &session.loaded.project, &System) {
         Ok(s) => s,
         Err(e) => return super::fail(settings, e, Some("set GALLEY_MASTER_KEY to the key of the project's secret store")),
     };

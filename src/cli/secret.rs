@@ -104,7 +104,7 @@ fn new_master_key() -> Result<SecretKey, Failure> {
     }
     let read = |prompt: &str| {
         let text = input::read_stdin(prompt).map_err(|e| Failure(format!("cannot read the new master key from stdin: {e}"), None))?;
-        let text = std::str::from_utf8(text.expose()).map_err(|_| secrets::CryptoError::BadKey { var: "the new master key" })?;
+        let text = std::str::from_utf8(text.expose_secret()).map_err(|_| secrets::CryptoError::BadKey { var: "the new master key" })?;
         Ok::<_, Failure>(SecretKey::parse(text, "the new master key")?)
     };
     let key = read("new master key: ")?;

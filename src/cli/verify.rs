@@ -75,7 +75,7 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
         Ok(None) => audit::desired(project, &owned, &settings.lib_root())?,
         Err(code) => return Ok(Err(code)),
     };
-    let values = ProjectValues::new(settings, project);
+    let secrets = crate::secrets::Resolver::for_audit(&settings.home, settings.project_dir.clone(), project, &System);
     if settings.format == Format::Text && settings.verbosity >= 0 {
         eprintln!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance);
     }
@@ -84,7 +84,7 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
     let sandboxes = chosen
         .par_iter()
         .map(|o| match desired.get(&o.sandbox) {
-            Some(m) => audit::audit(o, m, &cx, &values.for_sandbox(&m.secrets)),
+            Some(m) => audit::audit(o, m, &cx, &secrets),
             None => {
                 let mut sink = Sink::new(&o.sandbox, &o.name);
                 sink.fail(
@@ -103,37 +103,4 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
 fn config_error(settings: &Settings, diagnostics: &[crate::diagnostic::Diagnostic]) -> ExitCode {
     super::render::report(settings, diagnostics, true);
     ExitCode::from(2)
-}
-
-/// Secret values to search for in the sandboxes' processes, from every source the host can
-/// resolve; the store only when `GALLEY_MASTER_KEY` opens it (otherwise those are skipped).
-struct ProjectValues {
-    project_dir: std::path::PathBuf,
-    store: Option<crate::secrets::Store>,
-}
-
-impl ProjectValues {
-    fn new(settings: &Settings, project: &crate::model::Project) -> Self {
-        let store = crate::secrets::master_key()
-            .ok()
-            .and_then(|key| crate::secrets::Store::open(&settings.home, &project.name, key).ok());
-        ProjectValues { project_dir: settings.project_dir.clone(), store }
-    }
-
-    fn for_sandbox<'a>(&'a self, secrets: &'a std::collections::BTreeMap<String, crate::model::Secret>) -> SandboxValues<'a> {
-        SandboxValues { values: self, secrets }
-    }
-}
-
-struct SandboxValues<'a> {
-    values: &'a ProjectValues,
-    secrets: &'a std::collections::BTreeMap<String, crate::model::Secret>,
-}
-
-impl audit::SecretValues for SandboxValues<'_> {
-    fn value(&self, name: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
-        let source = self.secrets.get(name)?;
-        let v = crate::secrets::resolve(&self.values.project_dir, name, source, self.values.store.as_ref(), &System).ok()?;
-        Some(zeroize::Zeroizing::new(v.expose().to_vec()))
-    }
 }

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use super::doctor;
 use super::host::{self, HostFacts};
@@ -16,9 +15,10 @@ use super::naming::Instance;
 use super::plan::{Kind, Plan};
 use super::podman::{Podman, RunSpec};
 use super::secrets_dir::{self, SecretsDir};
-use super::{state, ImageSource, Result, RuntimeError, SecretSource};
+use super::{state, ImageSource, Result, RuntimeError};
 use crate::manifest::SandboxManifest;
 use crate::model::{Network, Project, Seccomp};
+use crate::secrets::{Resolver, SecretValue};
 
 /// What apply needs besides the plan.
 pub struct Context<'a> {
@@ -29,7 +29,7 @@ pub struct Context<'a> {
     pub podman: &'a Podman<'a>,
     pub facts: &'a HostFacts,
     pub images: &'a dyn ImageSource,
-    pub secrets: &'a dyn SecretSource,
+    pub secrets: &'a Resolver<'a>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +54,7 @@ struct Ready<'m> {
     manifest: &'m SandboxManifest,
     image: String,
     seccomp: Option<PathBuf>,
-    secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
+    secrets: Vec<(String, SecretValue)>,
 }
 
 pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Report> {
@@ -194,10 +194,10 @@ fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<Strin
     }
     let mut secrets = Vec::new();
     for (name, source) in &m.secrets {
-        let value = ctx.secrets.value(name, source).map_err(|message| RuntimeError::Secret {
+        let value = ctx.secrets.resolve(name, source).map_err(|error| RuntimeError::Resolve {
             sandbox: m.sandbox.clone(),
             name: name.clone(),
-            message,
+            error,
         })?;
         secrets.push((name.clone(), value));
     }

@@ -2,9 +2,9 @@
 //! `apply`, `status`, `destroy`, `cp`), enforcing every setting of each [`SandboxManifest`].
 //!
 //! The runner is a library over three inputs: the desired manifests ([`desired`]), where images
-//! come from ([`ImageSource`]) and where secret values come from ([`SecretSource`]). Every podman
-//! call goes through [`crate::exec::Runner`], so the argv builders are unit-tested with
-//! [`crate::exec::Recorder`].
+//! come from ([`ImageSource`]) and where secret values come from ([`crate::secrets::Resolver`]).
+//! Every podman call goes through [`crate::exec::Runner`], so the argv builders are unit-tested
+//! with [`crate::exec::Recorder`].
 
 pub mod apply;
 pub mod attach;
@@ -16,16 +16,13 @@ pub mod images;
 pub mod naming;
 pub mod plan;
 pub mod podman;
-pub mod secrets;
 pub mod secrets_dir;
 pub mod state;
 
 use std::path::PathBuf;
 
-use zeroize::Zeroizing;
-
 use crate::manifest::{self, ManifestError, SandboxManifest};
-use crate::model::{Project, Secret};
+use crate::model::Project;
 use crate::settings::Settings;
 
 pub use naming::Instance;
@@ -50,6 +47,8 @@ pub enum RuntimeError {
     Image { sandbox: String, message: String },
     #[error("secret `{name}` of sandbox `{sandbox}`: {message}")]
     Secret { sandbox: String, name: String, message: String },
+    #[error("secret `{name}` of sandbox `{sandbox}`: {error}")]
+    Resolve { sandbox: String, name: String, error: crate::secrets::SecretError },
     #[error("{0}")]
     Other(String),
     #[error("sandbox `{sandbox}` is not declared in galley.ncl (instance `{instance}`)")]
@@ -91,11 +90,6 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 /// Where the image of a sandbox comes from: what to pass to `podman run`.
 pub trait ImageSource: Send + Sync {
     fn podman_ref(&self, manifest: &SandboxManifest) -> Result<String>;
-}
-
-/// Where secret values come from. Values are held in zeroized memory and never logged.
-pub trait SecretSource: Send + Sync {
-    fn value(&self, name: &str, secret: &Secret) -> Result<Zeroizing<Vec<u8>>, String>;
 }
 
 /// The desired state of the project without a lock: one manifest per sandbox, sorted by name,

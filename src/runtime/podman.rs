@@ -174,9 +174,15 @@ impl Podman<'_> {
         Ok(out.stdout_str().trim().to_owned())
     }
 
+    /// The `podman run` invocation of a sandbox: what [`Podman::run`] executes, and what the
+    /// verify tests start and mutate.
+    pub fn run_cmd(&self, spec: &RunSpec<'_>) -> Cmd {
+        self.cmd().args(run_args(spec))
+    }
+
     /// Start a sandbox; returns the container id.
     pub fn run(&self, spec: &RunSpec<'_>) -> Result<String> {
-        let out = self.runner.check(&self.cmd().args(run_args(spec)))?;
+        let out = self.runner.check(&self.run_cmd(spec))?;
         Ok(out.stdout_str().trim().to_owned())
     }
 

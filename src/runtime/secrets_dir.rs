@@ -7,6 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Result, RuntimeError};
+use crate::secrets::SecretValue;
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
@@ -47,7 +48,7 @@ impl SecretsDir {
     }
 
     /// Write one secret file (mode 0400, owned by `uid:gid`); returns its host path.
-    pub fn write(&self, sandbox: &str, name: &str, value: &[u8], uid: u32, gid: u32) -> Result<PathBuf> {
+    pub fn write(&self, sandbox: &str, name: &str, value: &SecretValue, uid: u32, gid: u32) -> Result<PathBuf> {
         let dir = self.sandbox_dir(sandbox);
         fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
@@ -60,7 +61,7 @@ impl SecretsDir {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(RuntimeError::io(&path))?;
-        f.write_all(value).map_err(RuntimeError::io(&path))?;
+        f.write_all(value.expose_secret()).map_err(RuntimeError::io(&path))?;
         std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(RuntimeError::io(&path))?;
         Ok(path)
     }

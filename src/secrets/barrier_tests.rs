@@ -43,7 +43,7 @@ fn the_file_never_holds_the_plaintext_and_round_trips() {
     assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY));
     let b64 = STANDARD.encode(CANARY);
     assert!(!String::from_utf8_lossy(&bytes).contains(&b64[..20]));
-    assert_eq!(get(home.path(), "demo", &master, "B").unwrap().expose(), [CANARY, b"B"].concat());
+    assert_eq!(get(home.path(), "demo", &master, "B").unwrap().expose_secret(), [CANARY, b"B"].concat());
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn flipping_any_byte_of_a_record_fails_decryption() {
     edit(&path, |j| j["secrets"]["TOKEN"]["version"] = Value::from(2));
     assert!(matches!(get(home.path(), "demo", &master, "TOKEN"), Err(StoreError::Tampered(_))));
     std::fs::write(&path, &original).unwrap();
-    assert_eq!(get(home.path(), "demo", &master, "TOKEN").unwrap().expose(), [CANARY, b"TOKEN"].concat());
+    assert_eq!(get(home.path(), "demo", &master, "TOKEN").unwrap().expose_secret(), [CANARY, b"TOKEN"].concat());
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn rotation_keeps_every_value_and_retires_the_old_key() {
     let reopened = Store::open(home.path(), "demo", new.clone()).unwrap();
     assert_eq!(reopened.list(), before);
     for name in ["A", "B", "C"] {
-        assert_eq!(reopened.get(name).unwrap().expose(), [CANARY, name.as_bytes()].concat());
+        assert_eq!(reopened.get(name).unwrap().expose_secret(), [CANARY, name.as_bytes()].concat());
     }
     assert!(matches!(store.rotate(new), Err(StoreError::SameKey)));
 }
@@ -182,7 +182,7 @@ fn set_updates_versions_and_remove_forgets() {
     assert!(!store.exists());
     assert_eq!(store.set("A", &SecretValue::new(b"1".to_vec())).unwrap(), 1);
     assert_eq!(store.set("A", &SecretValue::new(b"2".to_vec())).unwrap(), 2);
-    assert_eq!(get(home.path(), "demo", &key(1), "A").unwrap().expose(), b"2");
+    assert_eq!(get(home.path(), "demo", &key(1), "A").unwrap().expose_secret(), b"2");
     store.remove("A").unwrap();
     assert!(matches!(store.remove("A"), Err(StoreError::NotFound(_))));
     assert!(matches!(store.set("../x", &SecretValue::new(b"1".to_vec())), Err(StoreError::BadName(_))));

@@ -81,8 +81,8 @@ mod tests {
 
     #[test]
     fn piped_values_lose_one_trailing_newline() {
-        assert_eq!(read_all(&b"s3cret\n"[..]).unwrap().expose(), b"s3cret");
-        assert_eq!(read_all(&b"line1\nline2\n"[..]).unwrap().expose(), b"line1\nline2");
-        assert_eq!(read_all(&b"raw"[..]).unwrap().expose(), b"raw");
+        assert_eq!(read_all(&b"s3cret\n"[..]).unwrap().expose_secret(), b"s3cret");
+        assert_eq!(read_all(&b"line1\nline2\n"[..]).unwrap().expose_secret(), b"line1\nline2");
+        assert_eq!(read_all(&b"raw"[..]).unwrap().expose_secret(), b"raw");
     }
 }

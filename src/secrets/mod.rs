@@ -19,7 +19,7 @@ pub mod value;
 mod barrier_tests;
 
 pub use crypto::{CryptoError, SecretKey};
-pub use resolve::{SecretError, resolve};
+pub use resolve::{Resolver, SecretError};
 pub use store::{Entry, Store, StoreError};
 pub use value::SecretValue;
 

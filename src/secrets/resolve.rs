@@ -1,4 +1,5 @@
-//! Resolving a secret's source (`model::Secret`) to its value on the host, at apply time.
+//! Resolving a secret's source (`model::Secret`) to its value on the host: the one [`Resolver`]
+//! behind apply's secret files and verify's secret-exposure check.
 //!
 //! Errors name the secret and its source, never the value: a failing command's standard output
 //! is never shown, only the tail of its standard error.
@@ -9,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::exec::{self, Cmd, ExecError, Runner};
-use crate::model::Secret;
+use crate::model::{Project, Secret};
 
+use super::crypto::CryptoError;
 use super::store::{Store, StoreError};
 use super::value::SecretValue;
 
@@ -41,6 +43,12 @@ pub enum SecretError {
     NoStore { name: String, source_: Source },
     #[error("secret `{name}` ({source_}): {error}")]
     Store { name: String, source_: Source, error: StoreError },
+    /// The project names a store key but `GALLEY_MASTER_KEY` does not hold a master key.
+    #[error(transparent)]
+    MasterKey(#[from] CryptoError),
+    /// The project's store could not be opened.
+    #[error(transparent)]
+    OpenStore(#[from] StoreError),
 }
 
 impl SecretError {
@@ -48,7 +56,8 @@ impl SecretError {
         match self {
             SecretError::EnvMissing { .. } => Some("export the variable before running galley"),
             SecretError::NoStore { .. } => Some("export GALLEY_MASTER_KEY so galley can open the secret store"),
-            SecretError::Store { error, .. } => error.help(),
+            SecretError::Store { error, .. } | SecretError::OpenStore(error) => error.help(),
+            SecretError::MasterKey(error) => error.help(),
             _ => None,
         }
     }
@@ -80,78 +89,120 @@ impl fmt::Display for Source {
     }
 }
 
-/// Resolve `source`, the source of secret `name`, on the host. Files are relative to
-/// `project_dir`; commands run there through `runner` with [`COMMAND_TIMEOUT`]. Empty values
-/// are errors.
-pub fn resolve(
-    project_dir: &Path,
-    name: &str,
-    source: &Secret,
-    store: Option<&Store>,
-    runner: &dyn Runner,
-) -> Result<SecretValue, SecretError> {
-    resolve_with(project_dir, name, source, store, runner, &|k| std::env::var_os(k))
+/// Where host environment variables come from: the process, or a fixed map in tests.
+pub type Env<'a> = &'a (dyn Fn(&str) -> Option<OsString> + Sync);
+
+fn process_env(key: &str) -> Option<OsString> {
+    std::env::var_os(key)
 }
 
-/// As [`resolve`], reading environment variables through `env`.
-pub fn resolve_with(
-    project_dir: &Path,
-    name: &str,
-    source: &Secret,
-    store: Option<&Store>,
-    runner: &dyn Runner,
-    env: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<SecretValue, SecretError> {
-    let ctx = || (name.to_owned(), Source::of(source));
-    let value = match source {
-        Secret::Env(var) => match env(var) {
-            Some(v) => SecretValue::new(std::os::unix::ffi::OsStringExt::into_vec(v)),
-            None => {
-                let (name, source_) = ctx();
-                return Err(SecretError::EnvMissing { name, source_ });
+/// The one way galley turns a secret's source into its value: every source kind (env, file,
+/// command, store) of one project, resolved on the host into a [`SecretValue`] that callers
+/// borrow from and never copy.
+pub struct Resolver<'a> {
+    project_dir: PathBuf,
+    store: Option<Store>,
+    runner: &'a dyn Runner,
+    env: Env<'a>,
+}
+
+impl<'a> Resolver<'a> {
+    /// Files are relative to `project_dir`; commands run there through `runner`. No store.
+    pub fn new(project_dir: impl Into<PathBuf>, runner: &'a dyn Runner) -> Resolver<'a> {
+        Resolver { project_dir: project_dir.into(), store: None, runner, env: &process_env }
+    }
+
+    /// Resolve `{ store = .. }` sources from `store`.
+    pub fn with_store(self, store: Store) -> Resolver<'a> {
+        Resolver { store: Some(store), ..self }
+    }
+
+    /// Read environment variables through `env` instead of the process environment.
+    pub fn with_env(self, env: Env<'a>) -> Resolver<'a> {
+        Resolver { env, ..self }
+    }
+
+    /// For starting sandboxes: the project's store is opened when any sandbox names a store key,
+    /// which needs `GALLEY_MASTER_KEY`; projects without one need no master key.
+    pub fn for_apply(
+        home: &Path,
+        project_dir: PathBuf,
+        project: &Project,
+        runner: &'a dyn Runner,
+    ) -> Result<Resolver<'a>, SecretError> {
+        let resolver = Resolver::new(project_dir, runner);
+        let uses_store = project.sandboxes.values().flat_map(|s| s.secrets.values()).any(|s| matches!(s, Secret::Store(_)));
+        if !uses_store {
+            return Ok(resolver);
+        }
+        Ok(resolver.with_store(Store::open(home, &project.name, super::master_key()?)?))
+    }
+
+    /// For auditing: the project's store only when `GALLEY_MASTER_KEY` opens it (otherwise its
+    /// values are not searched for).
+    pub fn for_audit(home: &Path, project_dir: PathBuf, project: &Project, runner: &'a dyn Runner) -> Resolver<'a> {
+        let resolver = Resolver::new(project_dir, runner);
+        match super::master_key().ok().and_then(|key| Store::open(home, &project.name, key).ok()) {
+            Some(store) => resolver.with_store(store),
+            None => resolver,
+        }
+    }
+
+    /// The value of secret `name` from `source`. Commands run with [`COMMAND_TIMEOUT`]; empty
+    /// values are errors.
+    pub fn resolve(&self, name: &str, source: &Secret) -> Result<SecretValue, SecretError> {
+        let (project_dir, env) = (self.project_dir.as_path(), self.env);
+            let ctx = || (name.to_owned(), Source::of(source));
+        let value = match source {
+            Secret::Env(var) => match env(var) {
+                Some(v) => SecretValue::new(std::os::unix::ffi::OsStringExt::into_vec(v)),
+                None => {
+                    let (name, source_) = ctx();
+                    return Err(SecretError::EnvMissing { name, source_ });
+                }
+            },
+            Secret::File(path) => {
+                let path = file_path(project_dir, path, env).ok_or_else(|| {
+                    let (name, source_) = ctx();
+                    SecretError::NoHome { name, source_ }
+                })?;
+                read_file(&path).map_err(|e| {
+                    let (name, source_) = ctx();
+                    match e {
+                        None => SecretError::FileTooLarge { name, source_, path },
+                        Some(error) => SecretError::File { name, source_, path, error },
+                    }
+                })?
             }
-        },
-        Secret::File(path) => {
-            let path = file_path(project_dir, path, env).ok_or_else(|| {
-                let (name, source_) = ctx();
-                SecretError::NoHome { name, source_ }
-            })?;
-            read_file(&path).map_err(|e| {
+            Secret::Command(argv) => run_command(project_dir, argv, self.runner).map_err(|e| {
                 let (name, source_) = ctx();
                 match e {
-                    None => SecretError::FileTooLarge { name, source_, path },
-                    Some(error) => SecretError::File { name, source_, path, error },
+                    CommandError::Empty => SecretError::EmptyCommand { name, source_ },
+                    CommandError::Start(error) => SecretError::Start { name, source_, error },
+                    CommandError::Failed { status, stderr } => SecretError::CommandFailed { name, source_, status, stderr },
                 }
-            })?
-        }
-        Secret::Command(argv) => run_command(project_dir, argv, runner).map_err(|e| {
-            let (name, source_) = ctx();
-            match e {
-                CommandError::Empty => SecretError::EmptyCommand { name, source_ },
-                CommandError::Start(error) => SecretError::Start { name, source_, error },
-                CommandError::Failed { status, stderr } => SecretError::CommandFailed { name, source_, status, stderr },
+            })?,
+            Secret::Store(key) => {
+                let Some(store) = &self.store else {
+                    let (name, source_) = ctx();
+                    return Err(SecretError::NoStore { name, source_ });
+                };
+                store.get(key).map_err(|error| {
+                    let (name, source_) = ctx();
+                    SecretError::Store { name, source_, error }
+                })?
             }
-        })?,
-        Secret::Store(key) => {
-            let Some(store) = store else {
-                let (name, source_) = ctx();
-                return Err(SecretError::NoStore { name, source_ });
-            };
-            store.get(key).map_err(|error| {
-                let (name, source_) = ctx();
-                SecretError::Store { name, source_, error }
-            })?
+        };
+        if value.is_empty() {
+            let (name, source_) = ctx();
+            return Err(SecretError::Empty { name, source_ });
         }
-    };
-    if value.is_empty() {
-        let (name, source_) = ctx();
-        return Err(SecretError::Empty { name, source_ });
+        Ok(value)
     }
-    Ok(value)
 }
 
 /// `~` and `~/...` expand to `$HOME`; relative paths are under `project_dir`.
-fn file_path(project_dir: &Path, path: &str, env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+fn file_path(project_dir: &Path, path: &str, env: Env<'_>) -> Option<PathBuf> {
     let home = || env(crate::env_vars::HOME).filter(|h| !h.is_empty()).map(PathBuf::from);
     Some(if path == "~" {
         home()?
@@ -191,7 +242,7 @@ fn run_command(project_dir: &Path, argv: &[String], runner: &dyn Runner) -> Resu
         };
         let mut stderr = exec::tail(&out.stderr_str(), 5);
         // A command that printed part of a value before failing must not leak it through stderr.
-        let printed = String::from_utf8_lossy(stdout.expose());
+        let printed = String::from_utf8_lossy(stdout.expose_secret());
         let printed = printed.trim();
         if printed.len() >= 4 {
             stderr = stderr.replace(printed, "[redacted]");
@@ -219,7 +270,8 @@ mod tests {
     }
 
     fn run(dir: &Path, source: Secret, env_pairs: &[(&str, &str)]) -> Result<SecretValue, SecretError> {
-        resolve_with(dir, "API_TOKEN", &source, None, &System, &env(env_pairs))
+        let env = env(env_pairs);
+        Resolver::new(dir, &System).with_env(&env).resolve("API_TOKEN", &source)
     }
 
     fn assert_clean_error(err: &SecretError, source: &str, also: &str) {
@@ -233,7 +285,7 @@ mod tests {
     fn env_sources() {
         let dir = tempfile::tempdir().unwrap();
         let v = run(dir.path(), Secret::Env("TOK".into()), &[("TOK", CANARY)]).unwrap();
-        assert_eq!(v.expose(), CANARY.as_bytes());
+        assert_eq!(v.expose_secret(), CANARY.as_bytes());
         let err = run(dir.path(), Secret::Env("TOK".into()), &[("OTHER", CANARY)]).unwrap_err();
         assert_clean_error(&err, "env TOK", "not set");
         let err = run(dir.path(), Secret::Env("TOK".into()), &[("TOK", "")]).unwrap_err();
@@ -246,12 +298,12 @@ mod tests {
         std::fs::write(dir.path().join("token.txt"), format!("{CANARY}\n")).unwrap();
         let want = format!("{CANARY}\n");
         let rel = run(dir.path(), Secret::File("token.txt".into()), &[]).unwrap();
-        assert_eq!(rel.expose(), want.as_bytes(), "files are read byte for byte");
+        assert_eq!(rel.expose_secret(), want.as_bytes(), "files are read byte for byte");
         let abs = dir.path().join("token.txt").display().to_string();
-        assert_eq!(run(Path::new("/"), Secret::File(abs), &[]).unwrap().expose(), want.as_bytes());
+        assert_eq!(run(Path::new("/"), Secret::File(abs), &[]).unwrap().expose_secret(), want.as_bytes());
         let home = dir.path().display().to_string();
         let tilde = run(Path::new("/"), Secret::File("~/token.txt".into()), &[("HOME", &home)]).unwrap();
-        assert_eq!(tilde.expose(), want.as_bytes());
+        assert_eq!(tilde.expose_secret(), want.as_bytes());
 
         let err = run(dir.path(), Secret::File("missing.txt".into()), &[]).unwrap_err();
         assert_clean_error(&err, "file missing.txt", "missing.txt: No such file");
@@ -267,7 +319,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("v"), format!("{CANARY}\n")).unwrap();
         let argv = vec!["cat".to_owned(), "v".to_owned()];
-        assert_eq!(run(dir.path(), Secret::Command(argv), &[]).unwrap().expose(), CANARY.as_bytes());
+        assert_eq!(run(dir.path(), Secret::Command(argv), &[]).unwrap().expose_secret(), CANARY.as_bytes());
     }
 
     #[test]
@@ -292,11 +344,38 @@ mod tests {
         let recorder = Recorder::default();
         recorder.answer("gh", Output { code: None, stdout: CANARY.into(), timed_out: true, ..Output::default() });
         let source = Secret::Command(vec!["gh".into(), "auth".into(), "token".into()]);
-        let err = resolve_with(Path::new("/p"), "API_TOKEN", &source, None, &recorder, &env(&[])).unwrap_err();
+        let err = Resolver::new("/p", &recorder).resolve("API_TOKEN", &source).unwrap_err();
         assert_clean_error(&err, "command gh auth token", "timed out after 30s");
         let calls = recorder.calls.lock().unwrap();
         assert_eq!(calls[0].timeout, Some(COMMAND_TIMEOUT));
         assert_eq!(calls[0].cwd.as_deref(), Some(Path::new("/p")));
+    }
+
+    #[test]
+    fn every_host_source_resolves_and_failures_hide_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "from-file").unwrap();
+        let s = Resolver::new(dir.path(), &System);
+        assert_eq!(s.resolve("A", &Secret::File("token".into())).unwrap().expose_secret(), b"from-file");
+        let cmd = Secret::Command(vec!["printf".into(), "from-command\n".into()]);
+        assert_eq!(s.resolve("A", &cmd).unwrap().expose_secret(), b"from-command");
+        // The printed text is not in argv, so an error that contained it would be a leak.
+        let failing = Secret::Command(vec!["sh".into(), "-c".into(), "printf lea''ked; exit 3".into()]);
+        let err = s.resolve("A", &failing).unwrap_err().to_string();
+        assert!(!err.contains("leaked"), "{err}");
+        assert!(s.resolve("A", &Secret::Store("K".into())).is_err(), "no store, no value");
+    }
+
+    #[test]
+    fn projects_without_a_store_source_need_no_master_key() {
+        let home = tempfile::tempdir().unwrap();
+        let project: Project = serde_json::from_value(serde_json::json!({
+            "name": "demo", "images": {}, "sandboxes": {}
+        }))
+        .unwrap();
+        let r = Resolver::for_apply(home.path(), home.path().into(), &project, &System).unwrap();
+        assert!(r.store.is_none());
+        assert!(!home.path().join("secrets").exists(), "no store is created");
     }
 
     #[test]
@@ -305,12 +384,13 @@ mod tests {
         let mut store = Store::open(home.path(), "demo", SecretKey::random()).unwrap();
         store.set("MODEL_KEY", &SecretValue::new(CANARY.into())).unwrap();
         let source = Secret::Store("MODEL_KEY".into());
-        let got = resolve_with(Path::new("/"), "API_TOKEN", &source, Some(&store), &System, &env(&[])).unwrap();
-        assert_eq!(got.expose(), CANARY.as_bytes());
+        let resolver = Resolver::new("/", &System).with_store(store);
+        let got = resolver.resolve("API_TOKEN", &source).unwrap();
+        assert_eq!(got.expose_secret(), CANARY.as_bytes());
         let missing = Secret::Store("OTHER".into());
-        let err = resolve_with(Path::new("/"), "API_TOKEN", &missing, Some(&store), &System, &env(&[])).unwrap_err();
+        let err = resolver.resolve("API_TOKEN", &missing).unwrap_err();
         assert_clean_error(&err, "store OTHER", "no secret named `OTHER`");
-        let err = resolve_with(Path::new("/"), "API_TOKEN", &source, None, &System, &env(&[])).unwrap_err();
+        let err = Resolver::new("/", &System).resolve("API_TOKEN", &source).unwrap_err();
         assert_clean_error(&err, "store MODEL_KEY", "not open");
         assert!(err.help().unwrap().contains("GALLEY_MASTER_KEY"));
     }

@@ -262,7 +262,7 @@ pub(crate) fn seal_record(
         created,
         updated,
         wrapped_key: crypto::seal(master, &key_aad(project, name, version), data_key.expose()),
-        value: crypto::seal(&data_key, &value_aad(project, name, version), value.expose()),
+        value: crypto::seal(&data_key, &value_aad(project, name, version), value.expose_secret()),
     }
 }
 

@@ -4,11 +4,13 @@ use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
-/// The bytes of a secret. `Debug` and `Display` print `[redacted]`; there is no `Serialize`;
-/// the buffer is overwritten with zeros when the value is dropped. Read it with [`expose`].
+/// The bytes of a secret. `Debug` and `Display` print `[redacted]`; there is no `Serialize` and
+/// no `Clone`; the buffer is overwritten with zeros when the value is dropped. Borrow the bytes
+/// with [`expose_secret`] only where they leave galley's custody (a secret file, the sealed
+/// store) or are compared; never copy them into another buffer.
 ///
-/// [`expose`]: SecretValue::expose
-#[derive(Clone, Default)]
+/// [`expose_secret`]: SecretValue::expose_secret
+#[derive(Default)]
 pub struct SecretValue(Zeroizing<Vec<u8>>);
 
 impl SecretValue {
@@ -17,9 +19,16 @@ impl SecretValue {
         SecretValue(Zeroizing::new(bytes))
     }
 
-    /// The secret bytes. Call sites are the places a value leaves galley's custody.
-    pub fn expose(&self) -> &[u8] {
+    /// The secret bytes, borrowed. Every call site outside tests is listed in this module's test
+    /// `the_bytes_are_borrowed_only_where_they_are_written_or_compared`.
+    pub fn expose_secret(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Whether the value occurs in `haystack` (a process's environment, a recorded command):
+    /// the one comparison of secret bytes, so no caller needs a copy of them.
+    pub fn occurs_in(&self, haystack: &[u8]) -> bool {
+        !self.0.is_empty() && haystack.windows(self.0.len()).any(|w| w == self.0.as_slice())
     }
 
     pub fn len(&self) -> usize {
@@ -84,7 +93,68 @@ mod tests {
         assert_eq!(format!("{v}"), "[redacted]");
         assert_eq!(format!("{v:?}"), "[redacted]");
         assert_eq!(format!("{:?}", Some(&v)), "Some([redacted])");
-        assert_eq!(v.expose(), b"hunter2-canary");
+        assert_eq!(v.expose_secret(), b"hunter2-canary");
+    }
+
+    /// `Probe::<T>::CLONE` is the inherent `true` when `T: Clone`, else the trait's `false`.
+    struct Probe<T>(std::marker::PhantomData<T>);
+    trait NotClone {
+        const CLONE: bool = false;
+    }
+    impl<T> NotClone for Probe<T> {}
+    impl<T: Clone> Probe<T> {
+        #[allow(dead_code)]
+        const CLONE: bool = true;
+    }
+
+    #[test]
+    fn a_value_cannot_be_cloned() {
+        assert!(Probe::<String>::CLONE, "the probe sees Clone where it is");
+        assert!(!Probe::<SecretValue>::CLONE, "a SecretValue must not be copyable by clone()");
+    }
+
+    /// Every place outside tests that borrows a secret's bytes, with why it must. A new call site
+    /// (say, one that copies the value into a `Vec` to pass it on) fails this test.
+    #[test]
+    fn the_bytes_are_borrowed_only_where_they_are_written_or_compared() {
+        let allowed: &[(&str, usize, &str)] = &[
+            ("runtime/secrets_dir.rs", 1, "writes the secret file on the tmpfs"),
+            ("secrets/store.rs", 1, "seals the value into the encrypted store"),
+            ("secrets/resolve.rs", 1, "redacts a failing command's printed value from its stderr"),
+            ("cli/secret.rs", 1, "parses a new master key typed at the prompt"),
+        ];
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if rel.ends_with(".rs") && !rel.ends_with("tests.rs") && !rel.contains("/tests/") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    // Inline unit tests come last in a file.
+                    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+                    let n = code.matches(".expose_secret()").count();
+                    if n > 0 && rel != "secrets/value.rs" {
+                        found.push((rel, n));
+                    }
+                }
+            }
+        }
+        found.sort();
+        let mut want: Vec<(String, usize)> = allowed.iter().map(|(f, n, _)| (f.to_string(), *n)).collect();
+        want.sort();
+        assert_eq!(found, want, "borrow a secret's bytes only to write or compare them; see SecretValue");
+    }
+
+    #[test]
+    fn occurrences_are_found_without_a_copy() {
+        let v = SecretValue::new(b"tok-5f3c".to_vec());
+        assert!(v.occurs_in(b"LEAK=tok-5f3c\0PATH=/bin"));
+        assert!(!v.occurs_in(b"LEAK=tok-5f3"));
+        assert!(!SecretValue::default().occurs_in(b"anything"), "an empty value occurs nowhere");
     }
 
     #[test]
@@ -99,7 +169,7 @@ mod tests {
         for (input, want) in [(&b"tok\n"[..], &b"tok"[..]), (b"tok\r\n", b"tok"), (b"tok\n\n", b"tok\n"), (b"tok", b"tok")] {
             let mut v = SecretValue::new(input.to_vec());
             v.trim_trailing_newline();
-            assert_eq!(v.expose(), want);
+            assert_eq!(v.expose_secret(), want);
         }
     }
 }

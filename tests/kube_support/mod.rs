@@ -114,16 +114,7 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Whether missing tools fail tests instead of skipping them.
-pub fn require_runtime() -> bool {
-    std::env::var("GALLEY_TEST_REQUIRE_RUNTIME").is_ok_and(|v| v == "1")
-}
-
-/// Skip with a note, or fail under GALLEY_TEST_REQUIRE_RUNTIME=1.
-pub fn skip(why: &str) {
-    assert!(!require_runtime(), "{why} (GALLEY_TEST_REQUIRE_RUNTIME=1)");
-    eprintln!("note: skipping: {why}");
-}
+pub use crate::support::skip;
 
 pub fn have(program: &str, arg: &str) -> bool {
     Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: the galley binary, temporary projects and homes.
 #![allow(dead_code)]
 
+pub mod registry;
+pub mod runner;
+pub mod verify;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -64,18 +68,48 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether tests must fail instead of skipping when an outside tool is missing.
+/// Whether tests must fail instead of skipping when an outside tool is missing: set
+/// `GALLEY_TEST_REQUIRE_RUNTIME=1`, as CI does. Unset, or any other value, skips.
 pub fn require_runtime() -> bool {
-    std::env::var("GALLEY_TEST_REQUIRE_RUNTIME").is_ok_and(|v| v == "1")
+    std::env::var(galley::env_vars::GALLEY_TEST_REQUIRE_RUNTIME).is_ok_and(|v| v == "1")
 }
 
-/// Skip (return false, with a note) or fail when `tool` is not on PATH.
-pub fn have_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+/// Something a test needs is missing: a failure under `GALLEY_TEST_REQUIRE_RUNTIME=1`, else a
+/// note; the test then returns.
+pub fn skip(why: &str) {
+    assert!(!require_runtime(), "{why} (GALLEY_TEST_REQUIRE_RUNTIME=1)");
+    eprintln!("note: skipping: {why}");
+}
+
+/// Whether `tool` (a program on PATH, or an absolute path) is installed; when it is not,
+/// [`skip`] (so a failure under `GALLEY_TEST_REQUIRE_RUNTIME=1`) and return false.
+pub fn require_tool(tool: &str) -> bool {
+    let found = if tool.starts_with('/') {
+        Path::new(tool).is_file()
+    } else {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
     if !found {
-        assert!(!require_runtime(), "{tool} is required (GALLEY_TEST_REQUIRE_RUNTIME=1) but not on PATH");
-        eprintln!("note: skipping, {tool} is not installed");
+        skip(&format!("{tool} is not installed"));
     }
     found
+}
+
+/// Whether every one of `tools` is installed, as [`require_tool`].
+pub fn require_tools(tools: &[&str]) -> bool {
+    tools.iter().all(|t| require_tool(t))
+}
+
+/// podman and buildah, which every test of the runner drives.
+pub fn runtime_available() -> bool {
+    require_tools(&["podman", "buildah"])
+}
+
+/// A loopback docker-registry, or `None` after [`skip`] when docker-registry is not installed.
+pub fn require_registry() -> Option<registry::Registry> {
+    let reg = registry::Registry::start();
+    if reg.is_none() {
+        skip("docker-registry is not installed");
+    }
+    reg
 }

@@ -10,22 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether podman and buildah can run here. Prints a note and returns false when they cannot,
-/// unless GALLEY_TEST_REQUIRE_RUNTIME=1, which makes that a failure.
-pub fn runtime_available() -> bool {
-    let ok = ["podman", "buildah"].iter().all(|p| {
-        Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        assert!(
-            std::env::var("GALLEY_TEST_REQUIRE_RUNTIME").as_deref() != Ok("1"),
-            "podman and buildah are required (GALLEY_TEST_REQUIRE_RUNTIME=1)"
-        );
-        eprintln!("note: podman or buildah is not available; skipping runner test");
-    }
-    ok
-}
-
 pub fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }

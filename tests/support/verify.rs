@@ -1,6 +1,7 @@
 //! Fixtures for `galley verify` tests: a project on disk, busybox images built from scratch,
-//! the podman argv the runner uses, and a guard that removes every container, network, volume
-//! and image a test created, even when it fails.
+//! the runner's own `podman run` invocation (from `galley::runtime::podman`, to be mutated), and
+//! a guard that removes every container, network, volume and image a test created, even when it
+//! fails.
 
 #![allow(dead_code)]
 
@@ -8,6 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use galley::exec::System;
+use galley::runtime::podman::{Podman, RunSpec};
+use galley::runtime::{Instance, host};
 use galley::settings::{Format, Settings};
 
 pub const SANDBOX: &str = "app";
@@ -16,18 +20,6 @@ pub const SECRET_VAR: &str = "GALLEY_VERIFY_TEST_TOKEN";
 const RUNTIME: &str = "runc";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether podman and buildah can run; panics when they cannot but are required.
-pub fn runtime_available() -> bool {
-    let ok = ["podman", "buildah"].iter().all(|p| galley::exec::available(p));
-    if !ok {
-        if std::env::var_os(galley::env_vars::GALLEY_TEST_REQUIRE_RUNTIME).is_some_and(|v| v == "1") {
-            panic!("podman or buildah is missing and GALLEY_TEST_REQUIRE_RUNTIME=1");
-        }
-        eprintln!("note: podman or buildah not found; skipping");
-    }
-    ok
-}
 
 pub fn run(program: &str, args: &[&str]) -> Output {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
@@ -44,16 +36,40 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A podman run invocation, as the runner builds it, to be mutated by tests.
+/// The runner's `podman run` invocation, split so tests can mutate it: the global options before
+/// `run`, the options after it, the image and the command (`--name` is taken from `name`).
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub name: String,
+    pub global: Vec<String>,
     pub opts: Vec<String>,
     pub image: String,
     pub command: Vec<String>,
 }
 
 impl Launch {
+    /// Split the runner's `cmd`, whose argv ends with `image` (the manifest declares no command).
+    fn from_cmd(cmd: &galley::exec::Cmd, name: String, image: &str) -> Launch {
+        let args: Vec<String> = cmd.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(cmd.program, "podman");
+        let run = args.iter().position(|a| a == "run").expect("a podman run invocation");
+        assert_eq!(args.last().map(String::as_str), Some(image), "the argv ends with the image: {args:?}");
+        let opts = args[run + 1..args.len() - 1].to_vec();
+        assert!(opts.windows(2).any(|w| w[0] == "--name" && w[1] == name), "{opts:?}");
+        Launch { name, global: args[..run].to_vec(), opts, image: image.to_owned(), command: Vec::new() }
+    }
+
+    /// Remove the options `items`, which must follow each other.
+    pub fn remove(&mut self, items: &[&str]) -> &mut Self {
+        let i = self
+            .opts
+            .windows(items.len())
+            .position(|w| w == items)
+            .unwrap_or_else(|| panic!("no {items:?} in {:?}", self.opts));
+        self.opts.drain(i..i + items.len());
+        self
+    }
+
     pub fn opt(&mut self, items: &[&str]) -> &mut Self {
         self.opts.extend(items.iter().map(|s| s.to_string()));
         self
@@ -66,19 +82,35 @@ impl Launch {
         self
     }
 
+    /// The index of `flag` whose value starts with `prefix`.
+    fn find(&self, flag: &str, prefix: &str) -> usize {
+        (0..self.opts.len() - 1)
+            .find(|&i| self.opts[i] == flag && self.opts[i + 1].starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {flag} {prefix}... in {:?}", self.opts))
+    }
+
     /// Replace the value following `flag` whose value starts with `prefix`.
     pub fn set_opt(&mut self, flag: &str, prefix: &str, value: &str) -> &mut Self {
-        let i = (0..self.opts.len() - 1)
-            .find(|&i| self.opts[i] == flag && self.opts[i + 1].starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {flag} {prefix}... in {:?}", self.opts));
+        let i = self.find(flag, prefix);
         self.opts[i + 1] = value.to_owned();
         self
     }
 
+    /// Remove `flag` and its value that starts with `prefix`.
+    pub fn drop_matching(&mut self, flag: &str, prefix: &str) -> &mut Self {
+        let i = self.find(flag, prefix);
+        self.opts.drain(i..i + 2);
+        self
+    }
+
     pub fn argv(&self) -> Vec<String> {
-        let mut v: Vec<String> = ["--runtime", RUNTIME, "run", "-d", "--name"].iter().map(|s| s.to_string()).collect();
-        v.push(self.name.clone());
-        v.extend(self.opts.iter().cloned());
+        let mut v = self.global.clone();
+        v.push("run".into());
+        let mut opts = self.opts.clone();
+        if let Some(i) = opts.iter().position(|o| o == "--name") {
+            opts[i + 1] = self.name.clone();
+        }
+        v.extend(opts);
         v.push(self.image.clone());
         v.extend(self.command.iter().cloned());
         v
@@ -130,16 +162,28 @@ impl Fixture {
             images: Vec::new(),
             containers: Default::default(),
         };
+        // The instance's network and volume, created as the runner creates them.
+        let instance = f.instance();
         if isolated {
-            run("podman", &["network", "create", "--internal", &f.network()]);
+            f.podman().create_network(&instance, &f.network(), true).expect("podman network create");
         }
+        f.podman().create_volume(&instance, "work").expect("podman volume create");
         f.image = f.build_image("a", &[]);
         f.digest = f.image_digest(&f.image);
         f
     }
 
     pub fn network(&self) -> String {
-        format!("galley-{}-{INSTANCE}", self.project)
+        self.instance().network()
+    }
+
+    pub fn instance(&self) -> Instance {
+        Instance::new(&self.project, INSTANCE).unwrap()
+    }
+
+    /// The runner's podman client, with the OCI runtime the tests use.
+    pub fn podman(&self) -> Podman<'static> {
+        Podman { runner: &System, runtime: Some(RUNTIME.into()) }
     }
 
     pub fn project_dir(&self) -> PathBuf {
@@ -210,52 +254,16 @@ impl Fixture {
         path
     }
 
-    /// The runner's podman argv for the sandbox, under the sandbox's labels.
+    /// The runner's `podman run` invocation for the sandbox, built by the runner's own
+    /// `Podman::run_cmd` from the manifest, with the secret files in this fixture's tmpfs.
     pub fn launch(&self) -> Launch {
         let m = self.manifest(&self.digest);
-        let name = format!("galley-{}-{INSTANCE}-{SANDBOX}", self.project);
-        let mut opts: Vec<String> = Vec::new();
-        let mut o = |items: &[&str]| opts.extend(items.iter().map(|s| s.to_string()));
-        o(&["--label", &format!("io.galley.project={}", self.project)]);
-        o(&["--label", &format!("io.galley.instance={INSTANCE}")]);
-        o(&["--label", &format!("io.galley.sandbox={SANDBOX}")]);
-        o(&["--label", &format!("io.galley.manifest={}", m.digest())]);
-        match m.network {
-            galley::model::Network::None => o(&["--network", "none"]),
-            _ => o(&["--network", &self.network()]),
-        }
-        o(&["--cap-drop", "ALL"]);
-        for c in &m.capabilities {
-            o(&["--cap-add", c]);
-        }
-        o(&["--security-opt", "no-new-privileges"]);
-        o(&["--security-opt", &format!("seccomp={}", self.seccomp_file().display())]);
-        o(&["--read-only"]);
-        for t in &m.tmpfs {
-            o(&["--tmpfs", &format!("{}:size={},mode={}", t.path, t.size, t.mode)]);
-        }
-        o(&["--user", &m.user]);
-        for p in &m.ports {
-            o(&["-p", &format!("{}:{}:{}/{}", p.address, p.host, p.container, p.protocol.as_str())]);
-        }
-        o(&["--pids-limit", &m.resources.pids.to_string()]);
-        o(&["--memory", &m.resources.memory]);
-        o(&["--cpus", &m.resources.cpus.to_string()]);
-        if let Some(n) = m.resources.nofile {
-            o(&["--ulimit", &format!("nofile={n}:{n}")]);
-        }
-        if let Some(n) = m.resources.nproc {
-            o(&["--ulimit", &format!("nproc={n}:{n}")]);
-        }
-        for name in m.secrets.keys() {
-            let src = self.secrets.path().join(name);
-            o(&["-v", &format!("{}:/run/secrets/{name}:ro", src.display())]);
-        }
-        for v in &m.volumes {
-            let ro = if v.read_only { ":ro" } else { "" };
-            o(&["-v", &format!("{}-{INSTANCE}-{}:{}{ro}", self.project, v.name, v.path)]);
-        }
-        Launch { name, opts, image: self.image.clone(), command: Vec::new() }
+        let instance = self.instance();
+        let seccomp = m.seccomp.digest.as_ref().map(|_| self.seccomp_file());
+        let secrets = m.secrets.keys().map(|name| (self.secrets.path().join(name), name.clone())).collect();
+        let (nofile, nproc) = host::ulimits(&m, &host::system());
+        let spec = RunSpec { manifest: &m, instance: &instance, image: self.image.clone(), seccomp, secrets, nofile, nproc };
+        Launch::from_cmd(&self.podman().run_cmd(&spec), instance.container(SANDBOX), &self.image)
     }
 
     /// Start a container; it is removed when the fixture drops.
@@ -338,7 +346,7 @@ impl Drop for Fixture {
             }
         }
         quiet("podman", &["network", "rm", "-f", &self.network()]);
-        quiet("podman", &["volume", "rm", "-f", &format!("{}-{INSTANCE}-work", self.project)]);
+        quiet("podman", &["volume", "rm", "-f", &self.instance().volume("work")]);
         // Untag, never force: a forced removal takes every tag of the image id with it.
         for i in &self.images {
             quiet("podman", &["rmi", i]);

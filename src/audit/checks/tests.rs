@@ -10,12 +10,11 @@ use crate::model::{Port, Project, Protocol, Resources, Sandbox, Seccomp, Tmpfs, 
 
 const SECRET: &str = "hunter2-secret-value";
 
-struct Fixed;
-
-impl SecretValues for Fixed {
-    fn value(&self, name: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
-        (name == "TOKEN").then(|| zeroize::Zeroizing::new(SECRET.as_bytes().to_vec()))
-    }
+/// The host's view of the manifest's `TOKEN = { env = "T" }`, through the one resolver.
+fn fixed() -> SecretValues {
+    let env = |k: &str| (k == "T").then(|| SECRET.into());
+    let resolver = crate::secrets::Resolver::new("/", &crate::exec::System).with_env(&env);
+    SecretValues::resolve(&manifest(), &resolver)
 }
 
 fn manifest() -> SandboxManifest {
@@ -84,7 +83,7 @@ fn failing(inspect: Value, m: &SandboxManifest) -> BTreeSet<&'static str> {
     let o = Observed { name: "c".into(), sandbox: "app".into(), inspect };
     let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), true)].into() };
     let mut sink = Sink::new("app", "c");
-    run(&o, m, &cx, &Fixed, &mut sink);
+    run(&o, m, &cx, &fixed(), &mut sink);
     assert!(!format!("{:?}", sink.findings).contains(SECRET), "a finding shows the secret");
     sink.findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.check).collect()
 }
@@ -136,6 +135,6 @@ fn a_routed_network_fails_an_isolated_sandbox() {
     let o = Observed { name: "c".into(), sandbox: "app".into(), inspect: record(&m, dir.path()) };
     let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), false)].into() };
     let mut sink = Sink::new("app", "c");
-    run(&o, &m, &cx, &Fixed, &mut sink);
+    run(&o, &m, &cx, &fixed(), &mut sink);
     assert_eq!(sink.findings.iter().map(|f| f.check).collect::<Vec<_>>(), [NETWORK]);
 }
