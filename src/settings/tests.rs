@@ -21,7 +21,7 @@ fn home_follows_galley_home_then_xdg() {
 }
 
 #[test]
-fn no_color_set_to_anything_turns_color_off_on_both_streams() {
+fn no_color_set_to_a_value_turns_color_off_on_both_streams() {
     let s = resolve(&Flags::default(), &[(env_vars::NO_COLOR, "1")], TTY);
     assert_eq!((s.color, s.stdout_color), (false, false));
     let s = resolve(&Flags::default(), &[(env_vars::NO_COLOR, "")], TTY);
