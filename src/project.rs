@@ -4,7 +4,7 @@ use crate::diagnostic::{self, Diagnostic};
 use crate::lang::{self, Evaluated, SpanIndex};
 use crate::lint;
 use crate::model::Project;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 /// A project that passed the schema, with the lints' findings (possibly errors).
 #[derive(Debug)]
@@ -22,7 +22,7 @@ impl Loaded {
 }
 
 /// Evaluate and lint. `Err` holds the diagnostics of a config that could not be evaluated.
-pub fn load(settings: &Settings, text: Option<&str>) -> Result<Loaded, Vec<Diagnostic>> {
+pub fn load(settings: &Env, text: Option<&str>) -> Result<Loaded, Vec<Diagnostic>> {
     let config = settings.config_path();
     let lib_root = settings.lib_root();
     let input = lang::Input { config: &config, text, lib_root: &lib_root };

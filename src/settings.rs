@@ -1,4 +1,6 @@
-//! Settings every command shares, resolved once from flags and environment.
+//! Settings every command shares, resolved once from flags and environment: the presentation
+//! (format, verbosity, color) the CLI keeps, and the [`Env`] of paths and resolved values that
+//! is all library code below the CLI is given.
 
 use std::path::{Path, PathBuf};
 
@@ -11,19 +13,83 @@ pub enum Format {
     Json,
 }
 
+/// How much goes to stderr: `-q` errors only, `-v` more, `-vvv` phase timings too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    Quiet,
+    #[default]
+    Normal,
+    /// `-v` repeated this many times (1 to 3).
+    Verbose(u8),
+}
+
+impl Verbosity {
+    pub fn from_flags(quiet: bool, verbose: u8) -> Self {
+        match (quiet, verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            (false, n) => Verbosity::Verbose(n.min(3)),
+        }
+    }
+
+    /// `-q`: errors only.
+    pub fn quiet(self) -> bool {
+        self == Verbosity::Quiet
+    }
+
+    /// `-v` or more.
+    pub fn verbose(self) -> bool {
+        matches!(self, Verbosity::Verbose(_))
+    }
+
+    /// `-vvv`: the timing of each build phase.
+    pub fn timings(self) -> bool {
+        self == Verbosity::Verbose(3)
+    }
+}
+
+/// The OCI runtime podman and buildah are told to use, detected once by
+/// `runtime::host::oci_runtime`: `GALLEY_OCI_RUNTIME` when set, else runc, else their default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OciRuntime {
+    /// Pass `--runtime NAME`.
+    Named(String),
+    /// Leave podman's and buildah's own default (crun).
+    ToolDefault,
+    /// None is usable: what to say, and the fix, when one is needed.
+    Unusable { message: String, help: String },
+}
+
+impl OciRuntime {
+    /// The `--runtime` value, or why there is none to use.
+    pub fn usable(&self) -> Result<Option<&str>, (&str, &str)> {
+        match self {
+            OciRuntime::Named(r) => Ok(Some(r)),
+            OciRuntime::ToolDefault => Ok(None),
+            OciRuntime::Unusable { message, help } => Err((message, help)),
+        }
+    }
+}
+
+/// What library code below the CLI gets: the paths, and the values resolved from the
+/// environment. Never presentation (format, color, verbosity).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct Env {
     /// The project directory (`-C`), holding galley.ncl.
     pub project_dir: PathBuf,
     /// All of galley's state.
     pub home: PathBuf,
-    pub format: Format,
-    /// -1 quiet, 0 normal, 1+ verbose.
-    pub verbosity: i8,
-    pub color: bool,
+    /// The mtime clamp of image layers: `SOURCE_DATE_EPOCH`, else 0.
+    pub source_date_epoch: u64,
+    pub oci_runtime: OciRuntime,
 }
 
-impl Settings {
+impl Env {
+    /// The paths, with the values an empty environment gives (runc, epoch 0).
+    pub fn new(project_dir: PathBuf, home: PathBuf) -> Self {
+        Env { project_dir, home, source_date_epoch: 0, oci_runtime: OciRuntime::Named("runc".into()) }
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.project_dir.join(crate::lang::CONFIG_FILE)
     }
@@ -31,6 +97,60 @@ impl Settings {
     /// Where the embedded Nickel library is written.
     pub fn lib_root(&self) -> PathBuf {
         self.home.join("lib")
+    }
+}
+
+/// The settings of one run of the CLI.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: Env,
+    pub format: Format,
+    pub verbosity: Verbosity,
+    /// Color on stderr (a terminal, and `NO_COLOR` unset).
+    pub color: bool,
+    /// Color on stdout (a terminal, and `NO_COLOR` unset).
+    pub stdout_color: bool,
+}
+
+/// The flags that settings are resolved from, as the CLI parsed them.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub directory: Option<PathBuf>,
+    pub format: Format,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+/// Whether stderr and stdout are terminals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminals {
+    pub stderr: bool,
+    pub stdout: bool,
+}
+
+impl Settings {
+    /// Flags and environment merged, once. `get` reads the environment; `detect` turns the value
+    /// of `GALLEY_OCI_RUNTIME` into the runtime to use.
+    pub fn resolve(
+        flags: &Flags,
+        get: impl Fn(&str) -> Option<String>,
+        terminals: Terminals,
+        detect: impl FnOnce(Option<String>) -> OciRuntime,
+    ) -> Self {
+        let no_color = get(env_vars::NO_COLOR).is_some_and(|v| !v.is_empty());
+        let env = Env {
+            project_dir: flags.directory.clone().unwrap_or_else(|| PathBuf::from(".")),
+            home: default_home(&get),
+            source_date_epoch: get(env_vars::SOURCE_DATE_EPOCH).and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+            oci_runtime: detect(get(env_vars::GALLEY_OCI_RUNTIME).filter(|v| !v.is_empty())),
+        };
+        Settings {
+            env,
+            format: flags.format,
+            verbosity: Verbosity::from_flags(flags.quiet, flags.verbose),
+            color: !no_color && terminals.stderr,
+            stdout_color: !no_color && terminals.stdout,
+        }
     }
 }
 
@@ -47,16 +167,4 @@ pub fn default_home(get: impl Fn(&str) -> Option<String>) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn home_follows_galley_home_then_xdg() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        };
-        assert_eq!(default_home(env(&[(env_vars::GALLEY_HOME, "/g"), ("HOME", "/h")])), PathBuf::from("/g"));
-        assert_eq!(default_home(env(&[("XDG_DATA_HOME", "/x"), ("HOME", "/h")])), PathBuf::from("/x/galley"));
-        assert_eq!(default_home(env(&[("HOME", "/h")])), PathBuf::from("/h/.local/share/galley"));
-    }
-}
+mod tests;

@@ -184,3 +184,26 @@ fn imported_files_get_their_own_diagnostics() {
     assert_eq!(v["diagnostics"][0]["code"], "G021");
     assert_eq!(v["diagnostics"][0]["start"]["line"], 4);
 }
+
+/// Every command loads the project the same way: a lint error stops `galley secret` too (it
+/// used to go on and open the store of a project `galley check` rejects).
+#[test]
+fn lint_errors_stop_secret_commands_like_every_other_command() {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/check/duplicate-host-port.ncl")).unwrap();
+    let project = Sandbox::with_config(&text);
+    let key = "ab".repeat(32);
+    for args in [&["secret", "list"][..], &["show"], &["export", "kube", "--out", "-"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_galley"))
+            .arg("-C")
+            .arg(project.path())
+            .args(args)
+            .env("GALLEY_HOME", project.home.path())
+            .env("NO_COLOR", "1")
+            .env(galley::env_vars::GALLEY_MASTER_KEY, &key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "galley {args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("G110"), "galley {args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "galley {args:?}");
+    }
+}

@@ -289,13 +289,7 @@ fn the_restricted_checks_catch_each_violation() {
 #[test]
 fn known_digests_pin_images_and_instances_name_namespaces() {
     let home = tempfile::tempdir().unwrap();
-    let settings = galley::settings::Settings {
-        project_dir: example_dir("web"),
-        home: home.path().to_owned(),
-        format: Default::default(),
-        verbosity: 0,
-        color: false,
-    };
+    let settings = galley::settings::Env::new(example_dir("web"), home.path().to_owned());
     let loaded = galley::project::load(&settings, None).unwrap();
     let digest = format!("sha256:{}", "ab".repeat(32));
     let digests = BTreeMap::from([("web".to_owned(), digest.clone())]);

@@ -1,16 +1,16 @@
 //! `galley apply`: show the plan, ask, converge the instance. A second apply is a no-op.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::process::ExitCode;
 
 use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::exec::System;
 use crate::runtime::apply::{self, Context};
 use crate::runtime::images::StoreImages;
 use crate::secrets::Resolver;
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -24,49 +24,31 @@ pub struct ApplyArgs {
     pub locked: bool,
 }
 
-pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance, args.locked) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let _lock = match crate::runtime::state::lock(&session.home, &session.instance) {
-        Ok(l) => l,
-        Err(e) => return common::fail(settings, &e),
-    };
+pub fn run(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
+    let session = common::open(env, out, &args.instance.instance, args.locked)?;
+    let _lock = crate::runtime::state::lock(&session.home, &session.instance)?;
     // Held until the containers exist, so gc keeps the images apply loads for them.
-    let _writing = match super::build::writing(settings, &session.loaded.project.name) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    let plan = match common::compute(settings, &session) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let text = settings.format == Format::Text;
-    if text && (plan.has_changes() || settings.verbosity > 0) {
-        print!("{}", plan.render(common::stdout_color()));
+    let _writing = super::build::writing(env, &session.loaded.project.name)?;
+    let plan = common::compute(&session)?;
+    if out.text() && (plan.has_changes() || out.verbosity.verbose()) {
+        print!("{}", plan.render(out.stdout_color));
     }
     if !plan.has_changes() {
-        if text && settings.verbosity >= 0 {
-            eprintln!("no changes: instance `{}` matches galley.ncl", session.instance.instance);
-        } else if !text {
-            println!("{}", serde_json::json!({ "plan": plan, "report": apply::Report::default() }));
+        out.text_note(format_args!("no changes: instance `{}` matches galley.ncl", session.instance.instance));
+        if out.json() {
+            out.data(serde_json::json!({ "plan": plan, "report": apply::Report::default() }));
         }
-        return ExitCode::SUCCESS;
+        return Ok(ExitStatus::Success);
     }
-    if !args.auto_approve
-        && let Some(code) = confirm(settings, "apply these changes?")
-    {
-        return code;
+    if !args.auto_approve && !confirm("apply these changes?")? {
+        return Ok(ExitStatus::No);
     }
     let podman = session.podman();
-    let secrets = match Resolver::for_apply(&settings.home, settings.project_dir.clone(), &session.loaded.project, &System) {
-        Ok(s) => s,
-        Err(e) => return super::fail(settings, e, Some("set GALLEY_MASTER_KEY to the key of the project's secret store")),
-    };
+    let secrets = Resolver::for_apply(&env.home, env.project_dir.clone(), &session.loaded.project, &System)
+        .map_err(|e| CliError::user(e, Some("set GALLEY_MASTER_KEY to the key of the project's secret store")))?;
     let pinned = session.lock.as_ref().map(crate::lock::Lock::pinned_bases).unwrap_or_default();
-    let images = StoreImages::new(settings, &session.loaded.project, pinned);
-    let lib_root = settings.lib_root();
+    let images = StoreImages::new(env, &session.loaded.project, pinned);
+    let lib_root = env.lib_root();
     let ctx = Context {
         home: &session.home,
         lib_root: &lib_root,
@@ -77,13 +59,9 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
         images: &images,
         secrets: &secrets,
     };
-    let quiet = settings.verbosity < 0 || !text;
-    let report = match apply::apply(&ctx, &plan, &mut |line| if !quiet { eprintln!("{line}") }) {
-        Ok(r) => r,
-        Err(e) => return common::fail(settings, &e),
-    };
-    if !text {
-        println!("{}", serde_json::json!({ "plan": plan, "report": report }));
+    let report = apply::apply(&ctx, &plan, &mut |line| out.text_note(line))?;
+    if out.json() {
+        out.data(serde_json::json!({ "plan": plan, "report": report }));
     } else {
         for f in &report.failures {
             eprintln!("error: sandbox `{}` failed: {}", f.sandbox, f.message);
@@ -102,18 +80,18 @@ pub fn run(settings: &Settings, args: &ApplyArgs) -> ExitCode {
             report.failures.len()
         );
     }
-    if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
+    Ok(if report.failures.is_empty() { ExitStatus::Success } else { ExitStatus::Failed })
 }
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }
 
-/// Ask on the terminal; `Some(code)` means stop. Refuses when stdin is not a terminal.
-pub fn confirm(settings: &Settings, question: &str) -> Option<ExitCode> {
+/// Ask on the terminal whether to go on (a "no" prints `cancelled`). Refuses when stdin is not
+/// a terminal.
+pub fn confirm(question: &str) -> Result<bool, CliError> {
     if !std::io::stdin().is_terminal() {
-        return Some(super::fail(
-            settings,
+        return Err(CliError::user(
             "refusing to change sandboxes without confirmation: standard input is not a terminal",
             Some("review `galley plan`, then pass --auto-approve"),
         ));
@@ -122,10 +100,9 @@ pub fn confirm(settings: &Settings, question: &str) -> Option<ExitCode> {
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        None
-    } else {
+    let yes = matches!(answer.trim(), "y" | "Y" | "yes");
+    if !yes {
         eprintln!("cancelled");
-        Some(ExitCode::from(1))
     }
+    Ok(yes)
 }

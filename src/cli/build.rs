@@ -2,14 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
-use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::image::{self, BuildOptions, BuiltImage, Progress, Store, layer};
-use crate::project;
-use crate::settings::{Format, Settings};
+use crate::settings::{Env, Format, Verbosity};
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -29,25 +28,21 @@ pub struct BuildArgs {
     pub frozen: bool,
 }
 
-/// Load the project or print its diagnostics.
-pub(crate) fn load(settings: &Settings) -> Result<crate::model::Project, ExitCode> {
-    match project::load(settings, None) {
-        Ok(l) if !l.has_errors() => Ok(l.project),
-        Ok(l) => Err(super::render::report(settings, &l.diagnostics, true)),
-        Err(d) => Err(super::render::report(settings, &d, true)),
-    }
-}
-
 /// The host checks of `galley doctor` that building `only` (and `loading` it into podman)
 /// needs; a failure is printed with doctor's message and help.
-pub(crate) fn host_checks(settings: &Settings, project: &crate::model::Project, only: &[String], loading: bool) -> Result<(), ExitCode> {
+pub(crate) fn host_checks(project: &crate::model::Project, only: &[String], loading: bool) -> Result<(), CliError> {
     let checks = crate::runtime::doctor::for_build(&crate::exec::System, project, only, loading);
-    crate::runtime::doctor::first_failure(&checks, None).map_err(|e| super::plan::fail(settings, &e))
+    Ok(crate::runtime::doctor::first_failure(&checks, None)?)
+}
+
+/// Build options as the flags ask: phase timings with -vvv.
+pub(crate) fn options(out: &Printer) -> BuildOptions {
+    BuildOptions { timings: out.verbosity.timings(), ..BuildOptions::default() }
 }
 
 /// Progress lines on stderr: on a terminal, or with -v.
-pub(crate) fn progress(settings: &Settings) -> impl FnMut(Progress<'_>) + use<> {
-    let show = settings.verbosity > 0 || (settings.verbosity == 0 && std::io::stderr().is_terminal());
+pub(crate) fn progress(out: &Printer) -> impl FnMut(Progress<'_>) + use<> {
+    let show = out.verbosity.verbose() || (out.verbosity == Verbosity::Normal && std::io::stderr().is_terminal());
     move |p| {
         if !show {
             return;
@@ -60,35 +55,19 @@ pub(crate) fn progress(settings: &Settings) -> impl FnMut(Progress<'_>) + use<> 
     }
 }
 
-pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
-    let project = match load(settings) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    if let Err(code) = host_checks(settings, &project, &args.images, false) {
-        return code;
+pub fn run(env: &Env, out: &Printer, args: &BuildArgs) -> Outcome {
+    let project = super::project::load(env)?.project;
+    host_checks(&project, &args.images, false)?;
+    let mut opts = BuildOptions { offline: args.offline || args.frozen, ..options(out) };
+    let lock = if args.locked || args.frozen { Some(super::lock::require_current(env, &project)?) } else { None };
+    if let Some(lock) = &lock {
+        opts.pinned_bases = lock.pinned_bases();
     }
-    let mut opts = BuildOptions { offline: args.offline || args.frozen, ..BuildOptions::default() };
-    let lock = if args.locked || args.frozen {
-        match super::lock::require_current(settings, &project) {
-            Ok(lock) => {
-                opts.pinned_bases = lock.pinned_bases();
-                Some(lock)
-            }
-            Err(code) => return code,
-        }
-    } else {
-        None
-    };
     if args.check_repro {
-        return check_repro(settings, &project, args, &opts);
+        return check_repro(env, out, &project, args, &opts);
     }
-    let mut progress = progress(settings);
-    let built = match image::build_with(settings, &project, &args.images, &opts, &mut progress) {
-        Ok(b) => b,
-        Err(e) => return super::fail(settings, e, None),
-    };
-    print_built(settings, &built);
+    let built = image::build_with(env, &project, &args.images, &opts, &mut progress(out))?;
+    print_built(out, &built);
     if let Some(lock) = lock {
         let mismatches = crate::lock::compare(&lock, &built);
         for m in &mismatches {
@@ -96,31 +75,28 @@ pub fn run(settings: &Settings, args: &BuildArgs) -> ExitCode {
         }
         if !mismatches.is_empty() {
             eprintln!("  help: find the step whose output varies with `galley build --check-repro`");
-            return ExitCode::from(1);
+            return Ok(ExitStatus::No);
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitStatus::Success)
 }
 
 /// Hold GALLEY_HOME shared for writing (gc waits) and record the project, for commands that
 /// need what they build to stay until they are done with it.
-pub(crate) fn writing(settings: &Settings, name: &str) -> Result<image::home::HomeLock, ExitCode> {
-    image::home::writing(&settings.home, &settings.project_dir, name).map_err(|e| super::fail(settings, e, None))
+pub(crate) fn writing(env: &Env, name: &str) -> Result<image::home::HomeLock, CliError> {
+    Ok(image::home::writing(&env.home, &env.project_dir, name)?)
 }
 
 /// Build one image (through the cache) and open the store holding it, for `load` and `push`.
 pub(crate) fn build_one(
-    settings: &Settings,
+    env: &Env,
+    out: &Printer,
     project: &crate::model::Project,
     name: &str,
-) -> Result<(BuiltImage, Store), ExitCode> {
-    let mut progress = progress(settings);
-    let built = match image::build_with(settings, project, &[name.to_owned()], &BuildOptions::default(), &mut progress) {
-        Ok(mut b) => b.remove(name).expect("built what was asked"),
-        Err(e) => return Err(super::fail(settings, e, None)),
-    };
-    let store = Store::open(&settings.home).map_err(|e| super::fail(settings, e, None))?;
-    Ok((built, store))
+) -> Result<(BuiltImage, Store), CliError> {
+    let mut built = image::build_with(env, project, &[name.to_owned()], &options(out), &mut progress(out))?;
+    let built = built.remove(name).expect("built what was asked");
+    Ok((built, Store::open(&env.home)?))
 }
 
 pub(crate) fn image_json(b: &BuiltImage) -> Value {
@@ -142,8 +118,8 @@ pub(crate) fn image_json(b: &BuiltImage) -> Value {
     })
 }
 
-fn print_built(settings: &Settings, built: &BTreeMap<String, BuiltImage>) {
-    match settings.format {
+fn print_built(out: &Printer, built: &BTreeMap<String, BuiltImage>) {
+    match out.format {
         Format::Json => {
             let images: serde_json::Map<String, Value> = built.iter().map(|(n, b)| (n.clone(), image_json(b))).collect();
             println!("{}", serde_json::to_string_pretty(&json!({ "images": images })).expect("JSON"));
@@ -156,20 +132,16 @@ fn print_built(settings: &Settings, built: &BTreeMap<String, BuiltImage>) {
     }
 }
 
-fn check_repro(settings: &Settings, project: &crate::model::Project, args: &BuildArgs, opts: &BuildOptions) -> ExitCode {
+fn check_repro(env: &Env, out: &Printer, project: &crate::model::Project, args: &BuildArgs, opts: &BuildOptions) -> Outcome {
     let mut results = Vec::new();
     let mut homes = Vec::new();
     for _ in 0..2 {
-        let home = match tempfile::Builder::new().prefix("galley-repro-").tempdir() {
-            Ok(h) => h,
-            Err(e) => return super::fail(settings, format!("temp dir: {e}"), None),
-        };
-        let s = Settings { home: home.path().to_owned(), ..settings.clone() };
-        let mut progress = progress(settings);
-        match image::build_with(&s, project, &args.images, opts, &mut progress) {
-            Ok(b) => results.push(b),
-            Err(e) => return super::fail(settings, e, None),
-        }
+        let home = tempfile::Builder::new()
+            .prefix("galley-repro-")
+            .tempdir()
+            .map_err(|e| CliError::user(format!("temp dir: {e}"), None))?;
+        let s = Env { home: home.path().to_owned(), ..env.clone() };
+        results.push(image::build_with(&s, project, &args.images, opts, &mut progress(out))?);
         homes.push(home);
     }
     let (a, b) = (&results[0], &results[1]);
@@ -202,7 +174,7 @@ fn check_repro(settings: &Settings, project: &crate::model::Project, args: &Buil
             json!({ "reproducible": same, "digests": [ia.manifest_digest, ib.manifest_digest], "differences": differing }),
         );
     }
-    match settings.format {
+    match out.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json!({ "images": report })).expect("JSON")),
         Format::Text => {
             for (name, r) in &report {
@@ -217,7 +189,7 @@ fn check_repro(settings: &Settings, project: &crate::model::Project, args: &Buil
             }
         }
     }
-    if all_same { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    Ok(ExitStatus::no_unless(all_same))
 }
 
 /// Paths whose header or content differ between two layers.

@@ -1,11 +1,10 @@
 //! `galley check`: evaluate, apply the schema, lint; report every finding.
 
-use std::process::ExitCode;
-
 use clap::{Args, ValueEnum};
 
+use super::{Outcome, Printer};
 use crate::project;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -19,8 +18,8 @@ pub enum Deny {
     Warnings,
 }
 
-pub fn run(settings: &Settings, args: &CheckArgs) -> ExitCode {
-    let mut diagnostics = match project::load(settings, None) {
+pub fn run(env: &Env, out: &Printer, args: &CheckArgs) -> Outcome {
+    let mut diagnostics = match project::load(env, None) {
         Ok(loaded) => loaded.diagnostics,
         Err(diagnostics) => diagnostics,
     };
@@ -29,5 +28,5 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> ExitCode {
             d.severity = crate::diagnostic::Severity::Error;
         }
     }
-    super::render::report(settings, &diagnostics, false)
+    Ok(super::render::report(out, &diagnostics, false))
 }

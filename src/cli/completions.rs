@@ -1,9 +1,9 @@
 //! `galley completions SHELL`: completion scripts generated from the clap definition.
 
-use std::process::ExitCode;
-
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
+
+use super::{ExitStatus, Outcome};
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -11,8 +11,8 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn run(args: &CompletionsArgs) -> ExitCode {
+pub fn run(args: &CompletionsArgs) -> Outcome {
     let mut cmd = super::Cli::command();
     clap_complete::generate(args.shell, &mut cmd, "galley", &mut std::io::stdout());
-    ExitCode::SUCCESS
+    Ok(ExitStatus::Success)
 }

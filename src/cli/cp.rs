@@ -3,13 +3,13 @@
 //! strict extractor that never writes outside LOCAL.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::runtime::{cp, secrets_dir, RuntimeError};
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
@@ -21,11 +21,8 @@ pub struct CpArgs {
     pub destination: String,
 }
 
-pub fn run(settings: &Settings, args: &CpArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance, false) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn run(env: &Env, out: &Printer, args: &CpArgs) -> Outcome {
+    let session = common::open(env, out, &args.instance.instance, false)?;
     let remote = |s: &str| {
         let (name, path) = s.split_once(':')?;
         session.desired.iter().find(|m| m.sandbox == name).map(|m| (m, path.to_owned()))
@@ -52,27 +49,22 @@ pub fn run(settings: &Settings, args: &CpArgs) -> ExitCode {
             Ok((Some(written), skipped))
         })(),
         _ => {
-            return super::fail(
-                settings,
+            return Err(CliError::user(
                 "exactly one of the two paths must be SANDBOX:PATH, naming a sandbox of the project",
                 Some("galley cp ./notes agent:notes  or  galley cp agent:out ./out"),
-            );
+            ));
         }
     };
-    let (written, skipped) = match result {
-        Ok(r) => r,
-        Err(e) => return common::fail(settings, &e),
-    };
-    match settings.format {
-        Format::Json => println!("{}", serde_json::json!({ "written": written, "skipped": skipped })),
-        Format::Text => {
-            for s in &skipped {
-                eprintln!("warning: skipped {}: {}", s.path, s.reason);
-            }
-            if let (Some(n), true) = (written, settings.verbosity >= 0) {
-                eprintln!("copied {n} files");
-            }
+    let (written, skipped) = result?;
+    if out.json() {
+        out.data(serde_json::json!({ "written": written, "skipped": skipped }));
+    } else {
+        for s in &skipped {
+            eprintln!("warning: skipped {}: {}", s.path, s.reason);
+        }
+        if let Some(n) = written {
+            out.note(format_args!("copied {n} files"));
         }
     }
-    if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    Ok(ExitStatus::no_unless(skipped.is_empty()))
 }

@@ -1,15 +1,14 @@
 //! `galley destroy`: remove an instance's containers, networks and secret files; its volumes
 //! only with `--volumes`.
 
-use std::process::ExitCode;
-
 use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
+use super::{ExitStatus, Outcome, Printer};
 use crate::runtime::plan;
 use crate::runtime::secrets_dir::SecretsDir;
 use crate::runtime::state;
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
@@ -23,24 +22,15 @@ pub struct DestroyArgs {
     pub auto_approve: bool,
 }
 
-pub fn run(settings: &Settings, args: &DestroyArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance, false) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let _lock = match crate::runtime::state::lock(&session.home, &session.instance) {
-        Ok(l) => l,
-        Err(e) => return common::fail(settings, &e),
-    };
+pub fn run(env: &Env, out: &Printer, args: &DestroyArgs) -> Outcome {
+    let session = common::open(env, out, &args.instance.instance, false)?;
+    let _lock = crate::runtime::state::lock(&session.home, &session.instance)?;
     let podman = session.podman();
-    let live = match plan::live(&podman, &session.instance) {
-        Ok(l) => l,
-        Err(e) => return common::fail(settings, &e),
-    };
+    let live = plan::live(&podman, &session.instance)?;
     let containers: Vec<String> = live.containers.iter().map(|c| c.name.clone()).collect();
     let volumes = if args.volumes { live.volumes.clone() } else { vec![] };
     let kept = if args.volumes { vec![] } else { live.volumes.clone() };
-    if settings.format == Format::Text {
+    if out.text() {
         for (sign, list) in [("- container", &containers), ("- network  ", &live.networks), ("- volume   ", &volumes)] {
             for name in list {
                 println!("{sign} {name}");
@@ -51,27 +41,18 @@ pub fn run(settings: &Settings, args: &DestroyArgs) -> ExitCode {
         }
     }
     let anything = !containers.is_empty() || !live.networks.is_empty() || !volumes.is_empty();
-    if anything
-        && !args.auto_approve
-        && let Some(code) = super::apply::confirm(settings, "destroy these?")
-    {
-        return code;
+    if anything && !args.auto_approve && !super::apply::confirm("destroy these?")? {
+        return Ok(ExitStatus::No);
     }
     let steps = [("container", &containers), ("network", &live.networks), ("volume", &volumes)];
     for (kind, names) in steps {
-        if let Err(e) = podman.remove(kind, names) {
-            return common::fail(settings, &e);
-        }
+        podman.remove(kind, names)?;
     }
     SecretsDir::new(session.instance.run_dir(&session.home)).remove_all();
     state::remove_all(&session.home, &session.instance);
-    match settings.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({ "containers": containers, "networks": live.networks, "volumes": volumes, "kept_volumes": kept })
-        ),
-        Format::Text if settings.verbosity >= 0 => eprintln!("destroyed instance `{}`", session.instance.instance),
-        Format::Text => {}
+    if out.json() {
+        out.data(serde_json::json!({ "containers": containers, "networks": live.networks, "volumes": volumes, "kept_volumes": kept }));
     }
-    ExitCode::SUCCESS
+    out.text_note(format_args!("destroyed instance `{}`", session.instance.instance));
+    Ok(ExitStatus::Success)
 }

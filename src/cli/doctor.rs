@@ -1,18 +1,17 @@
 //! `galley doctor`: check every piece of this host galley needs, one line each with the fix for
 //! a failure; exit 0 when nothing fails, 1 when something does.
 
-use std::process::ExitCode;
-
+use super::{ExitStatus, Outcome, Printer};
 use crate::exec::System;
 use crate::runtime::doctor::{self, Report, Status};
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
-pub fn run(settings: &Settings) -> ExitCode {
-    let project = if settings.config_path().is_file() {
-        match crate::project::load(settings, None) {
-            Ok(loaded) if !loaded.has_errors() => Some(loaded.project),
-            _ => {
-                eprintln!("warning: {} does not evaluate; registry checks skipped", settings.config_path().display());
+pub fn run(env: &Env, out: &Printer) -> Outcome {
+    let project = if env.config_path().is_file() {
+        match super::project::load(env) {
+            Ok(loaded) => Some(loaded.project),
+            Err(_) => {
+                eprintln!("warning: {} does not evaluate; registry checks skipped", env.config_path().display());
                 eprintln!("  help: run `galley check` to see why");
                 None
             }
@@ -20,13 +19,13 @@ pub fn run(settings: &Settings) -> ExitCode {
     } else {
         None
     };
-    let runtime_env = std::env::var(crate::env_vars::GALLEY_OCI_RUNTIME).ok();
-    let report = doctor::all(&System, settings, runtime_env, project.as_ref());
-    match settings.format {
-        Format::Json => println!("{}", serde_json::to_string(&report).expect("report serializes")),
-        Format::Text => print!("{}", render(&report)),
+    let report = doctor::all(&System, env, project.as_ref());
+    if out.json() {
+        out.data(serde_json::to_string(&report).expect("report serializes"));
+    } else {
+        print!("{}", render(&report));
     }
-    if report.summary.fail == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    Ok(ExitStatus::no_unless(report.summary.fail == 0))
 }
 
 /// `pass  podman          podman version 4.3.1`, a `help:` line under each failure, a summary.

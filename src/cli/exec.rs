@@ -2,13 +2,13 @@
 //! no added privileges; the command's exit code is galley's.
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
 
 use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
+use super::{ExitStatus, Outcome, Printer};
 use crate::runtime::attach;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -21,19 +21,9 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(settings: &Settings, args: &ExecArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance, false) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn run(env: &Env, out: &Printer, args: &ExecArgs) -> Outcome {
+    let session = common::open(env, out, &args.instance.instance, false)?;
     let tty = std::io::stdin().is_terminal();
-    match attach::exec(&session.podman(), &session.instance, &session.desired, &args.sandbox, &args.command, tty) {
-        Ok(code) => exit_code(code),
-        Err(e) => common::fail(settings, &e),
-    }
-}
-
-/// A child's exit code as galley's own.
-pub(crate) fn exit_code(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+    let code = attach::exec(&session.podman(), &session.instance, &session.desired, &args.sandbox, &args.command, tty)?;
+    Ok(ExitStatus::Child(code))
 }

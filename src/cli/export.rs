@@ -1,13 +1,12 @@
 //! `galley export kube`: write an instance's sandboxes as Kubernetes YAML.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::kube::{self, KubeError, Options, SeccompMode};
-use crate::project;
-use crate::settings::{Format, Settings};
+use super::{ExitStatus, Outcome, Printer};
+use crate::kube::{self, Options, SeccompMode};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -50,20 +49,14 @@ pub enum SeccompArg {
     RuntimeDefault,
 }
 
-pub fn run(settings: &Settings, args: &ExportArgs) -> ExitCode {
+pub fn run(env: &Env, out: &Printer, args: &ExportArgs) -> Outcome {
     match &args.target {
-        Target::Kube(k) => kube_run(settings, k),
+        Target::Kube(k) => kube_run(env, out, k),
     }
 }
 
-fn kube_run(settings: &Settings, args: &KubeArgs) -> ExitCode {
-    let loaded = match project::load(settings, None) {
-        Ok(loaded) => loaded,
-        Err(diagnostics) => return super::render::report(settings, &diagnostics, true),
-    };
-    if loaded.has_errors() {
-        return super::render::report(settings, &loaded.diagnostics, true);
-    }
+fn kube_run(env: &Env, out: &Printer, args: &KubeArgs) -> Outcome {
+    let loaded = super::project::load(env)?;
     let options = Options {
         image_prefix: args.image_prefix.clone(),
         seccomp: match args.seccomp {
@@ -74,60 +67,39 @@ fn kube_run(settings: &Settings, args: &KubeArgs) -> ExitCode {
     };
     // Images are pinned by the digests of the current lock; without one the export says so.
     let digests: Option<std::collections::BTreeMap<String, String>> =
-        match super::plan::current_lock(settings, &loaded.project, false) {
-            Ok(lock) => lock.map(|l| {
-                l.images.into_iter().filter_map(|(name, i)| i.output.map(|o| (name, o.manifest))).collect()
-            }),
-            Err(code) => return code,
-        };
-    let export = match kube::desired(settings, &loaded.project, &args.instance, digests.as_ref())
-        .and_then(|d| kube::export(&d, &options))
-    {
-        Ok(e) => e,
-        Err(e) => return failure(settings, &e),
-    };
-    let say = |line: &str| {
-        if settings.verbosity >= 0 {
-            eprintln!("{line}");
-        }
-    };
+        super::plan::current_lock(env, out, &loaded.project, false)?.map(|l| {
+            l.images.into_iter().filter_map(|(name, i)| i.output.map(|o| (name, o.manifest))).collect()
+        });
+    let export = kube::desired(env, &loaded.project, &args.instance, digests.as_ref()).and_then(|d| kube::export(&d, &options))?;
     for w in &export.warnings {
-        say(&format!("warning: {w}"));
+        out.note(format_args!("warning: {w}"));
     }
-    let out = args.out.clone().unwrap_or_else(|| settings.project_dir.join("kube"));
-    if out.as_os_str() == "-" {
+    let dir = args.out.clone().unwrap_or_else(|| env.project_dir.join("kube"));
+    if dir.as_os_str() == "-" {
         print!("{}", export.yaml);
         if !export.profiles.is_empty() {
-            say("warning: seccomp profiles are not written with --out -; export to a directory to get them");
+            out.note("warning: seccomp profiles are not written with --out -; export to a directory to get them");
         }
     } else {
-        let written = match kube::write::write_dir(&out, &export) {
-            Ok(w) => w,
-            Err(e) => return failure(settings, &e),
-        };
-        if settings.format == Format::Json {
+        let written = kube::write::write_dir(&dir, &export)?;
+        if out.json() {
             let v = serde_json::json!({
                 "namespace": export.namespace,
                 "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                 "secret_commands": export.secret_commands,
                 "warnings": export.warnings,
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("summary serializes"));
+            out.json_pretty(&v);
         }
         for p in &written {
-            say(&format!("wrote {}", p.display()));
+            out.note(format_args!("wrote {}", p.display()));
         }
     }
     if !export.secret_commands.is_empty() {
-        say("create the secrets with:");
+        out.note("create the secrets with:");
         for c in &export.secret_commands {
-            say(&format!("  {}", c.replace('\n', "\n  ")));
+            out.note(format_args!("  {}", c.replace('\n', "\n  ")));
         }
     }
-    ExitCode::SUCCESS
-}
-
-fn failure(settings: &Settings, e: &KubeError) -> ExitCode {
-    super::render::error_line(settings, &e.to_string(), e.help().as_deref());
-    if e.is_config() { ExitCode::from(1) } else { ExitCode::from(2) }
+    Ok(ExitStatus::Success)
 }

@@ -1,13 +1,12 @@
 //! `galley gc [--dry-run]`: remove the store blobs, cache entries and podman images that no
 //! recorded project's lock and no galley container needs, and print what that freed.
 
-use std::process::ExitCode;
-
 use clap::Args;
 
 use crate::exec::System;
 use crate::image::gc::{GcError, Report};
-use crate::settings::{Format, Settings};
+use super::{CliError, ExitStatus, Outcome, Printer};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -16,20 +15,20 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
-pub fn run(settings: &Settings, args: &GcArgs) -> ExitCode {
-    let report = match crate::runtime::gc::run(&settings.home, &System, args.dry_run) {
-        Ok(r) => r,
-        Err(e @ GcError::Busy { .. }) => return super::fail(settings, e, Some("run `galley gc` again once it has finished")),
-        Err(e) => return super::fail(settings, e, None),
-    };
-    match settings.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("JSON")),
-        Format::Text => print!("{}", text(&report)),
+pub fn run(env: &Env, out: &Printer, args: &GcArgs) -> Outcome {
+    let report = crate::runtime::gc::run(&env.home, &System, args.dry_run).map_err(|e| match e {
+        GcError::Busy { .. } => CliError::user(e, Some("run `galley gc` again once it has finished")),
+        e => CliError::user(e, None),
+    })?;
+    if out.json() {
+        out.json_pretty(&report);
+    } else {
+        print!("{}", text(&report));
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    ExitCode::SUCCESS
+    Ok(ExitStatus::Success)
 }
 
 fn text(r: &Report) -> String {

@@ -2,12 +2,12 @@
 //! and starts: an agent workspace, a web service or a periodic job.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::domain::Reference;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 /// The base a starter builds on when `--base` is not given: a common public image, pinned by
 /// digest on the first `galley lock`.
@@ -60,49 +60,37 @@ impl Template {
     }
 }
 
-pub fn run(settings: &Settings, args: &InitArgs) -> ExitCode {
-    let path = settings.config_path();
+pub fn run(env: &Env, out: &Printer, args: &InitArgs) -> Outcome {
+    let path = env.config_path();
     if path.exists() {
-        return super::fail(settings, format!("{} already exists", path.display()), Some("edit it, or remove it first"));
+        return Err(CliError::user(format!("{} already exists", path.display()), Some("edit it, or remove it first")));
     }
-    let dir = std::path::absolute(&settings.project_dir).unwrap_or_else(|_| settings.project_dir.clone());
+    let dir = std::path::absolute(&env.project_dir).unwrap_or_else(|_| env.project_dir.clone());
     let name = args.name.clone().unwrap_or_else(|| {
         sanitize(dir.file_name().and_then(|n| n.to_str()).unwrap_or("project"))
     });
     if !crate::lint::is_name(&name) {
-        return super::fail(settings, format!("invalid project name \"{name}\""), Some("use lower-case letters, digits and dashes"));
+        return Err(CliError::user(format!("invalid project name \"{name}\""), Some("use lower-case letters, digits and dashes")));
     }
-    let base = match Reference::parse(&args.base) {
-        Ok(r) => r,
-        Err(why) => {
-            return super::fail(
-                settings,
-                format!("--base \"{}\" is not an image reference: {why}", args.base),
-                Some("name the registry, repository and tag, as in docker.io/library/busybox:1.36"),
-            );
-        }
-    };
+    let base = Reference::parse(&args.base).map_err(|why| {
+        CliError::user(
+            format!("--base \"{}\" is not an image reference: {why}", args.base),
+            Some("name the registry, repository and tag, as in docker.io/library/busybox:1.36"),
+        )
+    })?;
     let files = args.template.files(&name);
-    if let Some((rel, _)) = files.iter().find(|(rel, _)| settings.project_dir.join(rel).exists()) {
-        return super::fail(
-            settings,
-            format!("{} already exists", settings.project_dir.join(rel).display()),
+    if let Some((rel, _)) = files.iter().find(|(rel, _)| env.project_dir.join(rel).exists()) {
+        return Err(CliError::user(
+            format!("{} already exists", env.project_dir.join(rel).display()),
             Some("move it away, or write galley.ncl by hand"),
-        );
+        ));
     }
     for (rel, text) in &files {
-        if let Err(e) = write_new(&settings.project_dir.join(rel), text) {
-            return super::fail(settings, e, None);
-        }
+        write_new(&env.project_dir.join(rel), text)?;
     }
-    let text = starter(args.template, &name, &base, args.port);
-    if let Err(e) = crate::fsutil::write_atomic(&path, text.as_bytes()) {
-        return super::fail(settings, e, None);
-    }
-    if settings.verbosity >= 0 {
-        eprintln!("wrote {}; next: galley check, galley lock, galley apply", path.display());
-    }
-    ExitCode::SUCCESS
+    crate::fsutil::write_atomic(&path, starter(args.template, &name, &base, args.port).as_bytes())?;
+    out.note(format_args!("wrote {}; next: galley check, galley lock, galley apply", path.display()));
+    Ok(ExitStatus::Success)
 }
 
 fn write_new(path: &Path, text: &str) -> std::io::Result<()> {

@@ -2,14 +2,13 @@
 //! `localhost/galley/<project>/<image>:<short digest>`. Nothing is copied when podman already has
 //! the image (podman's image id is the config digest).
 
-use std::process::ExitCode;
-
 use clap::Args;
 use serde_json::json;
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::exec::System;
 use crate::image;
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -17,32 +16,18 @@ pub struct LoadArgs {
     pub image: String,
 }
 
-pub fn run(settings: &Settings, args: &LoadArgs) -> ExitCode {
-    let project = match super::build::load(settings) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    if let Err(code) = super::build::host_checks(settings, &project, std::slice::from_ref(&args.image), true) {
-        return code;
-    }
-    let _writing = match super::build::writing(settings, &project.name) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    let (built, store) = match super::build::build_one(settings, &project, &args.image) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
+pub fn run(env: &Env, out: &Printer, args: &LoadArgs) -> Outcome {
+    let project = super::project::load(env)?.project;
+    super::build::host_checks(&project, std::slice::from_ref(&args.image), true)?;
+    let _writing = super::build::writing(env, &project.name)?;
+    let (built, store) = super::build::build_one(env, out, &project, &args.image)?;
     let tag = image::podman::tag(&project.name, &args.image, &built.manifest_digest);
-    match image::podman::load(&System, &store, &built, &tag) {
-        Ok(copied) => {
-            match settings.format {
-                Format::Json => println!("{}", json!({ "image": args.image, "tag": tag, "digest": built.manifest_digest, "id": built.config_digest, "copied": copied })),
-                Format::Text => println!("{tag}"),
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => super::fail(settings, e, None),
+    let copied = image::podman::load(&System, &store, &built, &tag).map_err(|e| CliError::user(e, None))?;
+    if out.json() {
+        out.data(json!({ "image": args.image, "tag": tag, "digest": built.manifest_digest, "id": built.config_digest, "copied": copied }));
+    } else {
+        out.data(&tag);
     }
+    Ok(ExitStatus::Success)
 }
 

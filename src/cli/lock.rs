@@ -1,12 +1,10 @@
 //! `galley lock`: pin every input and write each sandbox's manifest; `--check` for CI.
 
-use std::process::ExitCode;
-
 use clap::Args;
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::lock::{self, Lock};
-use crate::project;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
@@ -21,72 +19,41 @@ pub struct LockArgs {
     pub offline: bool,
 }
 
-pub fn run(settings: &Settings, args: &LockArgs) -> ExitCode {
-    let loaded = match project::load(settings, None) {
-        Ok(l) if !l.has_errors() => l,
-        Ok(l) => return error_exit(super::render::report(settings, &l.diagnostics, true)),
-        Err(d) => return error_exit(super::render::report(settings, &d, true)),
-    };
-    let path = settings.project_dir.join(lock::LOCK_FILE);
-    let old = match Lock::read(&path) {
-        Ok(old) => old,
-        Err(e) => return super::fail(settings, &e, e.help()),
-    };
+pub fn run(env: &Env, out: &Printer, args: &LockArgs) -> Outcome {
+    // Config errors are errors (2) for lock: 1 means "stale".
+    let loaded = super::project::load(env).map_err(CliError::config_exits_as_error)?;
+    let path = env.project_dir.join(lock::LOCK_FILE);
+    let old = Lock::read(&path)?;
     if args.check {
-        return check(settings, &loaded.project, old.as_ref());
+        return check(env, out, &loaded.project, old.as_ref());
     }
     // Held until the lock names what the build wrote, so gc cannot take it in between.
-    let _writing = match super::build::writing(settings, &loaded.project.name) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    let update = args.update.as_deref();
-    let outcome = match lock::relock(settings, &loaded.project, old.as_ref(), update, args.offline) {
-        Ok(lock) => lock,
-        Err(e) => return super::fail(settings, &e, e.help()),
-    };
+    let _writing = super::build::writing(env, &loaded.project.name)?;
+    let outcome = lock::relock(env, &loaded.project, old.as_ref(), args.update.as_deref(), args.offline)?;
     let (changes, _) = lock::diff(old.as_ref(), &outcome);
     if changes.is_empty() && old.is_some() {
-        if settings.verbosity >= 0 {
-            eprintln!("galley.lock is up to date");
-        }
-        return ExitCode::SUCCESS;
+        out.note("galley.lock is up to date");
+        return Ok(ExitStatus::Success);
     }
-    if let Err(e) = outcome.write(&path) {
-        return super::fail(settings, &e, None);
+    outcome.write(&path).map_err(|e| CliError::user(e, None))?;
+    let what = if old.is_some() { format!("{} changed fields", changes.len()) } else { "new".to_owned() };
+    out.note(format_args!("wrote galley.lock: {} images, {} sandboxes ({what})", outcome.images.len(), outcome.sandboxes.len()));
+    for c in &changes {
+        out.detail(format_args!("  {c}"));
     }
-    if settings.verbosity >= 0 {
-        let what = if old.is_some() { format!("{} changed fields", changes.len()) } else { "new".to_owned() };
-        eprintln!("wrote galley.lock: {} images, {} sandboxes ({what})", outcome.images.len(), outcome.sandboxes.len());
-        if settings.verbosity > 0 {
-            for c in &changes {
-                eprintln!("  {c}");
-            }
-        }
-    }
-    ExitCode::SUCCESS
+    Ok(ExitStatus::Success)
 }
 
-/// Config errors are errors (2) for lock: 1 means "stale".
-fn error_exit(code: ExitCode) -> ExitCode {
-    if code == ExitCode::SUCCESS { code } else { ExitCode::from(2) }
-}
-
-fn check(settings: &Settings, project: &crate::model::Project, old: Option<&Lock>) -> ExitCode {
-    let desired = match lock::desired_offline(settings, project, old) {
-        Ok(d) => d,
-        Err(e) => return super::fail(settings, &e, e.help()),
-    };
+fn check(env: &Env, out: &Printer, project: &crate::model::Project, old: Option<&Lock>) -> Outcome {
+    let desired = lock::desired_offline(env, project, old)?;
     let Some(old) = old else {
-        super::render::error_line(settings, "galley.lock is missing", Some("run `galley lock` and commit the file"));
-        return ExitCode::from(1);
+        out.error_line("galley.lock is missing", Some("run `galley lock` and commit the file"));
+        return Ok(ExitStatus::No);
     };
     let (changes, unified) = lock::diff(Some(old), &desired);
     if changes.is_empty() && lock::complete(old) {
-        if settings.verbosity > 0 {
-            eprintln!("galley.lock is up to date");
-        }
-        return ExitCode::SUCCESS;
+        out.detail("galley.lock is up to date");
+        return Ok(ExitStatus::Success);
     }
     eprintln!("galley.lock is stale:");
     for c in &changes {
@@ -98,28 +65,15 @@ fn check(settings: &Settings, project: &crate::model::Project, old: Option<&Lock
         eprintln!("  help: run `galley lock` and commit galley.lock");
     }
     print!("{unified}");
-    ExitCode::from(1)
+    Ok(ExitStatus::No)
 }
 
-/// For `--locked`: the lock on disk, when it is current; else print why and return the exit code.
-pub(crate) fn require_current(settings: &Settings, project: &crate::model::Project) -> Result<Lock, ExitCode> {
-    let path = settings.project_dir.join(lock::LOCK_FILE);
-    let old = match Lock::read(&path) {
-        Ok(Some(old)) => old,
-        Ok(None) => {
-            return Err(super::fail(settings, "--locked needs galley.lock, and there is none", Some("run `galley lock` and commit the file")));
-        }
-        Err(e) => return Err(super::fail(settings, &e, e.help())),
+/// For `--locked`: the lock on disk, when it is current.
+pub(crate) fn require_current(env: &Env, project: &crate::model::Project) -> Result<Lock, CliError> {
+    let Some(old) = Lock::read(&env.project_dir.join(lock::LOCK_FILE))? else {
+        return Err(CliError::user("--locked needs galley.lock, and there is none", Some("run `galley lock` and commit the file")));
     };
-    let desired = lock::desired_offline(settings, project, Some(&old)).map_err(|e| super::fail(settings, &e, e.help()))?;
+    let desired = lock::desired_offline(env, project, Some(&old))?;
     let changes = lock::staleness(&old, &desired);
-    if changes.is_empty() {
-        return Ok(old);
-    }
-    eprintln!("error: galley.lock is stale, refusing to run with --locked:");
-    for c in &changes {
-        eprintln!("  {c}");
-    }
-    eprintln!("  help: run `galley lock` and commit galley.lock");
-    Err(ExitCode::from(1))
+    if changes.is_empty() { Ok(old) } else { Err(CliError::StaleLock(changes)) }
 }

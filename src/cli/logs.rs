@@ -1,12 +1,11 @@
 //! `galley logs SANDBOX [-f] [--since D] [--tail N]`: a running sandbox's output, streamed.
 
-use std::process::ExitCode;
-
 use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
 use crate::runtime::attach::{self, LogOptions};
-use crate::settings::Settings;
+use super::{ExitStatus, Outcome, Printer};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -25,14 +24,9 @@ pub struct LogsArgs {
     pub tail: Option<u64>,
 }
 
-pub fn run(settings: &Settings, args: &LogsArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance, false) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn run(env: &Env, out: &Printer, args: &LogsArgs) -> Outcome {
+    let session = common::open(env, out, &args.instance.instance, false)?;
     let options = LogOptions { follow: args.follow, since: args.since.clone(), tail: args.tail };
-    match attach::logs(&session.podman(), &session.instance, &session.desired, &args.sandbox, &options) {
-        Ok(code) => super::exec::exit_code(code),
-        Err(e) => common::fail(settings, &e),
-    }
+    let code = attach::logs(&session.podman(), &session.instance, &session.desired, &args.sandbox, &options)?;
+    Ok(ExitStatus::Child(code))
 }

@@ -2,13 +2,13 @@
 //! evaluation.
 
 use std::io::Read;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::lsp;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct LspArgs {
@@ -24,35 +24,32 @@ pub struct EvalArgs {
     pub stdin: bool,
 }
 
-pub fn run(settings: &Settings, _args: &LspArgs) -> ExitCode {
+pub fn run(env: &Env, _args: &LspArgs) -> Outcome {
     let timeout = std::env::var(crate::env_vars::GALLEY_LSP_TIMEOUT_MS)
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(lsp::DEFAULT_TIMEOUT, Duration::from_millis);
-    let options = lsp::Options { lib_root: settings.lib_root(), timeout, debounce: lsp::DEFAULT_DEBOUNCE };
+    let options = lsp::Options { lib_root: env.lib_root(), timeout, debounce: lsp::DEFAULT_DEBOUNCE };
     match lsp::serve(options) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(ExitStatus::Success),
         Err(e) => {
+            // The editor shows stderr as the server's log; this line is all it gets.
             eprintln!("galley lsp: {e}");
-            ExitCode::from(2)
+            Ok(ExitStatus::Failed)
         }
     }
 }
 
 /// Print the diagnostics of the project's galley.ncl (or of stdin as its text) as JSON.
-pub fn eval(settings: &Settings, args: &EvalArgs) -> ExitCode {
+pub fn eval(env: &Env, out: &Printer, args: &EvalArgs) -> Outcome {
     let text = if args.stdin {
         let mut buf = Vec::new();
-        if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
-            return super::fail(settings, format!("cannot read stdin: {e}"), None);
-        }
+        std::io::stdin().read_to_end(&mut buf).map_err(|e| CliError::user(format!("cannot read stdin: {e}"), None))?;
         String::from_utf8_lossy(&buf).into_owned()
     } else {
-        match std::fs::read_to_string(settings.config_path()) {
-            Ok(t) => t,
-            Err(e) => return super::fail(settings, format!("cannot read {}: {e}", settings.config_path().display()), None),
-        }
+        let path = env.config_path();
+        std::fs::read_to_string(&path).map_err(|e| CliError::user(format!("cannot read {}: {e}", path.display()), None))?
     };
-    println!("{}", lsp::eval_report(settings, &text));
-    ExitCode::SUCCESS
+    out.data(lsp::eval_report(env, &text));
+    Ok(ExitStatus::Success)
 }

@@ -1,8 +1,9 @@
 //! The command line: clap types, settings resolution and dispatch. Each subcommand is a short
-//! function over library code returning an [`ExitCode`].
+//! function over library code returning an [`Outcome`]; `main` prints a [`CliError`] once.
 //!
 //! Exit codes: 0 success; 1 the answer is "no" (errors in config, findings, a stale lock); 2 usage
-//! or operational errors. `plan --detailed-exitcode` follows Terraform: 2 means "changes".
+//! or operational errors; 70 a bug in galley. `plan --detailed-exitcode` follows Terraform: 2
+//! means "changes".
 
 mod apply;
 mod build;
@@ -14,12 +15,15 @@ mod cp;
 mod destroy;
 mod exec;
 mod doctor;
+pub mod error;
 mod init;
 mod lock;
 mod logs;
 mod plan;
 mod lsp;
 mod load;
+mod printer;
+mod project;
 mod push;
 mod render;
 mod secret;
@@ -32,7 +36,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::settings::{self, Format, Settings};
+pub use error::{CliError, ExitStatus};
+use printer::Printer;
+use crate::settings::{Env, Flags, Format, Settings, Terminals};
+
+/// What a command comes to.
+pub type Outcome = Result<ExitStatus, CliError>;
 
 #[derive(Debug, Parser)]
 #[command(name = "galley", version, about = "Reproducible, typed, audited sandboxes", propagate_version = true)]
@@ -121,54 +130,73 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() { ExitCode::from(error::ERROR) } else { ExitCode::SUCCESS };
         }
     };
     let settings = resolve(&cli.global);
-    match cli.command {
-        Command::Check(args) => check::run(&settings, &args),
-        Command::Show => show::run(&settings),
-        Command::Init(args) => init::run(&settings, &args),
-        Command::Lock(args) => lock::run(&settings, &args),
+    let out = Printer::new(&settings);
+    std::panic::set_hook(Box::new(|info| {
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        *PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{}{place}", error::panic_message(info.payload())));
+    }));
+    let sarif = cli.global.format == FormatArg::Sarif;
+    let outcome = std::panic::catch_unwind(|| dispatch(&settings.env, &out, cli.command, sarif)).unwrap_or_else(|payload| {
+        let recorded = PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Err(CliError::Bug(recorded.unwrap_or_else(|| error::panic_message(payload.as_ref()))))
+    });
+    match outcome {
+        Ok(status) => status.into(),
+        Err(e) => {
+            out.error(&e);
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+/// The message and place of the last panic, recorded by the hook `main` installs.
+static PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome {
+    match command {
+        Command::Check(args) => check::run(env, out, &args),
+        Command::Show => show::run(env, out),
+        Command::Init(args) => init::run(env, out, &args),
+        Command::Lock(args) => lock::run(env, out, &args),
         Command::Completions(args) => completions::run(&args),
-        Command::Secret(args) => secret::run(&settings, &args),
-        Command::Export(args) => export::run(&settings, &args),
-        Command::Plan(args) => plan::run(&settings, &args),
-        Command::Apply(args) => apply::run(&settings, &args),
-        Command::Status(args) => status::run(&settings, &args),
-        Command::Destroy(args) => destroy::run(&settings, &args),
-        Command::Cp(args) => cp::run(&settings, &args),
-        Command::Verify(args) => verify::run(&settings, &args, cli.global.format == FormatArg::Sarif),
-        Command::Lsp(args) => lsp::run(&settings, &args),
-        Command::Eval(args) => lsp::eval(&settings, &args),
-        Command::Build(args) => build::run(&settings, &args),
-        Command::Push(args) => push::run(&settings, &args),
-        Command::Load(args) => load::run(&settings, &args),
-        Command::Exec(args) => exec::run(&settings, &args),
-        Command::Logs(args) => logs::run(&settings, &args),
-        Command::Gc(args) => gc::run(&settings, &args),
-        Command::Doctor => doctor::run(&settings),
+        Command::Secret(args) => secret::run(env, out, &args),
+        Command::Export(args) => export::run(env, out, &args),
+        Command::Plan(args) => plan::run(env, out, &args),
+        Command::Apply(args) => apply::run(env, out, &args),
+        Command::Status(args) => status::run(env, out, &args),
+        Command::Destroy(args) => destroy::run(env, out, &args),
+        Command::Cp(args) => cp::run(env, out, &args),
+        Command::Verify(args) => verify::run(env, out, &args, sarif),
+        Command::Lsp(args) => lsp::run(env, &args),
+        Command::Eval(args) => lsp::eval(env, out, &args),
+        Command::Build(args) => build::run(env, out, &args),
+        Command::Push(args) => push::run(env, out, &args),
+        Command::Load(args) => load::run(env, out, &args),
+        Command::Exec(args) => exec::run(env, out, &args),
+        Command::Logs(args) => logs::run(env, out, &args),
+        Command::Gc(args) => gc::run(env, out, &args),
+        Command::Doctor => doctor::run(env, out),
     }
 }
 
 fn resolve(global: &GlobalArgs) -> Settings {
-    let env = |k: &str| std::env::var(k).ok();
-    let color = std::env::var_os(crate::env_vars::NO_COLOR).is_none_or(|v| v.is_empty())
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    Settings {
-        project_dir: global.directory.clone().unwrap_or_else(|| PathBuf::from(".")),
-        home: settings::default_home(env),
+    let flags = Flags {
+        directory: global.directory.clone(),
         format: match global.format {
             FormatArg::Text => Format::Text,
             FormatArg::Json | FormatArg::Sarif => Format::Json,
         },
-        verbosity: if global.quiet { -1 } else { global.verbose.min(3) as i8 },
-        color,
-    }
+        quiet: global.quiet,
+        verbose: global.verbose,
+    };
+    let terminals = Terminals {
+        stderr: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        stdout: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    Settings::resolve(&flags, |k| std::env::var(k).ok(), terminals, crate::runtime::host::detect_oci_runtime)
 }
 
-/// Operational failure: print `error: ...` (and an optional help line) and exit 2.
-pub(crate) fn fail(settings: &Settings, message: impl std::fmt::Display, help: Option<&str>) -> ExitCode {
-    render::error_line(settings, &message.to_string(), help);
-    ExitCode::from(2)
-}

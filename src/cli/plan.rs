@@ -1,20 +1,18 @@
 //! `galley plan`: what `apply` would do to an instance, desired versus live. Also the session
 //! setup (project, instance, host facts, podman) the other runner commands share.
 
-use std::io::IsTerminal;
-use std::process::ExitCode;
-
 use clap::Args;
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::exec::System;
 use crate::manifest::SandboxManifest;
-use crate::project::{self, Loaded};
+use crate::project::Loaded;
 use crate::runtime::host::{self, HostFacts};
 use crate::runtime::plan::{self, Plan};
 use crate::runtime::podman::Podman;
 use crate::runtime::{self, Instance, RuntimeError};
 use crate::lock::Lock;
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct InstanceArg {
@@ -52,26 +50,18 @@ impl Session {
     }
 }
 
-/// Load the project and detect the host; on failure the error is already printed.
-pub fn open(settings: &Settings, instance: &str, locked: bool) -> Result<Session, ExitCode> {
-    let loaded = match project::load(settings, None) {
-        Ok(loaded) if !loaded.has_errors() => loaded,
-        Ok(loaded) => return Err(super::render::report(settings, &loaded.diagnostics, true)),
-        Err(diagnostics) => return Err(super::render::report(settings, &diagnostics, true)),
+/// Load the project and detect the host.
+pub fn open(env: &Env, out: &Printer, instance: &str, locked: bool) -> Result<Session, CliError> {
+    let loaded = super::project::load(env)?;
+    let lock = current_lock(env, out, &loaded.project, locked)?;
+    let instance = Instance::new(&loaded.project.name, instance)?;
+    let facts = host::detect(&env.oci_runtime)?;
+    let desired = match &lock {
+        Some(lock) => lock.sandboxes.values().map(|s| s.manifest.clone()).collect(),
+        None => runtime::desired(env, &loaded.project)?,
     };
-    let lock = current_lock(settings, &loaded.project, locked)?;
-    let setup = || -> Result<_, RuntimeError> {
-        let instance = Instance::new(&loaded.project.name, instance)?;
-        let facts = host::detect(std::env::var(crate::env_vars::GALLEY_OCI_RUNTIME).ok())?;
-        let desired = match &lock {
-            Some(lock) => lock.sandboxes.values().map(|s| s.manifest.clone()).collect(),
-            None => runtime::desired(settings, &loaded.project)?,
-        };
-        let home = std::path::absolute(&settings.home).map_err(RuntimeError::io(&settings.home))?;
-        Ok((instance, facts, desired, home))
-    };
-    let (instance, facts, desired, home) = setup().map_err(|e| fail(settings, &e))?;
-    if settings.verbosity > 0 && settings.format == Format::Text {
+    let home = std::path::absolute(&env.home).map_err(RuntimeError::io(&env.home))?;
+    if out.verbosity.verbose() && out.text() {
         eprintln!(
             "host: oci runtime {}, cgroups {} (controllers: {}), hard limits nofile {} nproc {}{}",
             facts.runtime.as_deref().unwrap_or("podman's default"),
@@ -87,56 +77,36 @@ pub fn open(settings: &Settings, instance: &str, locked: bool) -> Result<Session
 
 /// The lock to run from: the current galley.lock, or none (the manifests then come from
 /// galley.ncl, without image digests). With `locked`, a missing or stale lock is an error.
-pub(crate) fn current_lock(settings: &Settings, project: &crate::model::Project, locked: bool) -> Result<Option<Lock>, ExitCode> {
+pub(crate) fn current_lock(env: &Env, out: &Printer, project: &crate::model::Project, locked: bool) -> Result<Option<Lock>, CliError> {
     if locked {
-        return super::lock::require_current(settings, project).map(Some);
+        return super::lock::require_current(env, project).map(Some);
     }
-    let old = match Lock::read(&settings.project_dir.join(crate::lock::LOCK_FILE)) {
-        Ok(Some(old)) => old,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(super::fail(settings, &e, e.help())),
+    let Some(old) = Lock::read(&env.project_dir.join(crate::lock::LOCK_FILE))? else {
+        return Ok(None);
     };
-    let stale = crate::lock::desired_offline(settings, project, Some(&old))
-        .map(|desired| crate::lock::staleness(&old, &desired))
-        .map_err(|e| super::fail(settings, &e, e.help()))?;
+    let desired = crate::lock::desired_offline(env, project, Some(&old))?;
+    let stale = crate::lock::staleness(&old, &desired);
     if stale.is_empty() {
         return Ok(Some(old));
     }
-    if settings.verbosity >= 0 && settings.format == Format::Text {
-        eprintln!("warning: galley.lock is stale ({}); using galley.ncl", stale[0]);
-        eprintln!("  help: run `galley lock`, or pass --locked to refuse a stale lock");
-    }
+    out.text_note(format_args!("warning: galley.lock is stale ({}); using galley.ncl", stale[0]));
+    out.text_note("  help: run `galley lock`, or pass --locked to refuse a stale lock");
     Ok(None)
 }
 
-/// Print a runner error with its help line; exit 2.
-pub fn fail(settings: &Settings, e: &RuntimeError) -> ExitCode {
-    super::fail(settings, e, e.help().as_deref())
-}
-
 /// The live state and the plan of the session's instance.
-pub fn compute(settings: &Settings, session: &Session) -> Result<Plan, ExitCode> {
-    let live = plan::live(&session.podman(), &session.instance).map_err(|e| fail(settings, &e))?;
+pub fn compute(session: &Session) -> Result<Plan, CliError> {
+    let live = plan::live(&session.podman(), &session.instance)?;
     Ok(plan::compute(&session.home, &session.instance, &session.desired, &live))
 }
 
-/// Whether to color stdout: a terminal, and NO_COLOR unset.
-pub fn stdout_color() -> bool {
-    std::env::var_os(crate::env_vars::NO_COLOR).is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
-}
-
-pub fn run(settings: &Settings, args: &PlanArgs) -> ExitCode {
-    let session = match open(settings, &args.instance.instance, args.locked) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let plan = match compute(settings, &session) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    match settings.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes")),
-        Format::Text => print!("{}", plan.render(stdout_color())),
+pub fn run(env: &Env, out: &Printer, args: &PlanArgs) -> Outcome {
+    let session = open(env, out, &args.instance.instance, args.locked)?;
+    let plan = compute(&session)?;
+    if out.json() {
+        out.json_pretty(&plan);
+    } else {
+        print!("{}", plan.render(out.stdout_color));
     }
-    if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS }
+    Ok(if args.detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success })
 }

@@ -1,12 +1,11 @@
 //! `galley push IMAGE REF`: build the image (cached) and push it to a registry, by digest.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use serde_json::json;
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::image::pull::Puller;
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -16,31 +15,18 @@ pub struct PushArgs {
     pub reference: String,
 }
 
-pub fn run(settings: &Settings, args: &PushArgs) -> ExitCode {
-    let project = match super::build::load(settings) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub fn run(env: &Env, out: &Printer, args: &PushArgs) -> Outcome {
+    let project = super::project::load(env)?.project;
     if let Err(e) = crate::domain::Reference::parse(&args.reference) {
-        return super::fail(settings, format!("`{}` is not a usable reference: {e}", args.reference), None);
+        return Err(CliError::user(format!("`{}` is not a usable reference: {e}", args.reference), None));
     }
-    let _writing = match super::build::writing(settings, &project.name) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    let (built, store) = match super::build::build_one(settings, &project, &args.image) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
-    let pushed = Puller::new(&project, &store).and_then(|p| p.push(&built.manifest_digest, &args.reference));
-    match pushed {
-        Ok(digest) => {
-            match settings.format {
-                Format::Json => println!("{}", json!({ "image": args.image, "reference": args.reference, "digest": digest })),
-                Format::Text => println!("{}@{digest}", args.reference),
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => super::fail(settings, e, None),
+    let _writing = super::build::writing(env, &project.name)?;
+    let (built, store) = super::build::build_one(env, out, &project, &args.image)?;
+    let digest = Puller::new(&project, &store).and_then(|p| p.push(&built.manifest_digest, &args.reference))?;
+    if out.json() {
+        out.data(json!({ "image": args.image, "reference": args.reference, "digest": digest }));
+    } else {
+        out.data(format_args!("{}@{digest}", args.reference));
     }
+    Ok(ExitStatus::Success)
 }

@@ -1,40 +1,41 @@
 //! Rendering diagnostics: miette on a terminal (stderr), JSON on stdout for `--format json`.
 
 use std::fmt;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
 use serde::Serialize;
 
+use super::error::ExitStatus;
+use super::printer::Printer;
 use crate::diagnostic::{Diagnostic, Severity};
-use crate::settings::{Format, Settings};
+use crate::settings::Format;
 
-/// Print every finding and return the exit code: 1 when any is an error. With `errors_only`
-/// (commands other than `check`), warnings are not printed.
-pub fn report(settings: &Settings, diagnostics: &[Diagnostic], errors_only: bool) -> ExitCode {
+/// Print every finding; the answer is "no" when any is an error. With `errors_only` (commands
+/// other than `check`), warnings are not printed.
+pub fn report(out: &Printer, diagnostics: &[Diagnostic], errors_only: bool) -> ExitStatus {
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
     let shown: Vec<&Diagnostic> =
         diagnostics.iter().filter(|d| !errors_only || d.is_error()).collect();
-    match settings.format {
+    match out.format {
         Format::Json => {
             let out = JsonReport { diagnostics: shown.iter().map(|d| JsonDiagnostic::from(*d)).collect(), errors, warnings };
             println!("{}", serde_json::to_string_pretty(&out).expect("report serializes"));
         }
         Format::Text => {
             for d in &shown {
-                if settings.verbosity < 0 && !d.is_error() {
+                if out.verbosity.quiet() && !d.is_error() {
                     continue;
                 }
-                eprint!("{}", render(d, settings.color));
+                eprint!("{}", render(d, out.color));
             }
-            if settings.verbosity >= 0 && (errors > 0 || warnings > 0) {
-                eprintln!("{}", summary(errors, warnings));
+            if errors > 0 || warnings > 0 {
+                out.note(summary(errors, warnings));
             }
         }
     }
-    if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    ExitStatus::no_unless(errors == 0)
 }
 
 fn summary(errors: usize, warnings: usize) -> String {
@@ -43,19 +44,6 @@ fn summary(errors: usize, warnings: usize) -> String {
         (0, w) => plural(w, "warning"),
         (e, 0) => plural(e, "error"),
         (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
-    }
-}
-
-/// A one-line operational error on stderr.
-pub fn error_line(settings: &Settings, message: &str, help: Option<&str>) {
-    if settings.format == Format::Json {
-        let v = serde_json::json!({ "error": message, "help": help });
-        println!("{v}");
-        return;
-    }
-    eprintln!("error: {message}");
-    if let Some(h) = help {
-        eprintln!("  help: {h}");
     }
 }
 

@@ -1,13 +1,12 @@
 //! `galley status`: the instance's live sandboxes, their state and ports, and whether each still
 //! matches the manifest galley.ncl declares.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use serde::Serialize;
 
 use super::plan::{self as common, InstanceArg};
-use crate::settings::{Format, Settings};
+use super::{ExitStatus, Outcome, Printer};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -25,15 +24,9 @@ struct Row {
     manifest: &'static str,
 }
 
-pub fn run(settings: &Settings, args: &StatusArgs) -> ExitCode {
-    let session = match common::open(settings, &args.instance.instance, false) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let live = match session.podman().containers(&session.instance) {
-        Ok(l) => l,
-        Err(e) => return common::fail(settings, &e),
-    };
+pub fn run(env: &Env, out: &Printer, args: &StatusArgs) -> Outcome {
+    let session = common::open(env, out, &args.instance.instance, false)?;
+    let live = session.podman().containers(&session.instance)?;
     let mut rows: Vec<Row> = live
         .iter()
         .map(|c| {
@@ -53,14 +46,13 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> ExitCode {
         }
     }
     rows.sort_by(|a, b| a.sandbox.cmp(&b.sandbox));
-    match settings.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize")),
-        Format::Text => {
-            println!("{:<20} {:<10} {:<10} {:<40} PORTS", "SANDBOX", "STATE", "MANIFEST", "CONTAINER");
-            for r in &rows {
-                println!("{:<20} {:<10} {:<10} {:<40} {}", r.sandbox, r.state, r.manifest, r.container, r.ports.join(", "));
-            }
-        }
+    if out.json() {
+        out.json_pretty(&rows);
+        return Ok(ExitStatus::Success);
     }
-    ExitCode::SUCCESS
+    println!("{:<20} {:<10} {:<10} {:<40} PORTS", "SANDBOX", "STATE", "MANIFEST", "CONTAINER");
+    for r in &rows {
+        println!("{:<20} {:<10} {:<10} {:<40} {}", r.sandbox, r.state, r.manifest, r.container, r.ports.join(", "));
+    }
+    Ok(ExitStatus::Success)
 }

@@ -1,14 +1,12 @@
 //! `galley verify`: audit running sandboxes (or an image) from the host; exit 1 on findings.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use rayon::prelude::*;
 
+use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::audit::{self, Sink, report::Report};
 use crate::exec::System;
-use crate::project;
-use crate::settings::{Format, Settings};
+use crate::settings::Env;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -23,63 +21,50 @@ pub struct VerifyArgs {
     pub image: Option<String>,
 }
 
-pub fn run(settings: &Settings, args: &VerifyArgs, sarif: bool) -> ExitCode {
+pub fn run(env: &Env, out: &Printer, args: &VerifyArgs, sarif: bool) -> Outcome {
     let report = match &args.image {
-        Some(reference) => match audit::image::scan_image(&System, reference) {
-            Ok(s) => Report { project: String::new(), instance: String::new(), sandboxes: vec![s] },
-            Err(e) => return super::fail(settings, e, Some("check the reference with `podman image ls`")),
-        },
-        None => match live(settings, args) {
-            Ok(Ok(report)) => report,
-            Ok(Err(code)) => return code,
-            Err(e) => return super::fail(settings, e, Some("start the sandboxes with `galley apply`")),
-        },
+        Some(reference) => {
+            let scanned = audit::image::scan_image(&System, reference)
+                .map_err(|e| CliError::user(e, Some("check the reference with `podman image ls`")))?;
+            Report { project: String::new(), instance: String::new(), sandboxes: vec![scanned] }
+        }
+        None => live(env, out, args)?,
     };
     if sarif {
-        println!("{}", serde_json::to_string_pretty(&audit::report::sarif(&report)).expect("sarif serializes"));
-    } else if settings.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&audit::report::json(&report)).expect("report serializes"));
+        out.json_pretty(&audit::report::sarif(&report));
+    } else if out.json() {
+        out.json_pretty(&audit::report::json(&report));
     } else {
-        print!(
-            "{}",
-            audit::report::text(&report, settings.color && std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        );
+        print!("{}", audit::report::text(&report, out.stdout_color));
     }
-    if report.errors() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    Ok(ExitStatus::no_unless(report.errors() == 0))
 }
 
-/// Audit the running sandboxes; the inner `Err` is an exit code already reported.
-fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCode>, audit::AuditError> {
-    let loaded = match project::load(settings, None) {
-        Ok(l) if !l.has_errors() => l,
-        // A config that does not evaluate cannot be audited against: an error, not a finding.
-        Ok(l) => return Ok(Err(config_error(settings, &l.diagnostics))),
-        Err(d) => return Ok(Err(config_error(settings, &d))),
-    };
+/// Audit the running sandboxes.
+fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError> {
+    // A config that does not evaluate cannot be audited against: an error, not a finding.
+    let loaded = super::project::load(env).map_err(CliError::config_exits_as_error)?;
     let project = &loaded.project;
     for s in &args.sandboxes {
         if !project.sandboxes.contains_key(s) {
-            return Ok(Err(super::fail(
-                settings,
+            return Err(CliError::user(
                 format!("no sandbox named `{s}` in the project"),
                 Some("see `galley show` for the declared sandboxes"),
-            )));
+            ));
         }
     }
-    let observed = audit::observe(&System, &project.name, &args.instance)?;
-    let chosen = audit::select(&observed, &args.sandboxes, &project.name, &args.instance)?;
+    let audit_error = |e: audit::AuditError| CliError::user(e, Some("start the sandboxes with `galley apply`"));
+    let observed = audit::observe(&System, &project.name, &args.instance).map_err(audit_error)?;
+    let chosen = audit::select(&observed, &args.sandboxes, &project.name, &args.instance).map_err(audit_error)?;
     let owned: Vec<audit::Observed> = chosen.iter().map(|o| (*o).clone()).collect();
     // The lock's manifests carry the image digests; without a current lock, the config's.
-    let desired = match super::plan::current_lock(settings, project, false) {
-        Ok(Some(lock)) => lock.sandboxes.into_iter().map(|(name, s)| (name, s.manifest)).collect(),
-        Ok(None) => audit::desired(project, &owned, &settings.lib_root())?,
-        Err(code) => return Ok(Err(code)),
+    let desired = match super::plan::current_lock(env, out, project, false)? {
+        Some(lock) => lock.sandboxes.into_iter().map(|(name, s)| (name, s.manifest)).collect(),
+        None => audit::desired(project, &owned, &env.lib_root()).map_err(audit_error)?,
     };
-    let secrets = crate::secrets::Resolver::for_audit(&settings.home, settings.project_dir.clone(), project, &System);
-    if settings.format == Format::Text && settings.verbosity >= 0 {
-        eprintln!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance);
-    }
-    let cx = audit::Context::new(&System, &args.instance, &chosen)?;
+    let secrets = crate::secrets::Resolver::for_audit(&env.home, env.project_dir.clone(), project, &System);
+    out.text_note(format_args!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance));
+    let cx = audit::Context::new(&System, &args.instance, &chosen).map_err(audit_error)?;
     // Containers are independent: audit them in parallel, report them in order.
     let sandboxes = chosen
         .par_iter()
@@ -97,10 +82,5 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
             }
         })
         .collect();
-    Ok(Ok(Report { project: project.name.clone(), instance: args.instance.clone(), sandboxes }))
-}
-
-fn config_error(settings: &Settings, diagnostics: &[crate::diagnostic::Diagnostic]) -> ExitCode {
-    super::render::report(settings, diagnostics, true);
-    ExitCode::from(2)
+    Ok(Report { project: project.name.clone(), instance: args.instance.clone(), sandboxes })
 }

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use crate::domain::Reference;
 use crate::model::{Compression, Image, Project};
-use crate::settings::Settings;
+use crate::settings::Env;
 use cache::{Cache, CachedLayer};
 use config::{Descriptor, HistoryStep, Manifest, Platform};
 use layer::{Entry, Kind};
@@ -48,6 +48,8 @@ pub struct BuildOptions {
     /// Base reference (as written in the image) -> manifest digest to use instead of resolving
     /// the tag.
     pub pinned_bases: BTreeMap<String, String>,
+    /// Print the timing of each phase on stderr (`-vvv`).
+    pub timings: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,11 +107,6 @@ pub enum ImageError {
     Other(String),
 }
 
-/// The mtime clamp: `SOURCE_DATE_EPOCH`, else 0.
-pub fn source_date_epoch() -> u64 {
-    std::env::var(crate::env_vars::SOURCE_DATE_EPOCH).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
 /// The ref name of an image in the store.
 pub fn ref_name(project: &Project, image: &str) -> String {
     format!("{}/{}", project.name, image)
@@ -117,7 +114,7 @@ pub fn ref_name(project: &Project, image: &str) -> String {
 
 /// Build `only` (every image when empty) into the store.
 pub fn build(
-    settings: &Settings,
+    settings: &Env,
     project: &Project,
     only: &[String],
     opts: &BuildOptions,
@@ -134,7 +131,7 @@ pub enum Progress<'a> {
 }
 
 pub fn build_with(
-    settings: &Settings,
+    settings: &Env,
     project: &Project,
     only: &[String],
     opts: &BuildOptions,
@@ -148,7 +145,7 @@ pub fn build_with(
     let _writing = home::writing(&settings.home, &settings.project_dir, &project.name)?;
     let store = Store::open(&settings.home)?;
     let cache = Cache::open(&settings.home);
-    let ctx = Ctx { settings, project, store: &store, cache: &cache, epoch: source_date_epoch(), opts };
+    let ctx = Ctx { settings, project, store: &store, cache: &cache, epoch: settings.source_date_epoch, opts };
     let mut out = BTreeMap::new();
     for (name, image) in &project.images {
         if !only.is_empty() && !only.contains(name) {
@@ -164,7 +161,7 @@ pub fn build_with(
 
 /// The digest of the manifest `reference` names for the platform of the first image that uses
 /// it (linux/amd64 when none does), asking the registry.
-pub fn resolve_base(settings: &Settings, project: &Project, reference: &Reference) -> Result<String, ImageError> {
+pub fn resolve_base(settings: &Env, project: &Project, reference: &Reference) -> Result<String, ImageError> {
     let platform = project
         .images
         .values()
@@ -178,7 +175,7 @@ pub fn resolve_base(settings: &Settings, project: &Project, reference: &Referenc
 }
 
 struct Ctx<'a> {
-    settings: &'a Settings,
+    settings: &'a Env,
     project: &'a Project,
     store: &'a Store,
     cache: &'a Cache,
@@ -430,7 +427,7 @@ impl Ctx<'_> {
 
     /// Phase timings on stderr with -vvv.
     fn timing(&self, what: &str, since: std::time::Instant) {
-        if self.settings.verbosity >= 3 {
+        if self.opts.timings {
             eprintln!("    {what}: {:.3}s", since.elapsed().as_secs_f64());
         }
     }

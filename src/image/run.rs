@@ -3,7 +3,7 @@
 //! The parent image (base + galley's earlier layers) is handed to buildah as a throw-away OCI
 //! layout; the step runs with `--cap-drop all`, `--network none` unless the step asks for network,
 //! the project directory mounted read-only at /galley/src, no runtime socket, and the OCI runtime
-//! from `GALLEY_OCI_RUNTIME` (runc by default). buildah runs rootless when galley runs as a
+//! the settings detected (`GALLEY_OCI_RUNTIME`, else runc, else buildah's default). buildah runs rootless when galley runs as a
 //! normal user. buildah's diff layer (the step's changes against the parent rootfs, deletions as
 //! OCI whiteouts) is then read back and re-packed by galley's own writer: sorted, mtimes clamped,
 //! so the layer digest depends only on the bytes the step produced.
@@ -22,26 +22,23 @@ use super::store::Store;
 use super::ImageError;
 use crate::exec::{Cmd, Runner, System};
 use crate::model::RunStep;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 /// Where the project is mounted inside RUN steps.
 pub const SRC_MOUNT: &str = "/galley/src";
 
-pub fn oci_runtime() -> String {
-    std::env::var(crate::env_vars::GALLEY_OCI_RUNTIME).ok().filter(|r| !r.is_empty()).unwrap_or_else(|| "runc".into())
-}
-
 /// The buildah `run` argv for `step` in container `name` (without the program).
-pub fn run_args(name: &str, step: &RunStep, project_dir: &Path, runtime: &str) -> Vec<String> {
-    let mut a = vec![
-        "run".to_owned(),
-        "--runtime".into(),
-        runtime.into(),
+pub fn run_args(name: &str, step: &RunStep, project_dir: &Path, runtime: Option<&str>) -> Vec<String> {
+    let mut a = vec!["run".to_owned()];
+    if let Some(runtime) = runtime {
+        a.extend(["--runtime".into(), runtime.into()]);
+    }
+    a.extend([
         "--cap-drop".into(),
         "all".into(),
         "--volume".into(),
         format!("{}:{SRC_MOUNT}:ro", project_dir.display()),
-    ];
+    ]);
     if !step.network {
         a.push("--network".into());
         a.push("none".into());
@@ -58,7 +55,7 @@ fn run_err(e: impl std::fmt::Display) -> ImageError {
 
 /// Run `step` on top of the parent image and return its changes as layer entries.
 pub fn run_step(
-    settings: &Settings,
+    settings: &Env,
     store: &Store,
     parent_layers: &[Descriptor],
     parent_config: &Value,
@@ -69,6 +66,7 @@ pub fn run_step(
     if !crate::exec::available("buildah") {
         return Err(ImageError::Run("RUN steps need buildah, which is not on PATH".into()));
     }
+    let runtime = settings.oci_runtime.usable().map_err(|(message, help)| run_err(format!("{message} (help: {help})")))?;
     let work = work_dir(&settings.home.join("tmp"))?;
     let parent_dir = work.path().join("parent");
     write_layout(store, &parent_dir, parent_layers, parent_config)?;
@@ -82,7 +80,7 @@ pub fn run_step(
     let image_name = format!("localhost{}:latest", parent_dir.display());
     let cleanup = Cleanup { runner, name: name.clone(), image_name };
     let out = runner
-        .run(&buildah(run_args(&name, step, &project_dir, &oci_runtime())).timeout(Duration::from_secs(3600)))
+        .run(&buildah(run_args(&name, step, &project_dir, runtime)).timeout(Duration::from_secs(3600)))
         .map_err(run_err)?;
     if !out.success() {
         return Err(ImageError::Run(format!(
@@ -288,10 +286,10 @@ mod tests {
     #[test]
     fn steps_drop_capabilities_and_network() {
         let step = RunStep { command: vec!["/bin/sh".into(), "-c".into(), "true".into()], network: false };
-        let a = run_args("c", &step, Path::new("/p"), "runc").join(" ");
+        let a = run_args("c", &step, Path::new("/p"), Some("runc")).join(" ");
         assert_eq!(a, "run --runtime runc --cap-drop all --volume /p:/galley/src:ro --network none c -- /bin/sh -c true");
         let step = RunStep { network: true, ..step };
-        assert!(!run_args("c", &step, Path::new("/p"), "runc").contains(&"none".to_string()));
+        assert!(!run_args("c", &step, Path::new("/p"), Some("runc")).contains(&"none".to_string()));
     }
 
     #[test]

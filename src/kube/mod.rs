@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use crate::manifest::{self, ManifestError, SandboxManifest};
 use crate::model::Project;
 use crate::seccomp::{self, Profile, SeccompError};
-use crate::settings::Settings;
+use crate::settings::Env;
 
 /// Instance exported when `--instance` is not given.
 pub const DEFAULT_INSTANCE: &str = "default";
@@ -131,7 +131,7 @@ impl KubeError {
 /// The manifests of every sandbox of `project` for `instance`. `digests` maps image names to
 /// manifest digests (`sha256:...`) when known.
 pub fn desired(
-    settings: &Settings,
+    settings: &Env,
     project: &Project,
     instance: &str,
     digests: Option<&BTreeMap<String, String>>,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{Desired, Lock, LockedBase, LockedLayer, LockedOutput, Outputs, StaleError, desired};
 use crate::model::Project;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelockError {
@@ -34,7 +34,7 @@ impl StaleError {
 }
 
 /// The lock the project asks for, using only what is on disk: no network, no runtime, no build.
-pub fn desired_offline(settings: &Settings, project: &Project, old: Option<&Lock>) -> Result<Lock, StaleError> {
+pub fn desired_offline(settings: &Env, project: &Project, old: Option<&Lock>) -> Result<Lock, StaleError> {
     desired(&Desired {
         project,
         project_dir: &settings.project_dir,
@@ -48,7 +48,7 @@ pub fn desired_offline(settings: &Settings, project: &Project, old: Option<&Lock
 /// Resolve, build and lock. `update`: `None` keeps pinned bases, `Some([])` re-resolves every
 /// base, `Some(names)` re-resolves those images' bases.
 pub fn relock(
-    settings: &Settings,
+    settings: &Env,
     project: &Project,
     old: Option<&Lock>,
     update: Option<&[String]>,
@@ -77,7 +77,7 @@ pub fn relock(
             pinned.insert(base, digest);
         }
     }
-    let opts = crate::image::BuildOptions { offline, pinned_bases: pinned };
+    let opts = crate::image::BuildOptions { offline, pinned_bases: pinned, ..Default::default() };
     let images = crate::image::build(settings, project, &[], &opts)?;
     let built: BTreeMap<String, Outputs> = images
         .into_iter()

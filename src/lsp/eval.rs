@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::text::range_of;
 use crate::diagnostic::{Code, Diagnostic, Location, Severity};
 use crate::exec::{Cmd, Runner};
-use crate::settings::Settings;
+use crate::settings::Env;
 
 /// The hidden subcommand the server runs.
 pub const SUBCOMMAND: &str = "__eval";
@@ -48,7 +48,7 @@ pub enum Outcome {
 }
 
 /// Child side: evaluate `text` as the project's galley.ncl and return the JSON report.
-pub fn report(settings: &Settings, text: &str) -> String {
+pub fn report(settings: &Env, text: &str) -> String {
     let diagnostics = match crate::project::load(settings, Some(text)) {
         Ok(loaded) => loaded.diagnostics,
         Err(diagnostics) => diagnostics,

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{Result, RuntimeError};
 use crate::manifest::SandboxManifest;
+use crate::settings::OciRuntime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupMode {
@@ -41,9 +42,28 @@ pub struct HostFacts {
     pub root: bool,
 }
 
-/// Detect the host facts. `runtime_env` is the value of `GALLEY_OCI_RUNTIME`.
-pub fn detect(runtime_env: Option<String>) -> Result<HostFacts> {
-    Ok(HostFacts { runtime: oci_runtime(runtime_env, crate::exec::available)?, ..system() })
+/// Detect the host facts, with the OCI runtime the settings resolved.
+pub fn detect(runtime: &OciRuntime) -> Result<HostFacts> {
+    Ok(HostFacts { runtime: runtime_to_use(runtime)?, ..system() })
+}
+
+/// The `--runtime` to pass to podman (`None`: its default), or the error of [`oci_runtime`].
+pub fn runtime_to_use(runtime: &OciRuntime) -> Result<Option<String>> {
+    runtime.usable().map(|r| r.map(str::to_owned)).map_err(|(message, help)| RuntimeError::Host {
+        sandbox: "*".into(),
+        message: message.to_owned(),
+        help: help.to_owned(),
+    })
+}
+
+/// The settings' view of [`oci_runtime`]: the one detection, for podman and buildah alike.
+pub fn detect_oci_runtime(env: Option<String>) -> OciRuntime {
+    match oci_runtime(env, crate::exec::available) {
+        Ok(Some(r)) => OciRuntime::Named(r),
+        Ok(None) => OciRuntime::ToolDefault,
+        Err(RuntimeError::Host { message, help, .. }) => OciRuntime::Unusable { message, help },
+        Err(e) => OciRuntime::Unusable { help: e.help().unwrap_or_default(), message: e.to_string() },
+    }
 }
 
 /// The host facts but the OCI runtime (left as podman's default).

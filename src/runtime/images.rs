@@ -10,10 +10,10 @@ use crate::exec::System;
 use crate::image::{self, BuildOptions, Store};
 use crate::manifest::SandboxManifest;
 use crate::model::Project;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 pub struct StoreImages<'a> {
-    pub settings: &'a Settings,
+    pub settings: &'a Env,
     pub project: &'a Project,
     /// Base digests pinned by the lock.
     pub pinned_bases: BTreeMap<String, String>,
@@ -22,13 +22,13 @@ pub struct StoreImages<'a> {
 }
 
 impl<'a> StoreImages<'a> {
-    pub fn new(settings: &'a Settings, project: &'a Project, pinned_bases: BTreeMap<String, String>) -> Self {
+    pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<String, String>) -> Self {
         StoreImages { settings, project, pinned_bases, loaded: Mutex::new(BTreeMap::new()) }
     }
 
     fn prepare(&self, m: &SandboxManifest) -> std::result::Result<String, String> {
         let name = &m.image.name;
-        let opts = BuildOptions { offline: false, pinned_bases: self.pinned_bases.clone() };
+        let opts = BuildOptions { offline: false, pinned_bases: self.pinned_bases.clone(), ..BuildOptions::default() };
         let mut built = image::build(self.settings, self.project, std::slice::from_ref(name), &opts)
             .map_err(|e| format!("cannot build image {name}: {e}"))?;
         let built = built.remove(name).ok_or_else(|| format!("image {name} was not built"))?;

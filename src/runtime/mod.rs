@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use crate::manifest::{self, ManifestError, SandboxManifest};
 use crate::model::Project;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 pub use naming::Instance;
 
@@ -94,7 +94,7 @@ pub trait ImageSource: Send + Sync {
 
 /// The desired state of the project without a lock: one manifest per sandbox, sorted by name,
 /// with no image digests. With a current lock, the lock's manifests are used instead.
-pub fn desired(settings: &Settings, project: &Project) -> Result<Vec<SandboxManifest>> {
+pub fn desired(settings: &Env, project: &Project) -> Result<Vec<SandboxManifest>> {
     let lib_root = settings.lib_root();
     let mut out = Vec::new();
     for name in project.sandboxes.keys() {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use galley::exec::System;
 use galley::runtime::podman::{Podman, RunSpec};
 use galley::runtime::{Instance, host};
-use galley::settings::{Format, Settings};
+use galley::settings::Env;
 
 pub const SANDBOX: &str = "app";
 pub const INSTANCE: &str = "default";
@@ -226,14 +226,8 @@ impl Fixture {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    pub fn settings(&self) -> Settings {
-        Settings {
-            project_dir: self.project_dir(),
-            home: self.home.clone(),
-            format: Format::Text,
-            verbosity: 0,
-            color: false,
-        }
+    pub fn settings(&self) -> Env {
+        Env::new(self.project_dir(), self.home.clone())
     }
 
     /// The manifest of the sandbox, resolved with `digest` as its image's.

@@ -18,7 +18,7 @@ use super::podman::Podman;
 use super::RuntimeError;
 use crate::exec::Runner;
 use crate::model::Project;
-use crate::settings::Settings;
+use crate::settings::Env;
 
 pub use system::{cgroups, home, rlimits, subids, userns, MIN_FREE_BYTES};
 pub use tools::{buildah, helper_dirs, network, oci_runtime, podman};
@@ -104,9 +104,9 @@ impl Report {
 }
 
 /// Every check, in order; one per base registry of `project` when there is one.
-pub fn all(runner: &dyn Runner, settings: &Settings, runtime_env: Option<String>, project: Option<&Project>) -> Report {
+pub fn all(runner: &dyn Runner, settings: &Env, project: Option<&Project>) -> Report {
     let facts = host::system();
-    let runtime = host::oci_runtime(runtime_env, crate::exec::available);
+    let runtime = host::runtime_to_use(&settings.oci_runtime);
     let podman_cmds = Podman { runner, runtime: runtime.as_ref().ok().cloned().flatten() };
     let mut checks = vec![podman(&podman_cmds)];
     let has_podman = checks[0].status == Status::Pass;
@@ -140,7 +140,7 @@ pub fn for_build(runner: &dyn Runner, project: &Project, only: &[String], loadin
 /// `registry:<host>` for each registry a base image of `project` comes from, probed the way a
 /// pull starts: through the SSRF guard, which lets a private address through only where the
 /// project's registry entry allows it.
-pub fn registries(settings: &Settings, project: &Project) -> Vec<Check> {
+pub fn registries(settings: &Env, project: &Project) -> Vec<Check> {
     let mut bases: BTreeMap<String, String> = BTreeMap::new();
     for r in project.images.values().filter_map(|i| i.base.image()) {
         bases.entry(r.registry.clone()).or_insert_with(|| r.to_string());
