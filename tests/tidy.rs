@@ -81,3 +81,70 @@ fn every_source_file_says_what_it_is_for() {
         .collect();
     assert_eq!(missing, Vec::<String>::new());
 }
+
+/// The `use crate::` edges between top-level modules of `src/`, from the source, leaving out
+/// unit-test code (a trailing `#[cfg(test)] mod tests` and `tests.rs` / `*_tests.rs` files).
+fn real_edges() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for (rel, text) in sources() {
+        let inner = rel.strip_prefix("src/").unwrap();
+        let module = inner.split('/').next().unwrap().trim_end_matches(".rs").to_owned();
+        if ["lib", "main"].contains(&module.as_str()) || rel.ends_with("/tests.rs") || rel.ends_with("_tests.rs") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let entry = edges.entry(module.clone()).or_default();
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if !name.is_empty() && name != module {
+                entry.insert(name);
+            }
+        }
+    }
+    edges
+}
+
+/// The graph ARCHITECTURE.md's "Dependencies" section states: `- `module`: a, b, c` lines.
+fn documented_edges() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
+    let section = text.split("\n## Dependencies\n").nth(1).expect("ARCHITECTURE.md has a Dependencies section");
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .map(|l| {
+            let (module, uses) = l.split_once("`:").expect("a line `- `module`: uses`");
+            let uses = uses.trim().trim_end_matches('.');
+            let set = if uses == "nothing" {
+                Default::default()
+            } else {
+                uses.split(',').map(|u| u.trim().trim_matches('`').to_owned()).collect()
+            };
+            (module.to_owned(), set)
+        })
+        .collect()
+}
+
+#[test]
+fn the_documented_module_graph_is_the_real_one_and_points_one_way() {
+    let real = real_edges();
+    let documented = documented_edges();
+    for (module, uses) in &real {
+        assert_eq!(
+            documented.get(module),
+            Some(uses),
+            "src/{module} uses exactly these modules; ARCHITECTURE.md's Dependencies section must say so"
+        );
+    }
+    let extra: Vec<&String> = documented.keys().filter(|m| !real.contains_key(*m)).collect();
+    assert!(extra.is_empty(), "ARCHITECTURE.md names modules src/ does not have: {extra:?}");
+    // One way: repeatedly remove modules that use nothing left; a cycle leaves some behind.
+    let mut left = documented.clone();
+    while !left.is_empty() {
+        let free: Vec<String> = left.iter().filter(|(_, uses)| uses.iter().all(|u| !left.contains_key(u))).map(|(m, _)| m.clone()).collect();
+        assert!(!free.is_empty(), "the module graph has a cycle among {:?}", left.keys().collect::<Vec<_>>());
+        for m in free {
+            left.remove(&m);
+        }
+    }
+}
