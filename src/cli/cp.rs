@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
-use crate::runtime::{cp, secrets_dir, RuntimeError};
+use crate::runtime::{cp, RuntimeError};
 use crate::settings::{Format, Settings};
 
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ pub fn run(settings: &Settings, args: &CpArgs) -> ExitCode {
     let result = match (remote(&args.source), remote(&args.destination)) {
         (None, Some((m, path))) => (|| {
             let target = cp::volume_path(m, &path)?;
-            let (uid, gid) = secrets_dir::numeric_user(&m.user).unwrap_or((0, 0));
+            let (uid, gid) = cp::owner(m)?;
             let (tar, skipped) = cp::archive(Path::new(&args.source), uid, gid)?;
             let dest = format!("{}:{target}", session.instance.container(&m.sandbox));
             podman.runner.check(&podman.cmd().args(["cp", "-", &dest]).stdin(tar))?;

@@ -69,7 +69,7 @@ pub fn run(settings: &Settings, args: &InitArgs) -> ExitCode {
     let name = args.name.clone().unwrap_or_else(|| {
         sanitize(dir.file_name().and_then(|n| n.to_str()).unwrap_or("project"))
     });
-    if !crate::lint::is_name(&name) {
+    if !crate::domain::Name::is_valid(&name) {
         return super::fail(settings, format!("invalid project name \"{name}\""), Some("use lower-case letters, digits and dashes"));
     }
     let base = match Reference::parse(&args.base) {

@@ -16,7 +16,7 @@ pub struct VerifyArgs {
     #[arg(value_name = "SANDBOX", conflicts_with = "image")]
     pub sandboxes: Vec<String>,
     /// Instance of the project to audit
-    #[arg(long, default_value = audit::DEFAULT_INSTANCE)]
+    #[arg(long, default_value = crate::domain::DEFAULT_INSTANCE)]
     pub instance: String,
     /// Scan an image without running it (setuid files, sockets, root user)
     #[arg(long, value_name = "REF")]
@@ -97,7 +97,7 @@ fn live(settings: &Settings, args: &VerifyArgs) -> Result<Result<Report, ExitCod
             }
         })
         .collect();
-    Ok(Ok(Report { project: project.name.clone(), instance: args.instance.clone(), sandboxes }))
+    Ok(Ok(Report { project: project.name.to_string(), instance: args.instance.clone(), sandboxes }))
 }
 
 fn config_error(settings: &Settings, diagnostics: &[crate::diagnostic::Diagnostic]) -> ExitCode {

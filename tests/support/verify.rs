@@ -234,12 +234,12 @@ impl Fixture {
         for t in &m.tmpfs {
             o(&["--tmpfs", &format!("{}:size={},mode={}", t.path, t.size, t.mode)]);
         }
-        o(&["--user", &m.user]);
+        o(&["--user", &m.user.to_string()]);
         for p in &m.ports {
             o(&["-p", &format!("{}:{}:{}/{}", p.address, p.host, p.container, p.protocol.as_str())]);
         }
         o(&["--pids-limit", &m.resources.pids.to_string()]);
-        o(&["--memory", &m.resources.memory]);
+        o(&["--memory", &m.resources.memory.to_string()]);
         o(&["--cpus", &m.resources.cpus.to_string()]);
         if let Some(n) = m.resources.nofile {
             o(&["--ulimit", &format!("nofile={n}:{n}")]);
