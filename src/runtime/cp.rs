@@ -230,6 +230,18 @@ mod tests {
         b.append(&h, data).unwrap();
     }
 
+    /// Guards files copied in landing root-owned in the volume of a sandbox whose user is named.
+    #[test]
+    fn copied_files_are_owned_by_the_numeric_user_and_a_named_user_is_refused() {
+        let mut m = crate::runtime::podman::tests::manifest();
+        assert_eq!(owner(&m).unwrap(), (1000, 1000));
+        m.user = "1500".parse().unwrap();
+        assert_eq!(owner(&m).unwrap(), (1500, 1500));
+        m.user = "app".parse().unwrap();
+        let refused = owner(&m).unwrap_err().to_string();
+        assert!(refused.contains("user \"app\" is not numeric"), "{refused}");
+    }
+
     #[test]
     fn hostile_entries_are_skipped_and_reported() {
         let mut b = tar::Builder::new(Vec::new());
