@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{Desired, Entry, KubeError, Options, SeccompMode, objects};
-use crate::domain::{Memory, UserSpec};
+use crate::domain::{Memory, SeccompChoice, UserSpec};
 use crate::manifest::SandboxManifest;
 use crate::model::Network;
 
@@ -76,7 +76,7 @@ pub fn pod_security(entry: &Entry, options: &Options) -> Result<PodSecurity, Kub
     capabilities.dedup();
     let (seccomp, profile_file) = match (&entry.profile, options.seccomp) {
         (None, _) => return Err(KubeError::Unconfined { sandbox: m.sandbox.clone() }),
-        (Some(p), SeccompMode::RuntimeDefault) if p.name == "default" => (json!({ "type": "RuntimeDefault" }), None),
+        (Some(p), SeccompMode::RuntimeDefault) if p.name == SeccompChoice::Default.name() => (json!({ "type": "RuntimeDefault" }), None),
         (Some(p), _) => {
             let file = profile_file_name(&p.digest);
             (json!({ "type": "Localhost", "localhostProfile": format!("galley/{file}") }), Some(file))
