@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::policy::{PodSecurity, SANDBOX_LABEL};
 use super::{Desired, Entry, KubeError, Options, PSS_VERSION, is_dns_label};
-use crate::domain::{Memory, Size};
+use crate::domain::Memory;
 use crate::manifest::SandboxManifest;
 
 /// Storage requested by each PersistentVolumeClaim (galley volumes have no size).
@@ -175,10 +175,6 @@ pub fn cpu_quantity(cores: f64) -> String {
     if milli.is_multiple_of(1000) { (milli / 1000).to_string() } else { format!("{milli}m") }
 }
 
-fn size(s: &Size) -> String {
-    bytes_quantity(s.bytes())
-}
-
 /// The Deployment of one sandbox: one replica of a pod meeting the restricted profile.
 pub fn deployment(
     namespace: &str,
@@ -193,7 +189,7 @@ pub fn deployment(
     let mut mounts = Vec::new();
     for (i, t) in m.tmpfs.iter().enumerate() {
         let name = format!("tmpfs-{i}");
-        volumes.push(json!({ "name": name, "emptyDir": { "medium": "Memory", "sizeLimit": size(&t.size) } }));
+        volumes.push(json!({ "name": name, "emptyDir": { "medium": "Memory", "sizeLimit": bytes_quantity(t.size.bytes()) } }));
         mounts.push(json!({ "name": name, "mountPath": t.path }));
     }
     for (i, v) in m.volumes.iter().enumerate() {
@@ -219,7 +215,7 @@ pub fn deployment(
 
     let mut limits = json!({});
     if let Memory::Limit(s) = &m.resources.memory {
-        limits["memory"] = json!(size(s));
+        limits["memory"] = json!(bytes_quantity(s.bytes()));
     }
     if let Some(cores) = m.resources.cpus.quota() {
         limits["cpu"] = json!(cpu_quantity(cores));
