@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::SpanIndex;
-use crate::model::{Network, Project, Seccomp, Trust};
+use crate::domain::{Cpus, Memory, MountPath, Name, SeccompChoice, name::NAME_HELP};
+use crate::model::{Network, Project, Trust};
 
 pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -15,7 +16,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         let at = format!("images.{name}");
         accounts(&at, image, spans, &mut out);
     }
-    let mut published: BTreeMap<(String, u16, &'static str), String> = BTreeMap::new();
+    let mut published: BTreeMap<(std::net::IpAddr, u16, &'static str), String> = BTreeMap::new();
     for (name, sandbox) in &project.sandboxes {
         let at = format!("sandboxes.{name}");
         if !project.images.contains_key(&sandbox.image) {
@@ -32,14 +33,14 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
         }
         for (i, port) in sandbox.ports.iter().enumerate() {
             let p = format!("{at}.ports[{i}]");
-            if !is_loopback(&port.address) {
+            if !port.address.is_loopback() {
                 out.push(
                     Diagnostic::new(Code::PublicPort, format!("port {} is published on {}, reachable from other machines", port.host, port.address))
                         .at(spans.locate_value(&format!("{p}.address")))
                         .help("publish on \"127.0.0.1\" (the default) and put a reverse proxy in front if others need it"),
                 );
             }
-            let key = (port.address.clone(), port.host, port.protocol.as_str());
+            let key = (port.address, port.host, port.protocol.as_str());
             if let Some(first) = published.get(&key) {
                 out.push(
                     Diagnostic::new(Code::PortTwice, format!("host port {}/{} on {} is already published by {first}", port.host, port.protocol.as_str(), port.address))
@@ -75,14 +76,14 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                     .help("sandboxes start with no capabilities; keep this only if the program fails without it"),
             );
         }
-        if sandbox.seccomp == Seccomp::Named("unconfined".into()) {
+        if sandbox.seccomp == SeccompChoice::Unconfined {
             out.push(
                 Diagnostic::new(Code::SeccompUnconfined, format!("sandbox `{name}` runs without a seccomp filter"))
                     .at(spans.locate_value(&format!("{at}.seccomp")))
                     .help("use 'default, or 'strict for untrusted code"),
             );
         }
-        if is_root(&sandbox.user) {
+        if sandbox.user.is_root() {
             out.push(
                 Diagnostic::new(Code::RunsAsRoot, format!("sandbox `{name}` runs as root"))
                     .at(spans.locate_value(&format!("{at}.user")))
@@ -97,8 +98,8 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
             );
         }
         let limits = [
-            ("memory", sandbox.resources.memory == "unlimited"),
-            ("cpus", sandbox.resources.cpus == 0.0),
+            ("memory", sandbox.resources.memory == Memory::Unlimited),
+            ("cpus", sandbox.resources.cpus == Cpus::Unlimited),
             ("pids", sandbox.resources.pids == 0),
         ];
         for (field, missing) in limits {
@@ -117,11 +118,12 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                     .help("keep read_only = true and declare writable places with `tmpfs` or `volumes`"),
             );
         }
-        let mut mounts: BTreeMap<&str, String> = BTreeMap::new();
-        let tmpfs = sandbox.tmpfs.iter().enumerate().map(|(i, t)| (t.path.as_str(), format!("{at}.tmpfs[{i}].path")));
-        let vols = sandbox.volumes.iter().enumerate().map(|(i, v)| (v.path.as_str(), format!("{at}.volumes[{i}].path")));
+        let secrets = MountPath::parse("/run/secrets").expect("an absolute path");
+        let mut mounts: BTreeMap<&MountPath, String> = BTreeMap::new();
+        let tmpfs = sandbox.tmpfs.iter().enumerate().map(|(i, t)| (&t.path, format!("{at}.tmpfs[{i}].path")));
+        let vols = sandbox.volumes.iter().enumerate().map(|(i, v)| (&v.path, format!("{at}.volumes[{i}].path")));
         for (path, field) in tmpfs.chain(vols) {
-            if path == "/run/secrets" || path.starts_with("/run/secrets/") {
+            if path.is_within(&secrets) {
                 out.push(
                     Diagnostic::new(Code::MountConflict, format!("{path} is reserved for secrets"))
                         .at(spans.locate_value(&field))
@@ -143,11 +145,11 @@ fn names(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
     let kinds = [("images", project.images.keys().collect::<Vec<_>>()), ("sandboxes", project.sandboxes.keys().collect())];
     for (section, keys) in kinds {
         for key in keys {
-            if !is_name(key) {
+            if !Name::is_valid(key) {
                 out.push(
                     Diagnostic::new(Code::InvalidName, format!("invalid name \"{key}\" in `{section}`"))
                         .at(spans.locate(&crate::lang::child_path(section, key)))
-                        .help("use lower-case letters, digits and dashes, starting and ending with a letter or digit (at most 40 characters)"),
+                        .help(NAME_HELP),
                 );
             }
         }
@@ -162,7 +164,7 @@ fn names(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
                         .at(spans.locate_value(&at))
                         .help("sandboxes never see the host's filesystem: use a named volume (for example \"workspace\") and `galley cp` to move files in and out"),
                 );
-            } else if !is_name(v) {
+            } else if !Name::is_valid(v) {
                 out.push(
                     Diagnostic::new(Code::InvalidName, format!("invalid volume name \"{v}\""))
                         .at(spans.locate_value(&at))
@@ -207,15 +209,6 @@ fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut 
     }
 }
 
-pub fn is_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 40
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
 /// A secret name: it becomes the file /run/secrets/NAME.
 pub fn is_secret_name(s: &str) -> bool {
     let b = s.as_bytes();
@@ -223,15 +216,6 @@ pub fn is_secret_name(s: &str) -> bool {
         && b.len() <= 64
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
-}
-
-fn is_loopback(address: &str) -> bool {
-    address.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-fn is_root(user: &str) -> bool {
-    let who = user.split(':').next().unwrap_or(user);
-    who == "root" || who == "0"
 }
 
 fn looks_secret(key: &str) -> bool {
@@ -247,12 +231,14 @@ mod tests {
 
     #[test]
     fn root_and_loopback() {
-        assert!(is_root("root"));
-        assert!(is_root("0:0"));
-        assert!(!is_root("1000:0"));
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("::1"));
-        assert!(!is_loopback("0.0.0.0"));
+        let user = |u: &str| crate::domain::UserSpec::parse(u).unwrap();
+        assert!(user("root").is_root());
+        assert!(user("0:0").is_root());
+        assert!(!user("1000:0").is_root());
+        let loopback = |a: &str| crate::domain::port::parse_address(a).unwrap().is_loopback();
+        assert!(loopback("127.0.0.1"));
+        assert!(loopback("::1"));
+        assert!(!loopback("0.0.0.0"));
         assert!(looks_secret("GH_TOKEN"));
         assert!(!looks_secret("RUST_LOG"));
     }

@@ -11,7 +11,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Network, Port, Project, Resources, Secret, Tmpfs, Volume};
+use crate::domain::{PortBinding, SeccompChoice, UserSpec};
+use crate::model::{Network, Project, Resources, Secret, Tmpfs, Volume};
 use crate::seccomp::{self, SeccompError};
 
 /// Current format of [`SandboxManifest`]; part of its digest.
@@ -26,12 +27,12 @@ pub struct SandboxManifest {
     pub image: ImageRef,
     pub command: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
-    pub ports: Vec<Port>,
+    pub ports: Vec<PortBinding>,
     pub network: Network,
     pub secrets: BTreeMap<String, Secret>,
     pub seccomp: SeccompRef,
     pub capabilities: Vec<String>,
-    pub user: String,
+    pub user: UserSpec,
     pub read_only: bool,
     pub no_new_privileges: bool,
     pub tmpfs: Vec<Tmpfs>,
@@ -84,7 +85,7 @@ pub fn resolve(
     let profile = seccomp::resolve(lib_root, &sandbox.seccomp)
         .map_err(|source| ManifestError::Seccomp { sandbox: name.to_owned(), source })?;
     let seccomp = match profile {
-        None => SeccompRef { profile: "unconfined".into(), digest: None },
+        None => SeccompRef { profile: SeccompChoice::UNCONFINED.into(), digest: None },
         Some(p) => SeccompRef { profile: p.name, digest: Some(p.digest) },
     };
     let mut ports = sandbox.ports.clone();
@@ -98,7 +99,7 @@ pub fn resolve(
     volumes.sort();
     Ok(SandboxManifest {
         version: MANIFEST_VERSION,
-        project: project.name.clone(),
+        project: project.name.to_string(),
         sandbox: name.to_owned(),
         image: ImageRef { name: sandbox.image.clone(), digest: image_digest.map(str::to_owned) },
         command: sandbox.command.clone(),

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Base;
+use crate::domain::{Base, Cpus, Memory, MountPath, Name, PortBinding, SeccompChoice, Size, UserSpec};
 
 /// A whole project, as `galley show` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Project {
-    pub name: String,
+    pub name: Name,
     #[serde(default)]
     pub registries: BTreeMap<String, Registry>,
     #[serde(default)]
@@ -54,7 +54,7 @@ pub struct Image {
     pub groups: Vec<Group>,
     pub env: BTreeMap<String, String>,
     pub workdir: Option<String>,
-    pub user: Option<String>,
+    pub user: Option<UserSpec>,
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub labels: BTreeMap<String, String>,
@@ -124,42 +124,16 @@ pub struct Sandbox {
     pub trust: Trust,
     pub command: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
-    pub ports: Vec<Port>,
+    pub ports: Vec<PortBinding>,
     pub network: Network,
     pub secrets: BTreeMap<String, Secret>,
-    pub seccomp: Seccomp,
+    pub seccomp: SeccompChoice,
     pub capabilities: Vec<String>,
-    pub user: String,
+    pub user: UserSpec,
     pub read_only: bool,
     pub tmpfs: Vec<Tmpfs>,
     pub volumes: Vec<Volume>,
     pub resources: Resources,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Port {
-    pub container: u16,
-    pub host: u16,
-    /// Host address the port is published on.
-    pub address: String,
-    pub protocol: Protocol,
 }
 
 /// How a sandbox reaches the network.
@@ -210,21 +184,12 @@ impl Secret {
     }
 }
 
-/// A seccomp choice: a profile of the standard library by name, `unconfined`, or a custom
-/// profile in the OCI/podman JSON format.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Seccomp {
-    Named(String),
-    Custom(serde_json::Value),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tmpfs {
-    pub path: String,
+    pub path: MountPath,
     /// Size with a unit (`64m`).
-    pub size: String,
+    pub size: Size,
     /// Octal mode of the mount point.
     pub mode: String,
 }
@@ -235,58 +200,21 @@ pub struct Volume {
     /// Named volume (scoped to the instance by the runner).
     pub name: String,
     /// Absolute mount point inside the sandbox.
-    pub path: String,
+    pub path: MountPath,
     pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    /// Memory limit with a unit (`512m`, `1g`) or `unlimited`.
-    pub memory: String,
-    /// CPU quota in cores; 0 means unlimited.
-    pub cpus: f64,
+    /// Memory limit with a unit (`512m`, `1g`) or unlimited.
+    pub memory: Memory,
+    /// CPU quota in cores, or unlimited (written `0`).
+    pub cpus: Cpus,
     /// Maximum number of processes; 0 means unlimited.
     pub pids: u32,
     /// RLIMIT_NOFILE (soft = hard).
     pub nofile: Option<u64>,
     /// RLIMIT_NPROC (soft = hard).
     pub nproc: Option<u64>,
-}
-
-/// Parse a size such as `512m`, `1g`, `64k`, `1024` into bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (digits, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        None => (s, 1u64),
-        Some((i, _)) => {
-            let mult = match s[i..].to_ascii_lowercase().as_str() {
-                "b" => 1,
-                "k" | "kb" | "kib" => 1 << 10,
-                "m" | "mb" | "mib" => 1 << 20,
-                "g" | "gb" | "gib" => 1 << 30,
-                _ => return None,
-            };
-            (&s[..i], mult)
-        }
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(mult)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("512m"), Some(512 << 20));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        assert_eq!(parse_size("64KiB"), Some(64 << 10));
-        assert_eq!(parse_size("1024"), Some(1024));
-        assert_eq!(parse_size("12x"), None);
-        assert_eq!(parse_size("m"), None);
-    }
 }

@@ -6,15 +6,10 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::Seccomp;
-
-/// Names of the profiles the standard library ships, besides `unconfined`.
-pub const NAMED: &[&str] = &["default", "strict"];
+use crate::domain::SeccompChoice;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("unknown seccomp profile `{0}`")]
-    Unknown(String),
     #[error("cannot evaluate seccomp profile `{name}`: {message}")]
     Eval { name: String, message: String },
 }
@@ -40,13 +35,13 @@ static EVALUATED: Mutex<Vec<(PathBuf, String, serde_json::Value)>> = Mutex::new(
 
 /// Resolve a sandbox's seccomp choice. `None` means unconfined. Each named profile is evaluated
 /// once per process, however many sandboxes use it.
-pub fn resolve(lib_root: &Path, choice: &Seccomp) -> Result<Option<Profile>, SeccompError> {
-    let (name, json) = match choice {
-        Seccomp::Named(n) if n == "unconfined" => return Ok(None),
-        Seccomp::Named(n) if NAMED.contains(&n.as_str()) => (n.clone(), named(lib_root, n)?),
-        Seccomp::Named(n) => return Err(SeccompError::Unknown(n.clone())),
-        Seccomp::Custom(json) => ("custom".to_owned(), json.clone()),
+pub fn resolve(lib_root: &Path, choice: &SeccompChoice) -> Result<Option<Profile>, SeccompError> {
+    let json = match choice {
+        SeccompChoice::Unconfined => return Ok(None),
+        SeccompChoice::Custom(json) => json.clone(),
+        library => named(lib_root, library.name())?,
     };
+    let name = choice.name().to_owned();
     let json = crate::canonical::to_value(&json);
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(&json))));
     Ok(Some(Profile { name, json, digest }))
@@ -71,7 +66,7 @@ mod tests {
     #[test]
     fn named_profiles_are_evaluated_once_and_never_mixed_up() {
         let home = tempfile::tempdir().unwrap();
-        let named = |n: &str| resolve(home.path(), &Seccomp::Named(n.into())).unwrap().unwrap();
+        let named = |n: &str| resolve(home.path(), &SeccompChoice::named(n).unwrap()).unwrap().unwrap();
         let default = named("default");
         let strict = named("strict");
         assert_ne!(default.digest, strict.digest);
@@ -79,7 +74,7 @@ mod tests {
         assert_eq!(named("strict"), strict);
         let names = |p: &Profile| p.json["syscalls"].as_array().unwrap().iter().any(|r| r["names"].as_array().unwrap().iter().any(|n| n == "ptrace"));
         assert!(names(&default) && !names(&strict), "strict denies ptrace, default allows it");
-        assert_eq!(resolve(home.path(), &Seccomp::Named("unconfined".into())).unwrap(), None);
-        assert!(matches!(resolve(home.path(), &Seccomp::Named("nope".into())), Err(SeccompError::Unknown(_))));
+        assert_eq!(resolve(home.path(), &SeccompChoice::Unconfined).unwrap(), None);
+        assert!(SeccompChoice::named("nope").is_err(), "an unknown name never reaches resolve");
     }
 }

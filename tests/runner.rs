@@ -367,3 +367,38 @@ fn a_partial_failure_is_reported_and_a_rerun_converges() {
     p.galley_code(&["plan", "--detailed-exitcode"], 0);
     p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);
 }
+
+/// Guards a sandbox landing in the root group: `user = "1500"` names no gid, and the one rule
+/// (the gid is the uid) holds everywhere galley acts: the sandbox's processes, `galley exec`, the
+/// secret file, files copied in with `galley cp`, and `galley verify`, which checks the process.
+#[test]
+fn a_user_written_without_a_gid_runs_in_its_own_group_not_roots() {
+    if !runtime_available() {
+        return;
+    }
+    let p = TestProject::new("gid").with_image("box");
+    p.config(
+        r#"  images.box = {},
+  sandboxes.solo = galley.presets.untrusted & {
+    image = "box",
+    user = "1500",
+    command = ["/bin/busybox", "sleep", "1000000"],
+    secrets.TOKEN = { env = "GALLEY_TEST_CANARY" },
+    volumes = [{ name = "workspace", path = "/workspace" }],
+  },"#,
+    );
+    p.galley_code(&["lock"], 0);
+    let out = p.galley_cmd(&["apply", "--auto-approve", "--locked"]).env("GALLEY_TEST_CANARY", CANARY).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (ok, ids) = p.exec("default", "solo", "id -u; id -g; id -G; stat -c %u:%g /run/secrets/TOKEN");
+    assert!(ok, "{ids}");
+    assert_eq!(ids.lines().collect::<Vec<_>>(), ["1500", "1500", "1500", "1500:1500"], "{ids}");
+    let exec = p.galley_code(&["exec", "solo", "--", "/bin/busybox", "id", "-g"], 0);
+    assert_eq!(exec.lines().last(), Some("1500"), "{exec}");
+    let local = p.dir.path().join("note.txt");
+    std::fs::write(&local, "hello").unwrap();
+    p.galley_code(&["cp", &local.display().to_string(), "solo:/workspace"], 0);
+    let (_, owner) = p.exec("default", "solo", "stat -c %u:%g /workspace/note.txt");
+    assert_eq!(owner.trim(), "1500:1500");
+    p.galley_code(&["verify"], 0);
+}

@@ -7,7 +7,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::model::{Network, parse_size};
+use crate::domain::MountPath;
+use crate::model::Network;
 
 /// Names of runtime sockets that hand out full control of the host.
 pub const RUNTIME_SOCKETS: &[&str] = &["docker.sock", "podman.sock", "containerd.sock", "crio.sock", "dockershim.sock"];
@@ -81,11 +82,12 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &SecretValu
 
     sink.ran(USER);
     let user = i.pointer("/Config/User").map(text).unwrap_or_default();
-    if user != m.user {
+    let want = m.user.podman_arg();
+    if user != want {
         sink.fail(
             USER,
             "the container runs as another user than declared",
-            &m.user,
+            want,
             if user.is_empty() { "image default (root)".into() } else { user },
         );
     }
@@ -240,6 +242,7 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
     for mount in i.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
         let field = |k: &str| mount.get(k).and_then(Value::as_str).unwrap_or_default();
         let (kind, src, dst) = (field("Type"), field("Source"), field("Destination"));
+        let dst_path = MountPath::parse(dst).ok();
         let rw = mount.get("RW").and_then(Value::as_bool).unwrap_or(true);
         if is_runtime_socket(src) || is_runtime_socket(dst) {
             sink.fail(
@@ -251,9 +254,9 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
             continue;
         }
         match kind {
-            "volume" => match m.volumes.iter().find(|v| v.path == dst) {
+            "volume" => match m.volumes.iter().find(|v| dst_path.as_ref() == Some(&v.path)) {
                 Some(v) if v.read_only != rw && field("Name").ends_with(&v.name) => {
-                    seen_volumes.insert(dst.to_owned());
+                    seen_volumes.insert(v.path.clone());
                 }
                 _ => sink.fail(
                     MOUNTS,
@@ -281,14 +284,15 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
     }
     let tmpfs = i.pointer("/HostConfig/Tmpfs").and_then(Value::as_object);
     let tmpfs: BTreeSet<&str> = tmpfs.into_iter().flat_map(|t| t.keys().map(String::as_str)).collect();
+    let mounted = |p: &MountPath| tmpfs.iter().any(|t| MountPath::parse(t).is_ok_and(|t| t == *p));
     // podman adds /run and /var/tmp (and /tmp) to read-only containers by itself.
     let implicit = |p: &str| m.read_only && ["/run", "/tmp", "/var/tmp"].contains(&p);
     for t in &tmpfs {
-        if !m.tmpfs.iter().any(|d| d.path == *t) && !implicit(t) {
+        if !m.tmpfs.iter().any(|d| MountPath::parse(t).is_ok_and(|t| t == d.path)) && !implicit(t) {
             sink.fail(MOUNTS, format!("tmpfs {t} is not declared"), declared(m), format!("tmpfs {t}"));
         }
     }
-    for t in m.tmpfs.iter().filter(|t| !tmpfs.contains(t.path.as_str())) {
+    for t in m.tmpfs.iter().filter(|t| !mounted(&t.path)) {
         sink.fail(MOUNTS, format!("declared tmpfs {} is not mounted", t.path), format!("tmpfs {}", t.path), "missing");
     }
 }
@@ -326,17 +330,17 @@ fn declared(m: &SandboxManifest) -> String {
 fn limits(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
     let num = |k: &str| i.pointer(&format!("/HostConfig/{k}")).and_then(Value::as_i64).unwrap_or(0);
     sink.ran(MEMORY);
-    let want = if m.resources.memory == "unlimited" { 0 } else { parse_size(&m.resources.memory).unwrap_or(0) as i64 };
+    let want = m.resources.memory.bytes().unwrap_or(0) as i64;
     if num("Memory") != want {
         sink.fail(
             MEMORY,
             "the memory limit is not the declared one",
-            m.resources.memory.clone(),
+            m.resources.memory.to_string(),
             show_limit(num("Memory")),
         );
     }
     sink.ran(CPU);
-    let want = (m.resources.cpus * 1e9).round() as i64;
+    let want = (m.resources.cpus.cores() * 1e9).round() as i64;
     let period = num("CpuPeriod");
     let got = match num("NanoCpus") {
         0 if period > 0 => num("CpuQuota").max(0) * 1_000_000_000 / period,

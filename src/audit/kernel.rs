@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::*;
-use crate::model::Protocol;
+use crate::domain::{Protocol, UserSpec};
 
 /// Secret values shorter than this are not searched for: they would match by chance.
 pub const MIN_SECRET_LEN: usize = 4;
@@ -100,7 +100,7 @@ fn devices(init: u32, sink: &mut Sink<'_>) {
 
 /// The memory and process limits the kernel enforces on the container's cgroup (v1 or v2).
 fn cgroup_limits(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
-    let memory = if m.resources.memory == "unlimited" { None } else { crate::model::parse_size(&m.resources.memory) };
+    let memory = m.resources.memory.bytes();
     let pids = (m.resources.pids > 0).then_some(u64::from(m.resources.pids));
     for (check, controller, files, want) in [
         (MEMORY, "memory", ["memory.max", "memory.limit_in_bytes"], memory),
@@ -224,19 +224,18 @@ fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>)
         sink.fail(
             USER,
             format!("pid {pid} runs as another user than declared"),
-            &m.user,
+            m.user.to_string(),
             format!("uid {uids:?} gid {gids:?}"),
         );
     }
     if want_gid != Some(0) && ids("Groups").contains(&0) {
-        sink.fail(USER, format!("pid {pid} is in the root group"), &m.user, format!("groups {:?}", ids("Groups")));
+        sink.fail(USER, format!("pid {pid} is in the root group"), m.user.to_string(), format!("groups {:?}", ids("Groups")));
     }
 }
 
-/// uid and gid of a declared `uid[:gid]`; `None` for names.
-fn declared_ids(user: &str) -> (Option<u32>, Option<u32>) {
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    (u.parse().ok(), g.parse().ok())
+/// The uid and gid the sandbox must run as, each `None` where the user names an account.
+fn declared_ids(user: &UserSpec) -> (Option<u32>, Option<u32>) {
+    (user.uid(), user.ids().map(|(_, gid)| gid))
 }
 
 fn limits(pid: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
@@ -357,8 +356,9 @@ mod tests {
         let status = "Name:\tsh\nUid:\t0\t0\t0\t0\nNoNewPrivs:\t1\n";
         assert_eq!(field(status, "NoNewPrivs"), Some("1"));
         assert_eq!(field(status, "Uid"), Some("0\t0\t0\t0"));
-        assert_eq!(declared_ids("65534:65534"), (Some(65534), Some(65534)));
-        assert_eq!(declared_ids("agent"), (None, None));
+        let declared = |u: &str| declared_ids(&UserSpec::parse(u).unwrap());
+        assert_eq!(declared("65534:65534"), (Some(65534), Some(65534)));
+        assert_eq!(declared("agent"), (None, None));
     }
 
     #[test]

@@ -16,24 +16,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::domain::labels::{LABEL_IMAGE, LABEL_INSTANCE, LABEL_MANIFEST, LABEL_PROJECT, LABEL_SANDBOX};
 use crate::exec::{Cmd, ExecError, Runner};
 use crate::manifest::{self, ManifestError, SandboxManifest};
 use crate::model::Project;
 use crate::secrets::{Resolver, SecretValue};
 
 pub use podman::{Context, Observed, observe, podman, select};
-
-/// Container labels the runner sets.
-pub const LABEL_PROJECT: &str = "io.galley.project";
-pub const LABEL_INSTANCE: &str = "io.galley.instance";
-pub const LABEL_SANDBOX: &str = "io.galley.sandbox";
-pub const LABEL_MANIFEST: &str = "io.galley.manifest";
-/// Optional label pinning the image digest the manifest was resolved with, used until the lock
-/// records it.
-pub const LABEL_IMAGE: &str = "io.galley.image";
-
-/// The instance `galley verify` audits unless told otherwise.
-pub const DEFAULT_INSTANCE: &str = "default";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
 use super::{CliError, ExitStatus, Outcome, Printer};
-use crate::runtime::{cp, secrets_dir, RuntimeError};
+use crate::runtime::{cp, RuntimeError};
 use crate::settings::Env;
 
 #[derive(Debug, Args)]
@@ -31,7 +31,7 @@ pub fn run(env: &Env, out: &Printer, args: &CpArgs) -> Outcome {
     let result = match (remote(&args.source), remote(&args.destination)) {
         (None, Some((m, path))) => (|| {
             let target = cp::volume_path(m, &path)?;
-            let (uid, gid) = secrets_dir::numeric_user(&m.user).unwrap_or((0, 0));
+            let (uid, gid) = cp::owner(m)?;
             let (tar, skipped) = cp::archive(Path::new(&args.source), uid, gid)?;
             let dest = format!("{}:{target}", session.instance.container(&m.sandbox));
             podman.runner.check(&podman.cmd().args(["cp", "-", &dest]).stdin(tar))?;

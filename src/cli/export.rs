@@ -24,7 +24,7 @@ pub enum Target {
 #[derive(Debug, Args)]
 pub struct KubeArgs {
     /// Instance to export; it names the namespace galley-<project>-<instance>
-    #[arg(long, default_value = kube::DEFAULT_INSTANCE)]
+    #[arg(long, default_value = crate::domain::DEFAULT_INSTANCE)]
     pub instance: String,
     /// Directory to write <namespace>.yaml, seccomp/ and README.txt to, or `-` for the YAML on
     /// stdout [default: kube/ in the project directory]

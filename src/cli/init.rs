@@ -69,7 +69,7 @@ pub fn run(env: &Env, out: &Printer, args: &InitArgs) -> Outcome {
     let name = args.name.clone().unwrap_or_else(|| {
         sanitize(dir.file_name().and_then(|n| n.to_str()).unwrap_or("project"))
     });
-    if !crate::lint::is_name(&name) {
+    if !crate::domain::Name::is_valid(&name) {
         return Err(CliError::user(format!("invalid project name \"{name}\""), Some("use lower-case letters, digits and dashes")));
     }
     let base = Reference::parse(&args.base).map_err(|why| {

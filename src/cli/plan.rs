@@ -17,7 +17,7 @@ use crate::settings::Env;
 #[derive(Debug, Args)]
 pub struct InstanceArg {
     /// Instance of the project to act on; each has its own containers, network and volumes
-    #[arg(long, default_value = crate::runtime::naming::DEFAULT_INSTANCE, value_name = "NAME")]
+    #[arg(long, default_value = crate::domain::DEFAULT_INSTANCE, value_name = "NAME")]
     pub instance: String,
 }
 

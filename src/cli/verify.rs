@@ -14,7 +14,7 @@ pub struct VerifyArgs {
     #[arg(value_name = "SANDBOX", conflicts_with = "image")]
     pub sandboxes: Vec<String>,
     /// Instance of the project to audit
-    #[arg(long, default_value = audit::DEFAULT_INSTANCE)]
+    #[arg(long, default_value = crate::domain::DEFAULT_INSTANCE)]
     pub instance: String,
     /// Scan an image without running it (setuid files, sockets, root user)
     #[arg(long, value_name = "REF")]
@@ -82,5 +82,5 @@ fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError>
             }
         })
         .collect();
-    Ok(Report { project: project.name.clone(), instance: args.instance.clone(), sandboxes })
+    Ok(Report { project: project.name.to_string(), instance: args.instance.clone(), sandboxes })
 }

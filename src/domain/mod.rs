@@ -5,9 +5,23 @@
 //! A value from the config that cannot become its type fails deserialization with an
 //! [`Invalid`]: a diagnostic code, a message and a fix, which `lang` places at the field.
 
+pub mod labels;
+pub mod mount;
+pub mod name;
+pub mod port;
 pub mod reference;
+pub mod resources;
+pub mod seccomp;
+pub mod user;
 
+pub use labels::DEFAULT_INSTANCE;
+pub use mount::MountPath;
+pub use name::Name;
+pub use port::{PortBinding, Protocol};
 pub use reference::{Base, Reference};
+pub use resources::{Cpus, Memory, Size};
+pub use seccomp::SeccompChoice;
+pub use user::UserSpec;
 
 use crate::diagnostic::Code;
 
@@ -51,6 +65,33 @@ impl Invalid {
         Some(Invalid { code, message: message.to_owned(), help })
     }
 }
+
+/// Serialize a domain type as its `Display` text and deserialize (and `FromStr`) it through its `parse`, so the
+/// lock and the manifest hold exactly the string the config wrote (or its normal form).
+macro_rules! text_serde {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = $crate::domain::Invalid;
+
+            fn from_str(s: &str) -> Result<$t, $crate::domain::Invalid> {
+                <$t>::parse(s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                <$t>::parse(&<String as serde::Deserialize>::deserialize(d)?).map_err($crate::domain::Invalid::into_de)
+            }
+        }
+    };
+}
+use text_serde;
 
 #[cfg(test)]
 mod tests {

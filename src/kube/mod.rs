@@ -19,8 +19,6 @@ use crate::model::Project;
 use crate::seccomp::{self, Profile, SeccompError};
 use crate::settings::Env;
 
-/// Instance exported when `--instance` is not given.
-pub const DEFAULT_INSTANCE: &str = "default";
 /// Where images are looked up when `--image-prefix` is not given.
 pub const DEFAULT_IMAGE_PREFIX: &str = "localhost/galley";
 /// Pod Security Standards version the namespace is pinned to.
@@ -85,8 +83,6 @@ pub enum KubeError {
     Capability { sandbox: String, capability: String, baseline: bool },
     #[error("sandbox `{sandbox}` has seccomp unconfined, which pod security admission forbids")]
     Unconfined { sandbox: String },
-    #[error("sandbox `{sandbox}`: invalid size `{size}`")]
-    Size { sandbox: String, size: String },
     #[error("sandbox `{sandbox}`: secrets `{first}` and `{second}` both map to kubernetes secret `{name}`")]
     SecretClash { sandbox: String, first: String, second: String, name: String },
     #[error("volumes `{first}` and `{second}` both map to persistent volume claim `{name}`")]
@@ -145,7 +141,7 @@ pub fn desired(
             .map_err(|source| KubeError::Seccomp { sandbox: name.clone(), source })?;
         sandboxes.push(Entry { manifest, profile });
     }
-    Ok(Desired { project: project.name.clone(), instance: instance.to_owned(), sandboxes })
+    Ok(Desired { project: project.name.to_string(), instance: instance.to_owned(), sandboxes })
 }
 
 /// Everything an export produces for one instance.

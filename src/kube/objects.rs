@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::policy::{PodSecurity, SANDBOX_LABEL};
 use super::{Desired, Entry, KubeError, Options, PSS_VERSION, is_dns_label};
+use crate::domain::Memory;
 use crate::manifest::SandboxManifest;
-use crate::model::parse_size;
 
 /// Storage requested by each PersistentVolumeClaim (galley volumes have no size).
 pub const CLAIM_SIZE: &str = "1Gi";
@@ -175,12 +175,6 @@ pub fn cpu_quantity(cores: f64) -> String {
     if milli.is_multiple_of(1000) { (milli / 1000).to_string() } else { format!("{milli}m") }
 }
 
-fn size(m: &SandboxManifest, s: &str) -> Result<String, KubeError> {
-    parse_size(s)
-        .map(bytes_quantity)
-        .ok_or_else(|| KubeError::Size { sandbox: m.sandbox.clone(), size: s.to_owned() })
-}
-
 /// The Deployment of one sandbox: one replica of a pod meeting the restricted profile.
 pub fn deployment(
     namespace: &str,
@@ -195,7 +189,7 @@ pub fn deployment(
     let mut mounts = Vec::new();
     for (i, t) in m.tmpfs.iter().enumerate() {
         let name = format!("tmpfs-{i}");
-        volumes.push(json!({ "name": name, "emptyDir": { "medium": "Memory", "sizeLimit": size(m, &t.size)? } }));
+        volumes.push(json!({ "name": name, "emptyDir": { "medium": "Memory", "sizeLimit": bytes_quantity(t.size.bytes()) } }));
         mounts.push(json!({ "name": name, "mountPath": t.path }));
     }
     for (i, v) in m.volumes.iter().enumerate() {
@@ -220,11 +214,11 @@ pub fn deployment(
     mounts.sort_by(|a, b| a["mountPath"].as_str().cmp(&b["mountPath"].as_str()));
 
     let mut limits = json!({});
-    if m.resources.memory != "unlimited" {
-        limits["memory"] = json!(size(m, &m.resources.memory)?);
+    if let Memory::Limit(s) = &m.resources.memory {
+        limits["memory"] = json!(bytes_quantity(s.bytes()));
     }
-    if m.resources.cpus > 0.0 {
-        limits["cpu"] = json!(cpu_quantity(m.resources.cpus));
+    if let Some(cores) = m.resources.cpus.quota() {
+        limits["cpu"] = json!(cpu_quantity(cores));
     }
     let mut capabilities = json!({ "drop": ["ALL"] });
     if !pod.capabilities.is_empty() {

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{Desired, Entry, KubeError, Options, SeccompMode, objects};
+use crate::domain::{Memory, SeccompChoice, UserSpec};
 use crate::manifest::SandboxManifest;
 use crate::model::Network;
 
@@ -75,7 +76,7 @@ pub fn pod_security(entry: &Entry, options: &Options) -> Result<PodSecurity, Kub
     capabilities.dedup();
     let (seccomp, profile_file) = match (&entry.profile, options.seccomp) {
         (None, _) => return Err(KubeError::Unconfined { sandbox: m.sandbox.clone() }),
-        (Some(p), SeccompMode::RuntimeDefault) if p.name == "default" => (json!({ "type": "RuntimeDefault" }), None),
+        (Some(p), SeccompMode::RuntimeDefault) if p.name == SeccompChoice::Default.name() => (json!({ "type": "RuntimeDefault" }), None),
         (Some(p), _) => {
             let file = profile_file_name(&p.digest);
             (json!({ "type": "Localhost", "localhostProfile": format!("galley/{file}") }), Some(file))
@@ -95,24 +96,15 @@ pub fn pod_security(entry: &Entry, options: &Options) -> Result<PodSecurity, Kub
     if let Some(n) = r.nproc {
         notes.push(format!("nproc limit {n} cannot be set per pod; it is the container runtime's default"));
     }
-    if r.memory == "unlimited" {
+    if r.memory == Memory::Unlimited {
         notes.push("memory is unlimited; the pod has no memory limit".into());
     }
     Ok(PodSecurity { uid, gid, capabilities, seccomp, profile_file, needs_baseline, notes })
 }
 
-/// `uid[:gid]` as numbers; the gid defaults to the uid. Names and uid 0 are refused.
-pub fn parse_user(sandbox: &str, user: &str) -> Result<(u32, u32), KubeError> {
-    let named = || KubeError::NamedUser { sandbox: sandbox.to_owned(), user: user.to_owned() };
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let uid: u32 = u.parse().map_err(|_| named())?;
-    let gid: u32 = match g {
-        Some(g) => g.parse().map_err(|_| named())?,
-        None => uid,
-    };
+/// The numeric uid and gid ([`UserSpec::ids`]). Names and uid 0 are refused.
+pub fn parse_user(sandbox: &str, user: &UserSpec) -> Result<(u32, u32), KubeError> {
+    let (uid, gid) = user.ids().ok_or_else(|| KubeError::NamedUser { sandbox: sandbox.to_owned(), user: user.to_string() })?;
     if uid == 0 {
         return Err(KubeError::RootUser { sandbox: sandbox.to_owned() });
     }
@@ -189,6 +181,7 @@ mod tests {
 
     #[test]
     fn users_must_be_numeric_and_not_root() {
+        let parse_user = |sandbox: &str, user: &str| parse_user(sandbox, &UserSpec::parse(user).unwrap());
         assert_eq!(parse_user("s", "1000:2000").unwrap(), (1000, 2000));
         assert_eq!(parse_user("s", "1000").unwrap(), (1000, 1000));
         assert!(matches!(parse_user("s", "web"), Err(KubeError::NamedUser { .. })));

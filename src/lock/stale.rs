@@ -107,7 +107,7 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
     Ok(Lock {
         version: LOCK_VERSION,
         project: LockedProject {
-            name: project.name.clone(),
+            name: project.name.to_string(),
             config: semantic_digest(&(&project.name, &project.registries)),
         },
         images,

@@ -14,10 +14,11 @@ use super::host::{self, HostFacts};
 use super::naming::Instance;
 use super::plan::{Kind, Plan};
 use super::podman::{Podman, RunSpec};
-use super::secrets_dir::{self, SecretsDir};
+use super::secrets_dir::SecretsDir;
 use super::{state, ImageSource, Result, RuntimeError};
 use crate::manifest::SandboxManifest;
-use crate::model::{Network, Project, Seccomp};
+use crate::domain::SeccompChoice;
+use crate::model::{Network, Project};
 use crate::secrets::{Resolver, SecretValue};
 
 /// What apply needs besides the plan.
@@ -185,7 +186,7 @@ fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<Strin
         }
         images.push(image.clone());
     }
-    if !m.secrets.is_empty() && secrets_dir::numeric_user(&m.user).is_none() {
+    if !m.secrets.is_empty() && m.user.ids().is_none() {
         return Err(RuntimeError::Secret {
             sandbox: m.sandbox.clone(),
             name: m.secrets.keys().next().cloned().unwrap_or_default(),
@@ -211,7 +212,7 @@ fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
     dir.remove_sandbox(&m.sandbox);
     if !r.secrets.is_empty() {
         dir.ensure_tmpfs()?;
-        let (uid, gid) = secrets_dir::numeric_user(&m.user).unwrap_or((65534, 65534));
+        let (uid, gid) = m.user.ids().expect("prepare refuses secrets for a named user");
         for (name, value) in &r.secrets {
             mounts.push((dir.write(&m.sandbox, name, value, uid, gid)?, name.clone()));
         }
@@ -231,8 +232,8 @@ fn seccomp_file(ctx: &Context<'_>, m: &SandboxManifest) -> Result<Option<PathBuf
         return Ok(Some(path));
     }
     let choice = match m.seccomp.profile.as_str() {
-        "custom" => ctx.project.sandboxes.get(&m.sandbox).map(|s| s.seccomp.clone()),
-        named => Some(Seccomp::Named(named.to_owned())),
+        SeccompChoice::CUSTOM => ctx.project.sandboxes.get(&m.sandbox).map(|s| s.seccomp.clone()),
+        named => SeccompChoice::named(named).ok(),
     };
     let profile = choice
         .map(|c| crate::seccomp::resolve(ctx.lib_root, &c))

@@ -75,7 +75,7 @@ pub fn logs_args(container: &str, options: &LogOptions) -> Vec<String> {
 /// Run `command` in the running `sandbox` with galley's terminal; returns its exit code.
 pub fn exec(podman: &Podman<'_>, instance: &Instance, desired: &[SandboxManifest], sandbox: &str, command: &[String], tty: bool) -> Result<i32> {
     let (manifest, name) = running(podman, instance, desired, sandbox)?;
-    Ok(podman.runner.attach(&podman.cmd().args(exec_args(&name, &manifest.user, command, tty)))?)
+    Ok(podman.runner.attach(&podman.cmd().args(exec_args(&name, &manifest.user.podman_arg(), command, tty)))?)
 }
 
 /// Stream the output of the running `sandbox` to galley's stdout and stderr; returns podman's

@@ -31,7 +31,7 @@ pub fn volume_path(m: &SandboxManifest, path: &str) -> Result<String> {
         .find(|v| v.name == "workspace")
         .or_else(|| m.volumes.first())
         .ok_or_else(|| refuse("it has no volume"))?;
-    let joined = if path.starts_with('/') { PathBuf::from(path) } else { Path::new(&base.path).join(path) };
+    let joined = if path.starts_with('/') { PathBuf::from(path) } else { Path::new(base.path.as_str()).join(path) };
     let mut clean = PathBuf::from("/");
     for c in joined.components() {
         match c {
@@ -45,6 +45,17 @@ pub fn volume_path(m: &SandboxManifest, path: &str) -> Result<String> {
         return Err(refuse("only paths inside the sandbox's volumes can be copied"));
     }
     Ok(clean.to_string_lossy().into_owned())
+}
+
+/// The uid and gid files copied into the sandbox are owned by ([`crate::domain::UserSpec::ids`]);
+/// a user named by account has none galley can know, so copying in is refused.
+pub fn owner(m: &SandboxManifest) -> Result<(u32, u32)> {
+    m.user.ids().ok_or_else(|| {
+        RuntimeError::Other(format!(
+            "cannot copy into sandbox `{}`: files are owned by the sandbox's uid, but user \"{}\" is not numeric; write it as uid:gid",
+            m.sandbox, m.user
+        ))
+    })
 }
 
 /// A tar stream of `local` (a file or a directory, recursively) under its own base name, every
@@ -217,6 +228,18 @@ mod tests {
         h.set_size(data.len() as u64);
         h.set_cksum();
         b.append(&h, data).unwrap();
+    }
+
+    /// Guards files copied in landing root-owned in the volume of a sandbox whose user is named.
+    #[test]
+    fn copied_files_are_owned_by_the_numeric_user_and_a_named_user_is_refused() {
+        let mut m = crate::runtime::podman::tests::manifest();
+        assert_eq!(owner(&m).unwrap(), (1000, 1000));
+        m.user = "1500".parse().unwrap();
+        assert_eq!(owner(&m).unwrap(), (1500, 1500));
+        m.user = "app".parse().unwrap();
+        let refused = owner(&m).unwrap_err().to_string();
+        assert!(refused.contains("user \"app\" is not numeric"), "{refused}");
     }
 
     #[test]

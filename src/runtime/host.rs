@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{Result, RuntimeError};
+use crate::domain::{Cpus, Memory};
 use crate::manifest::SandboxManifest;
 use crate::settings::OciRuntime;
 
@@ -183,7 +184,7 @@ pub fn check(m: &SandboxManifest, facts: &HostFacts) -> Result<()> {
         ));
     }
     let r = &m.resources;
-    let wants = [("memory", r.memory != "unlimited"), ("pids", r.pids > 0), ("cpu", r.cpus > 0.0)];
+    let wants = [("memory", r.memory != Memory::Unlimited), ("pids", r.pids > 0), ("cpu", r.cpus != Cpus::Unlimited)];
     for (controller, declared) in wants {
         if !declared {
             continue;

@@ -5,17 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use super::{Result, RuntimeError};
+use crate::domain::{DEFAULT_INSTANCE, Name};
 use crate::model::Network;
 
-pub const LABEL_PROJECT: &str = "io.galley.project";
-pub const LABEL_INSTANCE: &str = "io.galley.instance";
-pub const LABEL_SANDBOX: &str = "io.galley.sandbox";
-pub const LABEL_MANIFEST: &str = "io.galley.manifest";
-pub const LABEL_VOLUME: &str = "io.galley.volume";
-pub const LABEL_NETWORK: &str = "io.galley.network";
-
-/// The instance used when `--instance` is not given.
-pub const DEFAULT_INSTANCE: &str = "default";
+pub use crate::domain::labels::{LABEL_INSTANCE, LABEL_MANIFEST, LABEL_NETWORK, LABEL_PROJECT, LABEL_SANDBOX, LABEL_VOLUME};
 
 /// The `galley apply` command line that converges `instance`.
 pub fn apply_command(instance: &str) -> String {
@@ -31,7 +24,7 @@ pub struct Instance {
 
 impl Instance {
     pub fn new(project: &str, instance: &str) -> Result<Instance> {
-        if !crate::lint::is_name(instance) {
+        if !Name::is_valid(instance) {
             return Err(RuntimeError::InstanceName(instance.to_owned()));
         }
         Ok(Instance { project: project.to_owned(), instance: instance.to_owned() })

@@ -202,7 +202,7 @@ mod tests {
         let old = crate::runtime::podman::tests::manifest();
         state::write(home.path(), &instance, &old).unwrap();
         let mut new = old.clone();
-        new.resources.memory = "256m".into();
+        new.resources.memory = "256m".parse().unwrap();
         let mut keep = old.clone();
         keep.sandbox = "keep".into();
         let mut orphan = old.clone();

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::naming::{self, Instance};
 use super::{Result, RuntimeError};
 use crate::exec::{Cmd, Runner};
+use crate::domain::Memory;
 use crate::manifest::SandboxManifest;
 use crate::model::Network;
 
@@ -87,7 +88,7 @@ pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
     for t in &m.tmpfs {
         a.extend(["--tmpfs".into(), format!("{}:rw,nosuid,nodev,size={},mode={}", t.path, t.size, t.mode)]);
     }
-    a.extend(["--user".into(), m.user.clone()]);
+    a.extend(["--user".into(), m.user.podman_arg()]);
     let networks = s.instance.networks_for(m.network);
     if networks.is_empty() {
         a.extend(["--network".into(), "none".into()]);
@@ -99,15 +100,15 @@ pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
         a.extend(["--network-alias".into(), m.sandbox.clone()]);
     }
     for p in &m.ports {
-        a.extend(["--publish".into(), format!("{}:{}:{}/{}", bracket(&p.address), p.host, p.container, p.protocol.as_str())]);
+        a.extend(["--publish".into(), format!("{}:{}/{}", p.host_socket(), p.container, p.protocol.as_str())]);
     }
     let r = &m.resources;
     a.extend(["--pids-limit".into(), if r.pids == 0 { "-1".into() } else { r.pids.to_string() }]);
-    if r.memory != "unlimited" {
-        a.extend(["--memory".into(), r.memory.clone()]);
+    if let Memory::Limit(size) = &r.memory {
+        a.extend(["--memory".into(), size.to_string()]);
     }
-    if r.cpus > 0.0 {
-        a.extend(["--cpus".into(), r.cpus.to_string()]);
+    if let Some(cores) = r.cpus.quota() {
+        a.extend(["--cpus".into(), cores.to_string()]);
     }
     a.extend(["--ulimit".into(), format!("nofile={0}:{0}", s.nofile)]);
     a.extend(["--ulimit".into(), format!("nproc={0}:{0}", s.nproc)]);
@@ -137,12 +138,12 @@ pub fn validate(m: &SandboxManifest, secret_dir: &std::path::Path) -> Result<()>
     let bad = |what: String| RuntimeError::Other(format!("sandbox `{}`: {what} contains `:` or `,`, which podman would misread", m.sandbox));
     let unsafe_text = |s: &str| s.contains(':') || s.contains(',');
     for t in &m.tmpfs {
-        if unsafe_text(&t.path) {
+        if unsafe_text(t.path.as_str()) {
             return Err(bad(format!("tmpfs path {}", t.path)));
         }
     }
     for v in &m.volumes {
-        if unsafe_text(&v.path) || unsafe_text(&v.name) {
+        if unsafe_text(v.path.as_str()) || unsafe_text(&v.name) {
             return Err(bad(format!("volume {} at {}", v.name, v.path)));
         }
     }
@@ -305,7 +306,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::exec::{Output, Recorder};
     use crate::manifest::{ImageRef, SeccompRef, MANIFEST_VERSION};
-    use crate::model::{Port, Protocol, Resources, Secret, Tmpfs, Volume};
+    use crate::domain::{Cpus, PortBinding as Port, Protocol, SeccompChoice};
+    use crate::model::{Resources, Secret, Tmpfs, Volume};
 
     pub(crate) fn manifest() -> SandboxManifest {
         SandboxManifest {
@@ -315,17 +317,17 @@ pub(crate) mod tests {
             image: ImageRef { name: "app".into(), digest: None },
             command: Some(vec!["/bin/app".into(), "--port".into(), "8080".into()]),
             env: [("MODE".to_owned(), "prod".to_owned())].into(),
-            ports: vec![Port { container: 8080, host: 18080, address: "127.0.0.1".into(), protocol: Protocol::Tcp }],
+            ports: vec![Port { container: 8080, host: 18080, address: "127.0.0.1".parse().unwrap(), protocol: Protocol::Tcp }],
             network: Network::Egress,
             secrets: [("TOKEN".to_owned(), Secret::Env("TOKEN_VAR".into()))].into(),
             seccomp: SeccompRef { profile: "default".into(), digest: Some("sha256:ab".into()) },
             capabilities: vec!["NET_BIND_SERVICE".into()],
-            user: "1000:1000".into(),
+            user: "1000:1000".parse().unwrap(),
             read_only: true,
             no_new_privileges: true,
-            tmpfs: vec![Tmpfs { path: "/tmp".into(), size: "64m".into(), mode: "1777".into() }],
-            volumes: vec![Volume { name: "workspace".into(), path: "/workspace".into(), read_only: false }],
-            resources: Resources { memory: "128m".into(), cpus: 0.5, pids: 64, nofile: Some(1024), nproc: None },
+            tmpfs: vec![Tmpfs { path: "/tmp".parse().unwrap(), size: "64m".parse().unwrap(), mode: "1777".into() }],
+            volumes: vec![Volume { name: "workspace".into(), path: "/workspace".parse().unwrap(), read_only: false }],
+            resources: Resources { memory: "128m".parse().unwrap(), cpus: Cpus::Quota(0.5), pids: 64, nofile: Some(1024), nproc: None },
         }
     }
 
@@ -367,10 +369,10 @@ pub(crate) mod tests {
         let mut m = manifest();
         m.network = Network::None;
         m.ports.clear();
-        m.seccomp = SeccompRef { profile: "unconfined".into(), digest: None };
+        m.seccomp = SeccompRef { profile: SeccompChoice::UNCONFINED.into(), digest: None };
         m.read_only = false;
         m.command = None;
-        m.resources = Resources { memory: "unlimited".into(), cpus: 0.0, pids: 0, nofile: None, nproc: None };
+        m.resources = Resources { memory: Memory::Unlimited, cpus: Cpus::Unlimited, pids: 0, nofile: None, nproc: None };
         let instance = Instance::new("web", "default").unwrap();
         let spec = RunSpec { manifest: &m, instance: &instance, image: "img".into(), seccomp: None, secrets: vec![], nofile: 10, nproc: 20 };
         let args = run_args(&spec).join(" ");

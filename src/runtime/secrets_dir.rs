@@ -134,21 +134,3 @@ fn unmount(path: &Path) {
         unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     }
 }
-
-/// The numeric uid and gid of a sandbox's `user` (`uid[:gid]`); secret files are owned by them.
-pub fn numeric_user(user: &str) -> Option<(u32, u32)> {
-    let (u, g) = user.split_once(':').unwrap_or((user, user));
-    Some((u.parse().ok()?, g.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn users_are_numeric_or_refused() {
-        assert_eq!(numeric_user("1000:1001"), Some((1000, 1001)));
-        assert_eq!(numeric_user("1000"), Some((1000, 1000)));
-        assert_eq!(numeric_user("app"), None);
-    }
-}

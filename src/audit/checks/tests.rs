@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::model::{Port, Project, Protocol, Resources, Sandbox, Seccomp, Tmpfs, Trust, Volume};
+use crate::domain::{Cpus, PortBinding as Port, Protocol, SeccompChoice};
+use crate::model::{Project, Resources, Sandbox, Tmpfs, Trust, Volume};
 
 const SECRET: &str = "hunter2-secret-value";
 
@@ -23,19 +24,19 @@ fn manifest() -> SandboxManifest {
         trust: Trust::Untrusted,
         command: None,
         env: BTreeMap::new(),
-        ports: vec![Port { container: 8080, host: 18080, address: "127.0.0.1".into(), protocol: Protocol::Tcp }],
+        ports: vec![Port { container: 8080, host: 18080, address: "127.0.0.1".parse().unwrap(), protocol: Protocol::Tcp }],
         network: Network::Isolated,
         secrets: [("TOKEN".to_owned(), crate::model::Secret::Env("T".into()))].into(),
-        seccomp: Seccomp::Custom(json!({ "defaultAction": "SCMP_ACT_ERRNO", "syscalls": [] })),
+        seccomp: SeccompChoice::Custom(json!({ "defaultAction": "SCMP_ACT_ERRNO", "syscalls": [] })),
         capabilities: vec!["NET_BIND_SERVICE".into()],
-        user: "1000:1000".into(),
+        user: "1000:1000".parse().unwrap(),
         read_only: true,
-        tmpfs: vec![Tmpfs { path: "/tmp".into(), size: "64m".into(), mode: "1777".into() }],
-        volumes: vec![Volume { name: "work".into(), path: "/work".into(), read_only: false }],
-        resources: Resources { memory: "128m".into(), cpus: 0.5, pids: 64, nofile: Some(1024), nproc: None },
+        tmpfs: vec![Tmpfs { path: "/tmp".parse().unwrap(), size: "64m".parse().unwrap(), mode: "1777".into() }],
+        volumes: vec![Volume { name: "work".into(), path: "/work".parse().unwrap(), read_only: false }],
+        resources: Resources { memory: "128m".parse().unwrap(), cpus: Cpus::Quota(0.5), pids: 64, nofile: Some(1024), nproc: None },
     };
     let project = Project {
-        name: "p".into(),
+        name: "p".parse().unwrap(),
         registries: BTreeMap::new(),
         images: BTreeMap::new(),
         sandboxes: [("app".to_owned(), sandbox)].into(),
