@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::domain::Digest;
 use crate::model::{Network, Port, Project, Resources, Secret, Tmpfs, Volume};
 use crate::seccomp::{self, SeccompError};
 
@@ -66,9 +66,9 @@ pub enum ManifestError {
 }
 
 impl SandboxManifest {
-    /// `sha256:` digest of the canonical JSON.
-    pub fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(self))))
+    /// The digest of the canonical JSON.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&crate::canonical::to_vec(self))
     }
 }
 
@@ -85,7 +85,7 @@ pub fn resolve(
         .map_err(|source| ManifestError::Seccomp { sandbox: name.to_owned(), source })?;
     let seccomp = match profile {
         None => SeccompRef { profile: "unconfined".into(), digest: None },
-        Some(p) => SeccompRef { profile: p.name, digest: Some(p.digest) },
+        Some(p) => SeccompRef { profile: p.name, digest: Some(p.digest.to_string()) },
     };
     let mut ports = sandbox.ports.clone();
     ports.sort();

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
 
+use crate::domain::Digest;
 use crate::model::Seccomp;
 
 /// Names of the profiles the standard library ships, besides `unconfined`.
@@ -24,7 +24,7 @@ pub enum SeccompError {
 pub struct Profile {
     pub name: String,
     pub json: serde_json::Value,
-    pub digest: String,
+    pub digest: Digest,
 }
 
 impl Profile {
@@ -48,7 +48,7 @@ pub fn resolve(lib_root: &Path, choice: &Seccomp) -> Result<Option<Profile>, Sec
         Seccomp::Custom(json) => ("custom".to_owned(), json.clone()),
     };
     let json = crate::canonical::to_value(&json);
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(&json))));
+    let digest = Digest::of(&crate::canonical::to_vec(&json));
     Ok(Some(Profile { name, json, digest }))
 }
 

@@ -234,7 +234,7 @@ fn differing_files(sa: &Store, la: &image::LayerRecord, sb: &Store, lb: &image::
             let h = e.header().as_bytes().to_vec();
             let mut data = Vec::new();
             let _ = e.read_to_end(&mut data);
-            out.insert(path, format!("{}{}", image::store::digest_of(&h), image::store::digest_of(&data)));
+            out.insert(path, format!("{}{}", crate::domain::Digest::of(&h), crate::domain::Digest::of(&data)));
         }
         out
     };

@@ -76,7 +76,7 @@ fn kube_run(settings: &Settings, args: &KubeArgs) -> ExitCode {
     let digests: Option<std::collections::BTreeMap<String, String>> =
         match super::plan::current_lock(settings, &loaded.project, false) {
             Ok(lock) => lock.map(|l| {
-                l.images.into_iter().filter_map(|(name, i)| i.output.map(|o| (name, o.manifest))).collect()
+                l.images.into_iter().filter_map(|(name, i)| i.output.map(|o| (name, o.manifest.to_string()))).collect()
             }),
             Err(code) => return code,
         };

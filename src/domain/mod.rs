@@ -5,8 +5,12 @@
 //! A value from the config that cannot become its type fails deserialization with an
 //! [`Invalid`]: a diagnostic code, a message and a fix, which `lang` places at the field.
 
+pub mod digest;
+pub mod platform;
 pub mod reference;
 
+pub use digest::{Algorithm, Digest, DigestError};
+pub use platform::Platform;
 pub use reference::{Base, Reference};
 
 use crate::diagnostic::Code;

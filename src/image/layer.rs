@@ -23,8 +23,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
+use crate::domain::Digest;
 use crate::model::Compression;
 
 /// Uncompressed bytes per independently compressed chunk. Part of the format: changing it
@@ -141,9 +142,9 @@ impl PartialOrd for SortKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     /// sha256 of the compressed bytes.
-    pub digest: String,
+    pub digest: Digest,
     /// sha256 of the uncompressed tar.
-    pub diff_id: String,
+    pub diff_id: Digest,
     pub size: u64,
 }
 
@@ -159,7 +160,7 @@ pub fn write_on(entries: &[Entry], compression: Compression, out: File, pool: Op
 }
 
 /// sha256 of host files' contents by source path, taken while a layer is written.
-pub type Hashes = std::sync::Mutex<std::collections::HashMap<PathBuf, String>>;
+pub type Hashes = std::sync::Mutex<std::collections::HashMap<PathBuf, Digest>>;
 
 /// As [`write`], recording the content hash of every host file into `hashes`.
 pub fn write_hashing(entries: &[Entry], compression: Compression, out: File, hashes: Option<&Hashes>) -> io::Result<Written> {
@@ -220,7 +221,7 @@ fn append<W: Write>(ar: &mut tar::Builder<W>, e: &Entry, hashes: Option<&Hashes>
             ar.append_data(&mut h, &e.path, &mut r).map_err(ctx)?;
             let sha = r.finish()?;
             if let (Some(map), Some(sha)) = (hashes, sha) {
-                map.lock().expect("hashes").insert(src.clone(), format!("sha256:{}", hex::encode(sha.finalize())));
+                map.lock().expect("hashes").insert(src.clone(), Digest::from_sha256(sha.finalize().into()));
             }
             Ok(())
         }
@@ -365,7 +366,7 @@ struct ChunkSink {
     diff: Sha256,
     tokens: mpsc::Receiver<()>,
     results: Option<mpsc::Sender<ToWriter>>,
-    writer: Option<std::thread::JoinHandle<io::Result<(String, u64)>>>,
+    writer: Option<std::thread::JoinHandle<io::Result<(Digest, u64)>>>,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -380,7 +381,7 @@ impl ChunkSink {
             Compression::Gzip => GZIP_HEADER.to_vec(),
             Compression::Zstd => Vec::new(),
         };
-        let writer = std::thread::spawn(move || -> io::Result<(String, u64)> {
+        let writer = std::thread::spawn(move || -> io::Result<(Digest, u64)> {
             let mut out = io::BufWriter::with_capacity(1 << 20, out);
             let mut sha = Sha256::new();
             let mut size = 0u64;
@@ -428,7 +429,7 @@ impl ChunkSink {
             }
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
-            Ok((hex::encode(sha.finalize()), size))
+            Ok((Digest::from_sha256(sha.finalize().into()), size))
         });
         ChunkSink {
             compression,
@@ -486,8 +487,8 @@ impl ChunkSink {
             Ok(r) => r?,
             Err(_) => return Err(io::Error::other("the layer writer panicked")),
         };
-        let diff_id = hex::encode(std::mem::take(&mut self.diff).finalize());
-        Ok(Written { digest: format!("sha256:{digest}"), diff_id: format!("sha256:{diff_id}"), size })
+        let diff_id = Digest::from_sha256(std::mem::take(&mut self.diff).finalize().into());
+        Ok(Written { digest, diff_id, size })
     }
 }
 
@@ -570,11 +571,11 @@ mod tests {
         for c in [Compression::Gzip, Compression::Zstd] {
             let (w, bytes) = roundtrip(c, &entries);
             assert_eq!(w.size, bytes.len() as u64);
-            assert_eq!(w.digest, format!("sha256:{}", hex::encode(Sha256::digest(&bytes))));
+            assert_eq!(w.digest.to_string(), format!("sha256:{}", hex::encode(Sha256::digest(&bytes))));
             let mut plain = Vec::new();
             decompressing_reader(media_type(c), bytes.as_slice()).unwrap().read_to_end(&mut plain).unwrap();
             assert_eq!(plain, write_tar(&entries).unwrap());
-            assert_eq!(w.diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&plain))));
+            assert_eq!(w.diff_id.to_string(), format!("sha256:{}", hex::encode(Sha256::digest(&plain))));
             if c == Compression::Gzip {
                 // A single member that the strict single-member decoder reads to the end.
                 let mut single = Vec::new();

@@ -32,11 +32,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::domain::Reference;
+use crate::domain::{Digest, Platform, Reference};
 use crate::model::{Compression, Image, Project};
 use crate::settings::Settings;
 use cache::{Cache, CachedLayer};
-use config::{Descriptor, HistoryStep, Manifest, Platform};
+use config::{Descriptor, HistoryStep, Manifest};
 use layer::{Entry, Kind};
 pub use store::{Store, StoreError};
 
@@ -47,7 +47,7 @@ pub struct BuildOptions {
     pub offline: bool,
     /// Base reference (as written in the image) -> manifest digest to use instead of resolving
     /// the tag.
-    pub pinned_bases: BTreeMap<String, String>,
+    pub pinned_bases: BTreeMap<String, Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,18 +55,17 @@ pub struct BaseRecord {
     /// As written in the image's `base`.
     pub reference: String,
     /// Digest of the image manifest for the platform (never of an index).
-    pub digest: String,
-    /// `os/arch[/variant]`.
-    pub platform: String,
+    pub digest: Digest,
+    pub platform: Platform,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRecord {
     /// What the layer is (`accounts`, `files`, `run 0`, ...).
     pub step: String,
-    pub input_key: String,
-    pub digest: String,
-    pub diff_id: String,
+    pub input_key: Digest,
+    pub digest: Digest,
+    pub diff_id: Digest,
     pub size: u64,
     pub media_type: String,
     /// Reused from the cache in this build (not part of the record's identity).
@@ -74,11 +73,17 @@ pub struct LayerRecord {
     pub cached: bool,
 }
 
+impl LayerRecord {
+    fn of(step: &str, input_key: Digest, c: CachedLayer, cached: bool) -> LayerRecord {
+        LayerRecord { step: step.into(), input_key, digest: c.digest, diff_id: c.diff_id, size: c.size, media_type: c.media_type, cached }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuiltImage {
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     pub manifest_size: u64,
-    pub config_digest: String,
+    pub config_digest: Digest,
     pub base: Option<BaseRecord>,
     /// galley's own layers, after the base's.
     pub layers: Vec<LayerRecord>,
@@ -164,14 +169,13 @@ pub fn build_with(
 
 /// The digest of the manifest `reference` names for the platform of the first image that uses
 /// it (linux/amd64 when none does), asking the registry.
-pub fn resolve_base(settings: &Settings, project: &Project, reference: &Reference) -> Result<String, ImageError> {
+pub fn resolve_base(settings: &Settings, project: &Project, reference: &Reference) -> Result<Digest, ImageError> {
     let platform = project
         .images
         .values()
         .find(|i| i.base.image() == Some(reference))
         .map(|i| i.platform.clone())
-        .unwrap_or_else(|| "linux/amd64".into());
-    let platform = Platform::parse(&platform).map_err(ImageError::Other)?;
+        .unwrap_or_else(Platform::linux_amd64);
     let store = Store::open(&settings.home)?;
     let client = pull::Puller::new(project, &store)?;
     Ok(client.resolve(&reference.to_string(), &platform)?)
@@ -195,23 +199,22 @@ pub struct Base {
 
 impl Ctx<'_> {
     fn build_image(&self, name: &str, image: &Image, progress: &mut dyn FnMut(Progress<'_>)) -> Result<BuiltImage, ImageError> {
-        let err = |message: String| ImageError::Image { image: name.into(), message };
-        let platform = Platform::parse(&image.platform).map_err(err)?;
+        let platform = &image.platform;
         let base = match image.base.image() {
             None => None,
             Some(reference) => {
                 let reference = reference.to_string();
                 progress(Progress::Pull(&reference));
-                Some(self.base(&reference, &platform)?)
+                Some(self.base(&reference, platform)?)
             }
         };
         let mut manifest_layers: Vec<Descriptor> = base.as_ref().map(|b| b.manifest.layers.clone()).unwrap_or_default();
-        let mut diff_ids: Vec<String> = match &base {
+        let mut diff_ids: Vec<Digest> = match &base {
             Some(b) => b
                 .config
                 .pointer("/rootfs/diff_ids")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|a| a.iter().filter_map(|v| v.as_str().and_then(|d| Digest::parse(d).ok())).collect())
                 .unwrap_or_default(),
             None => Vec::new(),
         };
@@ -260,7 +263,7 @@ impl Ctx<'_> {
             let root_dir = base.is_none() && records.is_empty();
             let t = std::time::Instant::now();
             let fingerprint = cache::stat_fingerprint(&entries, &crate::canonical::to_vec(&json!({ "common": common, "root_dir": root_dir })));
-            let known = fingerprint.as_deref().and_then(|f| self.cache.tree_key(f)).and_then(|key| self.cached_layer("files", &key));
+            let known = fingerprint.as_ref().and_then(|f| self.cache.tree_key(f)).and_then(|key| self.cached_layer("files", &key));
             self.timing("fingerprint", t);
             let rec = match known {
                 Some(rec) => rec,
@@ -281,7 +284,7 @@ impl Ctx<'_> {
             let tree = self.project_tree_hash()?;
             for (i, step) in image.run.iter().enumerate() {
                 let mut chain = diff_ids.clone();
-                chain.extend(records.iter().map(|r| r.diff_id.clone()));
+                chain.extend(records.iter().map(|r| r.diff_id));
                 let inputs = json!({
                     "kind": "run",
                     "command": step.command,
@@ -293,13 +296,13 @@ impl Ctx<'_> {
                 });
                 let label = format!("run {i}");
                 let mut parent_layers = manifest_layers.clone();
-                parent_layers.extend(records.iter().map(|r| Descriptor::new(&r.media_type, &r.digest, r.size)));
+                parent_layers.extend(records.iter().map(|r| Descriptor::new(&r.media_type, r.digest, r.size)));
                 let mut parent_diff = diff_ids.clone();
-                parent_diff.extend(records.iter().map(|r| r.diff_id.clone()));
+                parent_diff.extend(records.iter().map(|r| r.diff_id));
                 let parent_config = config::image_config(
                     base.as_ref().map(|b| &b.config),
                     image,
-                    &platform,
+                    platform,
                     &parent_diff,
                     &[],
                     self.epoch,
@@ -314,16 +317,16 @@ impl Ctx<'_> {
         }
 
         for r in &records {
-            manifest_layers.push(Descriptor::new(&r.media_type, &r.digest, r.size));
-            diff_ids.push(r.diff_id.clone());
+            manifest_layers.push(Descriptor::new(&r.media_type, r.digest, r.size));
+            diff_ids.push(r.diff_id);
         }
-        let cfg = config::image_config(base.as_ref().map(|b| &b.config), image, &platform, &diff_ids, &history, self.epoch);
+        let cfg = config::image_config(base.as_ref().map(|b| &b.config), image, platform, &diff_ids, &history, self.epoch);
         let cfg_bytes = crate::canonical::to_vec(&cfg);
         let config_digest = self.store.put(&cfg_bytes)?;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(config::MEDIA_MANIFEST.into()),
-            config: Descriptor::new(config::MEDIA_CONFIG, &config_digest, cfg_bytes.len() as u64),
+            config: Descriptor::new(config::MEDIA_CONFIG, config_digest, cfg_bytes.len() as u64),
             layers: manifest_layers,
             annotations: None,
         };
@@ -355,10 +358,10 @@ impl Ctx<'_> {
         // A cache with no layer at all has nothing to look up: hash the files while writing them
         // instead of reading them twice. The key comes out the same.
         let hashes = layer::Hashes::default();
-        let rec = self.write_layer("files", compression, root_dir, entries.to_vec(), Some(&hashes))?;
+        let written = self.write_layer("files", compression, root_dir, entries.to_vec(), Some(&hashes))?;
         let described = self.describe(entries, Some(&hashes))?;
         let inputs = json!({ "kind": "files", "entries": described, "common": common });
-        Ok(self.record(rec, layer_key(&inputs, root_dir)))
+        Ok(self.record("files", layer_key(&inputs, root_dir), written))
     }
 
     /// Reuse the layer of `inputs` or make it from `entries()`.
@@ -374,32 +377,23 @@ impl Ctx<'_> {
         if let Some(rec) = self.cached_layer(step, &key) {
             return Ok(rec);
         }
-        let rec = self.write_layer(step, compression, root_dir, entries()?, None)?;
-        Ok(self.record(rec, key))
+        let written = self.write_layer(step, compression, root_dir, entries()?, None)?;
+        Ok(self.record(step, key, written))
     }
 
-    fn cached_layer(&self, step: &str, key: &str) -> Option<LayerRecord> {
+    fn cached_layer(&self, step: &str, key: &Digest) -> Option<LayerRecord> {
         let c = self.cache.layer(key)?;
-        let fits = self.store.blob_path(&c.digest).ok().and_then(|p| fs::metadata(p).ok()).is_some_and(|m| m.len() == c.size);
-        fits.then(|| LayerRecord {
-            step: step.into(),
-            input_key: key.into(),
-            digest: c.digest,
-            diff_id: c.diff_id,
-            size: c.size,
-            media_type: c.media_type,
-            cached: true,
-        })
+        let fits = fs::metadata(self.store.blob_path(&c.digest)).is_ok_and(|m| m.len() == c.size);
+        fits.then(|| LayerRecord::of(step, *key, c, true))
     }
 
     /// Remember a freshly written layer under its input key.
-    fn record(&self, mut rec: LayerRecord, key: String) -> LayerRecord {
-        self.cache.put_layer(&key, &CachedLayer { digest: rec.digest.clone(), diff_id: rec.diff_id.clone(), size: rec.size, media_type: rec.media_type.clone() });
-        rec.input_key = key;
-        rec
+    fn record(&self, step: &str, key: Digest, written: CachedLayer) -> LayerRecord {
+        self.cache.put_layer(&key, &written);
+        LayerRecord::of(step, key, written, false)
     }
 
-    /// Write `entries` as a layer into the store (its input key is filled in by [`Self::record`]).
+    /// Write `entries` as a layer into the store (its input key is given by [`Self::record`]).
     fn write_layer(
         &self,
         step: &str,
@@ -407,7 +401,7 @@ impl Ctx<'_> {
         root_dir: bool,
         entries: Vec<Entry>,
         hashes: Option<&layer::Hashes>,
-    ) -> Result<LayerRecord, ImageError> {
+    ) -> Result<CachedLayer, ImageError> {
         // RUN output already holds the directories it changed; inventing parents would
         // override the parent image's.
         let mut entries = layer::normalize_with(entries, self.epoch, !step.starts_with("run"));
@@ -425,7 +419,7 @@ impl Ctx<'_> {
         self.store.commit(tmp, &w.digest)?;
         self.timing("write", t);
         let media_type = layer::media_type(compression).to_owned();
-        Ok(LayerRecord { step: step.into(), input_key: String::new(), digest: w.digest, diff_id: w.diff_id, size: w.size, media_type, cached: false })
+        Ok(CachedLayer { digest: w.digest, diff_id: w.diff_id, size: w.size, media_type })
     }
 
     /// Phase timings on stderr with -vvv.
@@ -437,7 +431,7 @@ impl Ctx<'_> {
 
     /// What a files layer's bytes depend on, entry by entry (content by hash): one compact JSON
     /// array per entry, hashed in order (cheaper than one big JSON value for large trees).
-    fn describe(&self, entries: &[Entry], known: Option<&layer::Hashes>) -> Result<String, ImageError> {
+    fn describe(&self, entries: &[Entry], known: Option<&layer::Hashes>) -> Result<Digest, ImageError> {
         let known = known.map(|k| k.lock().expect("hashes"));
         let lines: Vec<String> = entries
             .par_iter()
@@ -451,7 +445,7 @@ impl Ctx<'_> {
                         let hash = match known.as_ref().and_then(|k| k.get(src)) {
                             Some(h) => {
                                 self.cache.remember(src, &meta, h);
-                                h.clone()
+                                *h
                             }
                             None => self.cache.file_hash(src, &meta)?,
                         };
@@ -469,14 +463,14 @@ impl Ctx<'_> {
             sha2::Digest::update(&mut sha, l.as_bytes());
             sha2::Digest::update(&mut sha, b"\n");
         }
-        Ok(format!("sha256:{}", hex::encode(sha2::Digest::finalize(sha))))
+        Ok(Digest::from_sha256(sha2::Digest::finalize(sha).into()))
     }
 
     /// A hash of every file of the project directory (but `.git`), for RUN steps, which see it.
-    fn project_tree_hash(&self) -> Result<String, ImageError> {
+    fn project_tree_hash(&self) -> Result<Digest, ImageError> {
         let files = walk_tree(&self.settings.project_dir)?;
         let fingerprint = cache::tree_fingerprint(files.iter().map(|f| (f.rel.as_str(), &f.meta)));
-        if let Some(hash) = fingerprint.as_deref().and_then(|f| self.cache.tree_key(f)) {
+        if let Some(hash) = fingerprint.as_ref().and_then(|f| self.cache.tree_key(f)) {
             return Ok(hash);
         }
         let described: Vec<Value> = files
@@ -502,13 +496,13 @@ impl Ctx<'_> {
 
     fn base(&self, reference: &str, platform: &Platform) -> Result<Base, ImageError> {
         let puller = pull::Puller::new(self.project, self.store)?;
-        let pinned = self.opts.pinned_bases.get(reference).map(String::as_str);
-        let mut bases: BTreeMap<String, String> = self.cache.read_json("bases.json");
+        let pinned = self.opts.pinned_bases.get(reference);
+        let mut bases: BTreeMap<String, Digest> = self.cache.read_json("bases.json");
         let key = format!("{reference} {platform}");
         let digest = match (pinned, self.opts.offline) {
             (Some(d), true) => {
                 puller.ensure_local(d)?;
-                d.to_owned()
+                *d
             }
             (Some(d), false) => puller.pull(reference, Some(d), platform)?,
             (None, true) => {
@@ -517,15 +511,15 @@ impl Ctx<'_> {
                     message: "it was never pulled (and the build is offline)".into(),
                 })?;
                 puller.ensure_local(d)?;
-                d.clone()
+                *d
             }
             (None, false) => puller.pull(reference, None, platform)?,
         };
-        bases.insert(key, digest.clone());
+        bases.insert(key, digest);
         self.cache.write_json("bases.json", &bases);
         let manifest = self.store.manifest(&digest)?;
         let config = self.store.json(&manifest.config.digest)?;
-        Ok(Base { record: BaseRecord { reference: reference.into(), digest, platform: platform.to_string() }, manifest, config })
+        Ok(Base { record: BaseRecord { reference: reference.into(), digest, platform: platform.clone() }, manifest, config })
     }
 
     fn base_accounts(&self, base: Option<&Base>) -> Result<accounts::Base, ImageError> {
@@ -540,7 +534,7 @@ fn input_err(path: &Path, e: std::io::Error) -> ImageError {
     ImageError::Input { path: path.to_owned(), message: e.to_string() }
 }
 
-fn layer_key(inputs: &Value, root_dir: bool) -> String {
+fn layer_key(inputs: &Value, root_dir: bool) -> Digest {
     cache::input_key(&json!({ "inputs": inputs, "root_dir": root_dir }))
 }
 
@@ -761,12 +755,6 @@ pub fn read_from_layers(store: &Store, layers: &[Descriptor], paths: &[&str]) ->
         }
     }
     Ok(found)
-}
-
-/// A short digest for tags: the first 12 hex digits.
-pub fn short(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
 }
 
 #[cfg(test)]
