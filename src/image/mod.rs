@@ -18,6 +18,7 @@ pub mod home;
 pub mod layer;
 pub mod podman;
 pub mod pull;
+pub mod repro;
 pub mod run;
 pub mod store;
 
