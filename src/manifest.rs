@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::domain::{PortBinding, SeccompChoice, UserSpec};
+use crate::domain::{Digest, PortBinding, SeccompChoice, UserSpec};
 use crate::model::{Network, Project, Resources, Secret, Tmpfs, Volume};
 use crate::seccomp::{self, SeccompError};
 
@@ -67,9 +66,9 @@ pub enum ManifestError {
 }
 
 impl SandboxManifest {
-    /// `sha256:` digest of the canonical JSON.
-    pub fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(self))))
+    /// The digest of the canonical JSON.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&crate::canonical::to_vec(self))
     }
 }
 
@@ -86,7 +85,7 @@ pub fn resolve(
         .map_err(|source| ManifestError::Seccomp { sandbox: name.to_owned(), source })?;
     let seccomp = match profile {
         None => SeccompRef { profile: SeccompChoice::UNCONFINED.into(), digest: None },
-        Some(p) => SeccompRef { profile: p.name, digest: Some(p.digest) },
+        Some(p) => SeccompRef { profile: p.name, digest: Some(p.digest.to_string()) },
     };
     let mut ports = sandbox.ports.clone();
     ports.sort();

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Base, Cpus, Memory, MountPath, Name, PortBinding, SeccompChoice, Size, UserSpec};
+use crate::domain::{Base, Cpus, Memory, MountPath, Name, Platform, PortBinding, SeccompChoice, Size, UserSpec};
 
 /// A whole project, as `galley show` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub enum Compression {
 pub struct Image {
     /// `scratch` or a fully qualified image reference (`host/repo:tag` or `host/repo@sha256:...`).
     pub base: Base,
-    pub platform: String,
+    pub platform: Platform,
     pub compression: Compression,
     pub files: Vec<FileCopy>,
     pub run: Vec<RunStep>,

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
 
-use crate::domain::SeccompChoice;
+use crate::domain::{Digest, SeccompChoice};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -19,7 +18,7 @@ pub enum SeccompError {
 pub struct Profile {
     pub name: String,
     pub json: serde_json::Value,
-    pub digest: String,
+    pub digest: Digest,
 }
 
 impl Profile {
@@ -43,7 +42,7 @@ pub fn resolve(lib_root: &Path, choice: &SeccompChoice) -> Result<Option<Profile
     };
     let name = choice.name().to_owned();
     let json = crate::canonical::to_value(&json);
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(&json))));
+    let digest = Digest::of(&crate::canonical::to_vec(&json));
     Ok(Some(Profile { name, json, digest }))
 }
 

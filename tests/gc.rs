@@ -92,7 +92,7 @@ fn gc_keeps_locked_and_running_images_and_removes_the_rest() {
     let l1: Vec<String> = out["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()).collect();
     let base_digest = lock["images"]["app"]["base"]["digest"].as_str().unwrap().to_owned();
     let store = galley::image::Store::open(&home).unwrap();
-    let base_manifest = store.manifest(&base_digest).unwrap();
+    let base_manifest = store.manifest(&galley::domain::Digest::parse(&base_digest).unwrap()).unwrap();
     galley_ok(&app, &home, &["load", "app"]);
 
     std::fs::write(&site, "v2, never locked\n").unwrap();
@@ -133,8 +133,8 @@ fn gc_keeps_locked_and_running_images_and_removes_the_rest() {
     assert_eq!(report["dropped_projects"], serde_json::json!([gone_dir.to_str().unwrap()]), "{report}");
 
     // Kept: the lock's image and base, the running image. Gone: v2 and the gone project's.
-    let mut kept = vec![m1, c1, m3, c3, base_digest.clone(), base_manifest.config.digest.clone()];
-    kept.extend(l1.into_iter().chain(l3).chain(base_manifest.layers.iter().map(|l| l.digest.clone())));
+    let mut kept = vec![m1, c1, m3, c3, base_digest.clone(), base_manifest.config.digest.to_string()];
+    kept.extend(l1.into_iter().chain(l3).chain(base_manifest.layers.iter().map(|l| l.digest.to_string())));
     for d in &kept {
         assert!(blob(&home, d).is_file(), "{d} was removed but is needed");
     }

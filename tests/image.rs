@@ -160,7 +160,7 @@ fn same_project_gives_the_same_digest_in_fresh_homes() {
 
     // The layer holds what was declared: normalized modes, owners, clamped times, links kept.
     let store = galley::image::Store::open(h1.path()).unwrap();
-    let m = store.manifest(&d1).unwrap();
+    let m = store.manifest(&galley::domain::Digest::parse(&d1).unwrap()).unwrap();
     let files = m.layers.last().unwrap();
     let f = store.open_blob(&files.digest).unwrap();
     let r = galley::image::layer::decompressing_reader(&files.media_type, f).unwrap();
@@ -422,8 +422,8 @@ fn bases_are_pulled_verified_from_a_loopback_registry() {
     assert_eq!(a["base"]["digest"], base_digest.as_str());
     assert_eq!(a["base"]["platform"], "linux/amd64");
     let store2 = galley::image::Store::open(home2.path()).unwrap();
-    let base_manifest = store2.manifest(&base_digest).unwrap();
-    let app_manifest = store2.manifest(a["digest"].as_str().unwrap()).unwrap();
+    let base_manifest = store2.manifest(&galley::domain::Digest::parse(&base_digest).unwrap()).unwrap();
+    let app_manifest = store2.manifest(&galley::domain::Digest::parse(a["digest"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(app_manifest.layers[..base_manifest.layers.len()], base_manifest.layers[..]);
     assert_eq!(app_manifest.layers.len(), base_manifest.layers.len() + 2);
     // The same build again, pinned and offline, needs no registry.
@@ -432,7 +432,7 @@ fn bases_are_pulled_verified_from_a_loopback_registry() {
 
     // Tamper with the base's layer in the registry's storage (same size, one byte changed).
     let layer = &base_manifest.layers[0];
-    let blob = reg.blob_file(&layer.digest);
+    let blob = reg.blob_file(&layer.digest.to_string());
     let mut bytes = fs::read(&blob).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -442,10 +442,10 @@ fn bases_are_pulled_verified_from_a_loopback_registry() {
     c.args(["build", "app"]);
     let out = fails(c);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("failed verification") && err.contains(&layer.digest), "{err}");
+    assert!(err.contains("failed verification") && err.contains(&layer.digest.to_string()), "{err}");
     let store3 = galley::image::Store::open(home3.path()).unwrap();
     assert!(!store3.has_blob(&layer.digest), "a tampered blob must not enter the store");
-    assert!(!store3.has_blob(&base_digest), "nor the manifest that names it");
+    assert!(!store3.has_blob(&galley::domain::Digest::parse(&base_digest).unwrap()), "nor the manifest that names it");
     let leftovers: Vec<_> = fs::read_dir(home3.path().join("tmp")).unwrap().filter_map(Result::ok).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with("blob-")).collect();
     assert!(leftovers.is_empty(), "partial downloads must be removed: {leftovers:?}");
 }
@@ -524,7 +524,7 @@ fn run_steps_are_confined_and_deterministic() {
     assert!(listener.accept().is_err(), "the step must not reach the host");
     // The step's changes, re-packed: the new file, the whiteout of the deleted one.
     let store = galley::image::Store::open(h1.path()).unwrap();
-    let m = store.manifest(a["images"]["runner"]["digest"].as_str().unwrap()).unwrap();
+    let m = store.manifest(&galley::domain::Digest::parse(a["images"]["runner"]["digest"].as_str().unwrap()).unwrap()).unwrap();
     let found = galley::image::read_from_layers(&store, &m.layers, &["work/out.txt", "work/.keep", "work/confined.txt"]).unwrap();
     assert_eq!(found.get("work/out.txt").map(Vec::as_slice), Some(&b"hi\n"[..]));
     assert!(!found.contains_key("work/.keep"), "deletions become whiteouts");

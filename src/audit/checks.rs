@@ -30,7 +30,7 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &SecretValu
         sink.fail(IMAGE, "the container runs another image than the pinned one", want, got);
     }
     sink.ran(MANIFEST);
-    let want = m.digest();
+    let want = m.digest().to_string();
     match o.label(LABEL_MANIFEST) {
         Some(l) if l == want => {}
         got => sink.fail(

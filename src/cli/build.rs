@@ -1,13 +1,13 @@
 //! `galley build`: build the project's images into the store and print their digests.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::{CliError, ExitStatus, Outcome, Printer};
-use crate::image::{self, BuildOptions, BuiltImage, Progress, Store, layer};
+use crate::image::{self, BuildOptions, BuiltImage, Progress, Store};
 use crate::settings::{Env, Format, Verbosity};
 
 #[derive(Debug, Args)]
@@ -144,79 +144,46 @@ fn check_repro(env: &Env, out: &Printer, project: &crate::model::Project, args: 
         results.push(image::build_with(&s, project, &args.images, opts, &mut progress(out))?);
         homes.push(home);
     }
-    let (a, b) = (&results[0], &results[1]);
-    let mut report = serde_json::Map::new();
-    let mut all_same = true;
-    for (name, ia) in a {
-        let ib = &b[name];
-        let same = ia.manifest_digest == ib.manifest_digest;
-        all_same &= same;
-        let mut differing = Vec::new();
-        if !same {
-            let sa = Store::open(homes[0].path()).ok();
-            let sb = Store::open(homes[1].path()).ok();
-            for (la, lb) in ia.layers.iter().zip(&ib.layers) {
-                if la.digest == lb.digest {
-                    continue;
-                }
-                if let (Some(sa), Some(sb)) = (&sa, &sb) {
-                    for path in differing_files(sa, la, sb, lb) {
-                        differing.push(json!({ "layer": la.step, "path": path }));
-                    }
-                }
-            }
-            if ia.config_digest != ib.config_digest {
-                differing.push(json!({ "layer": "config", "path": null }));
-            }
-        }
-        report.insert(
-            name.clone(),
-            json!({ "reproducible": same, "digests": [ia.manifest_digest, ib.manifest_digest], "differences": differing }),
-        );
-    }
+    let stores = [Store::open(homes[0].path())?, Store::open(homes[1].path())?];
+    let report = image::repro::compare([&stores[0], &stores[1]], [&results[0], &results[1]]);
     match out.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({ "images": report })).expect("JSON")),
+        Format::Json => {
+            let images: serde_json::Map<String, Value> = report.iter().map(|r| (r.image.clone(), repro_json(r))).collect();
+            println!("{}", serde_json::to_string_pretty(&json!({ "images": images })).expect("JSON"));
+        }
         Format::Text => {
-            for (name, r) in &report {
-                if r["reproducible"] == json!(true) {
-                    println!("{name} reproducible {}", r["digests"][0].as_str().unwrap_or(""));
+            for r in &report {
+                if r.reproducible() {
+                    println!("{} reproducible {}", r.image, r.digests[0]);
                 } else {
-                    println!("{name} NOT reproducible: {} vs {}", r["digests"][0].as_str().unwrap_or(""), r["digests"][1].as_str().unwrap_or(""));
-                    for d in r["differences"].as_array().into_iter().flatten() {
-                        println!("  {}: {}", d["layer"].as_str().unwrap_or(""), d["path"].as_str().unwrap_or("(image config)"));
+                    println!("{} NOT reproducible: {} vs {}", r.image, r.digests[0], r.digests[1]);
+                    for d in &r.differences {
+                        let (layer, path) = difference_parts(d);
+                        println!("  {layer}: {}", path.unwrap_or("(image config)"));
                     }
                 }
             }
         }
     }
-    Ok(ExitStatus::no_unless(all_same))
+    Ok(ExitStatus::no_unless(report.iter().all(image::repro::Repro::reproducible)))
 }
 
-/// Paths whose header or content differ between two layers.
-fn differing_files(sa: &Store, la: &image::LayerRecord, sb: &Store, lb: &image::LayerRecord) -> Vec<String> {
-    let summarize = |s: &Store, l: &image::LayerRecord| -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let Ok(f) = s.open_blob(&l.digest) else { return out };
-        let Ok(r) = layer::decompressing_reader(&l.media_type, f) else { return out };
-        let mut ar = tar::Archive::new(r);
-        let Ok(entries) = ar.entries() else { return out };
-        for e in entries.flatten() {
-            let mut e = e;
-            let path = e.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-            let h = e.header().as_bytes().to_vec();
-            let mut data = Vec::new();
-            let _ = e.read_to_end(&mut data);
-            out.insert(path, format!("{}{}", image::store::digest_of(&h), image::store::digest_of(&data)));
-        }
-        out
-    };
-    let (ma, mb) = (summarize(sa, la), summarize(sb, lb));
-    let mut paths: Vec<String> = ma.keys().chain(mb.keys()).filter(|p| ma.get(*p) != mb.get(*p)).cloned().collect();
-    paths.sort();
-    paths.dedup();
-    if paths.is_empty() {
-        // Same files, different bytes: order or compression.
-        paths.push("(layer encoding)".into());
+/// The layer (its step, or `config`) and the path a difference names.
+fn difference_parts(d: &image::repro::Difference) -> (&str, Option<&str>) {
+    match d {
+        image::repro::Difference::Layer { step, path, .. } => (step, Some(path.as_deref().unwrap_or("(layer encoding)"))),
+        image::repro::Difference::Config => ("config", None),
     }
-    paths
+}
+
+fn repro_json(r: &image::repro::Repro) -> Value {
+    let differences: Vec<Value> = r
+        .differences
+        .iter()
+        .map(|d| {
+            let (layer, path) = difference_parts(d);
+            json!({ "layer": layer, "path": path })
+        })
+        .collect();
+    json!({ "reproducible": r.reproducible(), "digests": r.digests, "differences": differences })
 }

@@ -33,7 +33,7 @@ pub fn run(env: &Env, out: &Printer, args: &StatusArgs) -> Outcome {
             let declared = session.desired.iter().find(|m| m.sandbox == c.sandbox());
             let manifest = match declared {
                 None => "undeclared",
-                Some(m) if m.digest() == c.manifest_digest() => "matches",
+                Some(m) if m.digest().to_string() == c.manifest_digest() => "matches",
                 Some(_) => "differs",
             };
             Row { sandbox: c.sandbox().to_owned(), container: c.name.clone(), state: c.state.clone(), ports: c.ports.clone(), manifest }

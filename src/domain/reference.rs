@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::Invalid;
+use super::{Digest, Invalid};
 use crate::diagnostic::Code;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,20 +16,13 @@ pub struct Reference {
     pub registry: String,
     pub repository: String,
     pub tag: Option<String>,
-    /// `sha256:<64 hex>`.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference, String> {
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => {
-                let hex = d.strip_prefix("sha256:").ok_or("the digest must start with sha256:")?;
-                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    return Err("the digest must be sha256: followed by 64 lower-case hex digits".into());
-                }
-                (r, Some(d.to_owned()))
-            }
+            Some((r, d)) => (r, Some(Digest::parse(d).map_err(|e| e.to_string())?)),
             None => (s, None),
         };
         let (registry, path) = rest.split_once('/').ok_or("it names no registry host")?;
@@ -64,8 +57,8 @@ impl Reference {
     }
 
     /// The same reference pinned to `digest`, keeping the tag for readers.
-    pub fn pinned(&self, digest: &str) -> Reference {
-        Reference { digest: Some(digest.to_owned()), ..self.clone() }
+    pub fn pinned(&self, digest: Digest) -> Reference {
+        Reference { digest: Some(digest), ..self.clone() }
     }
 }
 
@@ -158,7 +151,7 @@ mod tests {
         assert_eq!(r.to_string(), "127.0.0.1:5000/base/busybox:1.36");
         let d = format!("sha256:{}", "a".repeat(64));
         let r = Reference::parse(&format!("localhost/x@{d}")).unwrap();
-        assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+        assert_eq!(r.digest.map(|d| d.to_string()).as_deref(), Some(d.as_str()));
     }
 
     #[test]

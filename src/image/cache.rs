@@ -29,11 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use super::layer::{Entry, Kind};
 use super::store::{StoreError, hash_file};
+use crate::domain::Digest;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedLayer {
-    pub digest: String,
-    pub diff_id: String,
+    pub digest: Digest,
+    pub diff_id: Digest,
     pub size: u64,
     pub media_type: String,
 }
@@ -45,7 +46,7 @@ struct StatEntry {
     ctime_ns: i128,
     ino: u64,
     dev: u64,
-    sha256: String,
+    sha256: Digest,
 }
 
 impl StatEntry {
@@ -100,11 +101,11 @@ impl Cache {
 
     /// The content hash of `path` (whose metadata is `meta`), from the stat cache when the file
     /// is unchanged.
-    pub fn file_hash(&self, path: &Path, meta: &fs::Metadata) -> Result<String, StoreError> {
+    pub fn file_hash(&self, path: &Path, meta: &fs::Metadata) -> Result<Digest, StoreError> {
         let key = path.to_string_lossy().into_owned();
         if let Some(e) = self.stats().lock().expect("stat cache").get(&key)
             && e.matches(meta) {
-                return Ok(e.sha256.clone());
+                return Ok(e.sha256);
             }
         let (digest, len) = hash_file(path)?;
         self.hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -115,7 +116,7 @@ impl Cache {
     }
 
     /// Record that `path`, with metadata `meta`, hashes to `digest`.
-    pub fn remember(&self, path: &Path, meta: &fs::Metadata, digest: &str) {
+    pub fn remember(&self, path: &Path, meta: &fs::Metadata, digest: &Digest) {
         let key = path.to_string_lossy().into_owned();
         if settled(meta, now_ns()) {
             let entry = StatEntry {
@@ -124,7 +125,7 @@ impl Cache {
                 ctime_ns: ctime_ns(meta),
                 ino: meta.ino(),
                 dev: meta.dev(),
-                sha256: digest.to_owned(),
+                sha256: *digest,
             };
             self.stats().lock().expect("stat cache").insert(key, entry);
             *self.dirty.lock().expect("stat cache") = true;
@@ -172,34 +173,33 @@ impl Cache {
     }
 
     /// The digest (a layer's input key, a tree's hash) recorded for a stat fingerprint.
-    pub fn tree_key(&self, fingerprint: &str) -> Option<String> {
+    pub fn tree_key(&self, fingerprint: &Digest) -> Option<Digest> {
         let text = fs::read_to_string(self.tree_path(fingerprint)).ok()?;
-        let key = text.trim();
-        (key.len() == 71 && key.starts_with("sha256:")).then(|| key.to_owned())
+        Digest::parse(text.trim()).ok()
     }
 
-    pub fn put_tree_key(&self, fingerprint: &str, key: &str) {
+    pub fn put_tree_key(&self, fingerprint: &Digest, key: &Digest) {
         let path = self.tree_path(fingerprint);
         if let Some(p) = path.parent() {
             let _ = fs::create_dir_all(p);
         }
-        let _ = crate::fsutil::write_atomic(&path, key.as_bytes());
+        let _ = crate::fsutil::write_atomic(&path, key.to_string().as_bytes());
     }
 
-    fn tree_path(&self, fingerprint: &str) -> PathBuf {
-        self.dir.join("trees").join(fingerprint.trim_start_matches("sha256:"))
+    fn tree_path(&self, fingerprint: &Digest) -> PathBuf {
+        self.dir.join("trees").join(fingerprint.hex())
     }
 
-    fn layer_path(&self, key: &str) -> PathBuf {
-        self.dir.join("layers").join(format!("{}.json", key.trim_start_matches("sha256:")))
+    fn layer_path(&self, key: &Digest) -> PathBuf {
+        self.dir.join("layers").join(format!("{}.json", key.hex()))
     }
 
-    pub fn layer(&self, key: &str) -> Option<CachedLayer> {
+    pub fn layer(&self, key: &Digest) -> Option<CachedLayer> {
         let bytes = fs::read(self.layer_path(key)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
-    pub fn put_layer(&self, key: &str, layer: &CachedLayer) {
+    pub fn put_layer(&self, key: &Digest, layer: &CachedLayer) {
         let path = self.layer_path(key);
         if let Some(p) = path.parent() {
             let _ = fs::create_dir_all(p);
@@ -220,7 +220,7 @@ impl Cache {
 
 /// Feed a settled file's stat tuple to `h`; `false` when the file is not settled.
 fn hash_stat(h: &mut sha2::Sha256, m: &fs::Metadata, now: i128) -> bool {
-    use sha2::Digest;
+    use sha2::Digest as _;
     if !settled(m, now) {
         return false;
     }
@@ -235,8 +235,8 @@ fn hash_stat(h: &mut sha2::Sha256, m: &fs::Metadata, now: i128) -> bool {
 
 /// The stat fingerprint of `entries` under `salt` (the rest of the layer's inputs), or `None`
 /// when a file is not settled or was not stat'ed by the walk.
-pub fn stat_fingerprint(entries: &[Entry], salt: &[u8]) -> Option<String> {
-    use sha2::Digest;
+pub fn stat_fingerprint(entries: &[Entry], salt: &[u8]) -> Option<Digest> {
+    use sha2::Digest as _;
     let now = now_ns();
     let mut h = sha2::Sha256::new();
     h.update(b"galley stat fingerprint 1\0");
@@ -271,14 +271,14 @@ pub fn stat_fingerprint(entries: &[Entry], salt: &[u8]) -> Option<String> {
             Kind::Data(_) | Kind::Spilled { .. } => return None,
         }
     }
-    Some(format!("sha256:{}", hex::encode(h.finalize())))
+    Some(Digest::from_sha256(h.finalize().into()))
 }
 
 /// The stat fingerprint of a directory tree given as (relative path, metadata) pairs: every
 /// path, its mode, and the stat tuple of each file and symlink (a symlink is replaced, never
 /// changed in place, so its tuple stands for its target). `None` when one is not settled.
-pub fn tree_fingerprint<'a>(items: impl Iterator<Item = (&'a str, &'a fs::Metadata)>) -> Option<String> {
-    use sha2::Digest;
+pub fn tree_fingerprint<'a>(items: impl Iterator<Item = (&'a str, &'a fs::Metadata)>) -> Option<Digest> {
+    use sha2::Digest as _;
     let now = now_ns();
     let mut h = sha2::Sha256::new();
     h.update(b"galley tree fingerprint 1\0");
@@ -291,12 +291,12 @@ pub fn tree_fingerprint<'a>(items: impl Iterator<Item = (&'a str, &'a fs::Metada
             return None;
         }
     }
-    Some(format!("sha256:{}", hex::encode(h.finalize())))
+    Some(Digest::from_sha256(h.finalize().into()))
 }
 
 /// The input key of a layer: sha256 of the canonical JSON of its inputs.
-pub fn input_key(inputs: &serde_json::Value) -> String {
-    super::store::digest_of(&crate::canonical::to_vec(inputs))
+pub fn input_key(inputs: &serde_json::Value) -> Digest {
+    Digest::of(&crate::canonical::to_vec(inputs))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::domain::{Digest, Platform};
 use crate::model::Image;
 
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -17,57 +18,46 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Result<Platform, String> {
-        let mut parts = s.split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(os), Some(arch), variant, None) if !os.is_empty() && !arch.is_empty() => {
-                Ok(Platform { os: os.into(), architecture: arch.into(), variant: variant.map(Into::into) })
-            }
-            _ => Err(format!("`{s}` is not a platform (write os/arch, for example linux/amd64)")),
-        }
-    }
-
-    pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (self.variant.is_none() || other.variant.is_none() || self.variant == other.variant)
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// In OCI's object form; an index entry whose platform galley cannot read has none.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "oci_platform")]
     pub platform: Option<Platform>,
 }
 
+/// A [`Platform`] as OCI documents write it: `{"architecture", "os", "variant"}`.
+mod oci_platform {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::domain::Platform;
+
+    #[derive(Serialize, Deserialize)]
+    struct Object<'a> {
+        architecture: std::borrow::Cow<'a, str>,
+        os: std::borrow::Cow<'a, str>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variant: Option<std::borrow::Cow<'a, str>>,
+    }
+
+    pub fn serialize<S: Serializer>(p: &Option<Platform>, s: S) -> Result<S::Ok, S::Error> {
+        p.as_ref()
+            .map(|p| Object { architecture: p.architecture().into(), os: p.os().into(), variant: p.variant().map(Into::into) })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Platform>, D::Error> {
+        let o = Option::<Object<'_>>::deserialize(d)?;
+        Ok(o.and_then(|o| Platform::new(&o.os, &o.architecture, o.variant.as_deref()).ok()))
+    }
+}
+
 impl Descriptor {
-    pub fn new(media_type: &str, digest: &str, size: u64) -> Descriptor {
-        Descriptor { media_type: media_type.into(), digest: digest.into(), size, annotations: None, platform: None }
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        Descriptor { media_type: media_type.into(), digest, size, annotations: None, platform: None }
     }
 
     pub fn ref_name(&self) -> Option<&str> {
@@ -149,7 +139,7 @@ pub fn image_config(
     base: Option<&Value>,
     image: &Image,
     platform: &Platform,
-    diff_ids: &[String],
+    diff_ids: &[Digest],
     steps: &[HistoryStep],
     epoch: u64,
 ) -> Value {
@@ -204,13 +194,13 @@ pub fn image_config(
         }
     }
     let mut out = json!({
-        "architecture": platform.architecture,
-        "os": platform.os,
+        "architecture": platform.architecture(),
+        "os": platform.os(),
         "created": created,
         "config": Value::Object(cfg),
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
     });
-    if let Some(v) = &platform.variant {
+    if let Some(v) = platform.variant() {
         out["variant"] = json!(v);
     }
     if let Some(h) = history.filter(|h| !h.is_empty()) {
@@ -228,14 +218,5 @@ mod tests {
         assert_eq!(created(0), "1970-01-01T00:00:00Z");
         assert_eq!(created(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(created(951_782_400), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn platforms_parse_and_match() {
-        let p = Platform::parse("linux/arm64/v8").unwrap();
-        assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert!(Platform::parse("linux").is_err());
-        assert!(Platform::parse("linux/amd64").unwrap().matches(&Platform::parse("linux/amd64").unwrap()));
-        assert!(!Platform::parse("linux/amd64").unwrap().matches(&p));
     }
 }

@@ -21,6 +21,7 @@ use super::cache::{Cache, CachedLayer};
 use super::config::{self, AnyManifest};
 use super::podman::{self, PodmanImage};
 use super::store::{Store, StoreError};
+use crate::domain::Digest;
 use crate::exec::Runner;
 
 /// Temporary files younger than this are left alone: a writer may still own them.
@@ -34,9 +35,9 @@ const ATOMIC_TMP: &str = ".galley-tmp-";
 #[derive(Debug, Default, Clone)]
 pub struct Roots {
     /// Manifests (or indexes), kept with everything they name.
-    pub manifests: BTreeSet<String>,
+    pub manifests: BTreeSet<Digest>,
     /// Blobs kept by themselves (the layers and configs a lock names).
-    pub blobs: BTreeSet<String>,
+    pub blobs: BTreeSet<Digest>,
     /// Images galley containers use: (podman image id, the name the container was made from).
     pub containers: Vec<(String, String)>,
 }
@@ -104,20 +105,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 /// Every blob `roots` reach in `store` (the roots themselves included, present or not).
-pub fn mark(store: &Store, blobs: &[(String, u64)], roots: &Roots) -> BTreeSet<String> {
+pub fn mark(store: &Store, blobs: &[(Digest, u64)], roots: &Roots) -> BTreeSet<Digest> {
     let mut kept = roots.blobs.clone();
-    let mut todo: Vec<String> = roots.manifests.iter().cloned().collect();
+    let mut todo: Vec<Digest> = roots.manifests.iter().copied().collect();
     for (id, name) in &roots.containers {
-        let config = if id.starts_with("sha256:") { id.clone() } else { format!("sha256:{id}") };
+        // podman names an image by its config digest, with or without the algorithm.
+        let with_algorithm = if id.contains(':') { id.clone() } else { format!("sha256:{id}") };
+        let Ok(config) = Digest::parse(&with_algorithm) else { continue };
         todo.extend(manifests_of_config(store, blobs, &config, name));
         kept.insert(config);
     }
     let mut seen = BTreeSet::new();
     while let Some(digest) = todo.pop() {
-        if !seen.insert(digest.clone()) {
+        if !seen.insert(digest) {
             continue;
         }
-        kept.insert(digest.clone());
+        kept.insert(digest);
         match read_manifest(store, &digest) {
             Some(AnyManifest::Image(m)) => {
                 kept.insert(m.config.digest);
@@ -130,22 +133,21 @@ pub fn mark(store: &Store, blobs: &[(String, u64)], roots: &Roots) -> BTreeSet<S
     kept
 }
 
-fn read_manifest(store: &Store, digest: &str) -> Option<AnyManifest> {
+fn read_manifest(store: &Store, digest: &Digest) -> Option<AnyManifest> {
     store.read_verified(digest).ok().and_then(|b| config::parse_any(&b).ok())
 }
 
 /// The stored manifests whose config is `config`: those whose digest starts as the short digest
 /// in the tag `name` (`localhost/galley/<project>/<image>:<short>`), else any small blob's.
-fn manifests_of_config(store: &Store, blobs: &[(String, u64)], config: &str, name: &str) -> Vec<String> {
+fn manifests_of_config(store: &Store, blobs: &[(Digest, u64)], config: &Digest, name: &str) -> Vec<Digest> {
     let short = name.strip_prefix("localhost/galley/").and_then(|n| n.rsplit_once(':')).map(|(_, t)| t).filter(|t| t.len() >= 12);
-    let small: Vec<&String> = blobs.iter().filter(|(_, size)| *size <= MANIFEST_LIMIT).map(|(d, _)| d).collect();
-    let by_tag: Vec<&String> =
-        small.iter().copied().filter(|d| short.is_some_and(|s| d.trim_start_matches("sha256:").starts_with(s))).collect();
+    let small: Vec<&Digest> = blobs.iter().filter(|(_, size)| *size <= MANIFEST_LIMIT).map(|(d, _)| d).collect();
+    let by_tag: Vec<&Digest> = small.iter().copied().filter(|d| short.is_some_and(|s| d.hex().starts_with(s))).collect();
     let candidates = if by_tag.is_empty() { small } else { by_tag };
     candidates
         .into_iter()
-        .filter(|d| matches!(read_manifest(store, d), Some(AnyManifest::Image(m)) if m.config.digest == config))
-        .cloned()
+        .filter(|d| matches!(read_manifest(store, d), Some(AnyManifest::Image(m)) if m.config.digest == *config))
+        .copied()
         .collect()
 }
 
@@ -167,14 +169,14 @@ fn files(dir: &Path) -> Vec<(PathBuf, String, u64, SystemTime)> {
 /// The cache entries to remove: layer entries whose blob is not kept (or that do not parse), and
 /// tree fingerprints that point at one of those. Fingerprints holding a project tree's hash
 /// point at no layer entry and stay.
-fn cache_garbage(cache_dir: &Path, kept: &BTreeSet<String>) -> (Vec<(PathBuf, u64)>, Vec<(PathBuf, u64)>) {
+fn cache_garbage(cache_dir: &Path, kept: &BTreeSet<Digest>) -> (Vec<(PathBuf, u64)>, Vec<(PathBuf, u64)>) {
     let mut layers = Vec::new();
     let mut dropped_keys = BTreeSet::new();
     for (path, name, size, _) in files(&cache_dir.join("layers")) {
         let Some(hex) = name.strip_suffix(".json").filter(|_| !name.starts_with(ATOMIC_TMP)) else { continue };
         let entry = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<CachedLayer>(&b).ok());
         if !entry.is_some_and(|c| kept.contains(&c.digest)) {
-            dropped_keys.insert(format!("sha256:{hex}"));
+            dropped_keys.insert(hex.to_owned());
             layers.push((path, size));
         }
     }
@@ -184,7 +186,7 @@ fn cache_garbage(cache_dir: &Path, kept: &BTreeSet<String>) -> (Vec<(PathBuf, u6
             continue;
         }
         let value = fs::read_to_string(&path).unwrap_or_default();
-        if dropped_keys.contains(value.trim()) {
+        if Digest::parse(value.trim()).is_ok_and(|key| dropped_keys.contains(&key.hex())) {
             trees.push((path, size));
         }
     }
@@ -229,11 +231,9 @@ fn tree_size(path: &Path) -> u64 {
 
 /// The podman tags to remove: names `localhost/galley/<project>/...` of one of `projects` whose
 /// short digest starts no kept blob and whose image no container uses.
-pub fn podman_garbage(images: &[PodmanImage], projects: &BTreeSet<String>, kept: &BTreeSet<String>, used: &BTreeSet<String>) -> Vec<String> {
+pub fn podman_garbage(images: &[PodmanImage], projects: &BTreeSet<String>, kept: &BTreeSet<Digest>, used: &BTreeSet<String>) -> Vec<String> {
     let ours = |n: &str| projects.iter().any(|p| n.starts_with(&format!("localhost/galley/{p}/")));
-    let kept_short = |n: &str| {
-        n.rsplit_once(':').is_some_and(|(_, short)| short.len() >= 12 && kept.iter().any(|d| d.trim_start_matches("sha256:").starts_with(short)))
-    };
+    let kept_short = |n: &str| n.rsplit_once(':').is_some_and(|(_, short)| short.len() >= 12 && kept.iter().any(|d| d.hex().starts_with(short)));
     let mut out: Vec<String> = images
         .iter()
         .filter(|i| !used.contains(&i.id))
@@ -294,7 +294,7 @@ pub fn collect(home: &Path, roots: &Roots, projects: &BTreeSet<String>, podman: 
     report.layer_cache = remove_files(&layers, dry_run);
     report.tree_cache = remove_files(&trees, dry_run);
 
-    let garbage: Vec<&(String, u64)> = blobs.iter().filter(|(d, _)| !kept.contains(d)).collect();
+    let garbage: Vec<&(Digest, u64)> = blobs.iter().filter(|(d, _)| !kept.contains(d)).collect();
     for (_, size) in blobs.iter().filter(|(d, _)| kept.contains(d)) {
         report.kept.add(*size);
     }
@@ -327,15 +327,15 @@ mod tests {
     use crate::image::config::{Descriptor, MEDIA_CONFIG, MEDIA_MANIFEST, Manifest};
 
     /// A manifest over a fresh config and `layers`; returns (manifest, config) digests.
-    fn image(store: &Store, tag: &str, layers: &[&str]) -> (String, String) {
+    fn image(store: &Store, tag: &str, layers: &[&Digest]) -> (Digest, Digest) {
         let config = store.put(format!("{{\"tag\":\"{tag}\"}}").as_bytes()).unwrap();
-        let layers = layers.iter().map(|l| Descriptor::new("application/vnd.oci.image.layer.v1.tar+gzip", l, 1)).collect();
-        let m = Manifest { schema_version: 2, media_type: Some(MEDIA_MANIFEST.into()), config: Descriptor::new(MEDIA_CONFIG, &config, 1), layers, annotations: None };
+        let layers = layers.iter().map(|l| Descriptor::new("application/vnd.oci.image.layer.v1.tar+gzip", **l, 1)).collect();
+        let m = Manifest { schema_version: 2, media_type: Some(MEDIA_MANIFEST.into()), config: Descriptor::new(MEDIA_CONFIG, config, 1), layers, annotations: None };
         (store.put_manifest(&m).unwrap().digest, config)
     }
 
-    fn hex(d: &str) -> &str {
-        d.trim_start_matches("sha256:")
+    fn hex(d: &Digest) -> String {
+        d.hex()
     }
 
     #[test]
@@ -355,7 +355,7 @@ mod tests {
                 // Found by the short digest in its tag.
                 (hex(&c3).to_owned(), format!("localhost/galley/p/box:{}", &hex(&m3)[..12])),
                 // A container made from an id: found by looking at every small blob.
-                (c4.clone(), hex(&c4).to_owned()),
+                (c4.to_string(), hex(&c4).to_owned()),
             ],
         };
         let kept = mark(&store, &blobs, &roots);
@@ -377,16 +377,17 @@ mod tests {
         let (l1, l2) = (store.put(b"layer one").unwrap(), store.put(b"layer two").unwrap());
         let (m1, _) = image(&store, "v1", &[&l1]);
         let (m2, c2) = image(&store, "v2", &[&l2]);
-        store.set_ref("p/locked", Descriptor::new(MEDIA_MANIFEST, &m1, 1)).unwrap();
-        store.set_ref("p/box", Descriptor::new(MEDIA_MANIFEST, &m2, 1)).unwrap();
+        store.set_ref("p/locked", Descriptor::new(MEDIA_MANIFEST, m1, 1)).unwrap();
+        store.set_ref("p/box", Descriptor::new(MEDIA_MANIFEST, m2, 1)).unwrap();
         let cache = Cache::open(home.path());
-        let entry = |d: &str| CachedLayer { digest: d.into(), diff_id: d.into(), size: 1, media_type: "m".into() };
-        let (k1, k2, tree) = (super::super::store::digest_of(b"k1"), super::super::store::digest_of(b"k2"), super::super::store::digest_of(b"tree"));
+        let entry = |d: &Digest| CachedLayer { digest: *d, diff_id: *d, size: 1, media_type: "m".into() };
+        let (k1, k2, tree) = (Digest::of(b"k1"), Digest::of(b"k2"), Digest::of(b"tree"));
+        let (f1, f2, f3) = (Digest::of(b"f1"), Digest::of(b"f2"), Digest::of(b"f3"));
         cache.put_layer(&k1, &entry(&l1));
         cache.put_layer(&k2, &entry(&l2));
-        cache.put_tree_key("sha256:f1", &k1);
-        cache.put_tree_key("sha256:f2", &k2);
-        cache.put_tree_key("sha256:f3", &tree);
+        cache.put_tree_key(&f1, &k1);
+        cache.put_tree_key(&f2, &k2);
+        cache.put_tree_key(&f3, &tree);
         let tmp = home.path().join("tmp");
         fs::write(tmp.join("blob-old"), b"half a blob").unwrap();
         fs::write(tmp.join("blob-new"), b"being written").unwrap();
@@ -400,7 +401,7 @@ mod tests {
             all
         };
         let before = files_now();
-        let garbage_bytes: u64 = [&m2, &c2, &l2].iter().map(|d| fs::metadata(store.blob_path(d).unwrap()).unwrap().len()).sum();
+        let garbage_bytes: u64 = [&m2, &c2, &l2].iter().map(|d| fs::metadata(store.blob_path(d)).unwrap().len()).sum();
         let dry = collect(home.path(), &roots, &BTreeSet::new(), None, true).unwrap();
         assert_eq!(files_now(), before, "a dry run removes nothing");
         assert_eq!((dry.store_blobs.count, dry.store_refs.count, dry.layer_cache.count, dry.tree_cache.count, dry.tmp_files.count), (3, 1, 1, 1, 1));
@@ -416,7 +417,7 @@ mod tests {
         let refs: Vec<_> = store.index().unwrap().manifests.iter().map(|d| d.ref_name().unwrap().to_owned()).collect();
         assert_eq!(refs, vec!["p/locked"]);
         assert!(cache.layer(&k1).is_some() && cache.layer(&k2).is_none());
-        assert_eq!((cache.tree_key("sha256:f1"), cache.tree_key("sha256:f2"), cache.tree_key("sha256:f3")), (Some(k1), None, Some(tree)));
+        assert_eq!((cache.tree_key(&f1), cache.tree_key(&f2), cache.tree_key(&f3)), (Some(k1), None, Some(tree)));
         assert!(!tmp.join("blob-old").exists() && tmp.join("blob-new").exists() && tmp.join("index.lock").exists());
         assert!(fs::read_dir(home.path().join("trash")).unwrap().next().is_none(), "the trash is emptied");
         let again = collect(home.path(), &roots, &BTreeSet::new(), None, false).unwrap();
@@ -437,7 +438,7 @@ mod tests {
 
     #[test]
     fn podman_tags_go_only_for_this_homes_projects_and_unkept_images() {
-        let kept: BTreeSet<String> = [format!("sha256:{}", "a".repeat(64))].into();
+        let kept: BTreeSet<Digest> = [Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap()].into();
         let img = |id: &str, names: &[&str]| PodmanImage { id: id.into(), names: names.iter().map(|n| n.to_string()).collect(), size: 10, containers: 0 };
         let images = vec![
             img("1", &["localhost/galley/p/box:aaaaaaaaaaaa"]),

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{StoreError, digest_of};
+use super::store::StoreError;
+use crate::domain::Digest;
 
 /// The lock file under `GALLEY_HOME`.
 pub const LOCK_FILE: &str = "gc.lock";
@@ -91,8 +92,8 @@ pub fn record(home: &Path, project_dir: &Path, name: &str) -> Result<(), StoreEr
 }
 
 fn record_path(home: &Path, dir: &str) -> PathBuf {
-    let hash = digest_of(dir.as_bytes());
-    home.join(PROJECTS_DIR).join(format!("{}.json", hash.trim_start_matches("sha256:")))
+    let hash = Digest::of(dir.as_bytes());
+    home.join(PROJECTS_DIR).join(format!("{}.json", hash.hex()))
 }
 
 /// Every recorded project, sorted by directory. A record that does not parse is skipped.

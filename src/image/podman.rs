@@ -1,24 +1,26 @@
 //! Loading built images into podman by digest: nothing is copied when podman already has the
 //! image (podman's image id is the config digest).
 
+use crate::domain::Digest;
 use crate::exec::{Cmd, Runner};
 use crate::image::{self, Store};
 
 /// The podman tag of a built image.
-pub fn tag(project: &str, image: &str, manifest_digest: &str) -> String {
-    format!("localhost/galley/{project}/{image}:{}", image::short(manifest_digest))
+pub fn tag(project: &str, image: &str, manifest_digest: &Digest) -> String {
+    format!("localhost/galley/{project}/{image}:{}", manifest_digest.short())
 }
 
 /// Load `built` into podman unless it is already there, and tag it. Returns whether anything was
 /// copied.
 pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: &str) -> Result<bool, String> {
-    let id = built.config_digest.trim_start_matches("sha256:");
+    let id = built.config_digest.hex();
+    let id = id.as_str();
     let exists = runner.run(&Cmd::new("podman").args(["image", "exists", id])).map_err(|e| e.to_string())?.success();
     if !exists {
         // podman derives a name from an `oci:` path, so hand it a copy at a plain path.
         let tmp = store.root().parent().map(|h| h.join("tmp")).unwrap_or_else(std::env::temp_dir);
         let dir = image::run::work_dir(&tmp).map_err(|e| e.to_string())?;
-        let mut desc = image::config::Descriptor::new(image::config::MEDIA_MANIFEST, &built.manifest_digest, built.manifest_size);
+        let mut desc = image::config::Descriptor::new(image::config::MEDIA_MANIFEST, built.manifest_digest, built.manifest_size);
         desc.annotations = None;
         image::run::export_layout(store, dir.path(), &desc, "image").map_err(|e| e.to_string())?;
         let src = format!("oci:{}:image", dir.path().display());
@@ -87,9 +89,9 @@ mod tests {
 
     fn built() -> image::BuiltImage {
         image::BuiltImage {
-            manifest_digest: format!("sha256:{}", "a".repeat(64)),
+            manifest_digest: Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap(),
             manifest_size: 1,
-            config_digest: format!("sha256:{}", "b".repeat(64)),
+            config_digest: Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
             base: None,
             layers: vec![],
             compression: crate::model::Compression::Gzip,
@@ -133,7 +135,7 @@ mod tests {
         let m = image::config::Manifest {
             schema_version: 2,
             media_type: Some(image::config::MEDIA_MANIFEST.into()),
-            config: image::config::Descriptor::new(image::config::MEDIA_CONFIG, &cfg, 2),
+            config: image::config::Descriptor::new(image::config::MEDIA_CONFIG, cfg, 2),
             layers: vec![],
             annotations: None,
         };

@@ -15,11 +15,11 @@ use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 
-use super::config::{self, AnyManifest, Descriptor, Platform};
+use super::config::{self, AnyManifest, Descriptor};
 use super::guard::{self, GuardError, Policy, Proxy};
-use super::store::{Store, StoreError, digest_of};
+use super::store::{Store, StoreError};
 use crate::model::Project;
-use crate::domain::Reference;
+use crate::domain::{Digest, Platform, Reference};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -30,7 +30,7 @@ pub enum PullError {
     #[error("registry error for {reference}: {message}")]
     Registry { reference: String, message: String },
     #[error("{reference}: {what} {digest} failed verification: {message}; nothing was stored")]
-    Verify { reference: String, what: String, digest: String, message: String },
+    Verify { reference: String, what: String, digest: Digest, message: String },
     #[error("{reference} has no image for platform {platform} (it offers: {offered})")]
     NoPlatform { reference: String, platform: String, offered: String },
     #[error("base `{reference}` is not available offline: {message}")]
@@ -67,9 +67,9 @@ fn parse_ref(reference: &str) -> Result<Reference, PullError> {
     Reference::parse(reference).map_err(|message| PullError::BadReference { reference: reference.into(), message })
 }
 
-fn oci_ref(r: &Reference, digest: Option<&str>) -> oci_client::Reference {
-    match (digest.or(r.digest.as_deref()), &r.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_owned()),
+fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
+    match (digest.or(r.digest.as_ref()), &r.tag) {
+        (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
         (None, Some(t)) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone()),
         (None, None) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), "latest".into()),
     }
@@ -136,21 +136,21 @@ impl<'a> Puller<'a> {
         client: &oci_client::Client,
         proxy: &Proxy,
         r: &Reference,
-        expected: Option<&str>,
-    ) -> Result<(Vec<u8>, String), PullError> {
+        expected: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Digest), PullError> {
         let shown = r.to_string();
         let oref = oci_ref(r, expected);
         let (bytes, _) = self
             .rt
             .block_on(client.pull_manifest_raw(&oref, &RegistryAuth::Anonymous, ACCEPT))
             .map_err(|e| Self::registry_err(proxy, &shown, e))?;
-        let actual = digest_of(&bytes);
+        let actual = Digest::of(&bytes);
         if let Some(d) = expected
-            && d != actual {
+            && *d != actual {
                 return Err(PullError::Verify {
                     reference: shown,
                     what: "manifest".into(),
-                    digest: d.into(),
+                    digest: *d,
                     message: format!("its content hashes to {actual}"),
                 });
             }
@@ -163,10 +163,10 @@ impl<'a> Puller<'a> {
         client: &oci_client::Client,
         proxy: &Proxy,
         r: &Reference,
-        pinned: Option<&str>,
+        pinned: Option<&Digest>,
         platform: &Platform,
-    ) -> Result<(Vec<u8>, String), PullError> {
-        let (bytes, digest) = self.fetch_manifest(client, proxy, r, pinned.or(r.digest.as_deref()))?;
+    ) -> Result<(Vec<u8>, Digest), PullError> {
+        let (bytes, digest) = self.fetch_manifest(client, proxy, r, pinned.or(r.digest.as_ref()))?;
         let doc = config::parse_any(&bytes).map_err(|m| PullError::Registry { reference: r.to_string(), message: m })?;
         match doc {
             AnyManifest::Image(_) => Ok((bytes, digest)),
@@ -200,7 +200,7 @@ impl<'a> Puller<'a> {
     }
 
     /// The manifest digest `reference` resolves to for `platform`.
-    pub fn resolve(&self, reference: &str, platform: &Platform) -> Result<String, PullError> {
+    pub fn resolve(&self, reference: &str, platform: &Platform) -> Result<Digest, PullError> {
         let r = parse_ref(reference)?;
         let (client, proxy) = self.session(&r)?;
         Ok(self.platform_manifest(&client, &proxy, &r, None, platform)?.1)
@@ -208,13 +208,13 @@ impl<'a> Puller<'a> {
 
     /// Pull `reference` (or the `pinned` digest) for `platform` into the store, verifying every
     /// document and blob. Returns the platform manifest's digest.
-    pub fn pull(&self, reference: &str, pinned: Option<&str>, platform: &Platform) -> Result<String, PullError> {
+    pub fn pull(&self, reference: &str, pinned: Option<&Digest>, platform: &Platform) -> Result<Digest, PullError> {
         let r = parse_ref(reference)?;
         // A pinned manifest already complete in the store needs no network.
-        if let Some(d) = pinned.or(r.digest.as_deref())
+        if let Some(d) = pinned.or(r.digest.as_ref())
             && self.ensure_local(d).is_ok()
                 && let Ok(AnyManifest::Image(_)) = self.store.read_verified(d).map(|b| config::parse_any(&b)).unwrap_or(Err(String::new())) {
-                    return Ok(d.to_owned());
+                    return Ok(*d);
                 }
         let (client, proxy) = self.session(&r)?;
         let (bytes, digest) = self.platform_manifest(&client, &proxy, &r, pinned, platform)?;
@@ -231,7 +231,6 @@ impl<'a> Puller<'a> {
     }
 
     fn fetch_blob(&self, client: &oci_client::Client, proxy: &Proxy, r: &Reference, d: &Descriptor) -> Result<(), PullError> {
-        super::store::hex_of(&d.digest)?;
         if self.store.has_blob(&d.digest)
             && let Ok(len) = self.store.verify(&d.digest)
                 && len == d.size {
@@ -240,7 +239,7 @@ impl<'a> Puller<'a> {
         let shown = r.to_string();
         let oref = oci_ref(r, None);
         let mut tmp = self.store.temp()?;
-        let verify_err = |message: String| PullError::Verify { reference: shown.clone(), what: "blob".into(), digest: d.digest.clone(), message };
+        let verify_err = |message: String| PullError::Verify { reference: shown.clone(), what: "blob".into(), digest: d.digest, message };
         let result: Result<(), PullError> = self.rt.block_on(async {
             // oci-client checks digests too; its complaint is a verification failure as well.
             let classify = |e: String| {
@@ -250,7 +249,7 @@ impl<'a> Puller<'a> {
                     Self::registry_err(proxy, &shown, e)
                 }
             };
-            let mut stream = client.pull_blob_stream(&oref, d.digest.as_str()).await.map_err(|e| classify(e.to_string()))?;
+            let mut stream = client.pull_blob_stream(&oref, d.digest.to_string().as_str()).await.map_err(|e| classify(e.to_string()))?;
             let mut written = 0u64;
             while let Some(chunk) = stream.stream.next().await {
                 let chunk = chunk.map_err(|e| classify(e.to_string()))?;
@@ -273,11 +272,11 @@ impl<'a> Puller<'a> {
     }
 
     /// Check that the manifest `digest` and all its blobs are in the store (verified).
-    pub fn ensure_local(&self, digest: &str) -> Result<(), PullError> {
-        let m = self.store.manifest(digest).map_err(|e| PullError::Offline { reference: digest.into(), message: e.to_string() })?;
+    pub fn ensure_local(&self, digest: &Digest) -> Result<(), PullError> {
+        let m = self.store.manifest(digest).map_err(|e| PullError::Offline { reference: digest.to_string(), message: e.to_string() })?;
         for d in std::iter::once(&m.config).chain(&m.layers) {
             if !self.store.has_blob(&d.digest) {
-                return Err(PullError::Offline { reference: digest.into(), message: format!("blob {} is missing from the store", d.digest) });
+                return Err(PullError::Offline { reference: digest.to_string(), message: format!("blob {} is missing from the store", d.digest) });
             }
         }
         Ok(())
@@ -285,7 +284,7 @@ impl<'a> Puller<'a> {
 
     /// Push the stored manifest `manifest_digest` (and its blobs) to `reference`. Returns the
     /// pushed manifest's digest.
-    pub fn push(&self, manifest_digest: &str, reference: &str) -> Result<String, PullError> {
+    pub fn push(&self, manifest_digest: &Digest, reference: &str) -> Result<Digest, PullError> {
         let r = parse_ref(reference)?;
         let (client, proxy) = self.session(&r)?;
         let bytes = self.store.read_verified(manifest_digest)?;
@@ -294,13 +293,13 @@ impl<'a> Puller<'a> {
         let oref = oci_ref(&r, None);
         let shown = r.to_string();
         for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            let exists = self.rt.block_on(client.blob_exists(&oref, &d.digest)).unwrap_or(false);
+            let exists = self.rt.block_on(client.blob_exists(&oref, &d.digest.to_string())).unwrap_or(false);
             if exists {
                 continue;
             }
             let blob = self.store.read_verified(&d.digest)?;
             self.rt
-                .block_on(client.push_blob(&oref, blob, &d.digest))
+                .block_on(client.push_blob(&oref, blob, &d.digest.to_string()))
                 .map_err(|e| Self::registry_err(&proxy, &shown, e))?;
         }
         let media = manifest.media_type.clone().unwrap_or_else(|| config::MEDIA_MANIFEST.into());
@@ -308,7 +307,7 @@ impl<'a> Puller<'a> {
         self.rt
             .block_on(client.push_manifest_raw(&oref, bytes, content_type))
             .map_err(|e| Self::registry_err(&proxy, &shown, e))?;
-        Ok(manifest_digest.to_owned())
+        Ok(*manifest_digest)
     }
 }
 

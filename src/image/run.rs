@@ -20,6 +20,7 @@ use super::config::{self, Descriptor, Index, Manifest};
 use super::layer::{self, Entry, Kind};
 use super::store::Store;
 use super::ImageError;
+use crate::domain::Digest;
 use crate::exec::{Cmd, Runner, System};
 use crate::model::RunStep;
 use crate::settings::Env;
@@ -71,7 +72,7 @@ pub fn run_step(
     let parent_dir = work.path().join("parent");
     write_layout(store, &parent_dir, parent_layers, parent_config)?;
     let project_dir = fs::canonicalize(&settings.project_dir).map_err(|e| run_err(format!("{}: {e}", settings.project_dir.display())))?;
-    let name = format!("galley-run-{}", &super::store::digest_of(work.path().as_os_str().as_encoded_bytes())[7..19]);
+    let name = format!("galley-run-{}", Digest::of(work.path().as_os_str().as_encoded_bytes()).short());
     let buildah = |args: Vec<String>| Cmd::new("buildah").args(args);
     runner
         .check(&buildah(vec!["from".into(), "--quiet".into(), "--name".into(), name.clone(), format!("oci:{}:parent", parent_dir.display())]))
@@ -158,7 +159,7 @@ pub fn write_layout(store: &Store, dir: &Path, layers: &[Descriptor], config: &V
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(config::MEDIA_MANIFEST.into()),
-        config: Descriptor::new(config::MEDIA_CONFIG, &cfg_digest, cfg.len() as u64),
+        config: Descriptor::new(config::MEDIA_CONFIG, cfg_digest, cfg.len() as u64),
         layers: layers.to_vec(),
         annotations: None,
     };
@@ -170,8 +171,8 @@ pub fn write_layout(store: &Store, dir: &Path, layers: &[Descriptor], config: &V
 
 fn link_blobs(store: &Store, layout: &Store, blobs: &[Descriptor]) -> Result<(), ImageError> {
     for d in blobs {
-        let src = store.blob_path(&d.digest)?;
-        let dst = layout.blob_path(&d.digest)?;
+        let src = store.blob_path(&d.digest);
+        let dst = layout.blob_path(&d.digest);
         if fs::hard_link(&src, &dst).is_err() {
             fs::copy(&src, &dst).map_err(|e| run_err(format!("{}: {e}", dst.display())))?;
         }
@@ -199,10 +200,10 @@ pub fn repack_last_layer(dir: &Path, spill: fs::File, epoch: u64) -> Result<Vec<
     let index: Index = serde_json::from_slice(&fs::read(dir.join("index.json")).map_err(|e| run_err(format!("buildah's output: {e}")))?)
         .map_err(|e| run_err(format!("buildah's index.json: {e}")))?;
     let m = index.manifests.first().ok_or_else(|| run_err("buildah wrote no image"))?;
-    let blob = |digest: &str| -> Result<PathBuf, ImageError> { Ok(dir.join("blobs/sha256").join(super::store::hex_of(digest)?)) };
-    let manifest: Manifest = serde_json::from_slice(&fs::read(blob(&m.digest)?).map_err(run_err)?).map_err(run_err)?;
+    let blob = |digest: &Digest| dir.join("blobs/sha256").join(digest.hex());
+    let manifest: Manifest = serde_json::from_slice(&fs::read(blob(&m.digest)).map_err(run_err)?).map_err(run_err)?;
     let top = manifest.layers.last().ok_or_else(|| run_err("buildah's image has no layers"))?;
-    let f = fs::File::open(blob(&top.digest)?).map_err(run_err)?;
+    let f = fs::File::open(blob(&top.digest)).map_err(run_err)?;
     let r = layer::decompressing_reader(&top.media_type, f).map_err(run_err)?;
     repack(r, spill, epoch)
 }

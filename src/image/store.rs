@@ -7,22 +7,21 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::config::{self, Descriptor, Index, Manifest, REF_NAME};
+use crate::domain::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("blob {digest} is not in the store")]
-    Missing { digest: String },
+    Missing { digest: Digest },
     #[error("blob {digest} is corrupt: its content hashes to {actual}")]
-    Corrupt { digest: String, actual: String },
+    Corrupt { digest: Digest, actual: Digest },
     #[error("blob {digest}: expected {expected} bytes, got {actual}")]
-    Size { digest: String, expected: u64, actual: u64 },
-    #[error("`{digest}` is not a sha256 digest")]
-    BadDigest { digest: String },
+    Size { digest: Digest, expected: u64, actual: u64 },
     #[error("{what} {digest}: {message}")]
     Parse { what: &'static str, digest: String, message: String },
 }
@@ -35,19 +34,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct Store {
     root: PathBuf,
     tmp: PathBuf,
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-pub fn hex_of(digest: &str) -> Result<&str, StoreError> {
-    let hex = digest.strip_prefix("sha256:").ok_or_else(|| StoreError::BadDigest { digest: digest.into() })?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(StoreError::BadDigest { digest: digest.into() });
-    }
-    Ok(hex)
 }
 
 impl Store {
@@ -77,12 +63,12 @@ impl Store {
         &self.root
     }
 
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
-        Ok(self.root.join("blobs/sha256").join(hex_of(digest)?))
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
     }
 
-    pub fn has_blob(&self, digest: &str) -> bool {
-        self.blob_path(digest).is_ok_and(|p| p.is_file())
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
     }
 
     /// A temporary file in the store's temp directory (deleted on drop unless committed).
@@ -91,8 +77,8 @@ impl Store {
     }
 
     /// Move a temporary file whose content is already known to hash to `digest` into place.
-    pub fn commit(&self, tmp: tempfile::NamedTempFile, digest: &str) -> Result<PathBuf, StoreError> {
-        let dst = self.blob_path(digest)?;
+    pub fn commit(&self, tmp: tempfile::NamedTempFile, digest: &Digest) -> Result<PathBuf, StoreError> {
+        let dst = self.blob_path(digest);
         if dst.is_file() {
             return Ok(dst);
         }
@@ -107,22 +93,21 @@ impl Store {
 
     /// Hash a temporary file, check it against `digest` (and `size`), and move it into place.
     /// On mismatch the file is deleted and nothing enters the store.
-    pub fn commit_verified(&self, tmp: tempfile::NamedTempFile, digest: &str, size: Option<u64>) -> Result<PathBuf, StoreError> {
-        hex_of(digest)?;
+    pub fn commit_verified(&self, tmp: tempfile::NamedTempFile, digest: &Digest, size: Option<u64>) -> Result<PathBuf, StoreError> {
         let (actual, len) = hash_file(tmp.path())?;
         if let Some(expected) = size
             && expected != len {
-                return Err(StoreError::Size { digest: digest.into(), expected, actual: len });
+                return Err(StoreError::Size { digest: *digest, expected, actual: len });
             }
-        if actual != digest {
-            return Err(StoreError::Corrupt { digest: digest.into(), actual });
+        if actual != *digest {
+            return Err(StoreError::Corrupt { digest: *digest, actual });
         }
         self.commit(tmp, digest)
     }
 
     /// Store `bytes`, returning their digest.
-    pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let digest = digest_of(bytes);
+    pub fn put(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(bytes);
         if self.has_blob(&digest) {
             return Ok(digest);
         }
@@ -134,51 +119,51 @@ impl Store {
     }
 
     /// Read a blob, checking that it still hashes to its name.
-    pub fn read_verified(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.blob_path(digest)?;
+    pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing { digest: digest.into() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing { digest: *digest }),
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
-        let actual = digest_of(&bytes);
-        if actual != digest {
-            return Err(StoreError::Corrupt { digest: digest.into(), actual });
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(StoreError::Corrupt { digest: *digest, actual });
         }
         Ok(bytes)
     }
 
     /// Check a (possibly large) blob on disk against its digest without loading it.
-    pub fn verify(&self, digest: &str) -> Result<u64, StoreError> {
-        let path = self.blob_path(digest)?;
+    pub fn verify(&self, digest: &Digest) -> Result<u64, StoreError> {
+        let path = self.blob_path(digest);
         if !path.is_file() {
-            return Err(StoreError::Missing { digest: digest.into() });
+            return Err(StoreError::Missing { digest: *digest });
         }
         let (actual, len) = hash_file(&path)?;
-        if actual != digest {
-            return Err(StoreError::Corrupt { digest: digest.into(), actual });
+        if actual != *digest {
+            return Err(StoreError::Corrupt { digest: *digest, actual });
         }
         Ok(len)
     }
 
-    pub fn open_blob(&self, digest: &str) -> Result<fs::File, StoreError> {
-        let path = self.blob_path(digest)?;
+    pub fn open_blob(&self, digest: &Digest) -> Result<fs::File, StoreError> {
+        let path = self.blob_path(digest);
         fs::File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::Missing { digest: digest.into() },
+            io::ErrorKind::NotFound => StoreError::Missing { digest: *digest },
             _ => StoreError::Io { path, source: e },
         })
     }
 
     /// An image manifest by digest.
-    pub fn manifest(&self, digest: &str) -> Result<Manifest, StoreError> {
+    pub fn manifest(&self, digest: &Digest) -> Result<Manifest, StoreError> {
         let bytes = self.read_verified(digest)?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Parse { what: "manifest", digest: digest.into(), message: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Parse { what: "manifest", digest: digest.to_string(), message: e.to_string() })
     }
 
     /// A JSON blob (config) by digest.
-    pub fn json(&self, digest: &str) -> Result<serde_json::Value, StoreError> {
+    pub fn json(&self, digest: &Digest) -> Result<serde_json::Value, StoreError> {
         let bytes = self.read_verified(digest)?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Parse { what: "config", digest: digest.into(), message: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Parse { what: "config", digest: digest.to_string(), message: e.to_string() })
     }
 
     pub fn index(&self) -> Result<Index, StoreError> {
@@ -215,18 +200,21 @@ impl Store {
         index.manifests = kept;
         let path = self.root.join("index.json");
         crate::fsutil::write_atomic(&path, &crate::canonical::to_vec(&index)).map_err(io_err(&path))?;
-        Ok(dropped.iter().map(|d| d.ref_name().unwrap_or(&d.digest).to_owned()).collect())
+        Ok(dropped.iter().map(|d| d.ref_name().map_or_else(|| d.digest.to_string(), str::to_owned)).collect())
     }
 
     /// Every complete blob in the store with its size, by digest (temporary files never are here).
-    pub fn blobs(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    pub fn blobs(&self) -> Result<Vec<(Digest, u64)>, StoreError> {
         let dir = self.root.join("blobs/sha256");
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let e = e.map_err(io_err(&dir))?;
-            let digest = format!("sha256:{}", e.file_name().to_string_lossy());
+            // A file not named by a digest is not a blob.
+            let Ok(digest) = Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())) else {
+                continue;
+            };
             let meta = e.metadata().map_err(io_err(&e.path()))?;
-            if meta.is_file() && hex_of(&digest).is_ok() {
+            if meta.is_file() {
                 out.push((digest, meta.len()));
             }
         }
@@ -236,9 +224,9 @@ impl Store {
 
     /// Take blob `digest` out of the store in one step: rename it into `trash` (a directory on
     /// the same file system), where the caller deletes it.
-    pub fn move_blob(&self, digest: &str, trash: &Path) -> Result<(), StoreError> {
-        let from = self.blob_path(digest)?;
-        let to = trash.join(hex_of(digest)?);
+    pub fn move_blob(&self, digest: &Digest, trash: &Path) -> Result<(), StoreError> {
+        let from = self.blob_path(digest);
+        let to = trash.join(digest.hex());
         fs::rename(&from, &to).map_err(io_err(&from))
     }
 
@@ -259,19 +247,18 @@ impl Store {
     pub fn put_manifest(&self, manifest: &Manifest) -> Result<Descriptor, StoreError> {
         let bytes = crate::canonical::to_vec(manifest);
         let digest = self.put(&bytes)?;
-        Ok(Descriptor::new(config::MEDIA_MANIFEST, &digest, bytes.len() as u64))
+        Ok(Descriptor::new(config::MEDIA_MANIFEST, digest, bytes.len() as u64))
     }
 }
 
 /// sha256 digest and length of a file.
-pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
+pub fn hash_file(path: &Path) -> Result<(Digest, u64), StoreError> {
     let mut f = fs::File::open(path).map_err(io_err(path))?;
-    let (sha, len) = sha256_read(&mut f).map_err(io_err(path))?;
-    Ok((format!("sha256:{}", hex::encode(sha)), len))
+    sha256_read(&mut f).map_err(io_err(path))
 }
 
 /// sha256 and length of everything left in `f`.
-pub fn sha256_read(f: &mut fs::File) -> io::Result<([u8; 32], u64)> {
+pub fn sha256_read(f: &mut fs::File) -> io::Result<(Digest, u64)> {
     let mut sha = Sha256::new();
     // Sized to the file (small files are the common case: zeroing a large buffer per file
     // would cost more than hashing it).
@@ -286,7 +273,7 @@ pub fn sha256_read(f: &mut fs::File) -> io::Result<([u8; 32], u64)> {
         sha.update(&buf[..n]);
         len += n as u64;
     }
-    Ok((sha.finalize().into(), len))
+    Ok((Digest::from_sha256(sha.finalize().into()), len))
 }
 
 #[cfg(test)]
@@ -302,13 +289,13 @@ mod tests {
         // A temp file that does not match its claimed digest never enters the store.
         let mut tmp = store.temp().unwrap();
         tmp.write_all(b"evil").unwrap();
-        let claimed = digest_of(b"good");
+        let claimed = Digest::of(b"good");
         let err = store.commit_verified(tmp, &claimed, None).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(!store.has_blob(&claimed));
         assert_eq!(fs::read_dir(home.path().join("tmp")).unwrap().filter(|e| e.as_ref().unwrap().file_name() != "index.lock").count(), 0);
         // Tampering on disk is noticed on read.
-        fs::write(store.blob_path(&d).unwrap(), b"HELLO").unwrap();
+        fs::write(store.blob_path(&d), b"HELLO").unwrap();
         assert!(matches!(store.read_verified(&d), Err(StoreError::Corrupt { .. })));
     }
 
@@ -316,11 +303,11 @@ mod tests {
     fn refs_replace_and_sort() {
         let home = tempfile::tempdir().unwrap();
         let store = Store::open(home.path()).unwrap();
-        store.set_ref("p/b", Descriptor::new(config::MEDIA_MANIFEST, &digest_of(b"1"), 1)).unwrap();
-        store.set_ref("p/a", Descriptor::new(config::MEDIA_MANIFEST, &digest_of(b"2"), 1)).unwrap();
-        store.set_ref("p/b", Descriptor::new(config::MEDIA_MANIFEST, &digest_of(b"3"), 1)).unwrap();
+        store.set_ref("p/b", Descriptor::new(config::MEDIA_MANIFEST, Digest::of(b"1"), 1)).unwrap();
+        store.set_ref("p/a", Descriptor::new(config::MEDIA_MANIFEST, Digest::of(b"2"), 1)).unwrap();
+        store.set_ref("p/b", Descriptor::new(config::MEDIA_MANIFEST, Digest::of(b"3"), 1)).unwrap();
         let names: Vec<_> = store.index().unwrap().manifests.iter().map(|d| d.ref_name().unwrap().to_owned()).collect();
         assert_eq!(names, vec!["p/a", "p/b"]);
-        assert_eq!(store.get_ref("p/b").unwrap().unwrap().digest, digest_of(b"3"));
+        assert_eq!(store.get_ref("p/b").unwrap().unwrap().digest, Digest::of(b"3"));
     }
 }

@@ -78,7 +78,7 @@ pub fn pod_security(entry: &Entry, options: &Options) -> Result<PodSecurity, Kub
         (None, _) => return Err(KubeError::Unconfined { sandbox: m.sandbox.clone() }),
         (Some(p), SeccompMode::RuntimeDefault) if p.name == SeccompChoice::Default.name() => (json!({ "type": "RuntimeDefault" }), None),
         (Some(p), _) => {
-            let file = profile_file_name(&p.digest);
+            let file = profile_file_name(&p.digest.to_string());
             (json!({ "type": "Localhost", "localhostProfile": format!("galley/{file}") }), Some(file))
         }
     };

@@ -9,10 +9,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
+
+use crate::domain::Digest;
 
 /// Digest of the file or tree at `root`.
-pub fn tree_digest(root: &Path) -> std::io::Result<String> {
+pub fn tree_digest(root: &Path) -> std::io::Result<Digest> {
     let mut h = Sha256::new();
     let meta = fs_err::symlink_metadata(root)?;
     entry(root, "", &meta, &mut h)?;
@@ -22,7 +24,7 @@ pub fn tree_digest(root: &Path) -> std::io::Result<String> {
             entry(&f.path, &f.rel, &f.meta, &mut h)?;
         }
     }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    Ok(Digest::from_sha256(h.finalize().into()))
 }
 
 /// One entry's part of the digest (a directory's contents are entries of their own).
@@ -40,7 +42,7 @@ fn entry(path: &Path, rel: &str, meta: &std::fs::Metadata, h: &mut Sha256) -> st
         let with_path = |e| crate::fsutil::with_path(e, path);
         let mut file = std::fs::File::open(path).map_err(with_path)?;
         let (content, _) = crate::image::store::sha256_read(&mut file).map_err(with_path)?;
-        h.update(content);
+        h.update(content.as_bytes());
     } else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

@@ -16,14 +16,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::domain::{Digest, Platform};
 use crate::manifest::SandboxManifest;
 use crate::model::Compression;
 
 pub use relock::{RelockError, desired_offline, relock};
 pub use verify::{compare, staleness};
-pub use stale::{Desired, Outputs, StaleError, UNRESOLVED, complete, desired, diff};
+pub use stale::{Desired, Outputs, StaleError, complete, desired, diff};
+pub use verify::Mismatch;
 
 /// The lock format this galley reads and writes.
 pub const LOCK_VERSION: u32 = 1;
@@ -44,16 +45,16 @@ pub struct Lock {
 pub struct LockedProject {
     pub name: String,
     /// Semantic digest of the project-level settings (name, registries).
-    pub config: String,
+    pub config: Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedImage {
     /// Semantic digest of the image's config (every field, defaults filled in).
-    pub config: String,
+    pub config: Digest,
     /// Content digest of each project path copied into the image, by path.
-    pub inputs: BTreeMap<String, String>,
+    pub inputs: BTreeMap<String, Digest>,
     pub base: Option<LockedBase>,
     pub compression: Compression,
     /// What the build produced; `None` until the image has been built for this lock.
@@ -64,9 +65,35 @@ pub struct LockedImage {
 #[serde(deny_unknown_fields)]
 pub struct LockedBase {
     pub reference: String,
-    pub platform: String,
-    /// The manifest digest the reference resolved to for `platform`.
-    pub digest: String,
+    pub platform: Platform,
+    /// The manifest digest the reference resolved to for `platform`; `None` until a
+    /// `galley lock` resolves it (written `"unresolved"`).
+    #[serde(with = "unresolved")]
+    pub digest: Option<Digest>,
+}
+
+/// A base digest nobody has resolved yet is written `"unresolved"` in the lock.
+mod unresolved {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::domain::Digest;
+
+    const UNRESOLVED: &str = "unresolved";
+
+    pub fn serialize<S: Serializer>(d: &Option<Digest>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.collect_str(d),
+            None => s.serialize_str(UNRESOLVED),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Digest>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == UNRESOLVED {
+            return Ok(None);
+        }
+        Digest::parse(&text).map(Some).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,27 +101,27 @@ pub struct LockedBase {
 pub struct LockedOutput {
     pub layers: Vec<LockedLayer>,
     /// Digest of the image config blob.
-    pub config: String,
+    pub config: Digest,
     /// Digest of the image manifest: the image's identity.
-    pub manifest: String,
+    pub manifest: Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedLayer {
     /// Hash of the layer's inputs (parent, step, input content): the cache key.
-    pub input: String,
+    pub input: Digest,
     /// Digest of the compressed layer blob.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedSandbox {
     /// Semantic digest of the sandbox's config.
-    pub config: String,
+    pub config: Digest,
     /// Digest of `manifest`, the label a running container carries.
-    pub digest: String,
+    pub digest: Digest,
     pub manifest: SandboxManifest,
 }
 
@@ -154,17 +181,17 @@ impl Lock {
             .map_err(|source| LockError::Write { path: path.display().to_string(), source })
     }
 
-    /// Every base reference pinned in the lock, with its digest.
-    pub fn pinned_bases(&self) -> BTreeMap<String, String> {
+    /// Every base reference pinned (resolved) in the lock, with its digest.
+    pub fn pinned_bases(&self) -> BTreeMap<String, Digest> {
         self.images
             .values()
             .filter_map(|i| i.base.as_ref())
-            .map(|b| (b.reference.clone(), b.digest.clone()))
+            .filter_map(|b| Some((b.reference.clone(), b.digest?)))
             .collect()
     }
 }
 
-/// `sha256:` digest of a value's canonical JSON.
-pub fn semantic_digest<T: Serialize + ?Sized>(value: &T) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(crate::canonical::to_vec(value))))
+/// The digest of a value's canonical JSON.
+pub fn semantic_digest<T: Serialize + ?Sized>(value: &T) -> Digest {
+    Digest::of(&crate::canonical::to_vec(value))
 }

@@ -69,11 +69,11 @@ pub fn relock(
         let locked = old
             .and_then(|l| l.images.get(name))
             .and_then(|i| i.base.as_ref())
-            .filter(|b| b.reference == base && b.platform == image.platform && b.digest != super::UNRESOLVED);
+            .filter(|b| b.reference == base && b.platform == image.platform && b.digest.is_some());
         if forced || locked.is_none() {
             pinned.remove(&base);
             let digest = crate::image::resolve_base(settings, project, reference)?;
-            bases.insert(base.clone(), digest.clone());
+            bases.insert(base.clone(), digest);
             pinned.insert(base, digest);
         }
     }
@@ -82,7 +82,7 @@ pub fn relock(
     let built: BTreeMap<String, Outputs> = images
         .into_iter()
         .map(|(name, b)| {
-            let base = b.base.map(|r| LockedBase { reference: r.reference, platform: r.platform, digest: r.digest });
+            let base = b.base.map(|r| LockedBase { reference: r.reference, platform: r.platform, digest: Some(r.digest) });
             let output = LockedOutput {
                 layers: b.layers.into_iter().map(|l| LockedLayer { input: l.input_key, digest: l.digest }).collect(),
                 config: b.config_digest,

@@ -11,6 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{LOCK_VERSION, Lock, LockedBase, LockedImage, LockedOutput, LockedProject, LockedSandbox, inputs, semantic_digest};
+use crate::domain::Digest;
 use crate::manifest::{self, ManifestError};
 use crate::model::Project;
 
@@ -28,7 +29,7 @@ pub struct Desired<'a> {
     pub lib_root: &'a Path,
     pub old: Option<&'a Lock>,
     /// Base references resolved just now (reference -> digest), overriding the old lock.
-    pub bases: &'a BTreeMap<String, String>,
+    pub bases: &'a BTreeMap<String, Digest>,
     /// Fresh build results by image name.
     pub built: &'a BTreeMap<String, Outputs>,
 }
@@ -40,9 +41,6 @@ pub enum StaleError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 }
-
-/// Placeholder digest of a base reference nobody has resolved yet.
-pub const UNRESOLVED: &str = "unresolved";
 
 pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
     let project = d.project;
@@ -63,9 +61,9 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
             let locked = old
                 .and_then(|o| o.base.as_ref())
                 .filter(|b| b.reference == reference && b.platform == image.platform)
-                .map(|b| b.digest.clone());
+                .and_then(|b| b.digest);
             LockedBase {
-                digest: d.bases.get(&reference).cloned().or(locked).unwrap_or_else(|| UNRESOLVED.to_owned()),
+                digest: d.bases.get(&reference).copied().or(locked),
                 reference,
                 platform: image.platform.clone(),
             }
@@ -96,8 +94,8 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
         let image_digest = images
             .get(&sandbox.image)
             .and_then(|i: &LockedImage| i.output.as_ref())
-            .map(|o| o.manifest.as_str());
-        let manifest = manifest::resolve(project, name, image_digest, d.lib_root)?;
+            .map(|o| o.manifest.to_string());
+        let manifest = manifest::resolve(project, name, image_digest.as_deref(), d.lib_root)?;
         sandboxes.insert(
             name.clone(),
             LockedSandbox { config: semantic_digest(sandbox), digest: manifest.digest(), manifest },
@@ -117,7 +115,7 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
 
 /// Whether a lock can be used to build and run as it is: every base resolved, every image built.
 pub fn complete(lock: &Lock) -> bool {
-    lock.images.values().all(|i| i.output.is_some() && i.base.as_ref().is_none_or(|b| b.digest != UNRESOLVED))
+    lock.images.values().all(|i| i.output.is_some() && i.base.as_ref().is_none_or(|b| b.digest.is_some()))
 }
 
 /// The changed fields between two locks, as `path: old -> new` lines, and a unified diff of the
@@ -159,8 +157,8 @@ fn leaf_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
 }
 
 fn short(v: &Value) -> String {
-    if let Some(d) = v.as_str().filter(|d| d.starts_with("sha256:") && d.len() > 19) {
-        return format!("{}...", &d[..19]);
+    if let Some(d) = v.as_str().and_then(|d| Digest::parse(d).ok()) {
+        return format!("{}:{}...", d.algorithm().name(), d.short());
     }
     let s = v.to_string();
     if s.len() <= 60 {

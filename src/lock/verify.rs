@@ -1,8 +1,10 @@
 //! `--locked`: refuse a stale lock, and prove a build reproduced exactly what the lock promises.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::{Lock, complete, diff};
+use crate::domain::Digest;
 use crate::image::BuiltImage;
 
 /// Why a lock cannot be used as it is, as `path: old -> new` lines (empty when current).
@@ -14,41 +16,62 @@ pub fn staleness(old: &Lock, desired: &Lock) -> Vec<String> {
     changes
 }
 
-/// Every difference between what was built and what the lock records, one line each:
-/// `not reproducible: layer N of image X differs (locked ..., built ...)`.
-pub fn compare(lock: &Lock, built: &BTreeMap<String, BuiltImage>) -> Vec<String> {
+/// One way a build differs from what the lock records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The lock has no output for the image.
+    NotLocked { image: String },
+    /// Layer `index` (from 0) of galley's layers.
+    Layer { image: String, index: usize, locked: Option<Digest>, built: Option<Digest> },
+    Config { image: String, locked: Digest, built: Digest },
+    Manifest { image: String, locked: Digest, built: Digest },
+}
+
+/// `not reproducible: layer N of image X differs (locked ..., built ...)`, one line each.
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::NotLocked { image } => write!(f, "image {image} is not in galley.lock"),
+            Mismatch::Layer { image, index, locked, built } => {
+                let n = index + 1;
+                match (locked, built) {
+                    (Some(l), Some(b)) => write!(f, "not reproducible: layer {n} of image {image} differs (locked {l}, built {b})"),
+                    (Some(l), None) => write!(f, "not reproducible: layer {n} of image {image} is missing (locked {l})"),
+                    (None, Some(b)) => write!(f, "not reproducible: layer {n} of image {image} is extra (built {b})"),
+                    (None, None) => write!(f, "layer {n} of image {image}"),
+                }
+            }
+            Mismatch::Config { image, locked, built } => {
+                write!(f, "not reproducible: config of image {image} differs (locked {locked}, built {built})")
+            }
+            Mismatch::Manifest { image, locked, built } => {
+                write!(f, "not reproducible: image {image} differs (locked {locked}, built {built})")
+            }
+        }
+    }
+}
+
+/// Every difference between what was built and what the lock records.
+pub fn compare(lock: &Lock, built: &BTreeMap<String, BuiltImage>) -> Vec<Mismatch> {
     let mut out = Vec::new();
     for (name, image) in built {
         let Some(locked) = lock.images.get(name).and_then(|i| i.output.as_ref()) else {
-            out.push(format!("image {name} is not in galley.lock"));
+            out.push(Mismatch::NotLocked { image: name.clone() });
             continue;
         };
         let n = locked.layers.len().max(image.layers.len());
-        for i in 0..n {
-            match (locked.layers.get(i), image.layers.get(i)) {
-                (Some(l), Some(b)) if l.digest == b.digest => {}
-                (Some(l), Some(b)) => out.push(format!(
-                    "not reproducible: layer {} of image {name} differs (locked {}, built {})",
-                    i + 1,
-                    l.digest,
-                    b.digest
-                )),
-                (Some(l), None) => out.push(format!("not reproducible: layer {} of image {name} is missing (locked {})", i + 1, l.digest)),
-                (None, Some(b)) => out.push(format!("not reproducible: layer {} of image {name} is extra (built {})", i + 1, b.digest)),
-                (None, None) => {}
+        for index in 0..n {
+            let l = locked.layers.get(index).map(|l| l.digest);
+            let b = image.layers.get(index).map(|b| b.digest);
+            if l != b {
+                out.push(Mismatch::Layer { image: name.clone(), index, locked: l, built: b });
             }
         }
         if locked.config != image.config_digest {
-            out.push(format!(
-                "not reproducible: config of image {name} differs (locked {}, built {})",
-                locked.config, image.config_digest
-            ));
+            out.push(Mismatch::Config { image: name.clone(), locked: locked.config, built: image.config_digest });
         }
         if locked.manifest != image.manifest_digest {
-            out.push(format!(
-                "not reproducible: image {name} differs (locked {}, built {})",
-                locked.manifest, image.manifest_digest
-            ));
+            out.push(Mismatch::Manifest { image: name.clone(), locked: locked.manifest, built: image.manifest_digest });
         }
     }
     out

@@ -240,7 +240,7 @@ fn seccomp_file(ctx: &Context<'_>, m: &SandboxManifest) -> Result<Option<PathBuf
         .transpose()
         .map_err(|e| RuntimeError::Other(format!("sandbox `{}`: {e}", m.sandbox)))?
         .flatten()
-        .filter(|p| &p.digest == digest)
+        .filter(|p| p.digest.to_string() == *digest)
         .ok_or_else(|| RuntimeError::Other(format!("sandbox `{}`: seccomp profile {digest} cannot be found", m.sandbox)))?;
     fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
     crate::fsutil::write_atomic(&path, &profile.bytes()).map_err(RuntimeError::io(&path))?;

@@ -24,7 +24,7 @@ pub fn run(galley_home: &Path, runner: &dyn Runner, dry_run: bool) -> Result<Rep
     let index = Store::open(galley_home)?.index()?;
     let refs_of = |project: &str| {
         let prefix = format!("{project}/");
-        index.manifests.iter().filter(move |d| d.ref_name().is_some_and(|r| r.starts_with(&prefix))).map(|d| d.digest.clone())
+        index.manifests.iter().filter(move |d| d.ref_name().is_some_and(|r| r.starts_with(&prefix))).map(|d| d.digest)
     };
     let mut roots = Roots::default();
     let mut projects: BTreeSet<String> =
@@ -67,13 +67,13 @@ pub fn run(galley_home: &Path, runner: &dyn Runner, dry_run: bool) -> Result<Rep
 /// What a lock keeps: each image's base manifest, and its built manifest, config and layers.
 pub fn add_lock(roots: &mut Roots, lock: &Lock) {
     for image in lock.images.values() {
-        if let Some(base) = &image.base {
-            roots.manifests.insert(base.digest.clone());
+        if let Some(digest) = image.base.as_ref().and_then(|b| b.digest) {
+            roots.manifests.insert(digest);
         }
         if let Some(out) = &image.output {
-            roots.manifests.insert(out.manifest.clone());
-            roots.blobs.insert(out.config.clone());
-            roots.blobs.extend(out.layers.iter().map(|l| l.digest.clone()));
+            roots.manifests.insert(out.manifest);
+            roots.blobs.insert(out.config);
+            roots.blobs.extend(out.layers.iter().map(|l| l.digest));
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use super::{ImageSource, Result, RuntimeError};
 use crate::exec::System;
+use crate::domain::Digest;
 use crate::image::{self, BuildOptions, Store};
 use crate::manifest::SandboxManifest;
 use crate::model::Project;
@@ -16,13 +17,13 @@ pub struct StoreImages<'a> {
     pub settings: &'a Env,
     pub project: &'a Project,
     /// Base digests pinned by the lock.
-    pub pinned_bases: BTreeMap<String, String>,
+    pub pinned_bases: BTreeMap<String, Digest>,
     /// Podman references already prepared, by image name.
     loaded: Mutex<BTreeMap<String, String>>,
 }
 
 impl<'a> StoreImages<'a> {
-    pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<String, String>) -> Self {
+    pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<String, Digest>) -> Self {
         StoreImages { settings, project, pinned_bases, loaded: Mutex::new(BTreeMap::new()) }
     }
 
@@ -33,7 +34,7 @@ impl<'a> StoreImages<'a> {
             .map_err(|e| format!("cannot build image {name}: {e}"))?;
         let built = built.remove(name).ok_or_else(|| format!("image {name} was not built"))?;
         if let Some(locked) = &m.image.digest
-            && *locked != built.manifest_digest
+            && *locked != built.manifest_digest.to_string()
         {
             return Err(format!(
                 "image {name} built as {}, but galley.lock promises {locked} (run `galley build --locked` to see which layer differs)",

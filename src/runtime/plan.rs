@@ -76,7 +76,7 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
     let mut sandboxes = Vec::new();
     for m in desired {
         let container = instance.container(&m.sandbox);
-        let digest = m.digest();
+        let digest = m.digest().to_string();
         let found = live.containers.iter().find(|c| c.sandbox() == m.sandbox || c.name == container);
         let (action, reasons, changes) = match found {
             None => (Kind::Create, vec![], vec![]),
@@ -184,13 +184,13 @@ mod tests {
     use super::*;
     use crate::runtime::naming::{LABEL_MANIFEST, LABEL_SANDBOX};
 
-    fn live_container(instance: &Instance, m: &SandboxManifest, digest: &str, state: &str) -> LiveContainer {
+    fn live_container(instance: &Instance, m: &SandboxManifest, digest: &crate::domain::Digest, state: &str) -> LiveContainer {
         LiveContainer {
             id: "id".into(),
             name: instance.container(&m.sandbox),
             state: state.into(),
             exit_code: 0,
-            labels: [(LABEL_SANDBOX.to_owned(), m.sandbox.clone()), (LABEL_MANIFEST.to_owned(), digest.to_owned())].into(),
+            labels: [(LABEL_SANDBOX.to_owned(), m.sandbox.clone()), (LABEL_MANIFEST.to_owned(), digest.to_string())].into(),
             ports: vec![],
         }
     }

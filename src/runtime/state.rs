@@ -17,7 +17,7 @@ pub fn read(home: &Path, instance: &Instance, sandbox: &str, digest: &str) -> Op
     let path = instance.state_dir(home).join(format!("{sandbox}.json"));
     let text = std::fs::read_to_string(path).ok()?;
     let m: SandboxManifest = serde_json::from_str(&text).ok()?;
-    (m.digest() == digest).then_some(m)
+    (m.digest().to_string() == digest).then_some(m)
 }
 
 pub fn write(home: &Path, instance: &Instance, m: &SandboxManifest) -> Result<()> {
