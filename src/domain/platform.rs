@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use super::Invalid;
 use crate::diagnostic::Code;
 
@@ -76,17 +74,7 @@ impl fmt::Display for Platform {
     }
 }
 
-impl Serialize for Platform {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Platform {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Platform, D::Error> {
-        Platform::parse(&String::deserialize(d)?).map_err(Invalid::into_de)
-    }
-}
+super::text_serde!(Platform);
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,6 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use super::{Digest, Invalid};
 use crate::diagnostic::Code;
 
@@ -114,17 +112,7 @@ impl fmt::Display for Base {
     }
 }
 
-impl Serialize for Base {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Base {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Base, D::Error> {
-        Base::parse(&String::deserialize(d)?).map_err(Invalid::into_de)
-    }
-}
+super::text_serde!(Base);
 
 #[cfg(test)]
 mod tests {
