@@ -45,7 +45,7 @@ pub struct ImageRef {
     /// Name of the image in the project.
     pub name: String,
     /// Manifest digest of the built image, once known (the lock fills it in).
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub struct SeccompRef {
     /// `default`, `strict`, `custom` or `unconfined`.
     pub profile: String,
     /// Digest of the canonical profile JSON; `None` when unconfined.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ impl SandboxManifest {
 pub fn resolve(
     project: &Project,
     name: &str,
-    image_digest: Option<&str>,
+    image_digest: Option<Digest>,
     lib_root: &Path,
 ) -> Result<SandboxManifest, ManifestError> {
     let sandbox = project.sandboxes.get(name).ok_or_else(|| ManifestError::NoSandbox(name.to_owned()))?;
@@ -85,7 +85,7 @@ pub fn resolve(
         .map_err(|source| ManifestError::Seccomp { sandbox: name.to_owned(), source })?;
     let seccomp = match profile {
         None => SeccompRef { profile: SeccompChoice::UNCONFINED.into(), digest: None },
-        Some(p) => SeccompRef { profile: p.name, digest: Some(p.digest.to_string()) },
+        Some(p) => SeccompRef { profile: p.name, digest: Some(p.digest) },
     };
     let mut ports = sandbox.ports.clone();
     ports.sort();
@@ -100,7 +100,7 @@ pub fn resolve(
         version: MANIFEST_VERSION,
         project: project.name.to_string(),
         sandbox: name.to_owned(),
-        image: ImageRef { name: sandbox.image.clone(), digest: image_digest.map(str::to_owned) },
+        image: ImageRef { name: sandbox.image.clone(), digest: image_digest },
         command: sandbox.command.clone(),
         env: sandbox.env.clone(),
         ports,

@@ -292,7 +292,7 @@ fn known_digests_pin_images_and_instances_name_namespaces() {
     let settings = galley::settings::Env::new(example_dir("web"), home.path().to_owned());
     let loaded = galley::project::load(&settings, None).unwrap();
     let digest = format!("sha256:{}", "ab".repeat(32));
-    let digests = BTreeMap::from([("web".to_owned(), digest.clone())]);
+    let digests = BTreeMap::from([("web".to_owned(), digest.parse().unwrap())]);
     let desired = kube::desired(&settings, &loaded.project, "pr-7", Some(&digests)).unwrap();
     let options = Options { image_prefix: "ghcr.io/acme".into(), ..Options::default() };
     let export = kube::export(&desired, &options).unwrap();

@@ -24,10 +24,10 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &SecretValu
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
 
     sink.ran(IMAGE);
-    if let (Some(want), Some(got)) = (m.image.digest.as_deref(), o.image_digest())
+    if let (Some(want), Some(got)) = (m.image.digest.map(|d| d.to_string()), o.image_digest())
         && want != got
     {
-        sink.fail(IMAGE, "the container runs another image than the pinned one", want, got);
+        sink.fail(IMAGE, "the container runs another image than the pinned one", &want, got);
     }
     sink.ran(MANIFEST);
     let want = m.digest().to_string();
@@ -147,10 +147,11 @@ fn seccomp(o: &Observed, m: &SandboxManifest, opts: &[String], sink: &mut Sink<'
     let annotation = o.inspect.pointer("/Config/Annotations/io.podman.annotations.seccomp").and_then(Value::as_str);
     let from_opts = opts.iter().find_map(|o| o.strip_prefix("seccomp=").or_else(|| o.strip_prefix("seccomp:")));
     let got = from_opts.or(annotation);
-    let Some(want) = m.seccomp.digest.as_deref() else {
+    let Some(want) = m.seccomp.digest.map(|d| d.to_string()) else {
         sink.warn(SECCOMP, "the sandbox declares seccomp 'unconfined", "a profile", "unconfined");
         return;
     };
+    let want = want.as_str();
     match got {
         None => sink.fail(
             SECCOMP,

@@ -232,7 +232,7 @@ pub fn desired(
         if out.contains_key(&o.sandbox) || !project.sandboxes.contains_key(&o.sandbox) {
             continue;
         }
-        let digest = o.label(LABEL_IMAGE).or(o.image_digest());
+        let digest = o.label(LABEL_IMAGE).or(o.image_digest()).and_then(|d| d.parse().ok());
         out.insert(o.sandbox.clone(), manifest::resolve(project, &o.sandbox, digest, lib_root)?);
     }
     Ok(out)

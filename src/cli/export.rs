@@ -66,9 +66,9 @@ fn kube_run(env: &Env, out: &Printer, args: &KubeArgs) -> Outcome {
         allow_baseline: args.allow_baseline,
     };
     // Images are pinned by the digests of the current lock; without one the export says so.
-    let digests: Option<std::collections::BTreeMap<String, String>> =
+    let digests: Option<std::collections::BTreeMap<String, crate::domain::Digest>> =
         super::plan::current_lock(env, out, &loaded.project, false)?.map(|l| {
-            l.images.into_iter().filter_map(|(name, i)| i.output.map(|o| (name, o.manifest.to_string()))).collect()
+            l.images.into_iter().filter_map(|(name, i)| i.output.map(|o| (name, o.manifest))).collect()
         });
     let export = kube::desired(env, &loaded.project, &args.instance, digests.as_ref()).and_then(|d| kube::export(&d, &options))?;
     for w in &export.warnings {

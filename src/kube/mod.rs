@@ -14,6 +14,7 @@ pub mod write;
 
 use std::collections::BTreeMap;
 
+use crate::domain::Digest;
 use crate::manifest::{self, ManifestError, SandboxManifest};
 use crate::model::Project;
 use crate::seccomp::{self, Profile, SeccompError};
@@ -130,12 +131,12 @@ pub fn desired(
     settings: &Env,
     project: &Project,
     instance: &str,
-    digests: Option<&BTreeMap<String, String>>,
+    digests: Option<&BTreeMap<String, Digest>>,
 ) -> Result<Desired, KubeError> {
     let lib_root = settings.lib_root();
     let mut sandboxes = Vec::new();
     for (name, sandbox) in &project.sandboxes {
-        let digest = digests.and_then(|d| d.get(&sandbox.image)).map(String::as_str);
+        let digest = digests.and_then(|d| d.get(&sandbox.image)).copied();
         let manifest = manifest::resolve(project, name, digest, &lib_root)?;
         let profile = seccomp::resolve(&lib_root, &sandbox.seccomp)
             .map_err(|source| KubeError::Seccomp { sandbox: name.clone(), source })?;

@@ -296,7 +296,7 @@ pub fn deployment(
 /// A label value identifying the image: the first 12 hex digits of its digest, or `latest`.
 fn image_version(m: &SandboxManifest) -> String {
     match &m.image.digest {
-        Some(d) => d.trim_start_matches("sha256:").chars().take(12).collect(),
+        Some(d) => d.short(),
         None => "latest".into(),
     }
 }

@@ -94,8 +94,8 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
         let image_digest = images
             .get(&sandbox.image)
             .and_then(|i: &LockedImage| i.output.as_ref())
-            .map(|o| o.manifest.to_string());
-        let manifest = manifest::resolve(project, name, image_digest.as_deref(), d.lib_root)?;
+            .map(|o| o.manifest);
+        let manifest = manifest::resolve(project, name, image_digest, d.lib_root)?;
         sandboxes.insert(
             name.clone(),
             LockedSandbox { config: semantic_digest(sandbox), digest: manifest.digest(), manifest },

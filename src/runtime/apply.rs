@@ -227,7 +227,7 @@ fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
 fn seccomp_file(ctx: &Context<'_>, m: &SandboxManifest) -> Result<Option<PathBuf>> {
     let Some(digest) = &m.seccomp.digest else { return Ok(None) };
     let dir = ctx.home.join("seccomp");
-    let path = dir.join(format!("{}.json", digest.trim_start_matches("sha256:")));
+    let path = dir.join(format!("{}.json", digest.hex()));
     if path.is_file() {
         return Ok(Some(path));
     }
@@ -240,7 +240,7 @@ fn seccomp_file(ctx: &Context<'_>, m: &SandboxManifest) -> Result<Option<PathBuf
         .transpose()
         .map_err(|e| RuntimeError::Other(format!("sandbox `{}`: {e}", m.sandbox)))?
         .flatten()
-        .filter(|p| p.digest.to_string() == *digest)
+        .filter(|p| p.digest == *digest)
         .ok_or_else(|| RuntimeError::Other(format!("sandbox `{}`: seccomp profile {digest} cannot be found", m.sandbox)))?;
     fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
     crate::fsutil::write_atomic(&path, &profile.bytes()).map_err(RuntimeError::io(&path))?;

@@ -34,7 +34,7 @@ impl<'a> StoreImages<'a> {
             .map_err(|e| format!("cannot build image {name}: {e}"))?;
         let built = built.remove(name).ok_or_else(|| format!("image {name} was not built"))?;
         if let Some(locked) = &m.image.digest
-            && *locked != built.manifest_digest.to_string()
+            && *locked != built.manifest_digest
         {
             return Err(format!(
                 "image {name} built as {}, but galley.lock promises {locked} (run `galley build --locked` to see which layer differs)",

@@ -320,7 +320,7 @@ pub(crate) mod tests {
             ports: vec![Port { container: 8080, host: 18080, address: "127.0.0.1".parse().unwrap(), protocol: Protocol::Tcp }],
             network: Network::Egress,
             secrets: [("TOKEN".to_owned(), Secret::Env("TOKEN_VAR".into()))].into(),
-            seccomp: SeccompRef { profile: "default".into(), digest: Some("sha256:ab".into()) },
+            seccomp: SeccompRef { profile: "default".into(), digest: Some(crate::domain::Digest::of(b"profile")) },
             capabilities: vec!["NET_BIND_SERVICE".into()],
             user: "1000:1000".parse().unwrap(),
             read_only: true,

@@ -234,6 +234,7 @@ impl Fixture {
     pub fn manifest(&self, digest: &str) -> galley::manifest::SandboxManifest {
         let s = self.settings();
         let loaded = galley::project::load(&s, None).expect("the test project evaluates");
+        let digest = digest.parse().expect("podman reports the image digest as sha256:<hex>");
         galley::manifest::resolve(&loaded.project, SANDBOX, Some(digest), &s.lib_root()).unwrap()
     }
 

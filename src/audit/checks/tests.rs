@@ -12,6 +12,11 @@ use crate::model::{Project, Resources, Sandbox, Tmpfs, Trust, Volume};
 const SECRET: &str = "hunter2-secret-value";
 
 /// The host's view of the manifest's `TOKEN = { env = "T" }`, through the one resolver.
+/// The pinned image's digest in these tests.
+fn image_digest() -> crate::domain::Digest {
+    crate::domain::Digest::of(b"image")
+}
+
 fn fixed() -> SecretValues {
     let env = |k: &str| (k == "T").then(|| SECRET.into());
     let resolver = crate::secrets::Resolver::new("/", &crate::exec::System).with_env(&env);
@@ -41,7 +46,7 @@ fn manifest() -> SandboxManifest {
         images: BTreeMap::new(),
         sandboxes: [("app".to_owned(), sandbox)].into(),
     };
-    manifest::resolve(&project, "app", Some("sha256:aaaa"), Path::new("/nonexistent")).unwrap()
+    manifest::resolve(&project, "app", Some(image_digest()), Path::new("/nonexistent")).unwrap()
 }
 
 /// podman's record of the container the runner starts for `m`, its profile written to `dir`.
@@ -52,7 +57,7 @@ fn record(m: &SandboxManifest, dir: &Path) -> Value {
     std::fs::write(&profile, br#"{"syscalls":[],"defaultAction":"SCMP_ACT_ERRNO"}"#).unwrap();
     json!({
         "Name": "galley-p-default-app",
-        "ImageDigest": "sha256:aaaa",
+        "ImageDigest": image_digest().to_string(),
         "EffectiveCaps": ["CAP_NET_BIND_SERVICE"],
         "BoundingCaps": ["CAP_NET_BIND_SERVICE"],
         "Mounts": [
