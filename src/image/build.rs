@@ -283,7 +283,7 @@ impl Ctx<'_> {
         let t = std::time::Instant::now();
         let tmp = self.store.temp()?;
         let file = tmp.reopen().map_err(|e| ImageError::Other(format!("temp file: {e}")))?;
-        let w = layer::write_hashing(&entries, compression, file, hashes)
+        let w = layer::write(&entries, compression, file, layer::WriteOptions { hashes, ..Default::default() })
             .map_err(|e| ImageError::Other(format!("writing the {step} layer: {e}")))?;
         self.store.commit(tmp, &w.digest)?;
         self.timing("write", t);

@@ -151,50 +151,31 @@ pub struct Written {
     pub size: u64,
 }
 
-/// Write `entries` (already normalized) as a compressed tar to `out`.
-pub fn write(entries: &[Entry], compression: Compression, out: File) -> io::Result<Written> {
-    write_on(entries, compression, out, None)
-}
-
-/// As [`write`], compressing on `pool` instead of rayon's global pool. Must not be called from
-/// a thread of the pool that compresses.
-pub fn write_on(entries: &[Entry], compression: Compression, out: File, pool: Option<Arc<rayon::ThreadPool>>) -> io::Result<Written> {
-    write_full(entries, compression, out, pool, None)
-}
-
 /// sha256 of host files' contents by source path, taken while a layer is written.
 pub type Hashes = std::sync::Mutex<std::collections::HashMap<PathBuf, Digest>>;
 
-/// As [`write`], recording the content hash of every host file into `hashes`.
-pub fn write_hashing(entries: &[Entry], compression: Compression, out: File, hashes: Option<&Hashes>) -> io::Result<Written> {
-    write_full(entries, compression, out, None, hashes)
+/// How a layer is written, besides its entries: where it compresses and what it records.
+#[derive(Default)]
+pub struct WriteOptions<'a> {
+    /// Compress on this pool instead of rayon's global one. `write` must not be called from a
+    /// thread of the pool that compresses.
+    pub pool: Option<Arc<rayon::ThreadPool>>,
+    /// Record the content hash of every host file here.
+    pub hashes: Option<&'a Hashes>,
 }
 
-fn write_full(
-    entries: &[Entry],
-    compression: Compression,
-    out: File,
-    pool: Option<Arc<rayon::ThreadPool>>,
-    hashes: Option<&Hashes>,
-) -> io::Result<Written> {
+/// Write `entries` (already normalized) as a compressed tar to `out`: the one way a layer is
+/// written.
+pub fn write(entries: &[Entry], compression: Compression, out: File, opts: WriteOptions<'_>) -> io::Result<Written> {
     let mut sink = ChunkSink::new(compression, out);
-    sink.pool = pool;
+    sink.pool = opts.pool;
     let mut ar = tar::Builder::new(sink);
     for e in entries {
-        append(&mut ar, e, hashes)?;
+        append(&mut ar, e, opts.hashes)?;
     }
     ar.finish()?;
     let sink = ar.into_inner()?;
     sink.finish()
-}
-
-/// Write `entries` as an uncompressed tar into memory (tests, diffs).
-pub fn write_tar(entries: &[Entry]) -> io::Result<Vec<u8>> {
-    let mut ar = tar::Builder::new(Vec::new());
-    for e in entries {
-        append(&mut ar, e, None)?;
-    }
-    ar.into_inner()
 }
 
 fn append<W: Write>(ar: &mut tar::Builder<W>, e: &Entry, hashes: Option<&Hashes>) -> io::Result<()> {
@@ -328,6 +309,15 @@ pub fn decompressing_reader<'a>(media_type: &str, r: impl Read + 'a) -> io::Resu
 mod tests {
     use super::*;
 
+    /// `entries` as an uncompressed tar in memory: what the compressed layer must decompress to.
+    fn write_tar(entries: &[Entry]) -> io::Result<Vec<u8>> {
+        let mut ar = tar::Builder::new(Vec::new());
+        for e in entries {
+            append(&mut ar, e, None)?;
+        }
+        ar.into_inner()
+    }
+
     fn data(path: &str, bytes: &[u8]) -> Entry {
         Entry { path: path.into(), kind: Kind::Data(Arc::new(bytes.to_vec())), mode: 0o644, uid: 0, gid: 0, mtime: 0 }
     }
@@ -352,7 +342,7 @@ mod tests {
 
     fn roundtrip_on(c: Compression, entries: &[Entry], pool: Option<Arc<rayon::ThreadPool>>) -> (Written, Vec<u8>) {
         let tmp = tempfile::tempfile().unwrap();
-        let w = write_on(entries, c, tmp.try_clone().unwrap(), pool).unwrap();
+        let w = write(entries, c, tmp.try_clone().unwrap(), WriteOptions { pool, hashes: None }).unwrap();
         let mut bytes = Vec::new();
         let mut f = tmp;
         std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).unwrap();
