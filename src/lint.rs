@@ -154,25 +154,6 @@ fn names(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
             }
         }
     }
-    for (name, sandbox) in &project.sandboxes {
-        for (i, volume) in sandbox.volumes.iter().enumerate() {
-            let at = format!("sandboxes.{name}.volumes[{i}].name");
-            let v = &volume.name;
-            if v.starts_with('/') || v.starts_with('.') || v.starts_with('~') || v.contains('/') {
-                out.push(
-                    Diagnostic::new(Code::HostPath, format!("volume \"{v}\" is a host path"))
-                        .at(spans.locate_value(&at))
-                        .help("sandboxes never see the host's filesystem: use a named volume (for example \"workspace\") and `galley cp` to move files in and out"),
-                );
-            } else if !Name::is_valid(v) {
-                out.push(
-                    Diagnostic::new(Code::InvalidName, format!("invalid volume name \"{v}\""))
-                        .at(spans.locate_value(&at))
-                        .help("use lower-case letters, digits and dashes"),
-                );
-            }
-        }
-    }
 }
 
 fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {

@@ -197,8 +197,9 @@ pub struct Tmpfs {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
-    /// Named volume (scoped to the instance by the runner).
-    pub name: String,
+    /// Named volume (scoped to the instance by the runner); never a host path.
+    #[serde(deserialize_with = "Name::deserialize_volume")]
+    pub name: Name,
     /// Absolute mount point inside the sandbox.
     pub path: MountPath,
     pub read_only: bool,

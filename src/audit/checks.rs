@@ -256,7 +256,7 @@ fn mounts(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
         }
         match kind {
             "volume" => match m.volumes.iter().find(|v| dst_path.as_ref() == Some(&v.path)) {
-                Some(v) if v.read_only != rw && field("Name").ends_with(&v.name) => {
+                Some(v) if v.read_only != rw && field("Name").ends_with(v.name.as_str()) => {
                     seen_volumes.insert(v.path.clone());
                 }
                 _ => sink.fail(

@@ -35,6 +35,23 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A volume's name: the name rule, and never a host path, which a sandbox must not see.
+    pub fn parse_volume(s: &str) -> Result<Name, Invalid> {
+        if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') || s.contains('/') {
+            return Err(Invalid::new(Code::HostPath, format!("volume \"{s}\" is a host path")).help(
+                "sandboxes never see the host's filesystem: use a named volume (for example \"workspace\") and `galley cp` to move files in and out",
+            ));
+        }
+        Name::parse(s).map_err(|_| {
+            Invalid::new(Code::InvalidName, format!("invalid volume name \"{s}\"")).help("use lower-case letters, digits and dashes")
+        })
+    }
+
+    /// Deserialize a volume's name through [`Name::parse_volume`] (`#[serde(deserialize_with)]`).
+    pub fn deserialize_volume<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+        Name::parse_volume(&<String as serde::Deserialize>::deserialize(d)?).map_err(Invalid::into_de)
+    }
 }
 
 impl Deref for Name {
@@ -56,6 +73,15 @@ super::text_serde!(Name);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_named_like_a_host_path_is_refused_as_one() {
+        assert_eq!(Name::parse_volume("workspace").unwrap().as_str(), "workspace");
+        for path in ["/etc", "./data", "~/src", "a/b"] {
+            assert_eq!(Name::parse_volume(path).unwrap_err().code, Code::HostPath, "{path}");
+        }
+        assert_eq!(Name::parse_volume("Work").unwrap_err().code, Code::InvalidName);
+    }
 
     #[test]
     fn names_are_lower_case_dashed_and_short() {

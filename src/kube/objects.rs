@@ -91,11 +91,11 @@ pub fn claims(namespace: &str, desired: &Desired) -> Result<Vec<Value>, KubeErro
         for v in &entry.manifest.volumes {
             let claim = claim_name(&v.name)?;
             match by_claim.get(&claim) {
-                Some(other) if *other != v.name => {
-                    return Err(KubeError::VolumeClash { first: other.clone(), second: v.name.clone(), name: claim });
+                Some(other) if other.as_str() != v.name.as_str() => {
+                    return Err(KubeError::VolumeClash { first: other.clone(), second: v.name.to_string(), name: claim });
                 }
                 _ => {
-                    by_claim.insert(claim, v.name.clone());
+                    by_claim.insert(claim, v.name.to_string());
                 }
             }
         }

@@ -111,7 +111,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     }
     let volume_names: BTreeMap<String, String> = ready
         .iter()
-        .flat_map(|r| r.manifest.volumes.iter().map(|v| (ctx.instance.volume(&v.name), v.name.clone())))
+        .flat_map(|r| r.manifest.volumes.iter().map(|v| (ctx.instance.volume(&v.name), v.name.to_string())))
         .collect();
     for v in &plan.resources.create_volumes {
         if let Some(short) = volume_names.get(v) {

@@ -28,7 +28,7 @@ pub fn volume_path(m: &SandboxManifest, path: &str) -> Result<String> {
     let base = m
         .volumes
         .iter()
-        .find(|v| v.name == "workspace")
+        .find(|v| v.name.as_str() == "workspace")
         .or_else(|| m.volumes.first())
         .ok_or_else(|| refuse("it has no volume"))?;
     let joined = if path.starts_with('/') { PathBuf::from(path) } else { Path::new(base.path.as_str()).join(path) };

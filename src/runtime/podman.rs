@@ -326,7 +326,7 @@ pub(crate) mod tests {
             read_only: true,
             no_new_privileges: true,
             tmpfs: vec![Tmpfs { path: "/tmp".parse().unwrap(), size: "64m".parse().unwrap(), mode: "1777".into() }],
-            volumes: vec![Volume { name: "workspace".into(), path: "/workspace".parse().unwrap(), read_only: false }],
+            volumes: vec![Volume { name: "workspace".parse().unwrap(), path: "/workspace".parse().unwrap(), read_only: false }],
             resources: Resources { memory: "128m".parse().unwrap(), cpus: Cpus::Quota(0.5), pids: 64, nofile: Some(1024), nproc: None },
         }
     }

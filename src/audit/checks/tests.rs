@@ -37,7 +37,7 @@ fn manifest() -> SandboxManifest {
         user: "1000:1000".parse().unwrap(),
         read_only: true,
         tmpfs: vec![Tmpfs { path: "/tmp".parse().unwrap(), size: "64m".parse().unwrap(), mode: "1777".into() }],
-        volumes: vec![Volume { name: "work".into(), path: "/work".parse().unwrap(), read_only: false }],
+        volumes: vec![Volume { name: "work".parse().unwrap(), path: "/work".parse().unwrap(), read_only: false }],
         resources: Resources { memory: "128m".parse().unwrap(), cpus: Cpus::Quota(0.5), pids: 64, nofile: Some(1024), nproc: None },
     };
     let project = Project {
