@@ -73,6 +73,19 @@ impl fmt::Display for Reference {
     }
 }
 
+impl serde::Serialize for Reference {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Reference {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reference, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        Reference::parse(&text).map_err(|why| serde::de::Error::custom(format!("image reference `{text}`: {why}")))
+    }
+}
+
 /// What an image is built on: nothing, or a fully qualified image reference.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Base {

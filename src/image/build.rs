@@ -91,9 +91,8 @@ impl Ctx<'_> {
         let base = match image.base.image() {
             None => None,
             Some(reference) => {
-                let reference = reference.to_string();
-                progress(Progress::Pull(&reference));
-                Some(self.base(&reference, platform)?)
+                progress(Progress::Pull(&reference.to_string()));
+                Some(self.base(reference, platform)?)
             }
         };
         let mut manifest_layers: Vec<Descriptor> = base.as_ref().map(|b| b.manifest.layers.clone()).unwrap_or_default();
@@ -299,9 +298,11 @@ impl Ctx<'_> {
     }
 
 
-    fn base(&self, reference: &str, platform: &Platform) -> Result<Base, ImageError> {
+    fn base(&self, base: &Reference, platform: &Platform) -> Result<Base, ImageError> {
         let puller = pull::Puller::new(self.project, self.store)?;
-        let pinned = self.opts.pinned_bases.get(reference);
+        let pinned = self.opts.pinned_bases.get(base);
+        let reference = base.to_string();
+        let reference = reference.as_str();
         let mut bases: BTreeMap<String, Digest> = self.cache.read_json("bases.json");
         let key = format!("{reference} {platform}");
         let digest = match (pinned, self.opts.offline) {
@@ -324,7 +325,7 @@ impl Ctx<'_> {
         self.cache.write_json("bases.json", &bases);
         let manifest = self.store.manifest(&digest)?;
         let config = self.store.json(&manifest.config.digest)?;
-        Ok(Base { record: BaseRecord { reference: reference.into(), digest, platform: platform.clone() }, manifest, config })
+        Ok(Base { record: BaseRecord { reference: base.clone(), digest, platform: platform.clone() }, manifest, config })
     }
 
     fn base_accounts(&self, base: Option<&Base>) -> Result<accounts::Base, ImageError> {

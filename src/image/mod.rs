@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Digest, Platform};
+use crate::domain::{Digest, Platform, Reference};
 use crate::model::{Compression, Project};
 use cache::CachedLayer;
 pub use build::{Base, build, build_with, resolve_base};
@@ -47,7 +47,7 @@ pub struct BuildOptions {
     pub offline: bool,
     /// Base reference (as written in the image) -> manifest digest to use instead of resolving
     /// the tag.
-    pub pinned_bases: BTreeMap<String, Digest>,
+    pub pinned_bases: BTreeMap<Reference, Digest>,
     /// Print the timing of each phase on stderr (`-vvv`).
     pub timings: bool,
 }
@@ -55,7 +55,7 @@ pub struct BuildOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseRecord {
     /// As written in the image's `base`.
-    pub reference: String,
+    pub reference: Reference,
     /// Digest of the image manifest for the platform (never of an index).
     pub digest: Digest,
     pub platform: Platform,

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Digest, Platform};
+use crate::domain::{Digest, Platform, Reference};
 use crate::manifest::SandboxManifest;
 use crate::model::Compression;
 
@@ -64,7 +64,7 @@ pub struct LockedImage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedBase {
-    pub reference: String,
+    pub reference: Reference,
     pub platform: Platform,
     /// The manifest digest the reference resolved to for `platform`; `None` until a
     /// `galley lock` resolves it (written `"unresolved"`).
@@ -182,7 +182,7 @@ impl Lock {
     }
 
     /// Every base reference pinned (resolved) in the lock, with its digest.
-    pub fn pinned_bases(&self) -> BTreeMap<String, Digest> {
+    pub fn pinned_bases(&self) -> BTreeMap<Reference, Digest> {
         self.images
             .values()
             .filter_map(|i| i.base.as_ref())

@@ -60,7 +60,7 @@ pub fn relock(
         let Some(reference) = image.base.image() else {
             continue;
         };
-        let base = reference.to_string();
+        let base = reference.clone();
         let forced = match update {
             None => false,
             Some([]) => true,

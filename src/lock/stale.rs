@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{LOCK_VERSION, Lock, LockedBase, LockedImage, LockedOutput, LockedProject, LockedSandbox, inputs, semantic_digest};
-use crate::domain::Digest;
+use crate::domain::{Digest, Reference};
 use crate::manifest::{self, ManifestError};
 use crate::model::Project;
 
@@ -29,7 +29,7 @@ pub struct Desired<'a> {
     pub lib_root: &'a Path,
     pub old: Option<&'a Lock>,
     /// Base references resolved just now (reference -> digest), overriding the old lock.
-    pub bases: &'a BTreeMap<String, Digest>,
+    pub bases: &'a BTreeMap<Reference, Digest>,
     /// Fresh build results by image name.
     pub built: &'a BTreeMap<String, Outputs>,
 }
@@ -57,7 +57,7 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
         }
         let old = d.old.and_then(|l| l.images.get(name));
         let base = image.base.image().map(|reference| {
-            let reference = reference.to_string();
+            let reference = reference.clone();
             let locked = old
                 .and_then(|o| o.base.as_ref())
                 .filter(|b| b.reference == reference && b.platform == image.platform)

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::{ImageSource, Result, RuntimeError};
 use crate::exec::System;
-use crate::domain::Digest;
+use crate::domain::{Digest, Reference};
 use crate::image::{self, BuildOptions, Store};
 use crate::manifest::SandboxManifest;
 use crate::model::Project;
@@ -17,13 +17,13 @@ pub struct StoreImages<'a> {
     pub settings: &'a Env,
     pub project: &'a Project,
     /// Base digests pinned by the lock.
-    pub pinned_bases: BTreeMap<String, Digest>,
+    pub pinned_bases: BTreeMap<Reference, Digest>,
     /// Podman references already prepared, by image name.
     loaded: Mutex<BTreeMap<String, String>>,
 }
 
 impl<'a> StoreImages<'a> {
-    pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<String, Digest>) -> Self {
+    pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<Reference, Digest>) -> Self {
         StoreImages { settings, project, pinned_bases, loaded: Mutex::new(BTreeMap::new()) }
     }
 
