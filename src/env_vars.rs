@@ -8,6 +8,9 @@ pub const GALLEY_MASTER_KEY: &str = "GALLEY_MASTER_KEY";
 pub const GALLEY_NEW_MASTER_KEY: &str = "GALLEY_NEW_MASTER_KEY";
 /// OCI runtime passed to podman and buildah (`runc`, `crun`); detected when unset.
 pub const GALLEY_OCI_RUNTIME: &str = "GALLEY_OCI_RUNTIME";
+/// Time limit of one RUN step (`buildah run`) in seconds (default 3600); the step is stopped
+/// and the build fails when it runs longer.
+pub const GALLEY_RUN_TIMEOUT_SECS: &str = "GALLEY_RUN_TIMEOUT_SECS";
 /// The clamp for file modification times in image layers (seconds since the epoch).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// Turns colors off when set to anything.

@@ -114,6 +114,8 @@ pub enum ExecError {
     NotFound { program: String },
     #[error("cannot start `{program}`: {source}")]
     Spawn { program: String, source: std::io::Error },
+    #[error("`{command}` was stopped after its time limit of {}", seconds(*.limit))]
+    TimedOut { command: String, limit: Duration },
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed { command: String, status: String, stderr: String },
 }
@@ -131,6 +133,8 @@ pub trait Runner: Send + Sync {
         let out = self.run(cmd)?;
         if out.success() {
             Ok(out)
+        } else if let (true, Some(limit)) = (out.timed_out, cmd.timeout) {
+            Err(ExecError::TimedOut { command: cmd.display(), limit })
         } else {
             Err(ExecError::Failed {
                 command: cmd.display(),
@@ -143,6 +147,11 @@ pub trait Runner: Send + Sync {
             })
         }
     }
+}
+
+/// A time limit for messages: `90s`, `0.5s`.
+pub fn seconds(limit: Duration) -> String {
+    format!("{}s", limit.as_secs_f64())
 }
 
 /// The last `n` lines of `text`.
@@ -240,6 +249,12 @@ fn wait_with_timeout(
         match child.try_wait() {
             Ok(Some(status)) => return (Ok(status), false),
             Ok(None) if start.elapsed() >= limit => {
+                // Everything it started goes too (a `buildah run`'s container process sits in
+                // its own session, so only its parent links lead to it).
+                for pid in descendants(child.id()) {
+                    // SAFETY: kill(2) with a pid read from /proc.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 return (child.wait(), true);
             }
@@ -247,6 +262,30 @@ fn wait_with_timeout(
             Err(e) => return (Err(e), false),
         }
     }
+}
+
+/// The processes below `root` (children, their children, ...), from /proc's parent links.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name is in parentheses and may hold spaces: the parent follows the last ')'.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// Records every command and answers from a script, for unit tests.

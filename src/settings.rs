@@ -3,6 +3,7 @@
 //! is all library code below the CLI is given.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::env_vars;
 
@@ -82,12 +83,17 @@ pub struct Env {
     /// The mtime clamp of image layers: `SOURCE_DATE_EPOCH`, else 0.
     pub source_date_epoch: u64,
     pub oci_runtime: OciRuntime,
+    /// The time limit of one RUN step: `GALLEY_RUN_TIMEOUT_SECS`, else [`RUN_TIMEOUT`].
+    pub run_timeout: Duration,
 }
+
+/// The default time limit of one RUN step.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Env {
     /// The paths, with the values an empty environment gives (runc, epoch 0).
     pub fn new(project_dir: PathBuf, home: PathBuf) -> Self {
-        Env { project_dir, home, source_date_epoch: 0, oci_runtime: OciRuntime::Named("runc".into()) }
+        Env { project_dir, home, source_date_epoch: 0, oci_runtime: OciRuntime::Named("runc".into()), run_timeout: RUN_TIMEOUT }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -143,6 +149,10 @@ impl Settings {
             home: default_home(&get),
             source_date_epoch: get(env_vars::SOURCE_DATE_EPOCH).and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             oci_runtime: detect(get(env_vars::GALLEY_OCI_RUNTIME).filter(|v| !v.is_empty())),
+            run_timeout: get(env_vars::GALLEY_RUN_TIMEOUT_SECS)
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|&s: &u64| s > 0)
+                .map_or(RUN_TIMEOUT, Duration::from_secs),
         };
         Settings {
             env,

@@ -324,13 +324,15 @@ impl Ctx<'_> {
         bases.insert(key, digest);
         self.cache.write_json("bases.json", &bases);
         let manifest = self.store.manifest(&digest)?;
+        super::screen::screen_base(self.cache, self.store, reference, &manifest)?;
         let config = self.store.json(&manifest.config.digest)?;
         Ok(Base { record: BaseRecord { reference: base.clone(), digest, platform: platform.clone() }, manifest, config })
     }
 
     fn base_accounts(&self, base: Option<&Base>) -> Result<accounts::Base, ImageError> {
         let Some(b) = base else { return Ok(accounts::Base::default()) };
-        let mut found = super::read_from_layers(self.store, &b.manifest.layers, &["etc/passwd", "etc/group", "etc/shadow"])?;
+        let mut found = super::read_from_layers(self.store, &b.manifest.layers, &["etc/passwd", "etc/group", "etc/shadow"])
+            .map_err(|e| ImageError::Other(format!("base `{}`: {e}", b.record.reference)))?;
         let mut take = |p: &str| found.remove(p).map(|b| String::from_utf8_lossy(&b).into_owned());
         Ok(accounts::Base { passwd: take("etc/passwd"), group: take("etc/group"), shadow: take("etc/shadow") })
     }

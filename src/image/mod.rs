@@ -22,6 +22,7 @@ pub mod podman;
 pub mod pull;
 pub mod repro;
 pub mod run;
+pub mod screen;
 mod stack;
 pub mod store;
 mod walk;
@@ -106,6 +107,8 @@ pub enum ImageError {
     Pull(#[from] pull::PullError),
     #[error("RUN step failed: {0}")]
     Run(String),
+    #[error("base `{base}`: layer {layer}: entry `{entry}` {why}; it was refused before any RUN step\nhelp: use a base whose layers keep every entry inside the image root")]
+    HostileBase { base: String, layer: Digest, entry: String, why: String },
     #[error("no image named `{0}` in this project")]
     Unknown(String),
     #[error("{0}")]

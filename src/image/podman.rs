@@ -5,6 +5,11 @@ use crate::domain::Digest;
 use crate::exec::{Cmd, Runner};
 use crate::image::{self, Store};
 
+/// Time limit of copying an image into podman's storage (`podman pull` of an OCI layout).
+pub const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+/// Time limit of podman's quick image calls (exists, tag, images, rmi).
+pub const QUICK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The podman tag of a built image.
 pub fn tag(project: &str, image: &str, manifest_digest: &Digest) -> String {
     format!("localhost/galley/{project}/{image}:{}", manifest_digest.short())
@@ -15,7 +20,7 @@ pub fn tag(project: &str, image: &str, manifest_digest: &Digest) -> String {
 pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: &str) -> Result<bool, String> {
     let id = built.config_digest.hex();
     let id = id.as_str();
-    let exists = runner.run(&Cmd::new("podman").args(["image", "exists", id])).map_err(|e| e.to_string())?.success();
+    let exists = runner.run(&Cmd::new("podman").args(["image", "exists", id]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?.success();
     if !exists {
         // podman derives a name from an `oci:` path, so hand it a copy at a plain path.
         let tmp = store.root().parent().map(|h| h.join("tmp")).unwrap_or_else(std::env::temp_dir);
@@ -24,9 +29,9 @@ pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: 
         desc.annotations = None;
         image::run::export_layout(store, dir.path(), &desc, "image").map_err(|e| e.to_string())?;
         let src = format!("oci:{}:image", dir.path().display());
-        runner.check(&Cmd::new("podman").args(["pull", "--quiet", src.as_str()])).map_err(|e| e.to_string())?;
+        runner.check(&Cmd::new("podman").args(["pull", "--quiet", src.as_str()]).timeout(LOAD_TIMEOUT)).map_err(|e| e.to_string())?;
     }
-    runner.check(&Cmd::new("podman").args(["tag", id, tag])).map_err(|e| e.to_string())?;
+    runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
     Ok(!exists)
 }
 
@@ -45,7 +50,7 @@ pub struct PodmanImage {
 pub fn images(runner: &dyn Runner) -> Result<Vec<PodmanImage>, String> {
     // podman lists images and then reads each one; an image another process removes in between
     // fails the whole listing ("image not known"). Such a race is over at once: list again.
-    let list = Cmd::new("podman").args(["images", "--format", "json"]);
+    let list = Cmd::new("podman").args(["images", "--format", "json"]).timeout(QUICK_TIMEOUT);
     let mut attempt = 1;
     let out = loop {
         match runner.check(&list) {
@@ -78,7 +83,7 @@ const LIST_ATTEMPTS: u32 = 5;
 
 /// Remove the name `tag`; podman removes the image with its last name.
 pub fn remove_tag(runner: &dyn Runner, tag: &str) -> Result<(), String> {
-    runner.check(&Cmd::new("podman").args(["rmi", tag])).map(drop).map_err(|e| e.to_string())
+    runner.check(&Cmd::new("podman").args(["rmi", tag]).timeout(QUICK_TIMEOUT)).map(drop).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ pub enum PullError {
     Verify { reference: String, what: String, digest: Digest, message: String },
     #[error("{reference} has no image for platform {platform} (it offers: {offered})")]
     NoPlatform { reference: String, platform: String, offered: String },
+    #[error("{reference}: the {what} is {size} bytes, over galley's limit of {limit}; nothing was stored")]
+    TooLarge { reference: String, what: String, size: u64, limit: u64 },
+    #[error("{reference}: the index offers {manifest} for {claimed}, but its image config is for {actual}; nothing was stored")]
+    PlatformMismatch { reference: String, manifest: Digest, claimed: String, actual: String },
     #[error("base `{reference}` is not available offline: {message}")]
     Offline { reference: String, message: String },
     #[error(transparent)]
@@ -40,6 +44,15 @@ pub enum PullError {
     #[error("{0}")]
     Other(String),
 }
+
+/// The largest manifest or index galley accepts, in bytes (distribution's own limit for the
+/// manifests it serves and fetches, 4 MiB).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The largest image config galley accepts, in bytes.
+pub const MAX_CONFIG: u64 = 4 << 20;
+/// The largest layer galley accepts, in bytes (64 GiB): a descriptor claiming more is refused
+/// before anything is downloaded.
+pub const MAX_LAYER: u64 = 64 << 30;
 
 const ACCEPT: &[&str] = &[config::MEDIA_MANIFEST, config::MEDIA_INDEX, config::DOCKER_MANIFEST, config::DOCKER_LIST];
 
@@ -144,6 +157,9 @@ impl<'a> Puller<'a> {
             .rt
             .block_on(client.pull_manifest_raw(&oref, &RegistryAuth::Anonymous, ACCEPT))
             .map_err(|e| Self::registry_err(proxy, &shown, e))?;
+        if bytes.len() as u64 > MAX_MANIFEST {
+            return Err(PullError::TooLarge { reference: shown, what: "manifest".into(), size: bytes.len() as u64, limit: MAX_MANIFEST });
+        }
         let actual = Digest::of(&bytes);
         if let Some(d) = expected
             && *d != actual {
@@ -157,7 +173,8 @@ impl<'a> Puller<'a> {
         Ok((bytes.to_vec(), actual))
     }
 
-    /// The platform's manifest: bytes and digest, following an index.
+    /// The platform's manifest: bytes and digest, following an index, and the platform the
+    /// index claims for it.
     fn platform_manifest(
         &self,
         client: &oci_client::Client,
@@ -165,11 +182,11 @@ impl<'a> Puller<'a> {
         r: &Reference,
         pinned: Option<&Digest>,
         platform: &Platform,
-    ) -> Result<(Vec<u8>, Digest), PullError> {
+    ) -> Result<(Vec<u8>, Digest, Option<Platform>), PullError> {
         let (bytes, digest) = self.fetch_manifest(client, proxy, r, pinned.or(r.digest.as_ref()))?;
         let doc = config::parse_any(&bytes).map_err(|m| PullError::Registry { reference: r.to_string(), message: m })?;
         match doc {
-            AnyManifest::Image(_) => Ok((bytes, digest)),
+            AnyManifest::Image(_) => Ok((bytes, digest, None)),
             AnyManifest::Index(index) => {
                 let chosen = index
                     .manifests
@@ -185,6 +202,9 @@ impl<'a> Puller<'a> {
                             .collect::<Vec<_>>()
                             .join(", "),
                     })?;
+                if chosen.size > MAX_MANIFEST {
+                    return Err(PullError::TooLarge { reference: r.to_string(), what: "manifest".into(), size: chosen.size, limit: MAX_MANIFEST });
+                }
                 let (bytes, digest) = self.fetch_manifest(client, proxy, r, Some(&chosen.digest))?;
                 if chosen.size != bytes.len() as u64 {
                     return Err(PullError::Verify {
@@ -194,7 +214,7 @@ impl<'a> Puller<'a> {
                         message: format!("{} bytes, the index says {}", bytes.len(), chosen.size),
                     });
                 }
-                Ok((bytes, digest))
+                Ok((bytes, digest, chosen.platform.clone()))
             }
         }
     }
@@ -217,17 +237,59 @@ impl<'a> Puller<'a> {
                     return Ok(*d);
                 }
         let (client, proxy) = self.session(&r)?;
-        let (bytes, digest) = self.platform_manifest(&client, &proxy, &r, pinned, platform)?;
+        let (bytes, digest, claimed) = self.platform_manifest(&client, &proxy, &r, pinned, platform)?;
         let manifest: config::Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| PullError::Registry { reference: r.to_string(), message: format!("bad manifest: {e}") })?;
-        let mut blobs = vec![manifest.config.clone()];
-        blobs.extend(manifest.layers.iter().cloned());
-        for d in &blobs {
-            self.fetch_blob(&client, &proxy, &r, d)?;
+        check_sizes(&r.to_string(), &manifest)?;
+        // Blobs this pull brings in are taken out again when it is refused.
+        let mut fetched = Vec::new();
+        let result = self.fetch_all(&client, &proxy, &r, &manifest, &digest, claimed.as_ref(), &mut fetched);
+        if result.is_err() {
+            for d in &fetched {
+                let _ = self.store.remove_blob(d);
+            }
+            return result.map(|_| digest);
         }
         // The manifest goes in last, so a manifest in the store always has its blobs.
         self.store.put(&bytes)?;
         Ok(digest)
+    }
+
+    /// Fetch the config (and check it against the platform the index `claimed`), then the
+    /// layers; what is new in the store is pushed onto `fetched`.
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_all(
+        &self,
+        client: &oci_client::Client,
+        proxy: &Proxy,
+        r: &Reference,
+        manifest: &config::Manifest,
+        digest: &Digest,
+        claimed: Option<&Platform>,
+        fetched: &mut Vec<Digest>,
+    ) -> Result<(), PullError> {
+        for (i, d) in std::iter::once(&manifest.config).chain(&manifest.layers).enumerate() {
+            if !self.store.has_blob(&d.digest) {
+                fetched.push(d.digest);
+            }
+            self.fetch_blob(client, proxy, r, d)?;
+            if i == 0
+                && let Some(claimed) = claimed
+            {
+                let cfg = self.store.json(&d.digest)?;
+                let field = |k: &str| cfg.get(k).and_then(serde_json::Value::as_str);
+                let actual = Platform::new(field("os").unwrap_or_default(), field("architecture").unwrap_or_default(), field("variant"));
+                if !actual.as_ref().is_ok_and(|a| claimed.matches(a)) {
+                    return Err(PullError::PlatformMismatch {
+                        reference: r.to_string(),
+                        manifest: *digest,
+                        claimed: claimed.to_string(),
+                        actual: actual.map(|a| a.to_string()).unwrap_or_else(|_| format!("{}/{}", field("os").unwrap_or("?"), field("architecture").unwrap_or("?"))),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn fetch_blob(&self, client: &oci_client::Client, proxy: &Proxy, r: &Reference, d: &Descriptor) -> Result<(), PullError> {
@@ -309,6 +371,15 @@ impl<'a> Puller<'a> {
             .map_err(|e| Self::registry_err(&proxy, &shown, e))?;
         Ok(*manifest_digest)
     }
+}
+
+/// Refuse a manifest whose config or layers claim more than galley accepts, before any download.
+fn check_sizes(reference: &str, manifest: &config::Manifest) -> Result<(), PullError> {
+    let over = |what: &str, d: &Descriptor, limit: u64| {
+        (d.size > limit).then(|| PullError::TooLarge { reference: reference.into(), what: format!("{what} {}", d.digest), size: d.size, limit })
+    };
+    let first = over("config", &manifest.config, MAX_CONFIG).or_else(|| manifest.layers.iter().find_map(|l| over("layer", l, MAX_LAYER)));
+    first.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

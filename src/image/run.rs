@@ -25,6 +25,13 @@ use crate::exec::{Cmd, Runner, System};
 use crate::model::RunStep;
 use crate::settings::Env;
 
+/// Time limits of the buildah calls around a RUN step (the step itself has
+/// [`Env::run_timeout`]): making the container from the parent layout and committing it copy
+/// whole images; removing them is quick.
+pub const FROM_TIMEOUT: Duration = Duration::from_secs(900);
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(900);
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Where the project is mounted inside RUN steps.
 pub const SRC_MOUNT: &str = "/galley/src";
 
@@ -75,14 +82,21 @@ pub fn run_step(
     let name = format!("galley-run-{}", Digest::of(work.path().as_os_str().as_encoded_bytes()).short());
     let buildah = |args: Vec<String>| Cmd::new("buildah").args(args);
     runner
-        .check(&buildah(vec!["from".into(), "--quiet".into(), "--name".into(), name.clone(), format!("oci:{}:parent", parent_dir.display())]))
+        .check(&buildah(vec!["from".into(), "--quiet".into(), "--name".into(), name.clone(), format!("oci:{}:parent", parent_dir.display())]).timeout(FROM_TIMEOUT))
         .map_err(run_err)?;
     // buildah names the image it copied from the layout after the layout's path.
     let image_name = format!("localhost{}:latest", parent_dir.display());
     let cleanup = Cleanup { runner, name: name.clone(), image_name };
-    let out = runner
-        .run(&buildah(run_args(&name, step, &project_dir, runtime)).timeout(Duration::from_secs(3600)))
-        .map_err(run_err)?;
+    let run = buildah(run_args(&name, step, &project_dir, runtime)).timeout(settings.run_timeout);
+    let out = runner.run(&run).map_err(run_err)?;
+    if out.timed_out {
+        return Err(ImageError::Run(format!(
+            "`{}` was stopped after its time limit of {}\nhelp: make the step finish sooner, or raise {}",
+            run.display(),
+            crate::exec::seconds(settings.run_timeout),
+            crate::env_vars::GALLEY_RUN_TIMEOUT_SECS
+        )));
+    }
     if !out.success() {
         return Err(ImageError::Run(format!(
             "`{}` exited with {}:\n{}{}",
@@ -103,7 +117,7 @@ pub fn run_step(
             epoch.to_string(),
             name.clone(),
             format!("oci:{}:out", out_dir.display()),
-        ]))
+        ]).timeout(COMMIT_TIMEOUT))
         .map_err(run_err)?;
     drop(cleanup);
     let spill = tempfile::tempfile_in(settings.home.join("tmp")).map_err(|e| run_err(format!("spill file: {e}")))?;
@@ -141,10 +155,10 @@ struct Cleanup<'a> {
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let _ = self.runner.run(&Cmd::new("buildah").args(["rm", self.name.as_str()]));
+        let _ = self.runner.run(&Cmd::new("buildah").args(["rm", self.name.as_str()]).timeout(CLEANUP_TIMEOUT));
         // The parent image buildah copied into its storage.
         // Untags it, and removes it once no other name or container uses it.
-        let _ = self.runner.run(&Cmd::new("buildah").args(["rmi", self.image_name.as_str()]));
+        let _ = self.runner.run(&Cmd::new("buildah").args(["rmi", self.image_name.as_str()]).timeout(CLEANUP_TIMEOUT));
     }
 }
 

@@ -222,6 +222,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Delete blob `digest` (a refused pull's).
+    pub fn remove_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        fs::remove_file(&path).map_err(io_err(&path))
+    }
+
     /// Take blob `digest` out of the store in one step: rename it into `trash` (a directory on
     /// the same file system), where the caller deletes it.
     pub fn move_blob(&self, digest: &Digest, trash: &Path) -> Result<(), StoreError> {
