@@ -3,6 +3,7 @@
 //! is all library code below the CLI is given.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::env_vars;
 
@@ -82,12 +83,50 @@ pub struct Env {
     /// The mtime clamp of image layers: `SOURCE_DATE_EPOCH`, else 0.
     pub source_date_epoch: u64,
     pub oci_runtime: OciRuntime,
+    /// The bounds of evaluating galley.ncl.
+    pub eval: EvalLimits,
+}
+
+/// What evaluating galley.ncl may use: it runs in a child process (`exe`) killed at `timeout`,
+/// whose memory is capped at `memory_bytes` and whose evaluating thread has a `stack_bytes` stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalLimits {
+    /// The galley executable that runs the hidden evaluator subcommand.
+    pub exe: PathBuf,
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub stack_bytes: u64,
+}
+
+impl EvalLimits {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_MEMORY_MB: u64 = 2048;
+    pub const DEFAULT_STACK_MB: u64 = 256;
+    const MIB: u64 = 1024 * 1024;
+
+    /// The limits the environment sets (`GALLEY_EVAL_*`), each else its default; this
+    /// executable runs the evaluator.
+    pub fn resolve(get: impl Fn(&str) -> Option<String>) -> Self {
+        let number = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok()).filter(|n| *n > 0);
+        EvalLimits {
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("galley")),
+            timeout: number(env_vars::GALLEY_EVAL_TIMEOUT_MS).map_or(Self::DEFAULT_TIMEOUT, Duration::from_millis),
+            memory_bytes: number(env_vars::GALLEY_EVAL_MEMORY_MB).unwrap_or(Self::DEFAULT_MEMORY_MB) * Self::MIB,
+            stack_bytes: number(env_vars::GALLEY_EVAL_STACK_MB).unwrap_or(Self::DEFAULT_STACK_MB) * Self::MIB,
+        }
+    }
 }
 
 impl Env {
-    /// The paths, with the values an empty environment gives (runc, epoch 0).
+    /// The paths, with the values an empty environment gives (runc, epoch 0, default limits).
     pub fn new(project_dir: PathBuf, home: PathBuf) -> Self {
-        Env { project_dir, home, source_date_epoch: 0, oci_runtime: OciRuntime::Named("runc".into()) }
+        Env {
+            project_dir,
+            home,
+            source_date_epoch: 0,
+            oci_runtime: OciRuntime::Named("runc".into()),
+            eval: EvalLimits::resolve(|_| None),
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -143,6 +182,7 @@ impl Settings {
             home: default_home(&get),
             source_date_epoch: get(env_vars::SOURCE_DATE_EPOCH).and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             oci_runtime: detect(get(env_vars::GALLEY_OCI_RUNTIME).filter(|v| !v.is_empty())),
+            eval: EvalLimits::resolve(&get),
         };
         Settings {
             env,
