@@ -26,3 +26,9 @@ pub const GALLEY_LSP_TIMEOUT_MS: &str = "GALLEY_LSP_TIMEOUT_MS";
 pub const CONTAINERS_CONF: &str = "CONTAINERS_CONF";
 /// Where a rootless podman's containers.conf lives when set.
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// Every command: wall-clock limit of evaluating galley.ncl in milliseconds (default 10000).
+pub const GALLEY_EVAL_TIMEOUT_MS: &str = "GALLEY_EVAL_TIMEOUT_MS";
+/// Every command: memory limit of the evaluator process in MiB (default 2048).
+pub const GALLEY_EVAL_MEMORY_MB: &str = "GALLEY_EVAL_MEMORY_MB";
+/// Every command: stack of the evaluating thread in MiB (default 256; part of the memory limit).
+pub const GALLEY_EVAL_STACK_MB: &str = "GALLEY_EVAL_STACK_MB";

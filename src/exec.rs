@@ -27,6 +27,9 @@ pub struct Cmd {
     pub stdin: Option<Vec<u8>>,
     /// Kill the process after this long.
     pub timeout: Option<Duration>,
+    /// Keep at most this many bytes of standard output; the rest is read and dropped, and
+    /// [`Output::stdout_overflowed`] says so.
+    pub stdout_limit: Option<usize>,
 }
 
 impl Cmd {
@@ -73,6 +76,11 @@ impl Cmd {
         self
     }
 
+    pub fn stdout_limit(mut self, bytes: usize) -> Cmd {
+        self.stdout_limit = Some(bytes);
+        self
+    }
+
     /// `program arg arg`, for messages. Arguments are shown as given; callers never put secret
     /// values in argv, so this is safe to print.
     pub fn display(&self) -> String {
@@ -92,6 +100,10 @@ pub struct Output {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub timed_out: bool,
+    /// The signal that ended the process, when one did (the timeout's kill included).
+    pub signal: Option<i32>,
+    /// Standard output went past [`Cmd::stdout_limit`] and was cut there.
+    pub stdout_overflowed: bool,
 }
 
 impl Output {
@@ -207,18 +219,22 @@ impl Runner for System {
         }
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let out_reader = std::thread::spawn(move || read_all(stdout));
+        let limit = cmd.stdout_limit.map_or(u64::MAX, |l| l as u64);
+        let out_reader = std::thread::spawn(move || read_at_most(stdout, limit));
         let err_reader = std::thread::spawn(move || read_all(stderr));
         let (status, timed_out) = match cmd.timeout {
             None => (child.wait(), false),
             Some(limit) => wait_with_timeout(&mut child, limit),
         };
         let status = status.map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
+        let (stdout, stdout_overflowed) = out_reader.join().unwrap_or_default();
         Ok(Output {
             code: if timed_out { None } else { status.code() },
-            stdout: out_reader.join().unwrap_or_default(),
+            stdout,
             stderr: err_reader.join().unwrap_or_default(),
             timed_out,
+            signal: std::os::unix::process::ExitStatusExt::signal(&status),
+            stdout_overflowed,
         })
     }
 
@@ -238,6 +254,16 @@ fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
     let mut buf = Vec::new();
     let _ = r.read_to_end(&mut buf);
     buf
+}
+
+/// The first `limit` bytes of `r`, and whether there were more (read to the end and dropped, so
+/// the writer never blocks).
+fn read_at_most(mut r: impl std::io::Read, limit: u64) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let _ = r.by_ref().take(limit).read_to_end(&mut buf);
+    let rest = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0);
+    (buf, rest > 0)
 }
 
 fn wait_with_timeout(
@@ -357,6 +383,20 @@ mod tests {
         let out = System.run(&Cmd::new("sleep").arg("5").timeout(Duration::from_millis(100))).unwrap();
         assert!(out.timed_out);
         assert!(!out.success());
+    }
+
+    #[test]
+    fn output_past_the_limit_is_cut_and_flagged() {
+        let out = System.run(&Cmd::new("head").args(["-c", "100000", "/dev/zero"]).stdout_limit(10)).unwrap();
+        assert_eq!((out.stdout.len(), out.stdout_overflowed), (10, true));
+        let out = System.run(&Cmd::new("printf").arg("abc").stdout_limit(3)).unwrap();
+        assert_eq!((out.stdout.as_slice(), out.stdout_overflowed), (&b"abc"[..], false));
+    }
+
+    #[test]
+    fn the_signal_that_ended_a_process_is_reported() {
+        let out = System.run(&Cmd::new("sh").args(["-c", "kill -SEGV $$"])).unwrap();
+        assert_eq!((out.code, out.signal), (None, Some(libc::SIGSEGV)));
     }
 
     #[test]

@@ -85,15 +85,54 @@ pub struct Env {
     pub oci_runtime: OciRuntime,
     /// The time limit of one RUN step: `GALLEY_RUN_TIMEOUT_SECS`, else [`RUN_TIMEOUT`].
     pub run_timeout: Duration,
+    /// The bounds of evaluating galley.ncl.
+    pub eval: EvalLimits,
+}
+
+/// What evaluating galley.ncl may use: it runs in a child process (`exe`) killed at `timeout`,
+/// whose memory is capped at `memory_bytes` and whose evaluating thread has a `stack_bytes` stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalLimits {
+    /// The galley executable that runs the hidden evaluator subcommand.
+    pub exe: PathBuf,
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub stack_bytes: u64,
+}
+
+impl EvalLimits {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_MEMORY_MB: u64 = 2048;
+    pub const DEFAULT_STACK_MB: u64 = 256;
+    const MIB: u64 = 1024 * 1024;
+
+    /// The limits the environment sets (`GALLEY_EVAL_*`), each else its default; this
+    /// executable runs the evaluator.
+    pub fn resolve(get: impl Fn(&str) -> Option<String>) -> Self {
+        let number = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok()).filter(|n| *n > 0);
+        EvalLimits {
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("galley")),
+            timeout: number(env_vars::GALLEY_EVAL_TIMEOUT_MS).map_or(Self::DEFAULT_TIMEOUT, Duration::from_millis),
+            memory_bytes: number(env_vars::GALLEY_EVAL_MEMORY_MB).unwrap_or(Self::DEFAULT_MEMORY_MB) * Self::MIB,
+            stack_bytes: number(env_vars::GALLEY_EVAL_STACK_MB).unwrap_or(Self::DEFAULT_STACK_MB) * Self::MIB,
+        }
+    }
 }
 
 /// The default time limit of one RUN step.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Env {
-    /// The paths, with the values an empty environment gives (runc, epoch 0).
+    /// The paths, with the values an empty environment gives (runc, epoch 0, default limits).
     pub fn new(project_dir: PathBuf, home: PathBuf) -> Self {
-        Env { project_dir, home, source_date_epoch: 0, oci_runtime: OciRuntime::Named("runc".into()), run_timeout: RUN_TIMEOUT }
+        Env {
+            project_dir,
+            home,
+            source_date_epoch: 0,
+            oci_runtime: OciRuntime::Named("runc".into()),
+            run_timeout: RUN_TIMEOUT,
+            eval: EvalLimits::resolve(|_| None),
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -153,6 +192,7 @@ impl Settings {
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|&s: &u64| s > 0)
                 .map_or(RUN_TIMEOUT, Duration::from_secs),
+            eval: EvalLimits::resolve(&get),
         };
         Settings {
             env,

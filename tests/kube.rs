@@ -290,7 +290,7 @@ fn the_restricted_checks_catch_each_violation() {
 fn known_digests_pin_images_and_instances_name_namespaces() {
     let home = tempfile::tempdir().unwrap();
     let settings = galley::settings::Env::new(example_dir("web"), home.path().to_owned());
-    let loaded = galley::project::load(&settings, None).unwrap();
+    let loaded = galley::project::load_unbounded(&settings, None).unwrap();
     let digest = format!("sha256:{}", "ab".repeat(32));
     let digests = BTreeMap::from([("web".to_owned(), digest.parse().unwrap())]);
     let desired = kube::desired(&settings, &loaded.project, "pr-7", Some(&digests)).unwrap();

@@ -19,7 +19,7 @@ pub enum Deny {
 }
 
 pub fn run(env: &Env, out: &Printer, args: &CheckArgs) -> Outcome {
-    let mut diagnostics = match project::load(env, None) {
+    let mut diagnostics = match project::load(env, &crate::exec::System, None) {
         Ok(loaded) => loaded.diagnostics,
         Err(diagnostics) => diagnostics,
     };

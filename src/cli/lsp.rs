@@ -50,6 +50,8 @@ pub fn eval(env: &Env, out: &Printer, args: &EvalArgs) -> Outcome {
         let path = env.config_path();
         std::fs::read_to_string(&path).map_err(|e| CliError::user(format!("cannot read {}: {e}", path.display()), None))?
     };
-    out.data(lsp::eval_report(env, &text));
+    let report = crate::project::confine(env.eval.memory_bytes, env.eval.stack_bytes, || lsp::eval_report(env, &text))
+        .map_err(|e| CliError::user(e, None))?;
+    out.data(report);
     Ok(ExitStatus::Success)
 }

@@ -109,6 +109,9 @@ pub enum Command {
     /// Evaluate galley.ncl for the language server and print its diagnostics as JSON
     #[command(name = "__eval", hide = true)]
     Eval(lsp::EvalArgs),
+    /// Evaluate galley.ncl under the evaluator's limits and print the result for the parent galley
+    #[command(name = "__load", hide = true)]
+    Evaluate(project::EvaluateArgs),
     /// Build the project's images into the store and print their digests
     Build(build::BuildArgs),
     /// Push an image of this project to a registry
@@ -173,6 +176,7 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Verify(args) => verify::run(env, out, &args, sarif),
         Command::Lsp(args) => lsp::run(env, &args),
         Command::Eval(args) => lsp::eval(env, out, &args),
+        Command::Evaluate(args) => project::evaluate(out, env, &args),
         Command::Build(args) => build::run(env, out, &args),
         Command::Push(args) => push::run(env, out, &args),
         Command::Load(args) => load::run(env, out, &args),

@@ -44,6 +44,10 @@ catalogue! {
     Export = "G008", Error, "value cannot be exported as data (a function or an unevaluated value)", None;
     Timeout = "G009", Error, "evaluation timed out", Some("look for unbounded recursion");
     SchemaBug = "G010", Error, "galley's schema accepted a value its model rejects (a bug in galley)", Some("please report it, with the config that triggers it");
+    EvalTimeout = "G011", Error, "evaluation exceeded its time limit", None;
+    EvalMemory = "G012", Error, "evaluation exceeded its memory limit", None;
+    EvalStack = "G013", Error, "evaluation exceeded its stack limit (recursion too deep)", None;
+    EvalCrashed = "G014", Error, "evaluation stopped without a result (a crash)", Some("please report it, with the config that triggers it");
     InvalidName = "G020", Error, "invalid name", None;
     InvalidPort = "G021", Error, "invalid port", None;
     InvalidPath = "G022", Error, "invalid path in the sandbox", None;

@@ -54,6 +54,22 @@ impl SpanIndex {
         self.children.keys().map(String::as_str)
     }
 
+    /// Every field path with the spans of its name and value, and the keys of every record:
+    /// what [`SpanIndex::from_parts`] rebuilds the index from (the evaluator sends it across a
+    /// process boundary).
+    pub fn parts(&self) -> (impl Iterator<Item = (&str, Option<&Location>, Option<&Location>)>, &BTreeMap<String, Vec<String>>) {
+        let entries = self.entries.iter().map(|(k, e)| (k.as_str(), e.name.as_ref(), e.value.as_ref()));
+        (entries, &self.children)
+    }
+
+    pub fn from_parts(
+        entries: impl IntoIterator<Item = (String, Option<Location>, Option<Location>)>,
+        children: BTreeMap<String, Vec<String>>,
+    ) -> SpanIndex {
+        let entries = entries.into_iter().map(|(k, name, value)| (k, Entry { name, value })).collect();
+        SpanIndex { entries, children }
+    }
+
     fn walk_up(&self, path: &str, pick: impl Fn(&Entry) -> Option<Location>) -> Option<Location> {
         let mut path = path;
         loop {

@@ -49,7 +49,7 @@ pub enum Outcome {
 
 /// Child side: evaluate `text` as the project's galley.ncl and return the JSON report.
 pub fn report(settings: &Env, text: &str) -> String {
-    let diagnostics = match crate::project::load(settings, Some(text)) {
+    let diagnostics = match crate::project::load_unbounded(settings, Some(text)) {
         Ok(loaded) => loaded.diagnostics,
         Err(diagnostics) => diagnostics,
     };

@@ -233,7 +233,7 @@ impl Fixture {
     /// The manifest of the sandbox, resolved with `digest` as its image's.
     pub fn manifest(&self, digest: &str) -> galley::manifest::SandboxManifest {
         let s = self.settings();
-        let loaded = galley::project::load(&s, None).expect("the test project evaluates");
+        let loaded = galley::project::load_unbounded(&s, None).expect("the test project evaluates");
         let digest = digest.parse().expect("podman reports the image digest as sha256:<hex>");
         galley::manifest::resolve(&loaded.project, SANDBOX, Some(digest), &s.lib_root()).unwrap()
     }
@@ -241,7 +241,7 @@ impl Fixture {
     /// Write the sandbox's seccomp profile where the runner would, and return its path.
     pub fn seccomp_file(&self) -> PathBuf {
         let s = self.settings();
-        let loaded = galley::project::load(&s, None).unwrap();
+        let loaded = galley::project::load_unbounded(&s, None).unwrap();
         let profile =
             galley::seccomp::resolve(&s.lib_root(), &loaded.project.sandboxes[SANDBOX].seccomp).unwrap().unwrap();
         let path = self.dir.path().join("seccomp.json");
