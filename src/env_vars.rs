@@ -23,3 +23,9 @@ pub const GALLEY_LSP_TIMEOUT_MS: &str = "GALLEY_LSP_TIMEOUT_MS";
 pub const CONTAINERS_CONF: &str = "CONTAINERS_CONF";
 /// Where a rootless podman's containers.conf lives when set.
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+/// `galley cp` out: caps on file data bytes, entries, directory depth and path bytes
+/// (defaults in `runtime::copy_out`).
+pub const GALLEY_CP_MAX_BYTES: &str = "GALLEY_CP_MAX_BYTES";
+pub const GALLEY_CP_MAX_ENTRIES: &str = "GALLEY_CP_MAX_ENTRIES";
+pub const GALLEY_CP_MAX_DEPTH: &str = "GALLEY_CP_MAX_DEPTH";
+pub const GALLEY_CP_MAX_PATH_BYTES: &str = "GALLEY_CP_MAX_PATH_BYTES";
