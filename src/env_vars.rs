@@ -32,3 +32,9 @@ pub const GALLEY_EVAL_TIMEOUT_MS: &str = "GALLEY_EVAL_TIMEOUT_MS";
 pub const GALLEY_EVAL_MEMORY_MB: &str = "GALLEY_EVAL_MEMORY_MB";
 /// Every command: stack of the evaluating thread in MiB (default 256; part of the memory limit).
 pub const GALLEY_EVAL_STACK_MB: &str = "GALLEY_EVAL_STACK_MB";
+/// `galley cp` out: caps on file data bytes, entries, directory depth and path bytes
+/// (defaults in `runtime::copy_out`).
+pub const GALLEY_CP_MAX_BYTES: &str = "GALLEY_CP_MAX_BYTES";
+pub const GALLEY_CP_MAX_ENTRIES: &str = "GALLEY_CP_MAX_ENTRIES";
+pub const GALLEY_CP_MAX_DEPTH: &str = "GALLEY_CP_MAX_DEPTH";
+pub const GALLEY_CP_MAX_PATH_BYTES: &str = "GALLEY_CP_MAX_PATH_BYTES";

@@ -1,13 +1,15 @@
 //! `galley cp`: copy files into (`galley cp LOCAL SANDBOX:PATH`) or out of
-//! (`galley cp SANDBOX:PATH LOCAL`) a sandbox's volumes. What comes out is extracted by a
-//! strict extractor that never writes outside LOCAL.
+//! (`galley cp SANDBOX:PATH LOCAL`) a sandbox's volumes. What comes out is read beneath the
+//! volume's mountpoint without following links, within the `GALLEY_CP_MAX_*` caps, and lands
+//! in LOCAL whole or not at all.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Args;
 
 use super::plan::{self as common, InstanceArg};
 use super::{CliError, ExitStatus, Outcome, Printer};
+use crate::runtime::copy_out::Limits;
 use crate::runtime::{cp, RuntimeError};
 use crate::settings::Env;
 
@@ -38,15 +40,9 @@ pub fn run(env: &Env, out: &Printer, args: &CpArgs) -> Outcome {
             Ok::<_, RuntimeError>((None, skipped))
         })(),
         (Some((m, path)), None) => (|| {
-            let source = cp::volume_path(m, &path)?;
-            let from = format!("{}:{source}", session.instance.container(&m.sandbox));
-            let out = podman.runner.check(&podman.cmd().args(["cp", &from, "-"]))?;
-            let dest = PathBuf::from(&args.destination);
-            if !dest.is_dir() {
-                fs_err::create_dir(&dest).map_err(RuntimeError::io(&dest))?;
-            }
-            let (written, skipped) = cp::extract(out.stdout.as_slice(), &dest)?;
-            Ok((Some(written), skipped))
+            let limits = Limits::from_env(|k| std::env::var(k).ok())?;
+            let copied = cp::copy_out(&podman, &session.instance, m, &path, Path::new(&args.destination), limits)?;
+            Ok((Some(copied.files), copied.skipped))
         })(),
         _ => {
             return Err(CliError::user(

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod attach;
 pub mod cp;
+pub mod copy_out;
 pub mod gc;
 pub mod doctor;
 pub mod host;
@@ -33,6 +34,8 @@ pub enum RuntimeError {
     Exec(#[from] crate::exec::ExecError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Copy(#[from] copy_out::CopyError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot parse `podman {command}` output: {message}")]
@@ -75,6 +78,7 @@ impl RuntimeError {
                 naming::apply_command(instance)
             )),
             RuntimeError::NotRunning { instance, .. } => Some(format!("run `{}`", naming::apply_command(instance))),
+            RuntimeError::Copy(e) => e.help(),
             _ => None,
         }
     }
