@@ -20,7 +20,7 @@ use crate::domain::labels::{LABEL_IMAGE, LABEL_INSTANCE, LABEL_MANIFEST, LABEL_P
 use crate::exec::{Cmd, ExecError, Runner};
 use crate::manifest::{self, ManifestError, SandboxManifest};
 use crate::model::Project;
-use crate::secrets::{Resolver, SecretValue};
+use crate::secrets::SecretValue;
 
 pub use podman::{Context, Observed, observe, podman, select};
 
@@ -172,6 +172,8 @@ pub struct SandboxReport {
     pub container: String,
     /// Check id and whether it passed, in catalog order.
     pub checks: Vec<(&'static str, bool)>,
+    /// Checks that could not be made (each also failed).
+    pub not_run: Vec<&'static str>,
     pub findings: Vec<Finding>,
 }
 
@@ -183,6 +185,7 @@ impl SandboxReport {
             sandbox: sink.sandbox.into(),
             container: sink.container.into(),
             checks,
+            not_run: sink.not_run,
             findings: sink.findings,
         }
     }
@@ -192,27 +195,88 @@ impl SandboxReport {
     }
 }
 
-/// The values of a sandbox's declared secrets, to look for where they must not be: those the
-/// host can resolve through the project's [`Resolver`], each at least
-/// [`kernel::MIN_SECRET_LEN`] bytes (shorter ones would match by chance). Resolved once per
-/// container, held as [`SecretValue`]s.
+/// The values apply delivered for a sandbox's declared secrets, to look for where they must not
+/// be: read back from the files apply wrote on the host's tmpfs (never re-resolved from their
+/// sources, which may be unset or rotated by now), each at least [`kernel::MIN_SECRET_LEN`]
+/// bytes (shorter ones would match by chance). Read once per container, held as
+/// [`SecretValue`]s; the secrets that could not be read or searched for are kept with the reason.
 #[derive(Debug, Default)]
-pub struct SecretValues(Vec<(String, SecretValue)>);
+pub struct SecretValues {
+    values: Vec<(String, SecretValue)>,
+    /// Secrets with no delivered value to search for, and why.
+    unread: Vec<(String, String)>,
+    /// Secrets too short to search for.
+    short: Vec<String>,
+}
+
+/// The largest delivered secret file read back; a secret source yields at most this much.
+pub const MAX_DELIVERED_BYTES: u64 = crate::secrets::resolve::MAX_FILE_BYTES;
 
 impl SecretValues {
-    /// The secrets of `m` the host can resolve; the others cannot be searched for.
-    pub fn resolve(m: &SandboxManifest, resolver: &Resolver<'_>) -> SecretValues {
-        let values = m.secrets.iter().filter_map(|(name, source)| Some((name.clone(), resolver.resolve(name, source).ok()?)));
-        SecretValues::new(values.collect())
+    /// The delivered values of the secrets of `m`, from `dir`, the sandbox's directory of
+    /// secret files on the host.
+    pub fn delivered(m: &SandboxManifest, dir: &Path) -> SecretValues {
+        let mut values = Vec::new();
+        let mut unread = Vec::new();
+        for name in m.secrets.keys() {
+            let path = dir.join(name);
+            match read_delivered(&path) {
+                Ok(v) => values.push((name.clone(), v)),
+                Err(why) => unread.push((name.clone(), format!("no delivered value of secret {name} to search for: {}: {why}", path.display()))),
+            }
+        }
+        SecretValues { unread, ..SecretValues::new(values) }
     }
 
     pub fn new(values: Vec<(String, SecretValue)>) -> SecretValues {
-        SecretValues(values.into_iter().filter(|(_, v)| v.len() >= kernel::MIN_SECRET_LEN).collect())
+        let (values, short): (Vec<_>, Vec<_>) = values.into_iter().partition(|(_, v)| v.len() >= kernel::MIN_SECRET_LEN);
+        SecretValues { values, unread: Vec::new(), short: short.into_iter().map(|(n, _)| n).collect() }
     }
 
     /// The names of the secrets whose value occurs in `bytes`.
     pub fn found_in<'s>(&'s self, bytes: &'s [u8]) -> impl Iterator<Item = &'s str> + 's {
-        self.0.iter().filter(|(_, v)| v.occurs_in(bytes)).map(|(name, _)| name.as_str())
+        self.values.iter().filter(|(_, v)| v.occurs_in(bytes)).map(|(name, _)| name.as_str())
+    }
+
+    /// Record in `sink` what the secret check cannot see: an unread secret makes it not run
+    /// (a failure), a short one a warning.
+    pub fn report_gaps(&self, sink: &mut Sink<'_>) {
+        sink.ran(SECRETS);
+        for (_, why) in &self.unread {
+            sink.not_run(SECRETS, why.clone());
+        }
+        for name in &self.short {
+            sink.warn(
+                SECRETS,
+                format!("secret {name} is shorter than {} bytes and is not searched for", kernel::MIN_SECRET_LEN),
+                format!("at least {} bytes", kernel::MIN_SECRET_LEN),
+                "shorter",
+            );
+        }
+    }
+}
+
+/// One delivered secret file: a regular file, never through a symlink, at most
+/// [`MAX_DELIVERED_BYTES`], not empty.
+fn read_delivered(path: &Path) -> Result<SecretValue, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    // Sized up front so no copy of the value is left behind by a reallocation.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(meta.len().min(MAX_DELIVERED_BYTES) as usize + 1));
+    file.take(MAX_DELIVERED_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    match bytes.len() as u64 {
+        0 => Err("empty".into()),
+        n if n > MAX_DELIVERED_BYTES => Err(format!("larger than {MAX_DELIVERED_BYTES} bytes")),
+        _ => Ok(SecretValue::new(std::mem::take(&mut *bytes))),
     }
 }
 
@@ -250,10 +314,12 @@ pub fn desired(
     Ok(out)
 }
 
-/// Audit one observed container against its manifest, from podman's record and from the kernel.
-pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Resolver<'_>) -> SandboxReport {
+/// Audit one observed container against its manifest, from podman's record and from the kernel;
+/// `secrets` is the sandbox's directory of delivered secret files on the host.
+pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Path) -> SandboxReport {
     let mut sink = Sink::new(&o.sandbox, &o.name);
-    let values = SecretValues::resolve(m, secrets);
+    let values = SecretValues::delivered(m, secrets);
+    values.report_gaps(&mut sink);
     checks::run(o, m, cx, &values, &mut sink);
     if let Some(pid) = o.pid().filter(|_| o.running()) {
         kernel::run(pid, m, &values, &mut sink);
