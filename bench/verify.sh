@@ -45,7 +45,14 @@ buildah rm "$c" >/dev/null
 podman network create --internal "$net" >/dev/null
 
 mkdir -p "$work/project"
-printf %s "$BENCH_TOKEN" >"$secrets/TOKEN"
+# Delivered as apply delivers them: one file per sandbox and secret under the instance's run dir,
+# which verify reads back (here a link to the tmpfs directory).
+mkdir -p "$GALLEY_HOME/run/$project"
+ln -s "$secrets" "$GALLEY_HOME/run/$project/default"
+for i in $(seq 0 $((n - 1))); do
+  mkdir -p "$secrets/s$i"
+  printf %s "$BENCH_TOKEN" >"$secrets/s$i/TOKEN"
+done
 profile='{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"action":"SCMP_ACT_ERRNO","names":["ptrace"]}]}'
 printf %s "$profile" >"$work/seccomp.json"
 {
@@ -71,7 +78,7 @@ start() { # sandbox, manifest digest
     --security-opt "seccomp=$work/seccomp.json" --read-only --tmpfs /tmp:size=64m,mode=1777 \
     --user 65534:65534 --pids-limit 32 --memory 64m --cpus 0.5 \
     --ulimit nofile=1024:1024 --ulimit nproc=512:512 \
-    -v "$secrets/TOKEN:/run/secrets/TOKEN:ro" "$image" >/dev/null
+    -v "$secrets/$1/TOKEN:/run/secrets/TOKEN:ro" "$image" >/dev/null
 }
 
 echo "starting $n sandboxes" >&2

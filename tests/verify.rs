@@ -337,3 +337,93 @@ fn a_sandbox_that_is_not_running_is_a_usage_error() {
     std::fs::write(f.project_dir().join("galley.ncl"), "{ name = 1 }").unwrap();
     assert_eq!(f.galley(&["verify"]).status.code(), Some(2));
 }
+
+/// A sandbox started with the runner's own invocation, when the runtime is here.
+fn started_like_the_runner() -> Option<(Fixture, Launch)> {
+    if !runtime_available() {
+        return None;
+    }
+    let f = Fixture::new();
+    let launch = f.launch();
+    f.start(&launch);
+    Some((f, launch))
+}
+
+/// The attack: the secret's source is unset (or rotated) by the time verify runs, so a check
+/// that re-resolves sources has nothing to search for and passed, though the value apply
+/// delivered sits in a process's argv.
+#[test]
+fn a_delivered_secret_in_argv_is_found_with_its_env_source_unset_at_verify_time() {
+    if !runtime_available() {
+        return;
+    }
+    let f = Fixture::new();
+    let mut launch = f.launch();
+    let script = "/bin/busybox httpd -f -p 8080 -h /; :";
+    launch.command = ["/bin/busybox", "sh", "-c", script, "sh", &f.secret].map(String::from).to_vec();
+    f.start(&launch);
+    let (code, report) = f.verify_json_unset(&[], &[SECRET_VAR]);
+    assert_eq!((code, failing(&report)), (1, set(&["galley secret exposure"])), "{report:#}");
+    assert!(messages(&report).iter().any(|m| m.contains("secret TOKEN visible in cmdline of pid")), "{report:#}");
+    assert!(!serde_json::to_string(&report).unwrap().contains(&f.secret), "the report shows the secret");
+}
+
+/// With no delivered value to read back, the secret check has nothing to search for: it says it
+/// did not run and fails, never passes.
+#[test]
+fn with_no_delivered_value_readable_the_secret_check_says_not_run() {
+    let Some((f, _launch)) = started_like_the_runner() else { return };
+    std::fs::remove_file(f.delivered("TOKEN")).unwrap();
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!((code, failing(&report)), (1, set(&["galley secret exposure"])), "{report:#}");
+    assert!(messages(&report).iter().any(|m| m.contains("check not run: no delivered value of secret TOKEN")), "{report:#}");
+    let checks = report["sandboxes"][0]["checks"].as_array().unwrap();
+    let secret = checks.iter().find(|c| c["id"] == "galley secret exposure").unwrap();
+    assert_eq!((secret["passed"].as_bool(), secret["run"].as_bool()), (Some(false), Some(false)), "{report:#}");
+    let text = f.galley(&["verify"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("NOT RUN  galley secret exposure"), "{stdout}");
+}
+
+/// The attack: the CPU quota is raised after start (`podman update --cpus`) or lifted in the
+/// kernel (a cgroup quota of -1) where podman's record does not show it.
+#[test]
+fn cpu_limit_drift_after_start_fails_the_cpu_check() {
+    let Some((f, launch)) = started_like_the_runner() else { return };
+    assert_eq!(f.verify_json(&[]).0, 0);
+
+    run("podman", &["update", "--cpus", "2", &launch.name]);
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!((code, failing(&report)), (1, set(&["5.11 cpu"])), "{report:#}");
+    assert!(messages(&report).iter().any(|m| m == "the kernel enforces another CPU quota"), "{report:#}");
+
+    // Back to the declared quota through podman, then lifted in the kernel alone.
+    run("podman", &["update", "--cpus", "0.5", &launch.name]);
+    assert_eq!(f.verify_json(&[]).0, 0);
+    let pid = container_pid(&launch.name);
+    assert_eq!(galley::audit::kernel::cpu_quota(pid), Ok(Some(500_000_000)));
+    lift_cpu_quota(pid);
+    assert_eq!(galley::audit::kernel::cpu_quota(pid), Ok(None));
+    let (code, report) = f.verify_json(&[]);
+    assert_eq!((code, failing(&report)), (1, set(&["5.11 cpu"])), "{report:#}");
+    let findings = report["sandboxes"][0]["findings"].as_array().unwrap();
+    assert!(findings.iter().any(|x| x["observed"] == "unlimited" && x["message"] == "the kernel enforces another CPU quota"), "{report:#}");
+}
+
+/// Write "no quota" into the cgroup of `pid` (v2 `cpu.max`, else v1 `cpu.cfs_quota_us`).
+fn lift_cpu_quota(pid: u32) {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        if controllers.is_empty() && std::path::Path::new(&format!("/sys/fs/cgroup{path}/cpu.max")).exists() {
+            std::fs::write(format!("/sys/fs/cgroup{path}/cpu.max"), "max").unwrap();
+            return;
+        }
+        if controllers.split(',').any(|c| c == "cpu") {
+            std::fs::write(format!("/sys/fs/cgroup/cpu{path}/cpu.cfs_quota_us"), "-1").unwrap();
+            return;
+        }
+    }
+    panic!("no cpu cgroup for pid {pid}: {cgroup}");
+}

@@ -120,18 +120,93 @@ fn cgroup_limits(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
     }
 }
 
+/// The CPU quota the kernel enforces on the container's cgroup, in billionths of a CPU (`None`:
+/// no quota), from cgroup v2's `cpu.max` or v1's `cpu.cfs_quota_us` and `cpu.cfs_period_us`;
+/// `Err` when no cgroup file says.
+pub fn cpu_quota(init: u32) -> Result<Option<i64>, String> {
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).ok();
+    for dir in cgroup_dirs(init, "cpu") {
+        let (quota, period) = match read(&dir, "cpu.max") {
+            Some(max) => {
+                let mut f = max.split_whitespace();
+                (f.next().unwrap_or("").to_owned(), f.next().unwrap_or("").to_owned())
+            }
+            None => match (read(&dir, "cpu.cfs_quota_us"), read(&dir, "cpu.cfs_period_us")) {
+                (Some(q), Some(p)) => (q.trim().to_owned(), p.trim().to_owned()),
+                _ => continue,
+            },
+        };
+        let period: i64 = period.parse().map_err(|_| format!("{}: unreadable period `{period}`", dir.display()))?;
+        if quota == "max" || quota == "-1" {
+            return Ok(None);
+        }
+        let quota: i64 = quota.parse().map_err(|_| format!("{}: unreadable quota `{quota}`", dir.display()))?;
+        if period <= 0 {
+            return Err(format!("{}: period {period}", dir.display()));
+        }
+        return Ok(Some((i128::from(quota) * 1_000_000_000 / i128::from(period)) as i64));
+    }
+    Err("no cpu.max or cpu.cfs_quota_us in the container's cgroup".into())
+}
+
+fn cpu_limit(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
+    sink.ran(CPU);
+    let want = (m.resources.cpus.cores() * 1e9).round() as i64;
+    let want = (want > 0).then_some(want);
+    let show = |n: Option<i64>| n.map(|n| format!("{} cpus", n as f64 / 1e9)).unwrap_or_else(|| "unlimited".into());
+    match cpu_quota(init) {
+        // A quota is a whole number of microseconds per period: allow its rounding.
+        Ok(got) if got.zip(want).map_or(got == want, |(g, w)| (g - w).abs() <= 10_000) => {}
+        Ok(got) => sink.fail(CPU, "the kernel enforces another CPU quota", show(want), show(got)),
+        Err(why) => sink.not_run(CPU, format!("cannot read the kernel's CPU quota: {why}")),
+    }
+}
+
+/// The tasks (threads) of process `pid`, its own id first when it is listed.
+pub fn tasks(pid: u32) -> Vec<u32> {
+    let entries = std::fs::read_dir(proc(pid, "task")).into_iter().flatten().flatten();
+    let mut tids: Vec<u32> = entries.filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    tids.sort_by_key(|t| (*t != pid, *t));
+    if tids.is_empty() {
+        tids.push(pid);
+    }
+    tids
+}
+
+/// `item` (`environ`, `cmdline`) of process `pid`. Once its main thread has exited, /proc/PID/
+/// shows both empty while the other tasks still run with them: then they are read through
+/// /proc/PID/task/TID/.
+pub fn process_bytes(pid: u32, item: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let main = std::fs::read(proc(pid, item)).ok().map(Zeroizing::new);
+    if main.as_ref().is_some_and(|b| !b.is_empty()) {
+        return main;
+    }
+    let from_task = tasks(pid).into_iter().filter(|t| *t != pid).find_map(|tid| {
+        std::fs::read(proc(pid, &format!("task/{tid}/{item}"))).ok().map(Zeroizing::new).filter(|b| !b.is_empty())
+    });
+    from_task.or(main)
+}
+
 /// Run every kernel check of the container whose init process is `init`.
 pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, sink: &mut Sink<'_>) {
     namespaces(init, sink);
     devices(init, sink);
     cgroup_limits(init, m, sink);
+    cpu_limit(init, m, sink);
     let pids = processes(init);
     for &pid in &pids {
         // A process that exited since it was listed has nothing left to check.
-        let Ok(status) = std::fs::read_to_string(proc(pid, "status")) else { continue };
-        credentials(pid, &status, m, sink);
+        if !proc(pid, "status").exists() {
+            continue;
+        }
+        // Credentials are each task's own.
+        for tid in tasks(pid) {
+            let Ok(status) = std::fs::read_to_string(proc(pid, &format!("task/{tid}/status"))) else { continue };
+            let who = if tid == pid { format!("pid {pid}") } else { format!("pid {pid} task {tid}") };
+            credentials(&who, &status, m, sink);
+        }
         for item in ["environ", "cmdline"] {
-            let Ok(bytes) = std::fs::read(proc(pid, item)).map(Zeroizing::new) else { continue };
+            let Some(bytes) = process_bytes(pid, item) else { continue };
             for name in secrets.found_in(&bytes) {
                 sink.fail(
                     SECRETS,
@@ -168,13 +243,13 @@ fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(str::trim)
 }
 
-fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>) {
+fn credentials(who: &str, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>) {
     let hex = |k: &str| field(status, k).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(u64::MAX);
     let allowed = cap_mask(&m.capabilities);
     if hex("CapBnd") != allowed {
         sink.fail(
             CAPABILITIES,
-            format!("pid {pid} has another bounding set than declared"),
+            format!("{who} has another bounding set than declared"),
             cap_names(allowed),
             cap_names(hex("CapBnd")),
         );
@@ -184,7 +259,7 @@ fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>)
         if got & !allowed != 0 {
             sink.fail(
                 CAPABILITIES,
-                format!("pid {pid} holds undeclared capabilities ({key})"),
+                format!("{who} holds undeclared capabilities ({key})"),
                 cap_names(allowed),
                 cap_names(got),
             );
@@ -193,7 +268,7 @@ fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>)
     if field(status, "NoNewPrivs") != Some("1") {
         sink.fail(
             NO_NEW_PRIVS,
-            format!("pid {pid} may gain privileges"),
+            format!("{who} may gain privileges"),
             "NoNewPrivs 1",
             format!("NoNewPrivs {}", field(status, "NoNewPrivs").unwrap_or("?")),
         );
@@ -202,7 +277,7 @@ fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>)
     if m.seccomp.digest.is_some() && mode != "2" {
         sink.fail(
             SECCOMP,
-            format!("pid {pid} runs without a seccomp filter"),
+            format!("{who} runs without a seccomp filter"),
             "Seccomp 2 (filter)",
             format!("Seccomp {mode}"),
         );
@@ -223,13 +298,13 @@ fn credentials(pid: u32, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>)
     if bad_uid || bad_gid || uids.is_empty() {
         sink.fail(
             USER,
-            format!("pid {pid} runs as another user than declared"),
+            format!("{who} runs as another user than declared"),
             m.user.to_string(),
             format!("uid {uids:?} gid {gids:?}"),
         );
     }
     if want_gid != Some(0) && ids("Groups").contains(&0) {
-        sink.fail(USER, format!("pid {pid} is in the root group"), m.user.to_string(), format!("groups {:?}", ids("Groups")));
+        sink.fail(USER, format!("{who} is in the root group"), m.user.to_string(), format!("groups {:?}", ids("Groups")));
     }
 }
 
@@ -359,6 +434,72 @@ mod tests {
         let declared = |u: &str| declared_ids(&UserSpec::parse(u).unwrap());
         assert_eq!(declared("65534:65534"), (Some(65534), Some(65534)));
         assert_eq!(declared("agent"), (None, None));
+    }
+
+    #[test]
+    fn a_thread_of_our_own_is_among_the_tasks_read() {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let me = std::process::id();
+        let found = tasks(me);
+        assert_eq!(found.first(), Some(&me), "{found:?}");
+        assert!(found.contains(&tid), "thread {tid} not among {found:?}");
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+    }
+
+    extern "C" fn park(_: *mut libc::c_void) -> *mut libc::c_void {
+        loop {
+            // SAFETY: pause has no preconditions.
+            unsafe { libc::pause() };
+        }
+    }
+
+    /// The attack: a process whose main thread exits while another thread runs on shows an
+    /// empty argv and environment at /proc/PID/, hiding a secret there from a check that reads
+    /// only that.
+    #[test]
+    fn a_process_whose_main_thread_exited_still_has_its_argv_and_environ_read() {
+        // SAFETY: the child only calls pthread_create and the exit system call.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            // SAFETY: a zeroed pthread_t is overwritten; `park` never returns.
+            unsafe {
+                let mut thread: libc::pthread_t = std::mem::zeroed();
+                libc::pthread_create(&mut thread, std::ptr::null(), park, std::ptr::null_mut());
+                libc::syscall(libc::SYS_exit, 0);
+            }
+            unreachable!();
+        }
+        let pid = child as u32;
+        let zombie_leader = || {
+            let status = std::fs::read_to_string(proc(pid, &format!("task/{pid}/status"))).unwrap_or_default();
+            field(&status, "State").is_some_and(|s| s.starts_with('Z')) && tasks(pid).len() == 2
+        };
+        let start = std::time::Instant::now();
+        while !zombie_leader() && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let ready = zombie_leader();
+        let direct = std::fs::read(proc(pid, "cmdline")).unwrap_or_default();
+        let (cmdline, environ) = (process_bytes(pid, "cmdline"), process_bytes(pid, "environ"));
+        // SAFETY: `child` is our own child; waiting reaps it.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        assert!(ready, "the child's main thread did not exit with its other thread running");
+        assert!(direct.is_empty(), "/proc/PID/cmdline is not hidden here, so this test shows nothing");
+        // The child is a copy of this process: the same argv and environment.
+        assert_eq!(cmdline.as_deref().map(Vec::as_slice), Some(std::fs::read("/proc/self/cmdline").unwrap().as_slice()));
+        assert_eq!(environ.as_deref().map(Vec::as_slice), Some(std::fs::read("/proc/self/environ").unwrap().as_slice()));
     }
 
     #[test]

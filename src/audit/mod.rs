@@ -11,7 +11,7 @@ pub mod kernel;
 pub mod podman;
 pub mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
@@ -20,11 +20,11 @@ use crate::domain::labels::{LABEL_IMAGE, LABEL_INSTANCE, LABEL_MANIFEST, LABEL_P
 use crate::exec::{Cmd, ExecError, Runner};
 use crate::manifest::{self, ManifestError, SandboxManifest};
 use crate::model::Project;
-use crate::secrets::{Resolver, SecretValue};
+use crate::secrets::SecretValue;
 
 pub use podman::{Context, Observed, observe, podman, select};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warning,
@@ -80,7 +80,7 @@ pub fn check(id: &str) -> &'static Check {
 }
 
 /// One violation, with enough to fix it. Never carries a secret's value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Finding {
     pub check: &'static str,
     pub severity: Severity,
@@ -100,11 +100,15 @@ pub struct Sink<'a> {
     pub findings: Vec<Finding>,
     /// Checks that ran (passed unless a finding names them).
     pub ran: Vec<&'static str>,
+    /// Checks that could not be made, each also failed with the reason.
+    pub not_run: Vec<&'static str>,
+    /// The findings recorded so far, to drop a repeated one in constant time.
+    seen: HashSet<Finding>,
 }
 
 impl<'a> Sink<'a> {
     pub fn new(sandbox: &'a str, container: &'a str) -> Sink<'a> {
-        Sink { sandbox, container, findings: Vec::new(), ran: Vec::new() }
+        Sink { sandbox, container, findings: Vec::new(), ran: Vec::new(), not_run: Vec::new(), seen: HashSet::new() }
     }
 
     /// Record that `check` ran.
@@ -122,6 +126,14 @@ impl<'a> Sink<'a> {
         observed: impl Into<String>,
     ) {
         self.push(check, Severity::Error, message.into(), expected.into(), observed.into());
+    }
+
+    /// Record that `check` could not be made, and why: a failure, never a pass.
+    pub fn not_run(&mut self, check: &'static str, reason: impl Into<String>) {
+        if !self.not_run.contains(&check) {
+            self.not_run.push(check);
+        }
+        self.fail(check, format!("check not run: {}", reason.into()), "the check made", "not run");
     }
 
     pub fn warn(
@@ -147,7 +159,7 @@ impl<'a> Sink<'a> {
             observed,
             fix,
         };
-        if !self.findings.contains(&f) {
+        if self.seen.insert(f.clone()) {
             self.findings.push(f);
         }
     }
@@ -160,6 +172,8 @@ pub struct SandboxReport {
     pub container: String,
     /// Check id and whether it passed, in catalog order.
     pub checks: Vec<(&'static str, bool)>,
+    /// Checks that could not be made (each also failed).
+    pub not_run: Vec<&'static str>,
     pub findings: Vec<Finding>,
 }
 
@@ -171,6 +185,7 @@ impl SandboxReport {
             sandbox: sink.sandbox.into(),
             container: sink.container.into(),
             checks,
+            not_run: sink.not_run,
             findings: sink.findings,
         }
     }
@@ -180,27 +195,88 @@ impl SandboxReport {
     }
 }
 
-/// The values of a sandbox's declared secrets, to look for where they must not be: those the
-/// host can resolve through the project's [`Resolver`], each at least
-/// [`kernel::MIN_SECRET_LEN`] bytes (shorter ones would match by chance). Resolved once per
-/// container, held as [`SecretValue`]s.
+/// The values apply delivered for a sandbox's declared secrets, to look for where they must not
+/// be: read back from the files apply wrote on the host's tmpfs (never re-resolved from their
+/// sources, which may be unset or rotated by now), each at least [`kernel::MIN_SECRET_LEN`]
+/// bytes (shorter ones would match by chance). Read once per container, held as
+/// [`SecretValue`]s; the secrets that could not be read or searched for are kept with the reason.
 #[derive(Debug, Default)]
-pub struct SecretValues(Vec<(String, SecretValue)>);
+pub struct SecretValues {
+    values: Vec<(String, SecretValue)>,
+    /// Secrets with no delivered value to search for, and why.
+    unread: Vec<(String, String)>,
+    /// Secrets too short to search for.
+    short: Vec<String>,
+}
+
+/// The largest delivered secret file read back; a secret source yields at most this much.
+pub const MAX_DELIVERED_BYTES: u64 = crate::secrets::resolve::MAX_FILE_BYTES;
 
 impl SecretValues {
-    /// The secrets of `m` the host can resolve; the others cannot be searched for.
-    pub fn resolve(m: &SandboxManifest, resolver: &Resolver<'_>) -> SecretValues {
-        let values = m.secrets.iter().filter_map(|(name, source)| Some((name.clone(), resolver.resolve(name, source).ok()?)));
-        SecretValues::new(values.collect())
+    /// The delivered values of the secrets of `m`, from `dir`, the sandbox's directory of
+    /// secret files on the host.
+    pub fn delivered(m: &SandboxManifest, dir: &Path) -> SecretValues {
+        let mut values = Vec::new();
+        let mut unread = Vec::new();
+        for name in m.secrets.keys() {
+            let path = dir.join(name);
+            match read_delivered(&path) {
+                Ok(v) => values.push((name.clone(), v)),
+                Err(why) => unread.push((name.clone(), format!("no delivered value of secret {name} to search for: {}: {why}", path.display()))),
+            }
+        }
+        SecretValues { unread, ..SecretValues::new(values) }
     }
 
     pub fn new(values: Vec<(String, SecretValue)>) -> SecretValues {
-        SecretValues(values.into_iter().filter(|(_, v)| v.len() >= kernel::MIN_SECRET_LEN).collect())
+        let (values, short): (Vec<_>, Vec<_>) = values.into_iter().partition(|(_, v)| v.len() >= kernel::MIN_SECRET_LEN);
+        SecretValues { values, unread: Vec::new(), short: short.into_iter().map(|(n, _)| n).collect() }
     }
 
     /// The names of the secrets whose value occurs in `bytes`.
     pub fn found_in<'s>(&'s self, bytes: &'s [u8]) -> impl Iterator<Item = &'s str> + 's {
-        self.0.iter().filter(|(_, v)| v.occurs_in(bytes)).map(|(name, _)| name.as_str())
+        self.values.iter().filter(|(_, v)| v.occurs_in(bytes)).map(|(name, _)| name.as_str())
+    }
+
+    /// Record in `sink` what the secret check cannot see: an unread secret makes it not run
+    /// (a failure), a short one a warning.
+    pub fn report_gaps(&self, sink: &mut Sink<'_>) {
+        sink.ran(SECRETS);
+        for (_, why) in &self.unread {
+            sink.not_run(SECRETS, why.clone());
+        }
+        for name in &self.short {
+            sink.warn(
+                SECRETS,
+                format!("secret {name} is shorter than {} bytes and is not searched for", kernel::MIN_SECRET_LEN),
+                format!("at least {} bytes", kernel::MIN_SECRET_LEN),
+                "shorter",
+            );
+        }
+    }
+}
+
+/// One delivered secret file: a regular file, never through a symlink, at most
+/// [`MAX_DELIVERED_BYTES`], not empty.
+fn read_delivered(path: &Path) -> Result<SecretValue, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    // Sized up front so no copy of the value is left behind by a reallocation.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(meta.len().min(MAX_DELIVERED_BYTES) as usize + 1));
+    file.take(MAX_DELIVERED_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    match bytes.len() as u64 {
+        0 => Err("empty".into()),
+        n if n > MAX_DELIVERED_BYTES => Err(format!("larger than {MAX_DELIVERED_BYTES} bytes")),
+        _ => Ok(SecretValue::new(std::mem::take(&mut *bytes))),
     }
 }
 
@@ -238,13 +314,43 @@ pub fn desired(
     Ok(out)
 }
 
-/// Audit one observed container against its manifest, from podman's record and from the kernel.
-pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Resolver<'_>) -> SandboxReport {
+/// Audit one observed container against its manifest, from podman's record and from the kernel;
+/// `secrets` is the sandbox's directory of delivered secret files on the host.
+pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Path) -> SandboxReport {
     let mut sink = Sink::new(&o.sandbox, &o.name);
-    let values = SecretValues::resolve(m, secrets);
+    let values = SecretValues::delivered(m, secrets);
+    values.report_gaps(&mut sink);
     checks::run(o, m, cx, &values, &mut sink);
     if let Some(pid) = o.pid().filter(|_| o.running()) {
         kernel::run(pid, m, &values, &mut sink);
     }
     SandboxReport::from_sink(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cost of recording `n` distinct findings, each reported twice (as a listener seen
+    /// through two sockets is), in seconds.
+    fn record(n: usize) -> (usize, f64) {
+        let mut sink = Sink::new("app", "galley-p-default-app");
+        let start = std::time::Instant::now();
+        for _ in 0..2 {
+            for i in 0..n {
+                let shown = format!("0.0.0.0:{}/tcp", 1024 + i);
+                sink.fail(LISTENING, format!("undeclared listener on {shown}"), "none", shown);
+            }
+        }
+        (sink.findings.len(), start.elapsed().as_secs_f64())
+    }
+
+    #[test]
+    fn twenty_thousand_listeners_are_deduplicated_in_linear_time() {
+        let (small, t_small) = record(5_000);
+        let (found, t) = record(20_000);
+        eprintln!("findings dedup: 5,000 in {t_small:.3} s, 20,000 in {t:.3} s");
+        assert_eq!((small, found), (5_000, 20_000));
+        assert!(t < 1.0, "20,000 findings took {t:.3} s");
+    }
 }

@@ -44,7 +44,8 @@ pub fn text(report: &Report, color: bool) -> String {
         let name = if s.sandbox.is_empty() { String::new() } else { format!("{} ", s.sandbox) };
         let _ = writeln!(out, "{name}({})", s.container);
         for (id, ok) in &s.checks {
-            let _ = writeln!(out, "  {}  {id:<width$}  {}", paint(*ok), check(id).title);
+            let status = if s.not_run.contains(id) { "NOT RUN" } else { paint(*ok) };
+            let _ = writeln!(out, "  {status}  {id:<width$}  {}", check(id).title);
         }
         let _ = writeln!(out);
     }
@@ -79,7 +80,7 @@ pub fn json(report: &Report) -> serde_json::Value {
         .iter()
         .map(|s| {
             let checks: Vec<_> =
-                s.checks.iter().map(|(id, ok)| json!({ "id": id, "title": check(id).title, "passed": ok })).collect();
+                s.checks.iter().map(|(id, ok)| json!({ "id": id, "title": check(id).title, "passed": ok, "run": !s.not_run.contains(id) })).collect();
             json!({ "sandbox": s.sandbox, "container": s.container, "passed": s.errors() == 0, "checks": checks, "findings": s.findings })
         })
         .collect();
@@ -156,6 +157,21 @@ mod tests {
         assert!(t.contains("FAIL  5.3 capabilities"), "{t}");
         assert!(t.contains("error[5.3 capabilities] app (galley-p-default-app): EffectiveCaps differ"), "{t}");
         assert!(t.contains("  help: "), "{t}");
+    }
+
+    #[test]
+    fn a_check_not_run_is_shown_as_such_and_fails() {
+        let mut sink = Sink::new("app", "galley-p-default-app");
+        sink.ran(PRIVILEGED);
+        sink.not_run(SECRETS, "no delivered value of secret TOKEN to search for");
+        let report = Report { project: "p".into(), instance: "default".into(), sandboxes: vec![SandboxReport::from_sink(sink)] };
+        let t = text(&report, false);
+        assert!(t.contains("NOT RUN  galley secret exposure"), "{t}");
+        assert!(t.contains("error[galley secret exposure] app (galley-p-default-app): check not run: no delivered value"), "{t}");
+        let j = json(&report);
+        assert_eq!((j["errors"].as_u64(), j["passed"].as_bool()), (Some(1), Some(false)));
+        let secrets = &j["sandboxes"][0]["checks"][1];
+        assert_eq!((secrets["id"].as_str(), secrets["passed"].as_bool(), secrets["run"].as_bool()), (Some(SECRETS), Some(false), Some(false)));
     }
 
     #[test]

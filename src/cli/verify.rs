@@ -62,14 +62,16 @@ fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError>
         Some(lock) => lock.sandboxes.into_iter().map(|(name, s)| (name, s.manifest)).collect(),
         None => audit::desired(project, &owned, &env.lib_root()).map_err(audit_error)?,
     };
-    let secrets = crate::secrets::Resolver::for_audit(&env.home, env.project_dir.clone(), project, &System);
+    // The secret check searches for the values apply delivered, read back from their files.
+    let instance = crate::runtime::Instance::new(&project.name, &args.instance).map_err(|e| CliError::user(e, None))?;
+    let secrets = crate::runtime::secrets_dir::SecretsDir::new(instance.run_dir(&env.home));
     out.text_note(format_args!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance));
     let cx = audit::Context::new(&System, &args.instance, &chosen).map_err(audit_error)?;
     // Containers are independent: audit them in parallel, report them in order.
     let sandboxes = chosen
         .par_iter()
         .map(|o| match desired.get(&o.sandbox) {
-            Some(m) => audit::audit(o, m, &cx, &secrets),
+            Some(m) => audit::audit(o, m, &cx, &secrets.sandbox_dir(&o.sandbox)),
             None => {
                 let mut sink = Sink::new(&o.sandbox, &o.name);
                 sink.fail(

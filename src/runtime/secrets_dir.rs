@@ -43,7 +43,8 @@ impl SecretsDir {
         })
     }
 
-    fn sandbox_dir(&self, sandbox: &str) -> PathBuf {
+    /// The directory of `sandbox`'s secret files, one per secret name.
+    pub fn sandbox_dir(&self, sandbox: &str) -> PathBuf {
         self.root.join(sandbox)
     }
 

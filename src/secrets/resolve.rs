@@ -138,16 +138,6 @@ impl<'a> Resolver<'a> {
         Ok(resolver.with_store(Store::open(home, &project.name, super::master_key()?)?))
     }
 
-    /// For auditing: the project's store only when `GALLEY_MASTER_KEY` opens it (otherwise its
-    /// values are not searched for).
-    pub fn for_audit(home: &Path, project_dir: PathBuf, project: &Project, runner: &'a dyn Runner) -> Resolver<'a> {
-        let resolver = Resolver::new(project_dir, runner);
-        match super::master_key().ok().and_then(|key| Store::open(home, &project.name, key).ok()) {
-            Some(store) => resolver.with_store(store),
-            None => resolver,
-        }
-    }
-
     /// The value of secret `name` from `source`. Commands run with [`COMMAND_TIMEOUT`]; empty
     /// values are errors.
     pub fn resolve(&self, name: &str, source: &Secret) -> Result<SecretValue, SecretError> {

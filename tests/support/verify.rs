@@ -148,7 +148,13 @@ impl Fixture {
         let secrets = tempfile::tempdir_in("/dev/shm").unwrap();
         let host_port = free_port();
         let secret = format!("tok-{project}-5f3c9a1e");
-        std::fs::write(secrets.path().join("TOKEN"), &secret).unwrap();
+        // Delivered as apply delivers it: a file per secret in the sandbox's directory of the
+        // instance's run dir (here a link to the tmpfs directory), which verify reads back.
+        std::fs::create_dir_all(secrets.path().join(SANDBOX)).unwrap();
+        std::fs::write(secrets.path().join(SANDBOX).join("TOKEN"), &secret).unwrap();
+        let run_dir = Instance::new(&project, INSTANCE).unwrap().run_dir(&home);
+        std::fs::create_dir_all(run_dir.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(secrets.path(), &run_dir).unwrap();
         std::fs::write(dir.path().join("project/galley.ncl"), config(&project, isolated.then_some(host_port))).unwrap();
         let mut f = Fixture {
             project,
@@ -255,10 +261,15 @@ impl Fixture {
         let m = self.manifest(&self.digest);
         let instance = self.instance();
         let seccomp = m.seccomp.digest.as_ref().map(|_| self.seccomp_file());
-        let secrets = m.secrets.keys().map(|name| (self.secrets.path().join(name), name.clone())).collect();
+        let secrets = m.secrets.keys().map(|name| (self.delivered(name), name.clone())).collect();
         let (nofile, nproc) = host::ulimits(&m, &host::system());
         let spec = RunSpec { manifest: &m, instance: &instance, image: self.image.clone(), seccomp, secrets, nofile, nproc };
         Launch::from_cmd(&self.podman().run_cmd(&spec), instance.container(SANDBOX), &self.image)
+    }
+
+    /// The host file holding the value apply delivered for secret `name`.
+    pub fn delivered(&self, name: &str) -> PathBuf {
+        self.secrets.path().join(SANDBOX).join(name)
     }
 
     /// Start a container; it is removed when the fixture drops.
@@ -276,23 +287,34 @@ impl Fixture {
 
     /// Run `galley` in the project with the secret's source variable set.
     pub fn galley(&self, args: &[&str]) -> Output {
-        let bin = env!("CARGO_BIN_EXE_galley");
-        Command::new(bin)
-            .args(["-C", self.project_dir().to_str().unwrap()])
+        self.galley_cmd(args).output().unwrap()
+    }
+
+    fn galley_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_galley"));
+        cmd.args(["-C", self.project_dir().to_str().unwrap()])
             .args(args)
             .env(galley::env_vars::GALLEY_HOME, &self.home)
             .env(galley::env_vars::GALLEY_OCI_RUNTIME, RUNTIME)
             .env(SECRET_VAR, &self.secret)
-            .env_remove("NO_COLOR")
-            .output()
-            .unwrap()
+            .env_remove("NO_COLOR");
+        cmd
     }
 
     /// `galley verify --format json`: exit code and the report.
     pub fn verify_json(&self, extra: &[&str]) -> (i32, serde_json::Value) {
+        self.verify_json_unset(extra, &[])
+    }
+
+    /// `galley verify --format json` with the variables `unset` removed from its environment.
+    pub fn verify_json_unset(&self, extra: &[&str], unset: &[&str]) -> (i32, serde_json::Value) {
         let mut args = vec!["verify", "--format", "json"];
         args.extend(extra);
-        let out = self.galley(&args);
+        let mut cmd = self.galley_cmd(&args);
+        for var in unset {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().unwrap();
         let code = out.status.code().unwrap_or(-1);
         let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(

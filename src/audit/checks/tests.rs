@@ -11,16 +11,14 @@ use crate::model::{Project, Resources, Sandbox, Tmpfs, Trust, Volume};
 
 const SECRET: &str = "hunter2-secret-value";
 
-/// The host's view of the manifest's `TOKEN = { env = "T" }`, through the one resolver.
 /// The pinned image's digest in these tests.
 fn image_digest() -> crate::domain::Digest {
     crate::domain::Digest::of(b"image")
 }
 
+/// The value apply delivered for the manifest's `TOKEN`.
 fn fixed() -> SecretValues {
-    let env = |k: &str| (k == "T").then(|| SECRET.into());
-    let resolver = crate::secrets::Resolver::new("/", &crate::exec::System).with_env(&env);
-    SecretValues::resolve(&manifest(), &resolver)
+    SecretValues::new(vec![("TOKEN".into(), crate::secrets::SecretValue::new(SECRET.into()))])
 }
 
 fn manifest() -> SandboxManifest {
