@@ -32,6 +32,9 @@ fi
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
+step "doctor: is this host ready for galley?"
+"$galley" doctor
+
 step "base image: busybox from scratch, pushed to 127.0.0.1:5000"
 sh examples/base/setup.sh
 "$galley" -C examples/base build
