@@ -271,6 +271,9 @@ fn wait_with_timeout(
     limit: Duration,
 ) -> (std::io::Result<std::process::ExitStatus>, bool) {
     let start = std::time::Instant::now();
+    // Short naps first: most commands end within milliseconds, and a fixed 10 ms nap would add
+    // up to that to each of them.
+    let mut nap = Duration::from_millis(1);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return (Ok(status), false),
@@ -284,7 +287,10 @@ fn wait_with_timeout(
                 let _ = child.kill();
                 return (child.wait(), true);
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(10));
+            }
             Err(e) => return (Err(e), false),
         }
     }
