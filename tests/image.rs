@@ -263,6 +263,11 @@ fn the_layout_passes_oci_tools_and_runs_in_podman() {
     assert_eq!(tag, format!("localhost/galley/{name}/base:{}", &digest[7..19]));
     let second = load(home.path());
     assert_eq!(second["copied"], false, "podman already has this digest");
+    // Only galley's tags name the image: a name podman made up from the temporary layout's path
+    // would keep it alive, unseen by gc, after those tags are gone.
+    let names = Command::new("podman").args(["image", "inspect", "--format", "{{range .RepoTags}}{{.}} {{end}}", &tag]).output().unwrap();
+    let names = String::from_utf8_lossy(&names.stdout).into_owned();
+    assert!(names.split_whitespace().all(|n| n.starts_with("localhost/galley/")), "{names}");
     assert_eq!(run_and_remove(&tag), "hello from galley\n");
 }
 

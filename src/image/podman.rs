@@ -30,9 +30,15 @@ pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: 
         image::run::export_layout(store, dir.path(), &desc, "image").map_err(|e| e.to_string())?;
         let src = format!("oci:{}:image", dir.path().display());
         runner.check(&Cmd::new("podman").args(["pull", "--quiet", src.as_str()]).timeout(LOAD_TIMEOUT)).map_err(|e| e.to_string())?;
+        runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
+        // The name podman made up from the layout's path would keep the image alive after its
+        // galley tags are gone, out of gc's sight: drop it once the image has its tag.
+        let derived = format!("localhost{}:latest", dir.path().display());
+        runner.check(&Cmd::new("podman").args(["untag", id, derived.as_str()]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
+        return Ok(true);
     }
     runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
-    Ok(!exists)
+    Ok(false)
 }
 
 /// An image podman has, as `podman images` reports it.
@@ -156,6 +162,12 @@ mod tests {
         let r = Recorder::default();
         r.answer("podman image exists", Output { code: Some(1), ..Output::default() });
         assert!(load(&r, &store, &built(), "t").unwrap());
-        assert!(r.commands()[1].starts_with("podman pull --quiet oci:"), "{:?}", r.commands());
+        let cmds = r.commands();
+        assert!(cmds[1].starts_with("podman pull --quiet oci:"), "{cmds:?}");
+        assert!(cmds[2].starts_with("podman tag bbbb"), "{cmds:?}");
+        // The name podman derived from the layout's path is dropped, so only galley's tags keep
+        // the image alive.
+        let layout = cmds[1].trim_start_matches("podman pull --quiet oci:").trim_end_matches(":image");
+        assert_eq!(cmds[3], format!("podman untag {} localhost{layout}:latest", "b".repeat(64)), "{cmds:?}");
     }
 }
