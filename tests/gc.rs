@@ -51,13 +51,9 @@ fn podman_has(tag: &str) -> bool {
     podman(&["image", "exists", tag]).status.success()
 }
 
+/// The podman tag galley gives image `image` of `project` built as `manifest`.
 fn tag(project: &str, image: &str, manifest: &str) -> String {
-    format!("localhost/galley/{project}/{image}:{}", &manifest.trim_start_matches("sha256:")[..12])
-}
-
-/// The registry config lines of a project pulling from or pushing to `host`.
-fn registry_line(host: &str) -> String {
-    format!("  registries.\"{host}\" = {{ insecure = true, allow_private = true }},")
+    galley::image::podman::tag(project, image, &manifest.parse().expect("a manifest digest"))
 }
 
 #[test]
@@ -71,7 +67,7 @@ fn gc_keeps_locked_and_running_images_and_removes_the_rest() {
     let host = reg.host();
     // A busybox base on the loopback registry, pushed from a home of its own.
     let base = TestProject::new("gcbase").with_image("box");
-    base.config(&format!("{}\n  images.box = {{}},", registry_line(&host)));
+    base.config(&format!("  {}\n  images.box = {{}},", reg.config_line()));
     let base_ref = format!("{host}/gc/busybox:1");
     galley_ok(&base, base.home.path(), &["push", "box", &base_ref]);
 
@@ -79,8 +75,8 @@ fn gc_keeps_locked_and_running_images_and_removes_the_rest() {
     let app = TestProject::new("gcapp");
     let home = app.home.path().to_owned();
     app.config(&format!(
-        "{}\n  images.app = {{ base = \"{base_ref}\", files = [{{ src = \"site\", dst = \"/srv\" }}] }},\n  sandboxes.web = {{ image = \"app\", command = [\"/bin/busybox\", \"sleep\", \"1000000\"] }},",
-        registry_line(&host)
+        "  {}\n  images.app = {{ base = \"{base_ref}\", files = [{{ src = \"site\", dst = \"/srv\" }}] }},\n  sandboxes.web = {{ image = \"app\", command = [\"/bin/busybox\", \"sleep\", \"1000000\"] }},",
+        reg.config_line()
     ));
     let site = app.dir.path().join("site/index.html");
     std::fs::create_dir_all(site.parent().unwrap()).unwrap();

@@ -23,7 +23,7 @@ fn push_base(reg: &Registry) -> String {
         format!(
             r#"{{
   name = "{}",
-  registries."{host}" = {{ insecure = true, allow_private = true }},
+  {}
   images.busybox = {{
     files = [{{ src = "rootfs", dst = "/" }}],
     entrypoint = ["/bin/busybox"],
@@ -31,7 +31,8 @@ fn push_base(reg: &Registry) -> String {
   }},
 }}
 "#,
-            p.name
+            p.name,
+            reg.config_line()
         ),
     )
     .unwrap();

@@ -49,6 +49,12 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The `registries` entry a project pulling from or pushing to this registry needs: plain
+    /// HTTP, on a loopback address galley's SSRF guard refuses unless allowed.
+    pub fn config_line(&self) -> String {
+        format!("registries.\"{}\" = {{ insecure = true, allow_private = true }},", self.host())
+    }
+
     /// The file holding blob `digest` in the registry's storage.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
