@@ -2,6 +2,8 @@
 //! enforced, audited podman containers. See ARCHITECTURE.md for the code map.
 
 pub mod audit;
+pub mod audit_log;
+pub mod clock;
 pub mod canonical;
 pub mod cli;
 pub mod diagnostic;

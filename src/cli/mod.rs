@@ -6,6 +6,7 @@
 //! means "changes".
 
 mod apply;
+mod audit_log;
 mod build;
 mod check;
 mod completions;
@@ -126,6 +127,8 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Check this host for everything galley needs, with the fix for each missing piece
     Doctor,
+    /// Show and check the tamper-evident audit log of every state-changing command
+    Audit(audit_log::AuditArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -184,6 +187,7 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Logs(args) => logs::run(env, out, &args),
         Command::Gc(args) => gc::run(env, out, &args),
         Command::Doctor => doctor::run(env, out),
+        Command::Audit(args) => audit_log::run(env, out, &args),
     }
 }
 
