@@ -24,3 +24,4 @@ pub mod runtime;
 pub mod seccomp;
 pub mod secrets;
 pub mod settings;
+pub mod token;

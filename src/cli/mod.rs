@@ -30,6 +30,7 @@ mod render;
 mod secret;
 mod show;
 mod status;
+mod token;
 mod verify;
 
 use std::path::PathBuf;
@@ -129,6 +130,8 @@ pub enum Command {
     Doctor,
     /// Show and check the tamper-evident audit log of every state-changing command
     Audit(audit_log::AuditArgs),
+    /// Make, list, revoke and rotate API tokens for the admin API of `galley serve`
+    Token(token::TokenArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -188,6 +191,7 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Gc(args) => gc::run(env, out, &args),
         Command::Doctor => doctor::run(env, out),
         Command::Audit(args) => audit_log::run(env, out, &args),
+        Command::Token(args) => token::run(env, out, &args),
     }
 }
 
