@@ -1,6 +1,7 @@
 //! galley: typed Nickel sandbox configs compiled to reproducible OCI images, a lockfile, and
 //! enforced, audited podman containers. See ARCHITECTURE.md for the code map.
 
+pub mod admin;
 pub mod audit;
 pub mod audit_log;
 pub mod clock;
