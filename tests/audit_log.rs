@@ -2,12 +2,16 @@
 //! each kind of tampering, two processes appending at once, owner-only files, secret values kept
 //! out, and commands refused when their entry cannot be written.
 
+mod support;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use galley::audit_log::{Actor, Entry, Event, GENESIS, Log, Outcome, hash};
+use support::runner::{TestProject, podman_ok};
+use support::runtime_available;
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const CANARY: &str = "canary-audit-7f3e1d-never-logged";
@@ -237,4 +241,49 @@ fn show_filters_by_actor_action_and_time() {
     let bad = h.galley(&["audit", "show", "--since", "yesterday"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("--since: `yesterday` is not a duration"), "{}", text(&bad));
+}
+
+#[test]
+fn apply_cp_and_destroy_on_podman_are_logged_and_an_unwritable_log_stops_a_real_apply() {
+    if !runtime_available() {
+        return;
+    }
+    let p = TestProject::new("audit").with_image("box");
+    let config = |command: &str| {
+        p.config(&format!(
+            r#"  images.box = {{}},
+  sandboxes.agent = galley.presets.untrusted & {{
+    image = "box",
+    user = "1000:1000",
+    command = ["/bin/busybox", "sleep", "{command}"],
+    volumes = [{{ name = "workspace", path = "/workspace" }}],
+  }},"#
+        ))
+    };
+    config("1000000");
+    p.galley_code(&["apply", "--auto-approve"], 0);
+    let container = p.container("default", "agent");
+    let id = podman_ok(&["container", "inspect", "--format", "{{.Id}}", &container]);
+    let local = p.dir.path().join("note.txt");
+    std::fs::write(&local, "hello").unwrap();
+    p.galley_code(&["cp", &local.display().to_string(), "agent:/workspace"], 0);
+
+    // With the log unwritable, a changed config is not applied: the old container stays.
+    let log = p.home.path().join("audit.log");
+    std::fs::rename(&log, p.home.path().join("audit.kept")).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    config("2000000");
+    let refused = p.galley_code(&["apply", "--auto-approve"], 2);
+    assert!(refused.contains("refusing to run `apply`"), "{refused}");
+    assert_eq!(podman_ok(&["container", "inspect", "--format", "{{.Id}}", &container]), id, "apply acted unlogged");
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::rename(p.home.path().join("audit.kept"), &log).unwrap();
+    p.galley_code(&["destroy", "--auto-approve"], 0);
+
+    let entries = Log::open(p.home.path()).read().unwrap();
+    let seen: Vec<(&str, Outcome)> = entries.iter().map(|e| (e.action.as_str(), e.outcome)).collect();
+    let want = [("apply", Outcome::Started), ("apply", Outcome::Ok), ("cp.in", Outcome::Started), ("cp.in", Outcome::Ok), ("destroy", Outcome::Started), ("destroy", Outcome::Ok)];
+    assert_eq!(seen, want);
+    assert!(entries[2].target.starts_with("default/agent:/workspace@"), "{:?}", entries[2]);
+    assert_eq!(Log::open(p.home.path()).verify().unwrap().broken, None);
 }
