@@ -311,3 +311,41 @@ fn admin_api_takes_forwarded_for_only_from_listed_proxies() {
     let sources: Vec<Option<String>> = h.entries().into_iter().filter(|e| e.action == "admin.preview.list").map(|e| e.source).collect();
     assert_eq!(sources, [Some("127.0.0.1".to_owned()), Some("198.51.100.7".to_owned())]);
 }
+
+#[test]
+fn admin_api_openapi_description_lists_every_route_and_each_status_it_answers() {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/admin-api.openapi.json")).unwrap()).unwrap();
+    let h = Home::new();
+    let (admin, _) = h.create(T0, "admin", "1d");
+    let server = Server::start(&h.home, T0, &[]);
+    // Reads first, then the redeploy, then the destroy, so each finds its preview.
+    let mut operations: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "delete"] {
+            if item.get(method).is_some() {
+                operations.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    operations.sort_by_key(|(m, _)| ["get", "post", "delete"].iter().position(|x| x == m));
+    assert_eq!(operations.len(), 5, "{operations:?}");
+    for (method, path) in &operations {
+        let responses = &doc["paths"][path][method]["responses"];
+        let url = path.replace("{id}", "pr-1");
+        let anonymous = server.one(&method.to_uppercase(), &url, None);
+        assert_eq!(status(&anonymous), 401);
+        assert!(responses.get("401").is_some(), "{method} {path} documents 401");
+        let answered = server.one(&method.to_uppercase(), &url, Some(&admin));
+        assert_eq!(status(&answered), 200, "{method} {path}: {answered}");
+        assert!(responses.get("200").is_some(), "{method} {path} documents 200");
+    }
+    let required: Vec<&str> = doc["components"]["schemas"]["Preview"]["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let one = server.one("GET", "/admin/v1/previews/pr-2", Some(&admin));
+    let mut keys: Vec<&str> = one["body"].as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, required);
+    let entry = &server.one("GET", "/admin/v1/audit?limit=1", Some(&admin))["body"]["entries"][0];
+    let required: Vec<&str> = doc["components"]["schemas"]["Entry"]["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(entry.as_object().unwrap().keys().map(String::as_str).collect::<Vec<_>>(), required);
+    assert_eq!(status(&server.one("GET", "/admin/v1/nothing", Some(&admin))), 404, "no undocumented route");
+}
