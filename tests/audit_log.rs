@@ -287,3 +287,40 @@ fn apply_cp_and_destroy_on_podman_are_logged_and_an_unwritable_log_stops_a_real_
     assert!(entries[2].target.starts_with("default/agent:/workspace@"), "{:?}", entries[2]);
     assert_eq!(Log::open(p.home.path()).verify().unwrap().broken, None);
 }
+
+/// A tmpfs of `kib` KiB mounted on `dir`, unmounted on drop.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, kib: u32) -> Option<Mount> {
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={kib}k,mode=0700"), "galley-test-full"]).arg(dir).status();
+        ok.is_ok_and(|s| s.success()).then(|| Mount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_makes_apply_refuse_and_leaves_the_chain_whole() {
+    let h = Home::new();
+    let Some(_mount) = Mount::tmpfs(&h.home, 16 * 1024) else {
+        support::skip("cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let _ = h.cmd_in(empty.path(), &["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(h.entries().len(), 2);
+    // Fill the disk: the log's last page may still take a line, the head's new file cannot.
+    let mut filler = std::fs::File::create(h.home.join("filler")).unwrap();
+    while filler.write_all(&[0u8; 4096]).is_ok() {}
+    drop(filler);
+    let said = refuses(&h, &["apply", "--auto-approve"]);
+    assert!(said.contains("No space left on device"), "{said}");
+    assert_eq!(h.entries().len(), 2, "the refused line was taken back");
+    let verify = h.galley(&["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}

@@ -114,11 +114,19 @@ impl Log {
         let line = entry.line();
         let mut bytes = line.clone().into_bytes();
         bytes.push(b'\n');
-        (&log).write_all(&bytes).map_err(write)?;
-        log.sync_data().map_err(write)?;
         let head = Head { seq: entry.seq, hash: entry::hash(&line) };
         let head_bytes = serde_json::to_vec(&head).expect("the head serializes");
-        fsutil::write_atomic_mode(&self.head_path(), &head_bytes, Some(0o600)).map_err(write)?;
+        let written = (&log)
+            .write_all(&bytes)
+            .and_then(|()| log.sync_data())
+            .and_then(|()| fsutil::write_atomic_mode(&self.head_path(), &head_bytes, Some(0o600)));
+        if let Err(e) = written {
+            // A line without its head (a full disk takes the head's temporary file) would read
+            // as appended by hand: take it back, so the chain stays whole.
+            let _ = log.set_len(meta.len());
+            let _ = log.sync_data();
+            return Err(write(e));
+        }
         Ok(entry)
     }
 
