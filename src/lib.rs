@@ -20,5 +20,6 @@ pub mod model;
 pub mod project;
 pub mod runtime;
 pub mod seccomp;
+pub mod serve;
 pub mod secrets;
 pub mod settings;

@@ -27,6 +27,7 @@ mod project;
 mod push;
 mod render;
 mod secret;
+mod serve;
 mod show;
 mod status;
 mod verify;
@@ -126,6 +127,11 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Check this host for everything galley needs, with the fix for each missing piece
     Doctor,
+    /// Run pull-request previews from signed GitHub webhooks, under the operator's policy
+    Serve(serve::ServeArgs),
+    /// Evaluate serve's operator config under the evaluator's limits for the parent galley
+    #[command(name = "__serve-config", hide = true)]
+    ServeConfig(serve::ServeConfigArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -184,6 +190,8 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Logs(args) => logs::run(env, out, &args),
         Command::Gc(args) => gc::run(env, out, &args),
         Command::Doctor => doctor::run(env, out),
+        Command::Serve(args) => serve::run(env, out, &args),
+        Command::ServeConfig(args) => serve::child(out, env, &args),
     }
 }
 
