@@ -36,6 +36,17 @@ impl Shared {
         &self.env.home
     }
 
+    /// The preview label of `repo#number` from this server: `<server>:owner/name#N`, where the
+    /// server is a hash of its GALLEY_HOME, so two servers on one host never sweep each other's.
+    pub fn tag(&self, repo: &str, number: u64) -> String {
+        format!("{}:{repo}#{number}", self.server_id())
+    }
+
+    fn server_id(&self) -> String {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(self.home().as_os_str().as_encoded_bytes())[..6])
+    }
+
     /// Apply `f` to the record of `repo#number` (if there is one) and write it; returns it.
     pub fn update(
         &self,
@@ -262,7 +273,7 @@ fn build(shared: &Shared, repo: &RepoName, r: &Record) -> Result<Option<Built>, 
     let notes =
         policy::apply(&mut project, &shared.config.policy, r.fork).map_err(|d| first(&d))?;
     let name = project.name.to_string();
-    let tag = format!("{}#{}", r.repo, r.number);
+    let tag = shared.tag(&r.repo, r.number);
     let instance = Instance::new(&name, &r.instance())
         .map_err(|e| e.to_string())?
         .with_preview(tag);
@@ -293,6 +304,7 @@ fn build(shared: &Shared, repo: &RepoName, r: &Record) -> Result<Option<Built>, 
     let lock = runtime::state::lock(home, &instance).map_err(|e| e.to_string())?;
     let _writing = crate::image::home::writing(home, &dir, &name).map_err(|e| e.to_string())?;
     let mut desired = runtime::desired(&env, &project).map_err(|e| e.to_string())?;
+    pin_images(&env, &project, &mut desired)?;
     let assigned = ports::assign(home, &instance, &mut desired, shared.config.host_ports)
         .map_err(|e| e.to_string())?;
     let facts = host::detect(&env.oci_runtime).map_err(|e| e.to_string())?;
@@ -337,6 +349,17 @@ fn build(shared: &Shared, repo: &RepoName, r: &Record) -> Result<Option<Built>, 
     Ok(Some((sha, name, url, notes, lock)))
 }
 
+/// Build the preview's images (through the cache) and pin their digests in the manifests, so a
+/// new commit that changes only files replaces the containers running the old image.
+fn pin_images(env: &Env, project: &crate::model::Project, desired: &mut [crate::manifest::SandboxManifest]) -> Result<(), String> {
+    let names: Vec<String> = desired.iter().map(|m| m.image.name.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let built = crate::image::build(env, project, &names, &crate::image::BuildOptions::default()).map_err(|e| format!("cannot build the preview's images: {e}"))?;
+    for m in desired.iter_mut() {
+        m.image.digest = built.get(&m.image.name).map(|b| b.manifest_digest.clone());
+    }
+    Ok(())
+}
+
 /// The first error's code and message, as a status says it.
 fn first(d: &[crate::diagnostic::Diagnostic]) -> String {
     let d = d
@@ -352,13 +375,18 @@ fn first(d: &[crate::diagnostic::Diagnostic]) -> String {
 fn destroy_instance(home: &Path, env: &Env, project: &str, instance: &str) -> Result<(), String> {
     let instance = Instance::new(project, instance).map_err(|e| e.to_string())?;
     let _lock = runtime::state::lock(home, &instance).map_err(|e| e.to_string())?;
+    destroy_locked(home, env, &instance)
+}
+
+/// Destroy `instance`, whose lock the caller holds.
+fn destroy_locked(home: &Path, env: &Env, instance: &Instance) -> Result<(), String> {
     let facts = host::detect(&env.oci_runtime).map_err(|e| e.to_string())?;
     let podman = Podman {
         runner: &System,
         runtime: facts.runtime,
     };
-    let live = plan::live(&podman, &instance).map_err(|e| e.to_string())?;
-    runtime::destroy::remove(home, &podman, &instance, &live, true).map_err(|e| e.to_string())
+    let live = plan::live(&podman, instance).map_err(|e| e.to_string())?;
+    runtime::destroy::remove(home, &podman, instance, &live, true).map_err(|e| e.to_string())
 }
 
 /// Destroy a record's preview: its instance (volumes and secrets too) and its worktree.
@@ -377,25 +405,26 @@ pub fn destroy(shared: &Shared, r: &Record) -> Result<(), String> {
     Ok(())
 }
 
-/// Remove preview objects podman holds that no record accounts for; returns what was removed.
+/// Remove preview objects of this server that podman holds and no record accounts for; returns
+/// what was removed. Objects are listed first and each is checked against the records under
+/// its instance's lock, which a job holds from before it creates anything until its record is
+/// written, so a preview being made is never taken for an unrecorded one.
 pub fn sweep_unrecorded(shared: &Shared) -> Result<Vec<String>, String> {
     let facts = host::detect(&shared.env.oci_runtime).map_err(|e| e.to_string())?;
-    let podman = Podman {
-        runner: &System,
-        runtime: facts.runtime,
-    };
-    let records = store::all(shared.home());
+    let podman = Podman { runner: &System, runtime: facts.runtime };
+    let mine = format!("{}:", shared.server_id());
     let mut removed = Vec::new();
-    for (project, instance, tag) in
-        runtime::destroy::previews(&podman).map_err(|e| e.to_string())?
-    {
-        let known = records.iter().any(|r| {
-            r.project.as_deref() == Some(project.as_str())
-                && r.instance() == instance
-                && format!("{}#{}", r.repo, r.number) == tag
-        });
-        // An instance whose lock is held is being applied; its record comes when it is done.
-        if !known && destroy_instance(shared.home(), &shared.env, &project, &instance).is_ok() {
+    for (project, instance, tag) in runtime::destroy::previews(&podman).map_err(|e| e.to_string())? {
+        if !tag.starts_with(&mine) {
+            continue;
+        }
+        let Ok(inst) = Instance::new(&project, &instance) else { continue };
+        // Held: a job is changing it, and will record it.
+        let Ok(_lock) = runtime::state::lock(shared.home(), &inst) else { continue };
+        let known = store::all(shared.home())
+            .iter()
+            .any(|r| r.project.as_deref() == Some(project.as_str()) && r.instance() == instance && shared.tag(&r.repo, r.number) == tag);
+        if !known && destroy_locked(shared.home(), &shared.env, &inst).is_ok() {
             removed.push(format!("{project}/{instance} ({tag})"));
         }
     }
