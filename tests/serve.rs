@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use galley::serve::signature::sign;
-#[allow(unused_imports)]
 use support::runner::TestProject;
 use support::runner::{free_port, http_get, podman, podman_ok, run};
 
@@ -281,7 +280,8 @@ fn webhook_verifies_githubs_vector_and_rejects_and_records_each_forgery() {
         200,
         "GitHub's vector verifies"
     );
-    let forged: [(&str, Option<String>, &[u8], u16, &str); 7] = [
+    type Forgery<'a> = (&'a str, Option<String>, &'a [u8], u16, &'a str);
+    let forged: [Forgery; 7] = [
         (
             "one byte changed",
             Some(VECTOR_SIG.into()),
@@ -830,4 +830,39 @@ fn a_restart_mid_queue_converges_and_a_preview_past_its_time_to_live_is_destroye
     let r = p.wait(&server, 3, "expired", |r| r["project"].is_null());
     assert!(r["failure"].as_str().unwrap_or("").contains("expired"), "{r}");
     assert_eq!(up.leftovers("ps"), Vec::<String>::new(), "the expired preview's container is gone");
+}
+
+#[test]
+fn apply_host_ports_auto_gives_each_instance_its_own_stable_port_shown_by_plan_and_status_and_freed_by_destroy() {
+    if !support::runtime_available() {
+        return;
+    }
+    let p = TestProject::new("ports").with_image("box");
+    p.config(
+        r#"  images.box = {},
+  sandboxes.web = galley.presets.service_on 8080 18080 & {
+    image = "box",
+    user = "1000:1000",
+    command = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"],
+  },"#,
+    );
+    let plan = p.galley_code(&["plan", "--instance", "pr-7", "--host-ports", "auto"], 0);
+    let port_of = |text: &str| -> u16 {
+        let line = text.lines().find(|l| l.contains("host port: web 8080/tcp -> 127.0.0.1:")).unwrap_or_else(|| panic!("no host port line: {text}"));
+        line.rsplit(':').next().unwrap().trim().parse().unwrap()
+    };
+    let seven = port_of(&plan);
+    assert!((20000..=20999).contains(&seven), "{plan}");
+    let applied = p.galley_code(&["apply", "--instance", "pr-7", "--host-ports", "auto", "--auto-approve"], 0);
+    assert_eq!(port_of(&applied), seven, "apply takes the port the plan showed");
+    let eight = port_of(&p.galley_code(&["apply", "--instance", "pr-8", "--host-ports", "auto", "--auto-approve"], 0));
+    assert_ne!(seven, eight, "two instances of one project get different host ports");
+    let status = p.galley_code(&["status", "--instance", "pr-7"], 0);
+    assert!(status.contains(&format!("127.0.0.1:{seven}->8080")) && status.contains("matches"), "{status}");
+    let again = p.galley_code(&["apply", "--instance", "pr-7", "--host-ports", "auto", "--auto-approve"], 0);
+    assert!(again.contains("no changes"), "the port is stable across re-applies: {again}");
+    assert!(http_get(seven, "/").is_ok() && http_get(eight, "/").is_ok(), "both instances answer on their own ports");
+    p.galley_code(&["destroy", "--instance", "pr-7", "--auto-approve"], 0);
+    assert!(!p.home.path().join(format!("state/{}/pr-7/_ports.json", p.name)).exists(), "destroy frees the port");
+    p.galley_code(&["destroy", "--instance", "pr-8", "--auto-approve"], 0);
 }

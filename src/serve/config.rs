@@ -263,7 +263,7 @@ impl ServeConfig {
                 "write a size such as \"512m\"",
             )
         })?;
-        if !(p.resources.cpus > 0.0) {
+        if p.resources.cpus.is_nan() || p.resources.cpus <= 0.0 {
             return Err(invalid(
                 file,
                 "policy.resources.cpus",

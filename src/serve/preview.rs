@@ -355,7 +355,7 @@ fn pin_images(env: &Env, project: &crate::model::Project, desired: &mut [crate::
     let names: Vec<String> = desired.iter().map(|m| m.image.name.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let built = crate::image::build(env, project, &names, &crate::image::BuildOptions::default()).map_err(|e| format!("cannot build the preview's images: {e}"))?;
     for m in desired.iter_mut() {
-        m.image.digest = built.get(&m.image.name).map(|b| b.manifest_digest.clone());
+        m.image.digest = built.get(&m.image.name).map(|b| b.manifest_digest);
     }
     Ok(())
 }
