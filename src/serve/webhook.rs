@@ -187,13 +187,14 @@ async fn hook(
             Ok(e) => match pull_request(&app, repo, &e) {
                 Ok(Some(what)) => accepted(&what, StatusCode::ACCEPTED),
                 Ok(None) => accepted("ignored action", StatusCode::ACCEPTED),
-                Err(reason) => reject(
-                    StatusCode::BAD_REQUEST,
-                    &reason,
-                    peer,
-                    &shown,
-                    Some(delivery),
-                ),
+                Err(Refusal::Payload(reason)) => {
+                    reject(StatusCode::BAD_REQUEST, reason, peer, &shown, Some(delivery))
+                }
+                Err(Refusal::State(reason)) => {
+                    let what = [("outcome", "record not written".into()), ("reason", reason)];
+                    record("state", &what);
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             },
         },
         _ => accepted("ignored event", StatusCode::ACCEPTED),
@@ -225,19 +226,28 @@ struct RepoRef {
     full_name: String,
 }
 
+/// Why a verified `pull_request` delivery was not queued.
+enum Refusal {
+    /// The payload is not one galley acts on (recorded as a rejection).
+    Payload(&'static str),
+    /// Its record could not be written (503: GitHub may retry, with a new delivery id).
+    State(String),
+}
+
 /// Record what the delivery wants (durably) and queue the job; `None` for an action galley does
 /// not act on.
 fn pull_request(
     app: &App,
     repo: &RepoName,
     e: &PullRequestEvent,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Refusal> {
     let open = match e.action.as_str() {
         "opened" | "reopened" | "synchronize" => true,
         "closed" => false,
         _ => return Ok(None),
     };
-    let head = Sha::parse(&e.pull_request.head.sha).ok_or("head commit id malformed")?;
+    let head = Sha::parse(&e.pull_request.head.sha)
+        .ok_or(Refusal::Payload("head commit id malformed"))?;
     let fork = e
         .pull_request
         .head
@@ -260,7 +270,7 @@ fn pull_request(
             url: old.as_ref().and_then(|o| o.url.clone()),
             failure: None,
         };
-        store::write(shared.home(), &r).map_err(|e| format!("state not written: {e}"))?;
+        store::write(shared.home(), &r).map_err(|e| Refusal::State(e.to_string()))?;
     }
     if open {
         app.queue.reporter().send(Status {
