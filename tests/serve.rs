@@ -24,8 +24,11 @@ const REPO: &str = "octo-org/site";
 /// answers 201.
 struct Api {
     port: u16,
-    seen: Arc<Mutex<Vec<(String, String, serde_json::Value, String)>>>,
+    seen: Arc<Mutex<Vec<Request>>>,
 }
+
+/// One request the API server received: method, path, JSON body, Authorization header.
+type Request = (String, String, serde_json::Value, String);
 
 impl Api {
     fn start() -> Api {
