@@ -175,3 +175,75 @@ fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
         v.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Memory;
+    use crate::model::Secret;
+    use crate::settings::Env;
+
+    fn project(sandbox: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{{ name = \"p\", registries.\"10.0.0.1:5000\" = {{ allow_private = true }}, images.i = {{}}, sandboxes.s = {{ image = \"i\", user = \"1000:1000\", resources = {{ memory = \"64m\", cpus = 0.5, pids = 32 }}, {sandbox} }} }}"
+        );
+        std::fs::write(dir.path().join("galley.ncl"), &text).unwrap();
+        let env = Env::new(dir.path().to_path_buf(), home.path().to_path_buf());
+        crate::project::load_unbounded(&env, None).unwrap_or_else(|d| panic!("{d:?}")).project
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            capabilities: ["NET_BIND_SERVICE".to_owned()].into(),
+            networks: ["none", "isolated"].into(),
+            seccomp: ["default".to_owned()].into(),
+            allow_root: false,
+            memory: Memory::parse("128m").unwrap(),
+            cpus: 1.0,
+            pids: 64,
+            volumes: false,
+            secrets: [("TOKEN".to_owned(), Secret::Env("OPERATOR_TOKEN".into()))].into(),
+        }
+    }
+
+    fn codes(sandbox: &str) -> Vec<&'static str> {
+        let mut p = project(sandbox);
+        let mut c: Vec<&str> = apply(&mut p, &policy(), false).unwrap_err().iter().map(|d| d.code.as_str()).collect();
+        c.retain(|c| *c != "G187");
+        c
+    }
+
+    #[test]
+    fn each_widening_of_the_policy_is_its_own_finding() {
+        assert_eq!(codes("network = 'isolated, capabilities = [\"SYS_ADMIN\"]"), vec!["G180"]);
+        assert_eq!(codes("network = 'egress"), vec!["G181"]);
+        assert_eq!(codes("network = 'isolated, seccomp = 'unconfined"), vec!["G182"]);
+        assert_eq!(codes("network = 'isolated, user | force = \"0:0\""), vec!["G183"]);
+        assert_eq!(codes("network = 'isolated, resources.memory | force = \"1g\""), vec!["G184"]);
+        assert_eq!(codes("network = 'isolated, resources.pids | force = 0"), vec!["G184"]);
+        assert_eq!(codes("network = 'isolated, volumes = [{ name = \"v\", path = \"/v\" }]"), vec!["G185"]);
+        assert_eq!(codes("network = 'isolated, secrets.OTHER = { env = \"HOME\" }"), vec!["G186"]);
+        let mut p = project("network = 'isolated");
+        let all: Vec<_> = apply(&mut p, &policy(), false).unwrap_err().iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(all, vec!["G187"], "a registry reaching private addresses");
+    }
+
+    #[test]
+    fn a_granted_secret_gets_the_operators_source_and_a_fork_gets_no_secret_nor_network() {
+        let mut policy = policy();
+        policy.networks.insert("egress");
+        let text = "network = 'egress, ports = [{ container = 80, host = 8080 }], secrets.TOKEN = { file = \"/etc/shadow\" }";
+        let mut p = project(text);
+        p.registries.clear();
+        apply(&mut p, &policy, false).unwrap();
+        assert_eq!(p.sandboxes["s"].secrets["TOKEN"], Secret::Env("OPERATOR_TOKEN".into()), "never the pull request's source");
+        let mut p = project(text);
+        p.registries.clear();
+        let notes = apply(&mut p, &policy, true).unwrap();
+        let s = &p.sandboxes["s"];
+        assert!(s.secrets.is_empty() && s.network == Network::None && s.ports.is_empty(), "{s:?}");
+        assert!(notes.iter().any(|n| n.contains("a fork gets no secrets")) && notes.iter().any(|n| n.contains("-> 'none")), "{notes:?}");
+    }
+}
