@@ -23,6 +23,7 @@ pub mod model;
 pub mod project;
 pub mod runtime;
 pub mod seccomp;
+pub mod serve;
 pub mod secrets;
 pub mod settings;
 pub mod token;

@@ -16,6 +16,8 @@ use crate::settings::Env;
 pub struct ApplyArgs {
     #[command(flatten)]
     pub instance: InstanceArg,
+    #[command(flatten)]
+    pub host_ports: common::HostPortsArg,
     /// Apply without asking
     #[arg(long)]
     pub auto_approve: bool,
@@ -30,13 +32,17 @@ pub fn run(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
 }
 
 fn apply_logged(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
-    let session = common::open(env, out, &args.instance.instance, args.locked)?;
+    let mut session = common::open(env, out, &args.instance.instance, args.locked)?;
     let _lock = crate::runtime::state::lock(&session.home, &session.instance)?;
+    let ports = common::host_ports(&mut session, &args.host_ports)?;
     // Held until the containers exist, so gc keeps the images apply loads for them.
     let _writing = super::build::writing(env, &session.loaded.project.name)?;
     let plan = common::compute(&session)?;
     if out.text() && (plan.has_changes() || out.verbosity.verbose()) {
         print!("{}", plan.render(out.stdout_color));
+        for line in &ports {
+            println!("  host port: {line}");
+        }
     }
     if !plan.has_changes() {
         out.text_note(format_args!("no changes: instance `{}` matches galley.ncl", session.instance.instance));

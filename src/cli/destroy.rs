@@ -6,8 +6,6 @@ use clap::Args;
 use super::plan::{self as common, InstanceArg};
 use super::{ExitStatus, Outcome, Printer};
 use crate::runtime::plan;
-use crate::runtime::secrets_dir::SecretsDir;
-use crate::runtime::state;
 use crate::settings::Env;
 
 #[derive(Debug, Args)]
@@ -49,12 +47,7 @@ fn destroy_logged(env: &Env, out: &Printer, args: &DestroyArgs) -> Outcome {
     if anything && !args.auto_approve && !super::apply::confirm("destroy these?")? {
         return Ok(ExitStatus::No);
     }
-    let steps = [("container", &containers), ("network", &live.networks), ("volume", &volumes)];
-    for (kind, names) in steps {
-        podman.remove(kind, names)?;
-    }
-    SecretsDir::new(session.instance.run_dir(&session.home)).remove_all();
-    state::remove_all(&session.home, &session.instance);
+    crate::runtime::destroy::remove(&session.home, &podman, &session.instance, &live, args.volumes)?;
     if out.json() {
         out.data(serde_json::json!({ "containers": containers, "networks": live.networks, "volumes": volumes, "kept_volumes": kept }));
     }

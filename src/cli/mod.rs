@@ -28,6 +28,7 @@ mod project;
 mod push;
 mod render;
 mod secret;
+mod serve;
 mod show;
 mod status;
 mod token;
@@ -132,6 +133,11 @@ pub enum Command {
     Audit(audit_log::AuditArgs),
     /// Make, list, revoke and rotate API tokens for the admin API of `galley serve`
     Token(token::TokenArgs),
+    /// Run pull-request previews from signed GitHub webhooks, under the operator's policy
+    Serve(serve::ServeArgs),
+    /// Evaluate serve's operator config under the evaluator's limits for the parent galley
+    #[command(name = "__serve-config", hide = true)]
+    ServeConfig(serve::ServeConfigArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -192,6 +198,8 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Doctor => doctor::run(env, out),
         Command::Audit(args) => audit_log::run(env, out, &args),
         Command::Token(args) => token::run(env, out, &args),
+        Command::Serve(args) => serve::run(env, out, &args),
+        Command::ServeConfig(args) => serve::child(out, env, &args),
     }
 }
 

@@ -21,10 +21,29 @@ pub struct InstanceArg {
     pub instance: String,
 }
 
+/// `--host-ports auto`: give the instance its own loopback host ports.
+#[derive(Debug, Args)]
+pub struct HostPortsArg {
+    /// `auto` gives each published port of this instance its own loopback host port (from
+    /// 20000-20999), recorded and kept across applies, freed by destroy
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub host_ports: Option<HostPorts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostPorts {
+    /// The host ports galley.ncl declares
+    Declared,
+    /// Ports of this instance's own, from a range
+    Auto,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub instance: InstanceArg,
+    #[command(flatten)]
+    pub host_ports: HostPortsArg,
     /// Refuse to run unless galley.lock is current, and use its manifests
     #[arg(long)]
     pub locked: bool,
@@ -56,11 +75,13 @@ pub fn open(env: &Env, out: &Printer, instance: &str, locked: bool) -> Result<Se
     let lock = current_lock(env, out, &loaded.project, locked)?;
     let instance = Instance::new(&loaded.project.name, instance)?;
     let facts = host::detect(&env.oci_runtime)?;
-    let desired = match &lock {
+    let mut desired = match &lock {
         Some(lock) => lock.sandboxes.values().map(|s| s.manifest.clone()).collect(),
         None => runtime::desired(env, &loaded.project)?,
     };
     let home = std::path::absolute(&env.home).map_err(RuntimeError::io(&env.home))?;
+    // An instance given its own host ports keeps them in plan, status and apply.
+    runtime::ports::reuse(&home, &instance, &mut desired);
     if out.verbosity.verbose() && out.text() {
         eprintln!(
             "host: oci runtime {}, cgroups {} (controllers: {}), hard limits nofile {} nproc {}{}",
@@ -100,13 +121,29 @@ pub fn compute(session: &Session) -> Result<Plan, CliError> {
     Ok(plan::compute(&session.home, &session.instance, &session.desired, &live))
 }
 
+/// With `--host-ports auto`, give the session's instance its own host ports (recorded now, so a
+/// plan reserves them); returns one line per port.
+pub fn host_ports(session: &mut Session, arg: &HostPortsArg) -> Result<Vec<String>, CliError> {
+    if arg.host_ports != Some(HostPorts::Auto) {
+        return Ok(runtime::ports::recorded(&session.home, &session.instance).map(|a| runtime::ports::describe(&a)).unwrap_or_default());
+    }
+    let a = runtime::ports::assign(&session.home, &session.instance, &mut session.desired, runtime::ports::DEFAULT_RANGE)?;
+    Ok(runtime::ports::describe(&a))
+}
+
 pub fn run(env: &Env, out: &Printer, args: &PlanArgs) -> Outcome {
-    let session = open(env, out, &args.instance.instance, args.locked)?;
+    let mut session = open(env, out, &args.instance.instance, args.locked)?;
+    let ports = host_ports(&mut session, &args.host_ports)?;
     let plan = compute(&session)?;
-    if out.json() {
+    if out.json() && ports.is_empty() {
         out.json_pretty(&plan);
+    } else if out.json() {
+        out.json_pretty(&serde_json::json!({ "plan": plan, "host_ports": ports }));
     } else {
         print!("{}", plan.render(out.stdout_color));
+        for line in &ports {
+            println!("  host port: {line}");
+        }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success })
 }

@@ -75,6 +75,14 @@ catalogue! {
     UndeclaredGroup = "G113", Error, "account in an undeclared group", None;
     DuplicateAccount = "G114", Error, "account or group declared twice", None;
     MountConflict = "G115", Error, "mount point used twice, or under /run/secrets", None;
+    PolicyCapability = "G180", Error, "preview asks for a capability the serve policy does not allow", None;
+    PolicyNetwork = "G181", Error, "preview asks for a network the serve policy does not allow", None;
+    PolicySeccomp = "G182", Error, "preview asks for a seccomp profile the serve policy does not allow", None;
+    PolicyRoot = "G183", Error, "preview runs as root and the serve policy does not allow it", None;
+    PolicyResources = "G184", Error, "preview asks for more resources than the serve policy's ceiling", None;
+    PolicyVolume = "G185", Error, "preview declares a volume and the serve policy does not allow volumes", None;
+    PolicySecret = "G186", Error, "preview asks for a secret the serve policy does not grant", None;
+    PolicyRegistry = "G187", Error, "preview lets a registry reach private addresses", None;
 }
 
 impl Code {

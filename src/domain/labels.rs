@@ -14,3 +14,7 @@ pub const LABEL_NETWORK: &str = "io.galley.network";
 /// Optional label pinning the image digest the manifest was resolved with, used until the lock
 /// records it.
 pub const LABEL_IMAGE: &str = "io.galley.image";
+/// On everything of a `galley serve` preview: the server and the pull request it previews
+/// (`<server>:owner/name#N`, the server a hash of its GALLEY_HOME).
+/// Reconcile removes objects carrying it that no preview record accounts for.
+pub const LABEL_PREVIEW: &str = "io.galley.preview";

@@ -20,6 +20,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("seccomp/strict.ncl", include_str!("../../stdlib/seccomp/strict.ncl")),
     ("seccomp/denied-by-strict.ncl", include_str!("../../stdlib/seccomp/denied-by-strict.ncl")),
     ("project-contract.ncl", "(import \"schema.ncl\").Project\n"),
+    ("serve.ncl", include_str!("../../lang/serve.ncl")),
+    ("serve-contract.ncl", "(import \"serve.ncl\").Serve\n"),
 ];
 
 /// Name of the directory holding the library inside an import path.

@@ -63,7 +63,7 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
     })?;
     let namer = Namer { project_dir: project_dir.clone(), lib: lib.clone() };
 
-    let mut program = build_program(input, &lib, true).map_err(|d| vec![d])?;
+    let mut program = build_program(input, &lib, Some(PROJECT_CONTRACT)).map_err(|d| vec![d])?;
     let value = match program.eval_full_for_export() {
         Ok(value) => value,
         Err(error) => {
@@ -111,7 +111,7 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
 fn build_program(
     input: &Input<'_>,
     lib: &Path,
-    with_contract: bool,
+    contract: Option<&str>,
 ) -> Result<Program<CacheImpl>, Diagnostic> {
     let config = absolute(input.config);
     let mut builder = ProgramBuilder::new().add_import_paths([lib.to_path_buf()]);
@@ -127,17 +127,41 @@ fn build_program(
             builder.add_path(config.as_os_str())
         }
     };
-    if with_contract {
-        builder = builder.add_contract_paths([lib.join(embedded::PREFIX).join("project-contract.ncl")]);
+    if let Some(contract) = contract {
+        builder = builder.add_contract_paths([lib.join(embedded::PREFIX).join(contract)]);
     }
     builder.build().map_err(|e| {
         Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e:?}", config.display()))
     })
 }
 
+/// The contract file every `galley.ncl` is checked against.
+const PROJECT_CONTRACT: &str = "project-contract.ncl";
+
+/// Evaluate `galley serve`'s operator config (`lang/serve.ncl`'s `Serve` contract applied) and
+/// export it as JSON, defaults filled in. The file may import the galley library.
+pub fn evaluate_serve_config(config: &Path, lib_root: &Path) -> Result<serde_json::Value, Vec<Diagnostic>> {
+    let lib = embedded::materialize(lib_root)
+        .map_err(|e| vec![Diagnostic::new(Code::Unreadable, format!("cannot write the galley library under {}: {e}", lib_root.display()))])?;
+    let project_dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+    let namer = Namer { project_dir, lib: lib.clone() };
+    if !config.is_file() {
+        return Err(vec![Diagnostic::new(Code::Unreadable, format!("cannot read {}: no such file", config.display()))
+            .help("write the operator config (see docs/previews.md) and pass its path with --config")]);
+    }
+    let input = Input { config, text: None, lib_root };
+    let mut program = build_program(&input, &lib, Some("serve-contract.ncl")).map_err(|d| vec![d])?;
+    let value = program.eval_full_for_export().map_err(|e| convert::from_nickel(e, program.files(), &namer))?;
+    let text = serialize::to_string(ExportFormat::Json, &value).map_err(|e| {
+        let error = nickel_lang_core::error::Error::export_error(program.pos_table().clone(), e);
+        convert::from_nickel(error, program.files(), &namer)
+    })?;
+    Ok(serde_json::from_str(&text).expect("nickel's JSON export is valid JSON"))
+}
+
 /// Re-evaluate without the schema and report fields the schema does not know, with suggestions.
 fn unknown_fields(input: &Input<'_>, lib: &Path, namer: &Namer) -> Option<Vec<Diagnostic>> {
-    let mut program = build_program(input, lib, false).ok()?;
+    let mut program = build_program(input, lib, None).ok()?;
     let value = program.eval_full_for_export().ok()?;
     let files = program.files();
     let spans = spans::index(&value, program.pos_table(), &files, namer);

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod attach;
 pub mod cp;
+pub mod destroy;
 pub mod copy_out;
 pub mod gc;
 pub mod doctor;
@@ -17,6 +18,7 @@ pub mod images;
 pub mod naming;
 pub mod plan;
 pub mod podman;
+pub mod ports;
 pub mod secrets_dir;
 pub mod state;
 

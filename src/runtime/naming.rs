@@ -8,7 +8,7 @@ use super::{Result, RuntimeError};
 use crate::domain::{DEFAULT_INSTANCE, Name};
 use crate::model::Network;
 
-pub use crate::domain::labels::{LABEL_INSTANCE, LABEL_MANIFEST, LABEL_NETWORK, LABEL_PROJECT, LABEL_SANDBOX, LABEL_VOLUME};
+pub use crate::domain::labels::{LABEL_INSTANCE, LABEL_MANIFEST, LABEL_NETWORK, LABEL_PREVIEW, LABEL_PROJECT, LABEL_SANDBOX, LABEL_VOLUME};
 
 /// The `galley apply` command line that converges `instance`.
 pub fn apply_command(instance: &str) -> String {
@@ -20,6 +20,8 @@ pub fn apply_command(instance: &str) -> String {
 pub struct Instance {
     pub project: String,
     pub instance: String,
+    /// The pull request a `galley serve` preview shows (`owner/name#N`), labelled on its objects.
+    pub preview: Option<String>,
 }
 
 impl Instance {
@@ -27,7 +29,12 @@ impl Instance {
         if !Name::is_valid(instance) {
             return Err(RuntimeError::InstanceName(instance.to_owned()));
         }
-        Ok(Instance { project: project.to_owned(), instance: instance.to_owned() })
+        Ok(Instance { project: project.to_owned(), instance: instance.to_owned(), preview: None })
+    }
+
+    /// This instance as the preview of pull request `tag` (`owner/name#N`).
+    pub fn with_preview(self, tag: String) -> Instance {
+        Instance { preview: Some(tag), ..self }
     }
 
     fn prefix(&self) -> String {
@@ -74,12 +81,16 @@ impl Instance {
 
     /// `--label` arguments every object of this instance carries.
     pub fn labels(&self) -> Vec<String> {
-        vec![
+        let mut labels = vec![
             "--label".into(),
             format!("{LABEL_PROJECT}={}", self.project),
             "--label".into(),
             format!("{LABEL_INSTANCE}={}", self.instance),
-        ]
+        ];
+        if let Some(tag) = &self.preview {
+            labels.extend(["--label".into(), format!("{LABEL_PREVIEW}={tag}")]);
+        }
+        labels
     }
 
     /// `GALLEY_HOME/state/<project>/<instance>`: the last applied manifests.
