@@ -38,3 +38,6 @@ pub const GALLEY_CP_MAX_BYTES: &str = "GALLEY_CP_MAX_BYTES";
 pub const GALLEY_CP_MAX_ENTRIES: &str = "GALLEY_CP_MAX_ENTRIES";
 pub const GALLEY_CP_MAX_DEPTH: &str = "GALLEY_CP_MAX_DEPTH";
 pub const GALLEY_CP_MAX_PATH_BYTES: &str = "GALLEY_CP_MAX_PATH_BYTES";
+
+/// Variables that hold secrets and that no child process inherits (`exec`'s environment policy).
+pub const WITHHELD: &[&str] = &[GALLEY_MASTER_KEY, GALLEY_NEW_MASTER_KEY];
