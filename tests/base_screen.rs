@@ -360,3 +360,71 @@ fn a_run_step_that_blocks_is_stopped_at_its_time_limit() {
     let left = String::from_utf8_lossy(&run(ps).stdout).into_owned();
     assert!(left.trim().is_empty(), "the stopped step's process must not outlive the build: {left}");
 }
+
+/// A hostile registry on loopback: `/v2/` answers 200, and a manifest by tag is an endless body
+/// (no `Content-Length`) or one whose `Content-Length` claims `claimed` bytes. Returns the
+/// address and a counter of the body bytes it managed to send.
+fn endless_manifest_registry(claimed: Option<u64>) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
+                if !line.contains("/manifests/") {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}");
+                    return;
+                }
+                let length = claimed.map(|c| format!("Content-Length: {c}\r\n")).unwrap_or_default();
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n{length}Connection: close\r\n\r\n");
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                // Up to 256 MiB of a JSON string that never ends, so an unbounded reader fails late.
+                let chunk = [b' '; 64 << 10];
+                for _ in 0..(256 << 20) / chunk.len() {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (host, sent)
+}
+
+#[test]
+fn a_manifest_by_tag_that_never_ends_is_cut_at_the_size_cap_as_it_streams() {
+    use std::sync::atomic::Ordering;
+    const CAP: u64 = 4 << 20;
+    for (claimed, says) in [(None, "grew past galley's limit of 4194304 bytes"), (Some(1u64 << 40), "is 1099511627776 bytes, over galley's limit of 4194304")] {
+        let (host, sent) = endless_manifest_registry(claimed);
+        let p = project(&host, "endless/base", "");
+        let home = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let err = refused(home.path(), p.path());
+        let seconds = start.elapsed().as_secs_f64();
+        assert!(err.contains(says), "{claimed:?}: {err}");
+        // What the registry got to send: the cap plus what the sockets buffer, far below 256 MiB.
+        std::thread::sleep(Duration::from_millis(200));
+        let served = sent.load(Ordering::SeqCst);
+        assert!(served <= CAP + (16 << 20), "{claimed:?}: the registry sent {served} bytes against a cap of {CAP}");
+        assert!(seconds < 30.0, "{claimed:?}: refused after {seconds:.1}s");
+        assert_eq!(blobs_in(home.path()), Vec::<String>::new(), "{claimed:?}: nothing of a refused pull stays in the store");
+        eprintln!("{claimed:?}: served {served} bytes (cap {CAP}), refused in {seconds:.2}s");
+    }
+}
