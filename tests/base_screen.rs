@@ -428,3 +428,38 @@ fn a_manifest_by_tag_that_never_ends_is_cut_at_the_size_cap_as_it_streams() {
         eprintln!("{claimed:?}: served {served} bytes (cap {CAP}), refused in {seconds:.2}s");
     }
 }
+
+#[test]
+fn a_base_layer_entry_through_a_symlink_a_lower_layer_made_is_refused_naming_both_layers() {
+    if !support::require_tool("skopeo") {
+        return;
+    }
+    let Some(reg) = support::require_registry() else { return };
+    let tar_of = |entries: &[(&str, tar::EntryType, &str)]| {
+        let mut plain = Vec::new();
+        for (name, ty, link) in entries {
+            raw_entry(&mut plain, name, *ty, link, if ty.is_file() { b"x" } else { b"" });
+        }
+        plain.extend_from_slice(&[0; 1024]);
+        plain
+    };
+    // Each layer alone is clean; stacked, layer 2 writes through layer 1's link to the root.
+    let lower = tar_of(&[("escape", tar::EntryType::Symlink, "/")]);
+    let upper = tar_of(&[("escape/etc/x", tar::EntryType::Regular, "")]);
+    let layers: Vec<(Vec<u8>, String)> = [lower, upper].iter().map(|t| (gzip(t), sha(t))).collect();
+    let (low, up) = (sha(&layers[0].0), sha(&layers[1].0));
+    let dir = tempfile::tempdir().unwrap();
+    layout(dir.path(), &layers);
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "--quiet", "--dest-tls-verify=false", &format!("oci:{}:1", dir.path().display()), &format!("docker://{}/stacked/base:1", reg.host())]);
+    let out = run(c);
+    assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    let p = project(&reg.host(), "stacked/base", RUN_STEP);
+    let home = tempfile::tempdir().unwrap();
+    let err = refused(home.path(), p.path());
+    assert!(err.contains(&up) && err.contains("entry `escape/etc/x`"), "the upper layer and its entry are named: {err}");
+    assert!(err.contains(&format!("symlink `escape` made in layer 1 of the base ({low})")), "the lower layer is named: {err}");
+    let screened = home.path().join("cache/screened");
+    assert!(screened.join(low.trim_start_matches("sha256:")).is_file(), "the lower layer alone is clean");
+    assert_eq!(fs::read_dir(&screened).unwrap().count(), 1, "the refused chain gets no clean verdict");
+}
