@@ -463,3 +463,55 @@ fn a_base_layer_entry_through_a_symlink_a_lower_layer_made_is_refused_naming_bot
     assert!(screened.join(low.trim_start_matches("sha256:")).is_file(), "the lower layer alone is clean");
     assert_eq!(fs::read_dir(&screened).unwrap().count(), 1, "the refused chain gets no clean verdict");
 }
+
+/// A tmpfs of `size` mounted at `dir` until dropped (the test runs as root, as CI does).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output().unwrap();
+        if !out.status.success() {
+            assert!(!support::require_runtime(), "cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+            support::skip("cannot mount a tmpfs");
+            return None;
+        }
+        Some(SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_pull_onto_a_nearly_full_disk_is_refused_before_the_layer_is_written_naming_the_figures() {
+    if !support::require_tool("skopeo") {
+        return;
+    }
+    let Some(reg) = support::require_registry() else { return };
+    // 16 MiB that gzip cannot shrink, for a GALLEY_HOME of 8 MiB.
+    let mut noise = Vec::with_capacity(16 << 20);
+    let mut block = sha2::Sha256::digest(b"galley").to_vec();
+    while noise.len() < 16 << 20 {
+        block = sha2::Sha256::digest(&block).to_vec();
+        noise.extend_from_slice(&block);
+    }
+    let mut plain = Vec::new();
+    raw_entry(&mut plain, "noise", tar::EntryType::Regular, "", &noise);
+    plain.extend_from_slice(&[0; 1024]);
+    let (layer, manifest) = push_base(&reg.host(), "full/base", &plain);
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    assert!(size > 16 << 20, "the layer stays large compressed: {size}");
+    let p = project(&reg.host(), "full/base", "");
+    let home = tempfile::tempdir().unwrap();
+    let Some(_disk) = SmallDisk::mount(home.path(), "8m") else { return };
+    let err = refused(home.path(), p.path());
+    assert!(err.contains(&layer) && err.contains("not enough free space in") && err.contains(&format!("{size} bytes needed")), "{err}");
+    assert!(err.contains(&home.path().display().to_string()), "the path is named: {err}");
+    assert!(!blobs_in(home.path()).iter().any(|b| layer.ends_with(b.as_str())), "no part of the layer is stored");
+    let out = Command::new("df").args(["--output=used", "-B1"]).arg(home.path()).output().unwrap();
+    let used: u64 = String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(used < 1 << 20, "the refusal came before the download: {used} bytes used on the 8 MiB disk");
+}

@@ -39,6 +39,8 @@ pub enum PullError {
     TooLargeStream { reference: String, what: String, limit: u64 },
     #[error("{reference}: the index offers {manifest} for {claimed}, but its image config is for {actual}; nothing was stored")]
     PlatformMismatch { reference: String, manifest: Digest, claimed: String, actual: String },
+    #[error("{reference}: cannot fetch blob {digest}: {message}; nothing was stored")]
+    NoSpace { reference: String, digest: Digest, message: String },
     #[error("base `{reference}` is not available offline: {message}")]
     Offline { reference: String, message: String },
     #[error(transparent)]
@@ -347,6 +349,9 @@ impl<'a> Puller<'a> {
         let shown = r.to_string();
         let oref = oci_ref(r, None);
         let mut tmp = self.store.temp()?;
+        if let Some(dir) = tmp.path().parent() {
+            crate::fsutil::ensure_free(dir, d.size).map_err(|e| PullError::NoSpace { reference: r.to_string(), digest: d.digest, message: e.to_string() })?;
+        }
         let verify_err = |message: String| PullError::Verify { reference: shown.clone(), what: "blob".into(), digest: d.digest, message };
         let result: Result<(), PullError> = self.rt.block_on(async {
             // oci-client checks digests too; its complaint is a verification failure as well.
