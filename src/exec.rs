@@ -5,7 +5,14 @@
 //! which calls a feature makes without running them. A process either runs captured
 //! ([`Runner::run`]: its output comes back as bytes) or attached ([`Runner::attach`]: it shares
 //! galley's terminal, for `galley exec` and `galley logs`).
+//!
+//! Environment policy: no child inherits a secret-bearing variable. The master keys
+//! ([`crate::env_vars::WITHHELD`]) and every variable a loaded project names as a secret's `env`
+//! source ([`withhold_env`]) are removed from what a child inherits, so podman, conmon, buildah,
+//! secret `command` helpers and galley's own evaluator child never see them. A caller that needs
+//! one in a child passes it explicitly with [`Cmd::env`]; no caller does today.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,12 +20,40 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Variables withheld from every child besides [`crate::env_vars::WITHHELD`]: the `env` sources
+/// of the loaded project's secrets.
+static WITHHELD_EXTRA: Mutex<BTreeSet<OsString>> = Mutex::new(BTreeSet::new());
+
+/// Withhold `names` from every child process started from now on (they stay in galley's own
+/// environment, where the secret resolver reads them).
+pub fn withhold_env<I, S>(names: I)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    WITHHELD_EXTRA
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(names.into_iter().map(Into::into));
+}
+
+/// Every variable no child inherits: the fixed secret-bearing ones and those [`withhold_env`] added.
+pub fn withheld_env() -> BTreeSet<OsString> {
+    let mut all = WITHHELD_EXTRA
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    all.extend(crate::env_vars::WITHHELD.iter().map(OsString::from));
+    all
+}
+
 /// A process to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cmd {
     pub program: OsString,
     pub args: Vec<OsString>,
-    /// Extra environment variables (the rest is inherited).
+    /// Extra environment variables. The rest is inherited, less [`withheld_env`]; a withheld
+    /// variable reaches the child only when it is named here.
     pub env: Vec<(OsString, OsString)>,
     /// Environment variables to remove.
     pub env_remove: Vec<OsString>,
@@ -181,6 +216,9 @@ impl System {
     fn command(cmd: &Cmd) -> Command {
         let mut command = Command::new(&cmd.program);
         command.args(&cmd.args);
+        for k in withheld_env() {
+            command.env_remove(k);
+        }
         for k in &cmd.env_remove {
             command.env_remove(k);
         }

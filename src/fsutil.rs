@@ -31,3 +31,42 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::i
 pub fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
+
+/// Bytes a process without special rights may still write on the file system holding `dir`.
+pub fn available_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: a NUL in the path", dir.display())))?;
+    // SAFETY: statvfs(3) writes into the zeroed struct it is given; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(with_path(std::io::Error::last_os_error(), dir));
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Refuse, before a large write of `needed` bytes under `dir`, when its file system has less
+/// free: the error names the path and both figures, instead of a write failing half way.
+pub fn ensure_free(dir: &Path, needed: u64) -> std::io::Result<()> {
+    let available = available_bytes(dir)?;
+    if needed > available {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("not enough free space in {}: {needed} bytes needed, {available} available", dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_space_is_checked_against_the_file_system_of_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = super::available_bytes(dir.path()).unwrap();
+        assert!(free > 0);
+        super::ensure_free(dir.path(), 1).unwrap();
+        let err = super::ensure_free(dir.path(), u64::MAX).unwrap_err().to_string();
+        assert!(err.contains(&dir.path().display().to_string()) && err.contains(&format!("{} bytes needed", u64::MAX)), "{err}");
+    }
+}

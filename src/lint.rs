@@ -64,7 +64,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
             if looks_secret(key) && !value.is_empty() {
                 out.push(
                     Diagnostic::new(Code::LiteralSecret, format!("`{key}` looks like a secret written as a literal value in `env`"))
-                        .at(spans.locate(&format!("{at}.env.{key}")))
+                        .at(spans.locate_value(&format!("{at}.env.{key}")))
                         .help(format!("move it to `secrets`: {key} = {{ env = \"{key}\" }}, and read /run/secrets/{key} in the sandbox")),
                 );
             }

@@ -360,3 +360,158 @@ fn a_run_step_that_blocks_is_stopped_at_its_time_limit() {
     let left = String::from_utf8_lossy(&run(ps).stdout).into_owned();
     assert!(left.trim().is_empty(), "the stopped step's process must not outlive the build: {left}");
 }
+
+/// A hostile registry on loopback: `/v2/` answers 200, and a manifest by tag is an endless body
+/// (no `Content-Length`) or one whose `Content-Length` claims `claimed` bytes. Returns the
+/// address and a counter of the body bytes it managed to send.
+fn endless_manifest_registry(claimed: Option<u64>) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
+                if !line.contains("/manifests/") {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}");
+                    return;
+                }
+                let length = claimed.map(|c| format!("Content-Length: {c}\r\n")).unwrap_or_default();
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n{length}Connection: close\r\n\r\n");
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                // Up to 256 MiB of a JSON string that never ends, so an unbounded reader fails late.
+                let chunk = [b' '; 64 << 10];
+                for _ in 0..(256 << 20) / chunk.len() {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (host, sent)
+}
+
+#[test]
+fn a_manifest_by_tag_that_never_ends_is_cut_at_the_size_cap_as_it_streams() {
+    use std::sync::atomic::Ordering;
+    const CAP: u64 = 4 << 20;
+    for (claimed, says) in [(None, "grew past galley's limit of 4194304 bytes"), (Some(1u64 << 40), "is 1099511627776 bytes, over galley's limit of 4194304")] {
+        let (host, sent) = endless_manifest_registry(claimed);
+        let p = project(&host, "endless/base", "");
+        let home = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let err = refused(home.path(), p.path());
+        let seconds = start.elapsed().as_secs_f64();
+        assert!(err.contains(says), "{claimed:?}: {err}");
+        // What the registry got to send: the cap plus what the sockets buffer, far below 256 MiB.
+        std::thread::sleep(Duration::from_millis(200));
+        let served = sent.load(Ordering::SeqCst);
+        assert!(served <= CAP + (16 << 20), "{claimed:?}: the registry sent {served} bytes against a cap of {CAP}");
+        assert!(seconds < 30.0, "{claimed:?}: refused after {seconds:.1}s");
+        assert_eq!(blobs_in(home.path()), Vec::<String>::new(), "{claimed:?}: nothing of a refused pull stays in the store");
+        eprintln!("{claimed:?}: served {served} bytes (cap {CAP}), refused in {seconds:.2}s");
+    }
+}
+
+#[test]
+fn a_base_layer_entry_through_a_symlink_a_lower_layer_made_is_refused_naming_both_layers() {
+    if !support::require_tool("skopeo") {
+        return;
+    }
+    let Some(reg) = support::require_registry() else { return };
+    let tar_of = |entries: &[(&str, tar::EntryType, &str)]| {
+        let mut plain = Vec::new();
+        for (name, ty, link) in entries {
+            raw_entry(&mut plain, name, *ty, link, if ty.is_file() { b"x" } else { b"" });
+        }
+        plain.extend_from_slice(&[0; 1024]);
+        plain
+    };
+    // Each layer alone is clean; stacked, layer 2 writes through layer 1's link to the root.
+    let lower = tar_of(&[("escape", tar::EntryType::Symlink, "/")]);
+    let upper = tar_of(&[("escape/etc/x", tar::EntryType::Regular, "")]);
+    let layers: Vec<(Vec<u8>, String)> = [lower, upper].iter().map(|t| (gzip(t), sha(t))).collect();
+    let (low, up) = (sha(&layers[0].0), sha(&layers[1].0));
+    let dir = tempfile::tempdir().unwrap();
+    layout(dir.path(), &layers);
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "--quiet", "--dest-tls-verify=false", &format!("oci:{}:1", dir.path().display()), &format!("docker://{}/stacked/base:1", reg.host())]);
+    let out = run(c);
+    assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    let p = project(&reg.host(), "stacked/base", RUN_STEP);
+    let home = tempfile::tempdir().unwrap();
+    let err = refused(home.path(), p.path());
+    assert!(err.contains(&up) && err.contains("entry `escape/etc/x`"), "the upper layer and its entry are named: {err}");
+    assert!(err.contains(&format!("symlink `escape` made in layer 1 of the base ({low})")), "the lower layer is named: {err}");
+    let screened = home.path().join("cache/screened");
+    assert!(screened.join(low.trim_start_matches("sha256:")).is_file(), "the lower layer alone is clean");
+    assert_eq!(fs::read_dir(&screened).unwrap().count(), 1, "the refused chain gets no clean verdict");
+}
+
+/// A tmpfs of `size` mounted at `dir` until dropped (the test runs as root, as CI does).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output().unwrap();
+        if !out.status.success() {
+            assert!(!support::require_runtime(), "cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+            support::skip("cannot mount a tmpfs");
+            return None;
+        }
+        Some(SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_pull_onto_a_nearly_full_disk_is_refused_before_the_layer_is_written_naming_the_figures() {
+    if !support::require_tool("skopeo") {
+        return;
+    }
+    let Some(reg) = support::require_registry() else { return };
+    // 16 MiB that gzip cannot shrink, for a GALLEY_HOME of 8 MiB.
+    let mut noise = Vec::with_capacity(16 << 20);
+    let mut block = sha2::Sha256::digest(b"galley").to_vec();
+    while noise.len() < 16 << 20 {
+        block = sha2::Sha256::digest(&block).to_vec();
+        noise.extend_from_slice(&block);
+    }
+    let mut plain = Vec::new();
+    raw_entry(&mut plain, "noise", tar::EntryType::Regular, "", &noise);
+    plain.extend_from_slice(&[0; 1024]);
+    let (layer, manifest) = push_base(&reg.host(), "full/base", &plain);
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    assert!(size > 16 << 20, "the layer stays large compressed: {size}");
+    let p = project(&reg.host(), "full/base", "");
+    let home = tempfile::tempdir().unwrap();
+    let Some(_disk) = SmallDisk::mount(home.path(), "8m") else { return };
+    let err = refused(home.path(), p.path());
+    assert!(err.contains(&layer) && err.contains("not enough free space in") && err.contains(&format!("{size} bytes needed")), "{err}");
+    assert!(err.contains(&home.path().display().to_string()), "the path is named: {err}");
+    assert!(!blobs_in(home.path()).iter().any(|b| layer.ends_with(b.as_str())), "no part of the layer is stored");
+    let out = Command::new("df").args(["--output=used", "-B1"]).arg(home.path()).output().unwrap();
+    let used: u64 = String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(used < 1 << 20, "the refusal came before the download: {used} bytes used on the 8 MiB disk");
+}

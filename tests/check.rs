@@ -207,3 +207,25 @@ fn lint_errors_stop_secret_commands_like_every_other_command() {
         assert_eq!(stdout(&out), "", "galley {args:?}");
     }
 }
+
+#[test]
+fn a_literal_secret_is_not_repeated_into_ci_logs_by_check() {
+    for (name, value) in [
+        ("secret-literal-value", "ghp_0123456789abcdef"),
+        ("secret-value-field", "ghp_0123456789abcdef"),
+        ("secret-in-env", "tok_0123456789"),
+    ] {
+        let text = std::fs::read_to_string(repo().join(format!("tests/fixtures/check/{name}.ncl"))).unwrap();
+        assert!(text.contains(value), "{name}: the fixture holds the value");
+        let project = Sandbox::with_config(&text);
+        for args in [&["check"][..], &["check", "--format", "json"], &["lock"], &["check", "-vv"]] {
+            let out = project.galley(args);
+            assert!(matches!(out.status.code(), Some(1 | 2)), "{name} {args:?}");
+            let all = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(all.contains("G102"), "{name} {args:?}: {all}");
+            assert!(!all.contains(value) && !all.contains(&value[4..]), "{name} {args:?} repeats the value: {all}");
+        }
+        let shown = stderr(&project.galley(&["check"]));
+        assert!(shown.contains(&"*".repeat(value.len())), "{name}: the masked value is shown in its place: {shown}");
+    }
+}

@@ -270,3 +270,68 @@ fn rotation_at_a_terminal_asks_twice_and_stops_on_a_mismatch() {
     assert!(!ok.echoed.contains(KEY_B) && !ok.stderr.contains(KEY_B), "{}{}", ok.echoed, ok.stderr);
     assert_eq!(env.value(KEY_B, "TOKEN"), CANARY.as_bytes());
 }
+
+#[test]
+fn a_store_record_rolled_back_to_an_older_copy_is_refused() {
+    let env = Env::new();
+    assert_eq!(
+        env.run(Some(KEY_A), &["secret", "set", "TOKEN"], "old-value\n", &[])
+            .code,
+        0
+    );
+    let old: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.store_path()).unwrap()).unwrap();
+    assert_eq!(
+        env.run(
+            Some(KEY_A),
+            &["secret", "set", "TOKEN"],
+            "rotated-value\n",
+            &[]
+        )
+        .code,
+        0
+    );
+    let mut now: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.store_path()).unwrap()).unwrap();
+    now["secrets"]["TOKEN"] = old["secrets"]["TOKEN"].clone();
+    std::fs::write(env.store_path(), serde_json::to_vec_pretty(&now).unwrap()).unwrap();
+    // The old value is never delivered: every use of the record refuses it, naming it.
+    let err = Store::open(&env.home, "demo", SecretKey::parse(KEY_A, "K").unwrap())
+        .unwrap()
+        .get("TOKEN")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("secret `TOKEN` in the store is not the record galley last wrote"),
+        "{err}"
+    );
+    let other = env.run(Some(KEY_A), &["secret", "set", "OTHER"], "x\n", &[]);
+    assert_ne!(other.code, 0);
+    assert!(
+        other
+            .stderr
+            .contains("version 1 found, the store's index says version 2"),
+        "{}",
+        other.stderr
+    );
+    assert!(other.stderr.contains("help:"), "{}", other.stderr);
+    let rotate = env.run(
+        Some(KEY_A),
+        &["secret", "rotate-master"],
+        "",
+        &[("GALLEY_NEW_MASTER_KEY", KEY_B)],
+    );
+    assert_ne!(rotate.code, 0, "{}", rotate.stderr);
+    // Setting it again is the repair.
+    assert_eq!(
+        env.run(
+            Some(KEY_A),
+            &["secret", "set", "TOKEN"],
+            "right-value\n",
+            &[]
+        )
+        .code,
+        0
+    );
+    assert_eq!(env.value(KEY_A, "TOKEN"), b"right-value");
+}

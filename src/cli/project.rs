@@ -13,7 +13,19 @@ use crate::settings::Env;
 /// The project, when it evaluates and has no errors; else its diagnostics (exit 1).
 pub(crate) fn load(env: &Env) -> Result<Loaded, CliError> {
     match project::load(env, &System, None) {
-        Ok(l) if !l.has_errors() => Ok(l),
+        Ok(l) if !l.has_errors() => {
+            // The variables that hold this project's `env` secrets stay in galley's process only.
+            let sources = l
+                .project
+                .sandboxes
+                .values()
+                .flat_map(|s| s.secrets.values());
+            crate::exec::withhold_env(sources.filter_map(|s| match s {
+                crate::model::Secret::Env(var) => Some(var.clone()),
+                _ => None,
+            }));
+            Ok(l)
+        }
         Ok(l) => Err(CliError::config(l.diagnostics)),
         Err(d) => Err(CliError::config(d)),
     }

@@ -1,4 +1,9 @@
 //! Rendering diagnostics: miette on a terminal (stderr), JSON on stdout for `--format json`.
+//!
+//! A literal secret (G102) is never repeated into the output: the source lines miette shows are
+//! given with every string inside a G102 span, and each other occurrence of its text in the
+//! file, masked with `*` (same byte length, so every offset still points where it did). JSON
+//! carries positions and messages, never source text.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,7 +13,7 @@ use serde::Serialize;
 
 use super::error::ExitStatus;
 use super::printer::Printer;
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::settings::Format;
 
 /// Print every finding; the answer is "no" when any is an error. With `errors_only` (commands
@@ -24,11 +29,12 @@ pub fn report(out: &Printer, diagnostics: &[Diagnostic], errors_only: bool) -> E
             println!("{}", serde_json::to_string_pretty(&out).expect("report serializes"));
         }
         Format::Text => {
+            let masks = secret_masks(diagnostics);
             for d in &shown {
                 if out.verbosity.quiet() && !d.is_error() {
                     continue;
                 }
-                eprint!("{}", render(d, out.color));
+                eprint!("{}", render(d, out.color, &masks));
             }
             if errors > 0 || warnings > 0 {
                 out.note(summary(errors, warnings));
@@ -47,22 +53,70 @@ fn summary(errors: usize, warnings: usize) -> String {
     }
 }
 
-/// The miette rendering of one diagnostic.
-pub fn render(d: &Diagnostic, color: bool) -> String {
+/// The miette rendering of one diagnostic, with the literal secrets of `masks` masked.
+fn render(d: &Diagnostic, color: bool, masks: &SecretMasks) -> String {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
     let mut out = String::new();
     handler
-        .render_report(&mut out, &Miette::new(d))
+        .render_report(&mut out, &Miette::new(d, masks))
         .expect("rendering to a string cannot fail");
     out
+}
+
+/// Per file shown, the byte ranges of literal secrets (G102 spans) to mask.
+type SecretMasks = Vec<(std::path::PathBuf, Vec<(usize, usize)>)>;
+
+fn secret_masks(diagnostics: &[Diagnostic]) -> SecretMasks {
+    let mut masks: SecretMasks = Vec::new();
+    for l in diagnostics.iter().filter(|d| d.code == Code::LiteralSecret).filter_map(|d| d.location.as_ref()) {
+        match masks.iter_mut().find(|(f, _)| *f == l.file) {
+            Some((_, spans)) => spans.push((l.start, l.end)),
+            None => masks.push((l.file.clone(), vec![(l.start, l.end)])),
+        }
+    }
+    masks
+}
+
+/// `source` with the strings inside each of `spans` (the whole span when it holds no quote),
+/// and every other occurrence of such a string of 4 bytes or more, replaced by `*` byte for byte.
+fn mask_secrets(source: &str, spans: &[(usize, usize)]) -> String {
+    let mut bytes = source.as_bytes().to_vec();
+    let mut values: Vec<String> = Vec::new();
+    for &(start, end) in spans {
+        let (start, end) = (start.min(bytes.len()), end.min(bytes.len()));
+        let text = &source.as_bytes()[start..end];
+        let quotes: Vec<usize> = text.iter().enumerate().filter(|(_, b)| **b == b'"').map(|(i, _)| start + i).collect();
+        if quotes.len() < 2 {
+            bytes[start..end].iter_mut().filter(|b| !b.is_ascii_whitespace()).for_each(|b| *b = b'*');
+            values.extend(std::str::from_utf8(text).ok().map(|t| t.trim().to_owned()));
+            continue;
+        }
+        for pair in quotes.chunks_exact(2) {
+            let (open, close) = (pair[0] + 1, pair[1]);
+            values.extend(source.get(open..close).map(str::to_owned));
+            bytes[open..close].iter_mut().for_each(|b| *b = b'*');
+        }
+    }
+    for value in values.iter().filter(|v| v.len() >= 4) {
+        for (at, _) in source.match_indices(value.as_str()) {
+            bytes[at..at + value.len()].iter_mut().for_each(|b| *b = b'*');
+        }
+    }
+    String::from_utf8(bytes).expect("only whole characters are replaced by ASCII")
 }
 
 struct Miette<'a>(&'a Diagnostic, Option<NamedSource<Arc<str>>>);
 
 impl<'a> Miette<'a> {
-    fn new(d: &'a Diagnostic) -> Self {
-        let source = d.location.as_ref().map(|l| NamedSource::new(l.file.display().to_string(), l.source.clone()));
+    fn new(d: &'a Diagnostic, masks: &SecretMasks) -> Self {
+        let source = d.location.as_ref().map(|l| {
+            let text = match masks.iter().find(|(f, _)| *f == l.file) {
+                Some((_, spans)) => Arc::from(mask_secrets(&l.source, spans)),
+                None => l.source.clone(),
+            };
+            NamedSource::new(l.file.display().to_string(), text)
+        });
         Miette(d, source)
     }
 }
@@ -153,5 +207,22 @@ impl<'a> From<&'a Diagnostic> for JsonDiagnostic<'a> {
             message: &d.message,
             help: d.help.as_deref(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_in_a_secret_span_and_their_other_occurrences_are_masked_byte_for_byte() {
+        let source = "a = \"ghp_0123456789\",\nb = { value = \"tok_x\u{e9}y12\" },\nc = \"ghp_0123456789\",\nd = 1234,\n";
+        let a = source.find("\"ghp").unwrap();
+        let b = source.find("{ value").unwrap();
+        let d = source.find("1234").unwrap();
+        let spans = [(a, a + 16), (b, source.find(" },").unwrap() + 2), (d, d + 4)];
+        let masked = mask_secrets(source, &spans);
+        assert_eq!(masked.len(), source.len(), "offsets keep pointing where they did");
+        assert_eq!(masked, "a = \"**************\",\nb = { value = \"**********\" },\nc = \"**************\",\nd = ****,\n");
     }
 }

@@ -20,6 +20,11 @@ pub fn tag(project: &str, image: &str, manifest_digest: &Digest) -> String {
 pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: &str) -> Result<bool, String> {
     let id = built.config_digest.hex();
     let id = id.as_str();
+    // Already loaded and tagged (every apply after the first): one call instead of two.
+    let tagged = runner.run(&Cmd::new("podman").args(["image", "inspect", "--format", "{{.Id}}", tag]).timeout(QUICK_TIMEOUT));
+    if tagged.is_ok_and(|out| out.success() && out.stdout_str().trim() == id) {
+        return Ok(false);
+    }
     let exists = runner.run(&Cmd::new("podman").args(["image", "exists", id]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?.success();
     if !exists {
         // podman derives a name from an `oci:` path, so hand it a copy at a plain path.
@@ -157,17 +162,23 @@ mod tests {
         let r = Recorder::default();
         assert!(!load(&r, &store, &built(), "localhost/galley/p/i:aaaaaaaaaaaa").unwrap());
         let cmds = r.commands();
-        assert_eq!(cmds.len(), 2, "{cmds:?}");
-        assert!(cmds[1].starts_with("podman tag bbbb"));
+        assert_eq!(cmds.len(), 3, "{cmds:?}");
+        assert!(cmds[0].starts_with("podman image inspect --format {{.Id}} localhost/galley/p/i:aaaaaaaaaaaa"), "{cmds:?}");
+        assert!(cmds[2].starts_with("podman tag bbbb"));
+        // Already tagged with this image: the one inspect is all.
+        let r = Recorder::default();
+        r.answer("podman image inspect", Output { code: Some(0), stdout: "b".repeat(64).into_bytes(), ..Output::default() });
+        assert!(!load(&r, &store, &built(), "t").unwrap());
+        assert_eq!(r.commands().len(), 1, "{:?}", r.commands());
         let r = Recorder::default();
         r.answer("podman image exists", Output { code: Some(1), ..Output::default() });
         assert!(load(&r, &store, &built(), "t").unwrap());
         let cmds = r.commands();
-        assert!(cmds[1].starts_with("podman pull --quiet oci:"), "{cmds:?}");
-        assert!(cmds[2].starts_with("podman tag bbbb"), "{cmds:?}");
+        assert!(cmds[2].starts_with("podman pull --quiet oci:"), "{cmds:?}");
+        assert!(cmds[3].starts_with("podman tag bbbb"), "{cmds:?}");
         // The name podman derived from the layout's path is dropped, so only galley's tags keep
         // the image alive.
-        let layout = cmds[1].trim_start_matches("podman pull --quiet oci:").trim_end_matches(":image");
-        assert_eq!(cmds[3], format!("podman untag {} localhost{layout}:latest", "b".repeat(64)), "{cmds:?}");
+        let layout = cmds[2].trim_start_matches("podman pull --quiet oci:").trim_end_matches(":image");
+        assert_eq!(cmds[4], format!("podman untag {} localhost{layout}:latest", "b".repeat(64)), "{cmds:?}");
     }
 }

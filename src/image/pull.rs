@@ -35,8 +35,12 @@ pub enum PullError {
     NoPlatform { reference: String, platform: String, offered: String },
     #[error("{reference}: the {what} is {size} bytes, over galley's limit of {limit}; nothing was stored")]
     TooLarge { reference: String, what: String, size: u64, limit: u64 },
+    #[error("{reference}: the {what} grew past galley's limit of {limit} bytes as it streamed and was cut there; nothing was stored")]
+    TooLargeStream { reference: String, what: String, limit: u64 },
     #[error("{reference}: the index offers {manifest} for {claimed}, but its image config is for {actual}; nothing was stored")]
     PlatformMismatch { reference: String, manifest: Digest, claimed: String, actual: String },
+    #[error("{reference}: cannot fetch blob {digest}: {message}; nothing was stored")]
+    NoSpace { reference: String, digest: Digest, message: String },
     #[error("base `{reference}` is not available offline: {message}")]
     Offline { reference: String, message: String },
     #[error(transparent)]
@@ -153,13 +157,7 @@ impl<'a> Puller<'a> {
     ) -> Result<(Vec<u8>, Digest), PullError> {
         let shown = r.to_string();
         let oref = oci_ref(r, expected);
-        let (bytes, _) = self
-            .rt
-            .block_on(client.pull_manifest_raw(&oref, &RegistryAuth::Anonymous, ACCEPT))
-            .map_err(|e| Self::registry_err(proxy, &shown, e))?;
-        if bytes.len() as u64 > MAX_MANIFEST {
-            return Err(PullError::TooLarge { reference: shown, what: "manifest".into(), size: bytes.len() as u64, limit: MAX_MANIFEST });
-        }
+        let bytes = self.rt.block_on(self.manifest_within_cap(client, proxy, &oref, &shown))?;
         let actual = Digest::of(&bytes);
         if let Some(d) = expected
             && *d != actual {
@@ -170,7 +168,57 @@ impl<'a> Puller<'a> {
                     message: format!("its content hashes to {actual}"),
                 });
             }
-        Ok((bytes.to_vec(), actual))
+        Ok((bytes, actual))
+    }
+
+    /// GET a manifest the way oci-client would (its token, its accept list, through the guard's
+    /// proxy), read as it streams: a `Content-Length` over [`MAX_MANIFEST`] is refused before the
+    /// body is read, and a body that grows past it is cut there. oci-client's own manifest calls
+    /// read the whole body first, whatever its size, so they are not used for manifests.
+    async fn manifest_within_cap(
+        &self,
+        client: &oci_client::Client,
+        proxy: &Proxy,
+        oref: &oci_client::Reference,
+        shown: &str,
+    ) -> Result<Vec<u8>, PullError> {
+        let err = |e: &dyn std::fmt::Display| Self::registry_err(proxy, shown, e);
+        let token = client.auth(oref, &RegistryAuth::Anonymous, oci_client::RegistryOperation::Pull).await.map_err(|e| err(&e))?;
+        let registry = oref.resolve_registry();
+        let scheme = if self.is_insecure(oref.registry()) || self.is_insecure(registry) { "http" } else { "https" };
+        let target = oref.digest().or(oref.tag()).unwrap_or("latest");
+        let url = format!("{scheme}://{registry}/v2/{}/manifests/{target}", oref.repository());
+        let http = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(proxy.url()).map_err(|e| err(&e))?)
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| err(&e))?;
+        let mut request = http.get(&url).header(reqwest::header::ACCEPT, ACCEPT.join(", "));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| err(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(err(&format!("GET {url}: {status}")));
+        }
+        let too_large = |size: u64| PullError::TooLarge { reference: shown.to_owned(), what: "manifest".into(), size, limit: MAX_MANIFEST };
+        if let Some(length) = response.content_length()
+            && length > MAX_MANIFEST
+        {
+            return Err(too_large(length));
+        }
+        let mut bytes = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| err(&e))?;
+            if (bytes.len() + chunk.len()) as u64 > MAX_MANIFEST {
+                return Err(PullError::TooLargeStream { reference: shown.to_owned(), what: "manifest".into(), limit: MAX_MANIFEST });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     /// The platform's manifest: bytes and digest, following an index, and the platform the
@@ -301,6 +349,9 @@ impl<'a> Puller<'a> {
         let shown = r.to_string();
         let oref = oci_ref(r, None);
         let mut tmp = self.store.temp()?;
+        if let Some(dir) = tmp.path().parent() {
+            crate::fsutil::ensure_free(dir, d.size).map_err(|e| PullError::NoSpace { reference: r.to_string(), digest: d.digest, message: e.to_string() })?;
+        }
         let verify_err = |message: String| PullError::Verify { reference: shown.clone(), what: "blob".into(), digest: d.digest, message };
         let result: Result<(), PullError> = self.rt.block_on(async {
             // oci-client checks digests too; its complaint is a verification failure as well.

@@ -66,10 +66,9 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     // 1. Resolve everything that can fail without side effects: first the host checks of
     // `galley doctor` that every start needs, then each sandbox.
     if plan.sandboxes.iter().any(|a| a.manifest.is_some() && matches!(a.action, Kind::Create | Kind::Replace)) {
-        doctor::first_failure(&[doctor::podman(ctx.podman), doctor::oci_runtime(ctx.podman, ctx.facts)], None)?;
+        doctor::first_failure(&doctor::start_checks(ctx.podman, ctx.facts, ctx.home), None)?;
     }
     let mut ready = Vec::new();
-    let mut images = Vec::new();
     // The network checks, run once, when the first networked sandbox is prepared.
     let mut network = None;
     for action in &plan.sandboxes {
@@ -86,7 +85,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
                 continue;
             }
         }
-        match prepare(ctx, m, &mut images) {
+        match prepare(ctx, m) {
             Ok(r) => ready.push(r),
             Err(e) => fail(&mut report, &m.sandbox, e, None),
         }
@@ -174,18 +173,13 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     Ok(report)
 }
 
-/// Check and resolve one sandbox's inputs; `images` holds the references already found.
-fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest, images: &mut Vec<String>) -> Result<Ready<'m>> {
+/// Check and resolve one sandbox's inputs.
+fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest) -> Result<Ready<'m>> {
     host::check(m, ctx.facts)?;
     super::podman::validate(m, &ctx.instance.run_dir(ctx.home))?;
+    // The image source hands back a reference podman has (it has just loaded, tagged or
+    // inspected it), so podman is not asked again.
     let image = ctx.images.podman_ref(m)?;
-    if !images.contains(&image) {
-        let exists = ctx.podman.runner.run(&ctx.podman.cmd().args(["image", "exists", &image]))?;
-        if !exists.success() {
-            return Err(RuntimeError::Image { sandbox: m.sandbox.clone(), message: format!("podman has no image {image}") });
-        }
-        images.push(image.clone());
-    }
     if !m.secrets.is_empty() && m.user.ids().is_none() {
         return Err(RuntimeError::Secret {
             sandbox: m.sandbox.clone(),

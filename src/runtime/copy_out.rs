@@ -179,7 +179,7 @@ pub fn copy(mountpoint: &Path, rel: &Path, name: &OsStr, shown: &str, dest: &Pat
     let stage_in = if dest_exists { dest_dir.clone() } else { parent_of(&dest_dir) };
     let stage = tempfile::Builder::new().prefix(".galley-cp-").tempdir_in(&stage_in).map_err(io(&stage_in))?;
     let stage_dir = open_dir_path(stage.path()).map_err(io(stage.path()))?;
-    let mut walk = Walk { limits, copied: Copied::default(), entries: 0, buf: vec![0; CHUNK] };
+    let mut walk = Walk { limits, copied: Copied::default(), entries: 0, buf: vec![0; CHUNK], stage: stage.path().to_path_buf() };
     let top = Rc::new(Rel { parent: None, name: name.to_owned(), len: name.len() as u64, depth: 1 });
     let kind = match last {
         Some(last) => stat_beneath(&parent, last).map_err(io(&mountpoint.join(rel)))?,
@@ -258,7 +258,13 @@ struct Walk {
     copied: Copied,
     entries: u64,
     buf: Vec<u8>,
+    /// The staging directory, whose file system's free space is checked before a large file.
+    stage: PathBuf,
 }
+
+/// A file whose data takes at least this many bytes has the destination's free space checked
+/// first (`fsutil::ensure_free`), so a full disk is named before the write, not half way.
+pub const FREE_CHECK_FROM: u64 = 1 << 20;
 
 impl Walk {
     fn limit(&self, cap: Cap, limit: u64, rel: &Rel) -> CopyError {
@@ -362,8 +368,13 @@ impl Walk {
             return Ok(());
         }
         let mode = (meta.mode() & 0o777) | 0o600;
-        let to = create_beneath(dst_dir, name, mode).map_err(|e| self.io(rel, e))?;
         let size = meta.len();
+        // What the data takes on disk: holes are kept, so a sparse file needs only its blocks.
+        let needed = meta.blocks().saturating_mul(512).min(size);
+        if needed >= FREE_CHECK_FROM {
+            crate::fsutil::ensure_free(&self.stage, needed).map_err(|e| self.io(rel, e))?;
+        }
+        let to = create_beneath(dst_dir, name, mode).map_err(|e| self.io(rel, e))?;
         let mut at = 0;
         while at < size {
             let Some((start, end)) = data_segment(&from, at, size) else { break };
@@ -520,6 +531,49 @@ mod tests {
     fn copy_out(vol: &Path, rel: &str, dest: &Path, limits: Limits) -> Result<Copied> {
         let rel = Path::new(rel);
         copy(vol, rel, rel.file_name().unwrap(), "agent:x", dest, limits)
+    }
+
+    /// A 4 MiB tmpfs mounted at `dir` until dropped; `None` (a skip) when this process may not
+    /// mount, unless `GALLEY_TEST_REQUIRE_RUNTIME` makes that a failure.
+    struct SmallDisk(PathBuf);
+
+    impl SmallDisk {
+        fn mount(dir: &Path) -> Option<SmallDisk> {
+            let c = |s: &str| CString::new(s).unwrap();
+            let target = cstr(dir.as_os_str());
+            // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+            let rc = unsafe { libc::mount(c("tmpfs").as_ptr(), target.as_ptr(), c("tmpfs").as_ptr(), 0, c("size=4m").as_ptr().cast()) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                assert!(std::env::var_os(crate::env_vars::GALLEY_TEST_REQUIRE_RUNTIME).is_none(), "cannot mount a tmpfs: {e}");
+                eprintln!("skipped: cannot mount a tmpfs: {e}");
+                return None;
+            }
+            Some(SmallDisk(dir.to_path_buf()))
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let target = cstr(self.0.as_os_str());
+            // SAFETY: umount2(2) of the tmpfs this value mounted.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+
+    #[test]
+    fn a_copy_onto_a_nearly_full_disk_is_refused_before_the_file_is_written_naming_the_figures() {
+        let (_dir, vol, dest) = volume();
+        std::fs::create_dir_all(&dest).unwrap();
+        let Some(_disk) = SmallDisk::mount(&dest) else { return };
+        let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8 | 1).collect();
+        std::fs::write(vol.join("out/big"), &data).unwrap();
+        let before = crate::fsutil::available_bytes(&dest).unwrap();
+        let err = copy_out(&vol, "out", &dest, Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("out/big") && err.contains("not enough free space in") && err.contains(&format!("{} bytes needed", data.len())), "{err}");
+        assert!(err.contains(&dest.display().to_string()), "the destination is named: {err}");
+        assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "nothing is left, not even the staging directory");
+        assert_eq!(crate::fsutil::available_bytes(&dest).unwrap(), before, "nothing was written before the refusal");
     }
 
     /// Guards links, fifos and hard links in the sandbox's tree: links and fifos are skipped and

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
+use super::store::{FORMAT, LEGACY_KEY_CHECK, StoreFile, VERSION, key_check, seal_record};
 use super::*;
 
 const CANARY: &[u8] = b"canary-4f1c9e-plaintext-value";
@@ -194,4 +195,161 @@ fn times_are_rfc3339_utc() {
     assert_eq!(store::rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(store::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(store::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+}
+
+#[test]
+fn a_single_record_rolled_back_to_an_older_copy_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let master = key(7);
+    let mut store = store_with(home.path(), "demo", &master, &["A", "B"]);
+    let old_a =
+        serde_json::from_slice::<Value>(&std::fs::read(store.path()).unwrap()).unwrap()["secrets"]
+            ["A"]
+            .clone();
+    store
+        .set("A", &SecretValue::new(b"rotated-value".to_vec()))
+        .unwrap();
+    let path = store.path().to_owned();
+    edit(&path, |j| j["secrets"]["A"] = old_a.clone());
+    let err = get(home.path(), "demo", &master, "A").unwrap_err();
+    assert!(
+        matches!(err, StoreError::RolledBack { ref name, .. } if name == "A"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("version 1 found, the store's index says version 2"),
+        "{err}"
+    );
+    assert!(err.help().unwrap().contains("galley secret set"));
+    assert!(
+        get(home.path(), "demo", &master, "B").is_ok(),
+        "the other records stay usable"
+    );
+    // A change to another name does not bless the rolled-back record, nor does a rotation.
+    let mut store = Store::open(home.path(), "demo", master.clone()).unwrap();
+    let err = store
+        .set("B", &SecretValue::new(b"b2".to_vec()))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RolledBack { ref name, .. } if name == "A"),
+        "{err}"
+    );
+    assert!(matches!(
+        store.rotate(key(8)),
+        Err(StoreError::RolledBack { .. })
+    ));
+    // Setting the name again repairs it.
+    store
+        .set("A", &SecretValue::new(b"repaired".to_vec()))
+        .unwrap();
+    assert_eq!(
+        get(home.path(), "demo", &master, "A")
+            .unwrap()
+            .expose_secret(),
+        b"repaired"
+    );
+}
+
+#[test]
+fn a_record_rolled_back_after_remove_and_set_or_removed_or_added_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let master = key(7);
+    let mut store = store_with(home.path(), "demo", &master, &["A", "B"]);
+    let path = store.path().to_owned();
+    let old_a = serde_json::from_slice::<Value>(&std::fs::read(&path).unwrap()).unwrap()["secrets"]
+        ["A"]
+        .clone();
+    // Removed and set again: version 1 once more, but another record.
+    store.remove("A").unwrap();
+    store
+        .set("A", &SecretValue::new(b"new-a".to_vec()))
+        .unwrap();
+    edit(&path, |j| j["secrets"]["A"] = old_a.clone());
+    let err = get(home.path(), "demo", &master, "A").unwrap_err();
+    assert!(
+        err.to_string().contains("version 1 but not its contents"),
+        "{err}"
+    );
+    // Removed behind galley's back.
+    store
+        .set("A", &SecretValue::new(b"new-a".to_vec()))
+        .unwrap();
+    edit(&path, |j| {
+        drop(j["secrets"].as_object_mut().unwrap().remove("B"))
+    });
+    let err = get(home.path(), "demo", &master, "B").unwrap_err();
+    assert!(err.to_string().contains("was removed"), "{err}");
+    // Removed by galley, then put back from an older copy.
+    let mut store = Store::open(home.path(), "demo", master.clone()).unwrap();
+    store.set("B", &SecretValue::new(b"b".to_vec())).unwrap();
+    store.set("C", &SecretValue::new(b"c".to_vec())).unwrap();
+    let old_c = serde_json::from_slice::<Value>(&std::fs::read(&path).unwrap()).unwrap()["secrets"]
+        ["C"]
+        .clone();
+    store.remove("C").unwrap();
+    edit(&path, |j| j["secrets"]["C"] = old_c.clone());
+    let err = get(home.path(), "demo", &master, "C").unwrap_err();
+    assert!(err.to_string().contains("the index does not list"), "{err}");
+}
+
+#[test]
+fn stripping_or_altering_the_index_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let master = key(7);
+    let path = store_with(home.path(), "demo", &master, &["A"])
+        .path()
+        .to_owned();
+    let original = std::fs::read(&path).unwrap();
+    edit(&path, |j| drop(j.as_object_mut().unwrap().remove("index")));
+    let err = Store::open(home.path(), "demo", master.clone()).unwrap_err();
+    assert!(matches!(err, StoreError::IndexRemoved { .. }), "{err}");
+    std::fs::write(&path, &original).unwrap();
+    edit(&path, |j| {
+        let slot = &mut j["index"]["ciphertext"];
+        let mut raw = STANDARD.decode(slot.as_str().unwrap()).unwrap();
+        raw[0] ^= 1;
+        *slot = Value::String(STANDARD.encode(raw));
+    });
+    let err = Store::open(home.path(), "demo", master).unwrap_err();
+    assert!(
+        err.to_string().contains("the index failed authentication"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_store_written_before_the_index_opens_and_gains_one_on_the_next_change() {
+    let home = tempfile::tempdir().unwrap();
+    let master = key(7);
+    let path = Store::path_for(home.path(), "demo").unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let value = SecretValue::new(CANARY.to_vec());
+    let legacy = StoreFile {
+        format: FORMAT.into(),
+        version: VERSION.into(),
+        project: "demo".into(),
+        key_check: key_check(&master, "demo", LEGACY_KEY_CHECK),
+        secrets: [(
+            "A".to_owned(),
+            seal_record(&master, "demo", "A", 1, &value, "t".into(), "t".into()),
+        )]
+        .into(),
+        index: None,
+    };
+    std::fs::write(&path, serde_json::to_vec(&legacy).unwrap()).unwrap();
+    let mut store = Store::open(home.path(), "demo", master.clone()).unwrap();
+    assert_eq!(store.get("A").unwrap().expose_secret(), CANARY);
+    store.set("B", &SecretValue::new(b"b".to_vec())).unwrap();
+    let json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(
+        json.get("index").is_some(),
+        "the next change writes an index"
+    );
+    assert_eq!(
+        get(home.path(), "demo", &master, "A")
+            .unwrap()
+            .expose_secret(),
+        CANARY
+    );
 }

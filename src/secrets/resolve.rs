@@ -2,14 +2,14 @@
 //! behind apply's secret files and verify's secret-exposure check.
 //!
 //! Errors name the secret and its source, never the value: a failing command's standard output
-//! is never shown, only the tail of its standard error.
+//! is never shown, and of its standard error only the first line, filtered ([`filter_stderr`]).
 
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::exec::{self, Cmd, ExecError, Runner};
+use crate::exec::{Cmd, ExecError, Runner};
 use crate::model::{Project, Secret};
 
 use super::crypto::CryptoError;
@@ -55,7 +55,12 @@ impl SecretError {
     pub fn help(&self) -> Option<&'static str> {
         match self {
             SecretError::EnvMissing { .. } => Some("export the variable before running galley"),
-            SecretError::NoStore { .. } => Some("export GALLEY_MASTER_KEY so galley can open the secret store"),
+            SecretError::CommandFailed { .. } => Some(
+                "only the first line of the command's standard error is shown, filtered; run the command yourself to see all of it",
+            ),
+            SecretError::NoStore { .. } => {
+                Some("export GALLEY_MASTER_KEY so galley can open the secret store")
+            }
             SecretError::Store { error, .. } | SecretError::OpenStore(error) => error.help(),
             SecretError::MasterKey(error) => error.help(),
             _ => None,
@@ -213,6 +218,64 @@ fn read_file(path: &Path) -> Result<SecretValue, Option<std::io::Error>> {
     if value.len() as u64 > MAX_FILE_BYTES { Err(None) } else { Ok(value) }
 }
 
+/// The longest stretch of a failing command's first stderr line an error shows.
+pub const STDERR_SHOWN_CHARS: usize = 160;
+
+/// What an error shows of a failing secret command's standard error, which may hold the value
+/// (or another credential) a helper echoes while failing: only the first non-empty line, at most
+/// [`STDERR_SHOWN_CHARS`] characters, with what the command printed on standard output and every
+/// credential-like word (see [`looks_like_credential`]) replaced by `[redacted]`; the number of
+/// further lines is said, never their text.
+pub fn filter_stderr(stderr: &str, printed: &SecretValue) -> String {
+    let mut lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else {
+        return String::new();
+    };
+    let mut line: String = first.chars().take(STDERR_SHOWN_CHARS).collect();
+    let printed = String::from_utf8_lossy(printed.expose_secret());
+    for part in printed.lines().map(str::trim).filter(|p| p.len() >= 4) {
+        line = line.replace(part, "[redacted]");
+    }
+    let mut shown = String::with_capacity(line.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, shown: &mut String| {
+        shown.push_str(if looks_like_credential(word) {
+            "[redacted]"
+        } else {
+            word
+        });
+        word.clear();
+    };
+    for c in line.chars() {
+        if c.is_ascii_alphanumeric() || "+/=_-".contains(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut shown);
+            shown.push(c);
+        }
+    }
+    flush(&mut word, &mut shown);
+    if first.chars().count() > STDERR_SHOWN_CHARS {
+        shown.push_str("...");
+    }
+    match lines.count() {
+        0 => shown,
+        1 => format!("{shown} (1 more line of standard error not shown)"),
+        n => format!("{shown} ({n} more lines of standard error not shown)"),
+    }
+}
+
+/// A run of token characters (letters, digits, `+/=_-`) that could be a key or token: 16 or more
+/// of them with both a letter and a digit, or 32 or more of any kind. Words of prose, paths
+/// without digits and short numbers stay readable.
+pub fn looks_like_credential(word: &str) -> bool {
+    let (letter, digit) = (
+        word.bytes().any(|b| b.is_ascii_alphabetic()),
+        word.bytes().any(|b| b.is_ascii_digit()),
+    );
+    word.len() >= 32 || (word.len() >= 16 && letter && digit)
+}
+
 enum CommandError {
     Empty,
     Start(ExecError),
@@ -230,13 +293,7 @@ fn run_command(project_dir: &Path, argv: &[String], runner: &dyn Runner) -> Resu
             (Some(c), _) => format!("exit {c}"),
             (None, _) => "killed by a signal".into(),
         };
-        let mut stderr = exec::tail(&out.stderr_str(), 5);
-        // A command that printed part of a value before failing must not leak it through stderr.
-        let printed = String::from_utf8_lossy(stdout.expose_secret());
-        let printed = printed.trim();
-        if printed.len() >= 4 {
-            stderr = stderr.replace(printed, "[redacted]");
-        }
+        let stderr = filter_stderr(&out.stderr_str(), &stdout);
         return Err(CommandError::Failed { status, stderr });
     }
     let mut value = stdout;
@@ -327,6 +384,69 @@ mod tests {
         assert_clean_error(&err, "command galley-no-such-tool", "not found");
         let err = run(dir.path(), Secret::Command(vec![]), &[]).unwrap_err();
         assert!(matches!(err, SecretError::EmptyCommand { .. }));
+    }
+
+    #[test]
+    fn a_failing_helper_that_echoes_credentials_to_stderr_does_not_leak_them_into_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |s: &str| Secret::Command(vec!["sh".into(), "-c".into(), s.into()]);
+        // A value on stderr only (nothing on stdout to compare with), in the first line.
+        // The token is assembled by the shell, so argv (shown as the source) never holds it whole.
+        let err = run(
+            dir.path(),
+            script(
+                "t=ghp_Zx81; echo \"error: token ${t}mQ2vLr7TtY0aPq3w was revoked\" >&2; exit 1",
+            ),
+            &[],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("error: token [redacted] was revoked"),
+            "{text}"
+        );
+        assert!(!text.contains("Zx81mQ2v"), "{text}");
+        // A value on a later line is never shown: only the count of lines not shown.
+        std::fs::write(dir.path().join("v"), CANARY).unwrap();
+        let body = "echo 'request failed' >&2; echo \"Authorization: Bearer $(cat v)\" >&2; echo done >&2; exit 2";
+        let err = run(dir.path(), script(body), &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.ends_with("the command failed (exit 2): request failed (2 more lines of standard error not shown)"), "{text}");
+        assert_clean_error(&err, "command sh -c", "exit 2");
+        assert!(err.help().unwrap().contains("run the command yourself"));
+        // A long first line is cut at the cap.
+        let err = run(
+            dir.path(),
+            script("printf 'x%.0s ' $(seq 400) >&2; exit 1"),
+            &[],
+        )
+        .unwrap_err();
+        let shown = err.to_string().rsplit_once("): ").unwrap().1.to_owned();
+        assert!(
+            shown.chars().count() <= STDERR_SHOWN_CHARS + 3,
+            "{} chars shown",
+            shown.chars().count()
+        );
+    }
+
+    #[test]
+    fn credential_like_words_are_told_from_prose_and_paths() {
+        for word in [
+            "ghp_Zx81mQ2vLr7TtY0aPq3w",
+            "AKIAIOSFODNN7EXAMPLE1",
+            "c2VjcmV0LXZhbHVlLWxvbmctZW5vdWdoLXRvLWJl",
+        ] {
+            assert!(looks_like_credential(word), "{word}");
+        }
+        for word in [
+            "authentication",
+            "not",
+            "/home/user/",
+            "12345",
+            "gh-auth-token",
+        ] {
+            assert!(!looks_like_credential(word), "{word}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `apply` and `build` run the same functions before they create anything, so a missing piece
 //! fails there with the message and help `galley doctor` prints.
 
+mod remembered;
 mod system;
 mod tools;
 
@@ -20,6 +21,7 @@ use crate::exec::Runner;
 use crate::model::Project;
 use crate::settings::Env;
 
+pub use remembered::start_checks;
 pub use system::{cgroups, home, rlimits, subids, userns, MIN_FREE_BYTES};
 pub use tools::{buildah, helper_dirs, network, oci_runtime, podman};
 

@@ -38,8 +38,13 @@ fn missing(id: &str, title: &str, e: &ExecError, package: &str) -> Check {
     Check::fail(id, title, e.to_string(), help)
 }
 
+/// The id and title of [`podman`]'s check.
+pub(super) fn podman_title() -> (&'static str, &'static str) {
+    ("podman", "podman is installed")
+}
+
 pub fn podman(podman: &Podman<'_>) -> Check {
-    let title = "podman is installed";
+    let title = podman_title().1;
     match version(podman.runner, Cmd::new("podman")) {
         Ok(v) => Check::pass("podman", title, v),
         Err(e) => missing("podman", title, &e, "podman"),
