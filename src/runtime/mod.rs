@@ -12,6 +12,7 @@ pub mod cp;
 pub mod copy_out;
 pub mod gc;
 pub mod doctor;
+pub mod hooks;
 pub mod host;
 pub mod images;
 pub mod naming;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod podman;
 pub mod secrets_dir;
 pub mod state;
+pub mod userns;
 
 use std::path::PathBuf;
 
