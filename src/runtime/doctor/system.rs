@@ -86,7 +86,7 @@ pub fn subids(facts: &HostFacts) -> Check {
 }
 
 /// How many subordinate ids `file` (`/etc/subuid` or `/etc/subgid`) gives any of `who`.
-fn subordinate_count(file: &str, who: &[&str]) -> u64 {
+fn subordinate_count(file: impl AsRef<Path>, who: &[&str]) -> u64 {
     std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
@@ -103,13 +103,17 @@ pub const SANDBOX_IDS: &str = "sandbox-ids";
 /// Subordinate ids for the sandboxes' own user namespaces (`--userns=auto`): rootful podman
 /// takes them from [`userns::SUBID_USER`]'s ranges, rootless podman from the invoking user's.
 pub fn sandbox_ids(facts: &HostFacts) -> Check {
+    sandbox_ids_in(facts, Path::new("/etc/subuid"), Path::new("/etc/subgid"))
+}
+
+fn sandbox_ids_in(facts: &HostFacts, subuid: &Path, subgid: &Path) -> Check {
     let title = "subordinate ids for each sandbox's own user namespace";
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     let who = if facts.root { userns::SUBID_USER.to_owned() } else { user_name(uid).unwrap_or_else(|| uid.to_string()) };
     let names = [who.as_str(), &uid.to_string()];
     let names: &[&str] = if facts.root { &names[..1] } else { &names };
-    let (uids, gids) = (subordinate_count("/etc/subuid", names), subordinate_count("/etc/subgid", names));
+    let (uids, gids) = (subordinate_count(subuid, names), subordinate_count(subgid, names));
     let size = u64::from(userns::AUTO_SIZE);
     let fits = uids.min(gids) / size;
     let detail = format!("{who} has {uids} ids in /etc/subuid and {gids} in /etc/subgid: room for {fits} sandboxes of {size} ids each");
@@ -228,6 +232,29 @@ mod tests {
         assert_eq!(low.status, Status::Fail);
         assert!(low.help.unwrap().contains("ulimit -Hn"));
         assert_eq!(rlimits(&HostFacts { nofile_hard: 16, sys_resource: true, ..facts() }).status, Status::Pass);
+    }
+
+    #[test]
+    fn sandbox_ids_need_a_range_for_the_containers_user_and_say_how_to_add_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, gid) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        let write = |text: &str| {
+            std::fs::write(&uid, text).unwrap();
+            std::fs::write(&gid, text).unwrap();
+        };
+        write("galley-rootless:100000:65536\n");
+        let c = sandbox_ids_in(&facts(), &uid, &gid);
+        assert_eq!(c.status, Status::Fail, "another user's range is not podman's: {}", c.detail);
+        assert!(c.detail.contains("room for 0 sandboxes"), "{}", c.detail);
+        assert!(c.help.unwrap().contains("echo containers:2147483647:2147483648 >> /etc/subuid"));
+        write("containers:2147483647:65535\n");
+        assert_eq!(sandbox_ids_in(&facts(), &uid, &gid).status, Status::Fail, "fewer ids than one sandbox needs");
+        write("containers:2147483647:2147483648\n");
+        let c = sandbox_ids_in(&facts(), &uid, &gid);
+        assert_eq!(c.status, Status::Pass, "{}", c.detail);
+        assert!(c.detail.contains("room for 32768 sandboxes"), "{}", c.detail);
+        std::fs::write(&gid, "").unwrap();
+        assert_eq!(sandbox_ids_in(&facts(), &uid, &gid).status, Status::Fail, "gids are needed too");
     }
 
     #[test]
