@@ -80,3 +80,20 @@ fi
 if [[ -d /run/systemd/system ]] && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
+
+# Every sandbox runs in a user namespace of its own (podman's --userns=auto): rootful podman cuts
+# each one's 65,536 ids from the subordinate ranges of its `containers` user, here the upper half
+# of the id space, far above every account and every user's own range (32,768 sandboxes at once).
+subids_range="containers:2147483647:2147483648"
+for f in /etc/subuid /etc/subgid; do
+  if ! grep -qE '^containers:[0-9]+:[0-9]+$' "$f" 2>/dev/null; then
+    if [[ $(id -u) -eq 0 ]]; then
+      echo "setup: giving podman's containers user the ids ${subids_range#containers:} in $f" >&2
+      echo "$subids_range" >> "$f"
+    else
+      echo "setup: $f has no range for podman's containers user, which sandboxes' user namespaces need" >&2
+      echo "  help: run as root, or: echo $subids_range | sudo tee -a $f" >&2
+      exit 1
+    fi
+  fi
+done

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::SpanIndex;
+use crate::domain::idmap::SANDBOX_IDS;
 use crate::domain::{Cpus, Memory, MountPath, Name, SeccompChoice, name::NAME_HELP};
 use crate::model::{Network, Project, Trust};
 
@@ -81,6 +82,13 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                 Diagnostic::new(Code::SeccompUnconfined, format!("sandbox `{name}` runs without a seccomp filter"))
                     .at(spans.locate_value(&format!("{at}.seccomp")))
                     .help("use 'default, or 'strict for untrusted code"),
+            );
+        }
+        if let Some(id) = sandbox.user.ids().and_then(|(u, g)| [u, g].into_iter().find(|id| *id >= SANDBOX_IDS)) {
+            out.push(
+                Diagnostic::new(Code::UserOutsideNamespace, format!("sandbox `{name}` runs as id {id}, which its user namespace does not map"))
+                    .at(spans.locate_value(&format!("{at}.user")))
+                    .help(format!("every sandbox runs in a user namespace of ids 0 to {}: use a uid and gid below {SANDBOX_IDS}", SANDBOX_IDS - 1)),
             );
         }
         if sandbox.user.is_root() {

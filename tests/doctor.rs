@@ -52,8 +52,8 @@ fn check<'v>(v: &'v Value, id: &str) -> &'v Value {
     v["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}: {v}"))
 }
 
-const IDS: [&str; 12] =
-    ["podman", "oci-runtime", "netavark", "firewall", "aardvark-dns", "network-backend", "cgroups", "rlimits", "subids", "userns", "buildah", "home"];
+const IDS: [&str; 13] =
+    ["podman", "oci-runtime", "netavark", "firewall", "aardvark-dns", "network-backend", "cgroups", "rlimits", "subids", "userns", "sandbox-ids", "buildah", "home"];
 
 #[test]
 fn doctor_passes_every_check_on_this_host() {

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// Every check `galley doctor` makes without a project, by its stable id.
 const DOCTOR_CHECKS: &[&str] = &[
-    "podman", "oci-runtime", "netavark", "firewall", "aardvark-dns", "network-backend", "cgroups", "rlimits", "subids", "userns",
+    "podman", "oci-runtime", "netavark", "firewall", "aardvark-dns", "network-backend", "cgroups", "rlimits", "subids", "userns", "sandbox-ids",
     "buildah", "home",
 ];
 

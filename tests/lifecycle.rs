@@ -132,7 +132,7 @@ fn a_store_secret_appears_only_in_its_file_while_the_sandbox_runs() {
     step(&["-vv", "status"], None, 0);
 
     // While it runs: the value is in /run/secrets/API_KEY, owner-only, and nowhere else.
-    let container = format!("galley-{name}-default-app");
+    let container = format!("galley_{name}_default_app");
     let read = Command::new("podman").args(["exec", &container, "/bin/busybox", "cat", "/run/secrets/API_KEY"]).output().unwrap();
     assert_eq!(stdout(&read), canary);
     let ls = Command::new("podman").args(["exec", &container, "/bin/busybox", "stat", "-c", "%a %u", "/run/secrets/API_KEY"]).output().unwrap();

@@ -163,7 +163,7 @@ fn apply_enforces_every_setting_and_converges() {
     // Destroy keeps volumes unless asked, and removes the secret files.
     p.galley_code(&["destroy", "--auto-approve"], 0);
     assert!(p.leftovers("ps").is_empty() && p.leftovers("network").is_empty());
-    let kept: Vec<String> = ["scratch", "workspace"].iter().map(|v| format!("galley-{}-default-{v}", p.name)).collect();
+    let kept: Vec<String> = ["scratch", "workspace"].iter().map(|v| format!("galley_{}_default_{v}", p.name)).collect();
     assert_eq!(p.leftovers("volume"), kept);
     let run = p.run_dir().join(&p.name).join("default");
     assert!(!run.exists(), "secret files survive destroy");
@@ -211,7 +211,7 @@ fn instances_cannot_reach_each_other() {
         assert!(!probe(me, other_ip), "{me} reaches {other} by IP");
         assert!(!lookup(me, &p.container(other, "svc")), "{me} resolves {other} by name");
     }
-    let nets = podman_ok(&["network", "inspect", "--format", "{{.Internal}} {{index .Options \"isolate\"}}", &format!("galley-{}-one", p.name)]);
+    let nets = podman_ok(&["network", "inspect", "--format", "{{.Internal}} {{index .Options \"isolate\"}}", &format!("galley_{}_one", p.name)]);
     assert_eq!(nets.trim(), "true true");
     for i in ["one", "two"] {
         p.galley_code(&["destroy", "--auto-approve", "--volumes", "--instance", i], 0);

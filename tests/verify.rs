@@ -95,18 +95,21 @@ fn mutants() -> Vec<Mutant> {
         mutant("host file posing as a secret", &["5.5 host mounts"], |_, l| {
             l.set_opt("--mount", "type=bind,src=/dev/shm/", "type=bind,src=/etc/hostname,dst=/run/secrets/TOKEN,ro=true");
         }),
-        mutant("pid host", &["5.15 pid namespace"], |_, l| {
-            l.opt(&["--pid", "host"]);
+        // The kernel refuses the host's pid, ipc or network namespace to a container in a user
+        // namespace of its own: those mutants leave the host's user namespace too.
+        mutant("pid host", &["5.15 pid namespace", "galley user namespace"], |_, l| {
+            l.remove(&["--userns=auto:size=65536"]).opt(&["--pid", "host"]);
         }),
-        mutant("ipc host", &["5.16 ipc namespace"], |_, l| {
-            l.opt(&["--ipc", "host"]);
+        mutant("ipc host", &["5.16 ipc namespace", "galley user namespace"], |_, l| {
+            l.remove(&["--userns=auto:size=65536"]).opt(&["--ipc", "host"]);
         }),
         mutant("uts host", &["5.20 uts namespace"], |_, l| {
             // podman refuses a hostname of the sandbox's own in the host's uts namespace.
             l.drop_opt("--hostname", true).opt(&["--uts", "host"]);
         }),
         mutant("device passed in", &["5.17 devices"], |_, l| {
-            l.opt(&["--device", "/dev/null:/dev/xnull"]);
+            // In a user namespace podman bind-mounts a device, onto a node of the same name.
+            l.opt(&["--device", "/dev/zero"]);
         }),
         Mutant {
             message: Some("secret TOKEN visible in environ of pid"),
@@ -131,6 +134,13 @@ fn mutants() -> Vec<Mutant> {
         mutant("extra listening port", &["5.8 listening ports"], move |_, l| {
             shell(l, "/bin/busybox httpd -p 8080 -h /; /bin/busybox nc -l -p 9000");
         }),
+        mutant("no user namespace", &["galley user namespace"], |_, l| {
+            l.remove(&["--userns=auto:size=65536"]);
+        }),
+        // podman 4.3 records no UsernsMode for --userns host: only the kernel's view shows it.
+        mutant("userns host", &["galley user namespace"], |_, l| {
+            l.remove(&["--userns=auto:size=65536"]).opt(&["--userns", "host"]);
+        }),
         mutant("root user", &["4.1 user"], |_, l| {
             l.set_opt("--user", "65534", "0:0");
         }),
@@ -149,9 +159,9 @@ fn mutants() -> Vec<Mutant> {
         mutant("other nofile ulimit", &["5.18 ulimits"], |_, l| {
             l.set_opt("--ulimit", "nofile=", "nofile=2048:2048");
         }),
-        mutant("host network", &["5.9 network", "5.13 bind to host interface", "5.8 listening ports"], |_, l| {
+        mutant("host network", &["5.9 network", "5.13 bind to host interface", "5.8 listening ports", "galley user namespace"], |_, l| {
             // podman allows a network alias on a bridge network only.
-            l.set_opt("--network", "galley-", "host").drop_opt("--network-alias", true);
+            l.set_opt("--network", "galley_", "host").drop_opt("--network-alias", true).remove(&["--userns=auto:size=65536"]);
         }),
         mutant("other image", &["galley image digest"], |f, l| {
             let image = f.build_image("other", &[("/bin/extra", "0755")]);

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::*;
+use crate::domain::labels::{egress_network_name, network_name};
 use crate::domain::MountPath;
 use crate::model::Network;
 
@@ -187,10 +188,10 @@ fn network(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>)
     let mode = o.inspect.pointer("/HostConfig/NetworkMode").and_then(Value::as_str).unwrap_or_default();
     let want: BTreeSet<String> = match m.network {
         Network::None => BTreeSet::new(),
-        Network::Isolated => [format!("galley-{}-{instance}", m.project)].into(),
+        Network::Isolated => [network_name(&m.project, instance)].into(),
         // The runner joins egress sandboxes to the instance's internal network (peers) and to
         // the instance's routed network (the way out).
-        Network::Egress => [format!("galley-{}-{instance}", m.project), format!("galley-{}-{instance}-egress", m.project)].into(),
+        Network::Egress => [network_name(&m.project, instance), egress_network_name(&m.project, instance)].into(),
     };
     let none_ok = m.network != Network::None || mode == "none";
     if nets != want || !none_ok {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::*;
-use crate::domain::{Protocol, UserSpec};
+use crate::domain::idmap::IDENTITY;
+use crate::domain::{IdMap, Protocol, UserSpec};
 
 /// Secret values shorter than this are not searched for: they would match by chance.
 pub const MIN_SECRET_LEN: usize = 4;
@@ -193,6 +194,11 @@ pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, sink: &mut Si
     devices(init, sink);
     cgroup_limits(init, m, sink);
     cpu_limit(init, m, sink);
+    // /proc/PID/status shows the host's ids; the manifest names the ids inside.
+    let map = |kind: &str| {
+        std::fs::read_to_string(proc(init, kind)).ok().and_then(|t| IdMap::parse_proc(&t).ok()).unwrap_or(IdMap(vec![IDENTITY]))
+    };
+    let maps = (map("uid_map"), map("gid_map"));
     let pids = processes(init);
     for &pid in &pids {
         // A process that exited since it was listed has nothing left to check.
@@ -203,7 +209,7 @@ pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, sink: &mut Si
         for tid in tasks(pid) {
             let Ok(status) = std::fs::read_to_string(proc(pid, &format!("task/{tid}/status"))) else { continue };
             let who = if tid == pid { format!("pid {pid}") } else { format!("pid {pid} task {tid}") };
-            credentials(&who, &status, m, sink);
+            credentials(&who, &status, m, &maps, sink);
         }
         for item in ["environ", "cmdline"] {
             let Some(bytes) = process_bytes(pid, item) else { continue };
@@ -243,7 +249,12 @@ fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(str::trim)
 }
 
-fn credentials(who: &str, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>) {
+/// The id the kernel shows for a host id it cannot map into the namespace (`overflowuid`).
+const OVERFLOW_ID: u32 = 65534;
+
+/// Check one task's credentials; `maps` (uids, gids) turn the host ids `status` shows into the
+/// container's own.
+fn credentials(who: &str, status: &str, m: &SandboxManifest, maps: &(IdMap, IdMap), sink: &mut Sink<'_>) {
     let hex = |k: &str| field(status, k).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(u64::MAX);
     let allowed = cap_mask(&m.capabilities);
     if hex("CapBnd") != allowed {
@@ -282,10 +293,11 @@ fn credentials(who: &str, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>
             format!("Seccomp {mode}"),
         );
     }
-    let ids = |k: &str| -> Vec<u32> {
-        field(status, k).unwrap_or("").split_whitespace().filter_map(|v| v.parse().ok()).collect()
+    let ids = |k: &str, map: &IdMap| -> Vec<u32> {
+        let host = field(status, k).unwrap_or("").split_whitespace().filter_map(|v| v.parse().ok());
+        host.map(|id| map.inside_id(id).unwrap_or(OVERFLOW_ID)).collect()
     };
-    let (uids, gids) = (ids("Uid"), ids("Gid"));
+    let (uids, gids) = (ids("Uid", &maps.0), ids("Gid", &maps.1));
     let (want_uid, want_gid) = declared_ids(&m.user);
     let bad_uid = match want_uid {
         Some(u) => uids.iter().any(|x| *x != u),
@@ -303,8 +315,8 @@ fn credentials(who: &str, status: &str, m: &SandboxManifest, sink: &mut Sink<'_>
             format!("uid {uids:?} gid {gids:?}"),
         );
     }
-    if want_gid != Some(0) && ids("Groups").contains(&0) {
-        sink.fail(USER, format!("{who} is in the root group"), m.user.to_string(), format!("groups {:?}", ids("Groups")));
+    if want_gid != Some(0) && ids("Groups", &maps.1).contains(&0) {
+        sink.fail(USER, format!("{who} is in the root group"), m.user.to_string(), format!("groups {:?}", ids("Groups", &maps.1)));
     }
 }
 

@@ -10,6 +10,7 @@ pub mod image;
 pub mod kernel;
 pub mod podman;
 pub mod report;
+pub mod userns;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -60,7 +61,8 @@ checks! {
     IPC_NS = "5.16 ipc namespace", "the ipc namespace is not the host's", "do not start sandboxes with --ipc host";
     UTS_NS = "5.20 uts namespace", "the uts namespace is not the host's", "do not start sandboxes with --uts host";
     USER_NS = "5.30 user namespace", "the user namespace is not shared by request", "do not start sandboxes with --userns host";
-    NETWORK = "5.9 network", "the sandbox is on exactly its instance's network, never the host's", "attach the sandbox only to galley-<project>-<instance> (or none); recreate with `galley apply`";
+    USER_MAP = "galley user namespace", "the sandbox's ids map to host ids of its own: not the host's, no account's, no other sandbox's", "recreate the sandbox with `galley apply`, which gives it a user namespace of its own (--userns=auto); `galley doctor` says which subordinate ids that needs";
+    NETWORK = "5.9 network", "the sandbox is on exactly its instance's network, never the host's", "attach the sandbox only to galley_<project>_<instance> (and galley_<project>_<instance>_egress for 'egress; or none); recreate with `galley apply`";
     DEVICES = "5.17 devices", "no host devices are passed in", "do not start sandboxes with --device";
     PORTS = "5.13 bind to host interface", "published ports and host addresses are exactly the declared ones", "publish only the declared `ports`, on their declared addresses";
     LISTENING = "5.8 listening ports", "nothing listens inside the sandbox but the declared ports", "stop the undeclared listener or declare the port in `ports`";
@@ -323,6 +325,7 @@ pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Path) ->
     checks::run(o, m, cx, &values, &mut sink);
     if let Some(pid) = o.pid().filter(|_| o.running()) {
         kernel::run(pid, m, &values, &mut sink);
+        userns::check(pid, m, &cx.others, &mut sink);
     }
     SandboxReport::from_sink(sink)
 }

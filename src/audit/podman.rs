@@ -67,12 +67,16 @@ pub fn observe(runner: &dyn Runner, project: &str, instance: &str) -> Result<Vec
     Ok(observed)
 }
 
-/// What the audit knows beyond one container: the instance and its networks.
+/// What the audit knows beyond one container: the instance, its networks and galley's other
+/// sandboxes on the host.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     pub instance: String,
     /// Whether each network the audited containers are on is internal (no route out).
     pub internal: BTreeMap<String, bool>,
+    /// Every other running galley container on the host (any project), by name, with its pid:
+    /// no two may share host ids.
+    pub others: Vec<(String, u32)>,
 }
 
 impl Context {
@@ -94,8 +98,29 @@ impl Context {
                 internal.insert(name, flag);
             }
         }
-        Ok(Context { instance: instance.to_owned(), internal })
+        let others = running_galley_containers(runner)?
+            .into_iter()
+            .filter(|(name, _)| !observed.iter().any(|o| &o.name == name))
+            .collect();
+        Ok(Context { instance: instance.to_owned(), internal, others })
     }
+}
+
+/// Every running container with galley's project label, whoever's, with its pid: one `podman ps`.
+fn running_galley_containers(runner: &dyn Runner) -> Result<Vec<(String, u32)>, AuditError> {
+    let out = runner.check(&podman().args(["ps", "--format", "json"]).arg(format!("--filter=label={LABEL_PROJECT}")))?;
+    if out.stdout_str().trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).map_err(|e| AuditError::Parse(e.to_string()))?;
+    Ok(all
+        .iter()
+        .filter_map(|c| {
+            let name = c.pointer("/Names/0")?.as_str()?.to_owned();
+            let pid = c.get("Pid")?.as_u64().filter(|p| *p > 0)?;
+            Some((name, u32::try_from(pid).ok()?))
+        })
+        .collect())
 }
 
 /// Pick the running containers to audit: those of `wanted` sandboxes (all when empty).

@@ -17,6 +17,7 @@ mod destroy;
 mod exec;
 mod doctor;
 pub mod error;
+mod hook;
 mod init;
 mod lock;
 mod logs;
@@ -115,6 +116,9 @@ pub enum Command {
     /// Evaluate galley.ncl under the evaluator's limits and print the result for the parent galley
     #[command(name = "__load", hide = true)]
     Evaluate(project::EvaluateArgs),
+    /// The OCI poststop hook podman runs when a sandbox with secrets stops: remove its secret files
+    #[command(name = "__secrets-stopped", hide = true)]
+    SecretsStopped(hook::HookArgs),
     /// Build the project's images into the store and print their digests
     Build(build::BuildArgs),
     /// Push an image of this project to a registry
@@ -189,6 +193,7 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Lsp(args) => lsp::run(env, &args),
         Command::Eval(args) => lsp::eval(env, out, &args),
         Command::Evaluate(args) => project::evaluate(out, env, &args),
+        Command::SecretsStopped(args) => hook::run(&args),
         Command::Build(args) => build::run(env, out, &args),
         Command::Push(args) => push::run(env, out, &args),
         Command::Load(args) => load::run(env, out, &args),

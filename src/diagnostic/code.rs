@@ -75,6 +75,7 @@ catalogue! {
     UndeclaredGroup = "G113", Error, "account in an undeclared group", None;
     DuplicateAccount = "G114", Error, "account or group declared twice", None;
     MountConflict = "G115", Error, "mount point used twice, or under /run/secrets", None;
+    UserOutsideNamespace = "G160", Error, "user id outside the sandbox's user namespace", None;
     PolicyCapability = "G180", Error, "preview asks for a capability the serve policy does not allow", None;
     PolicyNetwork = "G181", Error, "preview asks for a network the serve policy does not allow", None;
     PolicySeccomp = "G182", Error, "preview asks for a seccomp profile the serve policy does not allow", None;

@@ -18,3 +18,35 @@ pub const LABEL_IMAGE: &str = "io.galley.image";
 /// (`<server>:owner/name#N`, the server a hash of its GALLEY_HOME).
 /// Reconcile removes objects carrying it that no preview record accounts for.
 pub const LABEL_PREVIEW: &str = "io.galley.preview";
+
+/// What joins the parts of the names galley gives containers, networks and volumes. The name rule
+/// ([`super::Name`]) never lets it into a part, so each name reads back as exactly one
+/// (project, instance, sandbox or volume): names of different inputs never collide.
+pub const NAME_SEPARATOR: char = '_';
+
+/// The container of `sandbox` in `instance` of `project`: `galley_<project>_<instance>_<sandbox>`.
+pub fn container_name(project: &str, instance: &str, sandbox: &str) -> String {
+    format!("galley_{project}_{instance}_{sandbox}")
+}
+
+/// The internal network of an instance (no route out): `galley_<project>_<instance>`.
+pub fn network_name(project: &str, instance: &str) -> String {
+    format!("galley_{project}_{instance}")
+}
+
+/// The network with a route out of an instance, joined by 'egress sandboxes only:
+/// `galley_<project>_<instance>_egress`, one part more than any internal network's name.
+pub fn egress_network_name(project: &str, instance: &str) -> String {
+    format!("galley_{project}_{instance}_egress")
+}
+
+/// The volume `volume` of an instance: `galley_<project>_<instance>_<volume>`.
+pub fn volume_name(project: &str, instance: &str, volume: &str) -> String {
+    format!("galley_{project}_{instance}_{volume}")
+}
+
+/// The name a volume had before names were joined with [`NAME_SEPARATOR`]
+/// (`galley-<project>-<instance>-<volume>`), which apply moves to its new name.
+pub fn legacy_volume_name(project: &str, instance: &str, volume: &str) -> String {
+    format!("galley-{project}-{instance}-{volume}")
+}

@@ -66,7 +66,11 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     // 1. Resolve everything that can fail without side effects: first the host checks of
     // `galley doctor` that every start needs, then each sandbox.
     if plan.sandboxes.iter().any(|a| a.manifest.is_some() && matches!(a.action, Kind::Create | Kind::Replace)) {
-        doctor::first_failure(&doctor::start_checks(ctx.podman, ctx.facts, ctx.home), None)?;
+        // The sandbox-ids check reads two files and is never remembered: they change without a trace
+        // in the host's fingerprint.
+        let mut checks = doctor::start_checks(ctx.podman, ctx.facts, ctx.home);
+        checks.push(doctor::sandbox_ids(ctx.facts));
+        doctor::first_failure(&checks, None)?;
     }
     let mut ready = Vec::new();
     // The network checks, run once, when the first networked sandbox is prepared.
@@ -126,6 +130,11 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
         .map(|a| a.container.clone())
         .collect();
     ctx.podman.remove("container", &replaced)?;
+    // Volumes under an older galley's names, now that no container uses them.
+    for (old, new) in plan.resources.move_volumes.iter().filter(|(_, new)| volume_names.contains_key(new)) {
+        progress(&format!("moving the files of volume {old} to {new}, galley's new name for it"));
+        ctx.podman.move_volume(old, new, ctx.home)?;
+    }
     // 5. Start.
     let mut started = Vec::new();
     for r in &ready {
@@ -200,21 +209,45 @@ fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest) -> Result<Ready<'m>> {
     Ok(Ready { manifest: m, image, seccomp, secrets })
 }
 
+/// Create the container, hand its secret files to the host ids its user namespace maps the
+/// sandbox's user to (known only once podman has chosen the range), then start it.
 fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
     let m = r.manifest;
     let mut mounts = Vec::new();
     dir.remove_sandbox(&m.sandbox);
     if !r.secrets.is_empty() {
         dir.ensure_tmpfs()?;
-        let (uid, gid) = m.user.ids().expect("prepare refuses secrets for a named user");
         for (name, value) in &r.secrets {
-            mounts.push((dir.write(&m.sandbox, name, value, uid, gid)?, name.clone()));
+            mounts.push((dir.write(&m.sandbox, name, value)?, name.clone()));
         }
     }
     let (nofile, nproc) = host::ulimits(m, ctx.facts);
+    let files: Vec<PathBuf> = mounts.iter().map(|(path, _)| path.clone()).collect();
     let spec = RunSpec { manifest: m, instance: ctx.instance, image: r.image.clone(), seccomp: r.seccomp.clone(), secrets: mounts, nofile, nproc };
-    ctx.podman.run(&spec)?;
-    Ok(())
+    let hooks = if files.is_empty() { None } else { Some(super::hooks::install(ctx.home)?) };
+    let id = ctx.podman.create(&spec, hooks.as_deref())?;
+    let name = ctx.instance.container(&m.sandbox);
+    if !files.is_empty() {
+        dir.claim(&m.sandbox, &id)?;
+        let (uid, gid) = m.user.ids().expect("prepare refuses secrets for a named user");
+        let (uids, gids) = ctx.podman.id_maps(&name)?;
+        let (Some(host_uid), Some(host_gid)) = (uids.host_id(uid), gids.host_id(gid)) else {
+            return Err(RuntimeError::Other(format!(
+                "sandbox `{}`: its user namespace (uids {uids}, gids {gids}) maps no host id to its user {uid}:{gid}",
+                m.sandbox
+            )));
+        };
+        if ctx.facts.root {
+            for f in &files {
+                dir.chown(f, host_uid, host_gid)?;
+            }
+        } else {
+            // Rootless podman's ids are those of its own user namespace, where only it may chown.
+            let c = ctx.podman.cmd().args(["unshare", "chown", "--no-dereference", &format!("{host_uid}:{host_gid}")]).args(&files);
+            ctx.podman.runner.check(&c)?;
+        }
+    }
+    ctx.podman.start(&name, hooks.as_deref())
 }
 
 /// Write the sandbox's seccomp profile under `GALLEY_HOME/seccomp/` (once per digest).

@@ -91,7 +91,7 @@ mod tests {
     use crate::exec::{Output, Recorder};
 
     fn ps(state: &str) -> Output {
-        let json = format!(r#"[{{"Id":"abc","Names":["galley-web-default-api"],"State":"{state}","ExitCode":3,"Labels":{{}}}}]"#);
+        let json = format!(r#"[{{"Id":"abc","Names":["galley_web_default_api"],"State":"{state}","ExitCode":3,"Labels":{{}}}}]"#);
         Output { code: Some(0), stdout: json.into_bytes(), ..Output::default() }
     }
 
@@ -107,8 +107,8 @@ mod tests {
         assert_eq!(exec(&podman, &instance, &desired, "api", &command, false).unwrap(), 3);
         assert_eq!(exec(&podman, &instance, &desired, "api", &command[..1], true).unwrap(), 3);
         let calls = recorder.commands();
-        assert_eq!(calls[1], "podman exec --interactive --user 1000:1000 --detach-keys= galley-web-default-api /bin/sh -c exit 3");
-        assert_eq!(calls[3], "podman exec --interactive --tty --user 1000:1000 --detach-keys= galley-web-default-api /bin/sh");
+        assert_eq!(calls[1], "podman exec --interactive --user 1000:1000 --detach-keys= galley_web_default_api /bin/sh -c exit 3");
+        assert_eq!(calls[3], "podman exec --interactive --tty --user 1000:1000 --detach-keys= galley_web_default_api /bin/sh");
         assert!(calls.iter().all(|c| !c.contains("--privileged")), "{calls:?}");
     }
 

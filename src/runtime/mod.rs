@@ -13,6 +13,7 @@ pub mod destroy;
 pub mod copy_out;
 pub mod gc;
 pub mod doctor;
+pub mod hooks;
 pub mod host;
 pub mod images;
 pub mod naming;
@@ -21,6 +22,7 @@ pub mod podman;
 pub mod ports;
 pub mod secrets_dir;
 pub mod state;
+pub mod userns;
 
 use std::path::PathBuf;
 

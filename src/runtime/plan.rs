@@ -40,6 +40,9 @@ pub struct Resources {
     pub create_networks: Vec<(String, bool)>,
     pub remove_networks: Vec<String>,
     pub create_volumes: Vec<String>,
+    /// Volumes under the names an older galley gave them (old, new): their files move to the new
+    /// volume, then the old one goes.
+    pub move_volumes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +83,8 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
         let found = live.containers.iter().find(|c| c.sandbox() == m.sandbox || c.name == container);
         let (action, reasons, changes) = match found {
             None => (Kind::Create, vec![], vec![]),
+            // A container of an older galley, under the name it gave (found by its labels).
+            Some(c) if c.name != container => (Kind::Replace, vec![format!("renamed from {} (names now join their parts with `_`, so no two instances share one)", c.name)], vec![]),
             Some(c) if c.manifest_digest() != digest => match state::read(home, instance, &m.sandbox, c.manifest_digest()) {
                 Some(old) => (Kind::Replace, vec!["manifest changed".into()], state::diff(&old, m)),
                 None => (Kind::Replace, vec!["manifest changed (the previous manifest is not recorded)".into()], vec![]),
@@ -87,6 +92,8 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
             Some(c) if !c.running() => (Kind::Replace, vec![format!("container is {} (exit code {})", c.state, c.exit_code)], vec![]),
             Some(_) => (Kind::Unchanged, vec![], vec![]),
         };
+        // A replacement removes the live container, whatever its name.
+        let container = found.filter(|_| action == Kind::Replace).map_or(container, |c| c.name.clone());
         sandboxes.push(SandboxAction { sandbox: m.sandbox.clone(), container, action, reasons, changes, manifest: Some(m.clone()) });
     }
     for c in &live.containers {
@@ -102,10 +109,19 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
     let mut volumes: Vec<String> = desired.iter().flat_map(|m| m.volumes.iter().map(|v| instance.volume(&v.name))).collect();
     volumes.sort();
     volumes.dedup();
+    let mut move_volumes: Vec<(String, String)> = desired
+        .iter()
+        .flat_map(|m| m.volumes.iter())
+        .map(|v| (instance.legacy_volume(&v.name), instance.volume(&v.name)))
+        .filter(|(old, new)| live.volumes.contains(old) && !live.volumes.contains(new))
+        .collect();
+    move_volumes.sort();
+    move_volumes.dedup();
     let resources = Resources {
         create_networks: wanted.iter().filter(|(n, _)| !live.networks.contains(n)).cloned().collect(),
         remove_networks: live.networks.iter().filter(|n| !wanted.iter().any(|(w, _)| w == *n)).cloned().collect(),
         create_volumes: volumes.into_iter().filter(|v| !live.volumes.contains(v)).collect(),
+        move_volumes,
     };
     Plan { project: instance.project.clone(), instance: instance.instance.clone(), sandboxes, resources }
 }
@@ -117,6 +133,7 @@ impl Plan {
             || !r.create_networks.is_empty()
             || !r.remove_networks.is_empty()
             || !r.create_volumes.is_empty()
+            || !r.move_volumes.is_empty()
     }
 
     pub fn count(&self, kind: Kind) -> usize {
@@ -166,6 +183,10 @@ impl Plan {
         }
         for v in &self.resources.create_volumes {
             out += &paint(format!("+ volume    {v}"), Kind::Create);
+            out.push('\n');
+        }
+        for (old, new) in &self.resources.move_volumes {
+            out += &paint(format!("~ volume    {old} -> {new} (files moved to galley's new name)"), Kind::Replace);
             out.push('\n');
         }
         out += &format!(
@@ -233,5 +254,24 @@ mod tests {
         assert!(!same.has_changes(), "{}", same.render(false));
         let stopped = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "exited")], ..Live::default() });
         assert_eq!(stopped.sandboxes[0].action, Kind::Replace);
+    }
+
+    #[test]
+    fn an_instance_under_the_former_names_is_migrated_by_its_labels() {
+        let home = tempfile::tempdir().unwrap();
+        let instance = Instance::new("web", "default").unwrap();
+        let m = crate::runtime::podman::tests::manifest();
+        let mut old = live_container(&instance, &m, &m.digest(), "running");
+        old.name = "galley-web-default-api".into();
+        let live = Live { containers: vec![old], networks: vec!["galley-web-default".into()], volumes: vec!["galley-web-default-workspace".into()] };
+        let plan = compute(home.path(), &instance, &[m.clone()], &live);
+        let a = &plan.sandboxes[0];
+        assert_eq!((a.action, a.container.as_str()), (Kind::Replace, "galley-web-default-api"), "the old container is the one removed");
+        assert!(a.reasons[0].contains("renamed from galley-web-default-api"), "{:?}", a.reasons);
+        assert_eq!(plan.resources.remove_networks, vec!["galley-web-default"]);
+        assert_eq!(plan.resources.create_volumes, vec!["galley_web_default_workspace"]);
+        assert_eq!(plan.resources.move_volumes, vec![("galley-web-default-workspace".to_owned(), "galley_web_default_workspace".to_owned())]);
+        let text = plan.render(false);
+        assert!(text.contains("~ volume    galley-web-default-workspace -> galley_web_default_workspace"), "{text}");
     }
 }

@@ -9,12 +9,15 @@ use serde_json::Value;
 use super::naming::{self, Instance};
 use super::{Result, RuntimeError};
 use crate::exec::{Cmd, Runner};
-use crate::domain::Memory;
+use crate::domain::{IdMap, Memory};
 use crate::manifest::SandboxManifest;
 use crate::model::Network;
 
 /// How long `podman rm` waits for a sandbox to stop before killing it.
 const STOP_SECONDS: &str = "2";
+
+/// How many times `podman rm` is tried again while it finds a mount busy.
+const RM_BUSY_RETRIES: usize = 3;
 
 /// A podman client: the process runner and the OCI runtime to ask for.
 pub struct Podman<'a> {
@@ -62,10 +65,25 @@ impl LiveContainer {
     }
 }
 
-/// The `podman run` arguments (after `run`) of a sandbox. Secret values never appear here.
+/// The `podman run` arguments of a sandbox. Secret values never appear here.
 pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into(), "--detach".into()];
+    a.extend(create_options(s));
+    a
+}
+
+/// The `podman create` arguments of a sandbox: what apply runs, then starts the container once
+/// its secret files belong to the ids its user namespace maps.
+pub fn create_args(s: &RunSpec<'_>) -> Vec<String> {
+    let mut a: Vec<String> = vec!["create".into()];
+    a.extend(create_options(s));
+    a
+}
+
+/// The options of `podman run` and `podman create`, then the image and its command.
+fn create_options(s: &RunSpec<'_>) -> Vec<String> {
     let m = s.manifest;
-    let mut a: Vec<String> = vec!["run".into(), "--detach".into(), "--pull".into(), "never".into()];
+    let mut a: Vec<String> = vec!["--pull".into(), "never".into()];
     a.extend(["--name".into(), s.instance.container(&m.sandbox), "--hostname".into(), m.sandbox.clone()]);
     a.extend(s.instance.labels());
     a.extend(["--label".into(), format!("{}={}", naming::LABEL_SANDBOX, m.sandbox)]);
@@ -89,6 +107,7 @@ pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
         a.extend(["--tmpfs".into(), format!("{}:rw,nosuid,nodev,size={},mode={}", t.path, t.size, t.mode)]);
     }
     a.extend(["--user".into(), m.user.podman_arg()]);
+    a.push(super::userns::podman_arg());
     let networks = s.instance.networks_for(m.network);
     if networks.is_empty() {
         a.extend(["--network".into(), "none".into()]);
@@ -115,6 +134,9 @@ pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
     for v in &m.volumes {
         let opts = if v.read_only { "ro" } else { "U" };
         a.extend(["--volume".into(), format!("{}:{}:{opts}", s.instance.volume(&v.name), v.path)]);
+    }
+    if !s.secrets.is_empty() {
+        a.extend(["--annotation".into(), format!("{}={}", super::hooks::ANNOTATION, super::hooks::annotation(s.instance, &m.sandbox))]);
     }
     for (host, name) in &s.secrets {
         a.extend(["--mount".into(), format!("type=bind,src={},dst=/run/secrets/{name},ro=true", host.display())]);
@@ -187,6 +209,40 @@ impl Podman<'_> {
         Ok(out.stdout_str().trim().to_owned())
     }
 
+    /// Create a sandbox without starting it, with the OCI hooks of `hooks_dir`; returns the
+    /// container id.
+    pub fn create(&self, spec: &RunSpec<'_>, hooks_dir: Option<&std::path::Path>) -> Result<String> {
+        let mut c = self.cmd();
+        if let Some(dir) = hooks_dir {
+            c = c.arg("--hooks-dir").arg(dir.display().to_string());
+        }
+        let out = self.runner.check(&c.args(create_args(spec)))?;
+        Ok(out.stdout_str().trim().to_owned())
+    }
+
+    /// Start a created container; podman reads the OCI hooks of `hooks_dir` as it starts it, and
+    /// keeps the poststop ones for whichever podman process cleans up after it.
+    pub fn start(&self, name: &str, hooks_dir: Option<&std::path::Path>) -> Result<()> {
+        let mut c = self.cmd();
+        if let Some(dir) = hooks_dir {
+            c = c.arg("--hooks-dir").arg(dir.display().to_string());
+        }
+        self.runner.check(&c.args(["start", name]))?;
+        Ok(())
+    }
+
+    /// The uid and gid mappings podman chose for a created container.
+    pub fn id_maps(&self, name: &str) -> Result<(IdMap, IdMap)> {
+        let out = self.runner.check(&self.cmd().args(["container", "inspect", "--format", "{{json .HostConfig.IDMappings}}", name]))?;
+        let parse_err = |message: String| RuntimeError::Parse { command: "container inspect".into(), message };
+        let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| parse_err(e.to_string()))?;
+        let map = |key: &str| -> Result<IdMap> {
+            let entries: Vec<String> = v.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default();
+            IdMap::parse_podman(&entries).map_err(|e| parse_err(format!("{key}: {e}")))
+        };
+        Ok((map("UidMap")?, map("GidMap")?))
+    }
+
     /// Every container of the instance, running or not: one `podman ps` call.
     pub fn containers(&self, instance: &Instance) -> Result<Vec<LiveContainer>> {
         let out = self.runner.check(&self.cmd().args(["ps", "--all", "--format", "json"]).args(instance.filters()))?;
@@ -216,6 +272,16 @@ impl Podman<'_> {
         Ok(())
     }
 
+    /// Move the files of volume `old` into volume `new` (owners and modes kept) through a tar in
+    /// `scratch`, then remove `old`.
+    pub fn move_volume(&self, old: &str, new: &str, scratch: &std::path::Path) -> Result<()> {
+        let dir = tempfile::Builder::new().prefix(".volume-move-").tempdir_in(scratch).map_err(RuntimeError::io(scratch))?;
+        let tar = dir.path().join("volume.tar").display().to_string();
+        self.runner.check(&self.cmd().args(["volume", "export", "--output", &tar, old]))?;
+        self.runner.check(&self.cmd().args(["volume", "import", new, &tar]))?;
+        self.remove("volume", &[old.to_owned()])
+    }
+
     /// Remove containers (stopping them first), networks or volumes, in one call per kind.
     pub fn remove(&self, kind: &str, names: &[String]) -> Result<()> {
         if names.is_empty() {
@@ -225,7 +291,20 @@ impl Podman<'_> {
             "container" => self.cmd().args(["rm", "--force", "--time", STOP_SECONDS, "--ignore"]),
             _ => self.cmd().args([kind, "rm", "--force"]),
         };
-        self.runner.check(&c.args(names))?;
+        let c = c.args(names);
+        // podman 4.3 sometimes finds a stopped container's shm mount still busy (its cleanup
+        // after a user-namespaced container racing the removal); a moment later it is not.
+        for _ in 0..RM_BUSY_RETRIES {
+            let out = self.runner.run(&c)?;
+            if out.success() {
+                return Ok(());
+            }
+            if !out.stderr_str().contains("device or resource busy") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        self.runner.check(&c)?;
         Ok(())
     }
 
@@ -348,15 +427,16 @@ pub(crate) mod tests {
         let podman = Podman { runner: &recorder, runtime: Some("runc".into()) };
         podman.run(&spec).unwrap();
         let expected = [
-            "podman --runtime runc run --detach --pull never --name galley-web-pr-1-api --hostname api",
+            "podman --runtime runc run --detach --pull never --name galley_web_pr-1_api --hostname api",
             " --label io.galley.project=web --label io.galley.instance=pr-1 --label io.galley.sandbox=api",
             &format!(" --label io.galley.manifest={}", m.digest()),
             " --cap-drop ALL --cap-add CAP_NET_BIND_SERVICE --security-opt no-new-privileges",
             " --security-opt seccomp=/g/seccomp/ab.json --read-only --read-only-tmpfs=false",
-            " --tmpfs /tmp:rw,nosuid,nodev,size=64m,mode=1777 --user 1000:1000",
-            " --network galley-web-pr-1 --network galley-web-pr-1-egress --network-alias api",
+            " --tmpfs /tmp:rw,nosuid,nodev,size=64m,mode=1777 --user 1000:1000 --userns=auto:size=65536",
+            " --network galley_web_pr-1 --network galley_web_pr-1_egress --network-alias api",
             " --publish 127.0.0.1:18080:8080/tcp --pids-limit 64 --memory 128m --cpus 0.5",
-            " --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --volume galley-web-pr-1-workspace:/workspace:U",
+            " --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --volume galley_web_pr-1_workspace:/workspace:U",
+            " --annotation io.galley.secrets=web/pr-1/api",
             " --mount type=bind,src=/g/run/web/pr-1/api/TOKEN,dst=/run/secrets/TOKEN,ro=true --env MODE=prod",
             " --entrypoint [\"/bin/app\"] localhost/galley/web/app:latest --port 8080",
         ]

@@ -1,6 +1,7 @@
 //! Secret files on the host: `GALLEY_HOME/run/<project>/<instance>/<sandbox>/<NAME>`, on a tmpfs
 //! (galley mounts a small one there when the directory is not already on one), mode 0400 and
-//! owned by the sandbox's uid, bind-mounted read-only at `/run/secrets/NAME`. Never on disk.
+//! owned by the host uid the sandbox's user namespace maps its user to (so no host account but
+//! root can read it), bind-mounted read-only at `/run/secrets/NAME`. Never on disk.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -10,6 +11,9 @@ use super::{Result, RuntimeError};
 use crate::secrets::SecretValue;
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// The file beside a sandbox's secrets naming the container they belong to.
+const OWNER_FILE: &str = ".container";
 
 /// The per-instance secrets directory.
 #[derive(Debug, Clone)]
@@ -48,8 +52,9 @@ impl SecretsDir {
         self.root.join(sandbox)
     }
 
-    /// Write one secret file (mode 0400, owned by `uid:gid`); returns its host path.
-    pub fn write(&self, sandbox: &str, name: &str, value: &SecretValue, uid: u32, gid: u32) -> Result<PathBuf> {
+    /// Write one secret file (mode 0400, owned by galley until [`SecretsDir::chown`] hands it to
+    /// the sandbox); returns its host path.
+    pub fn write(&self, sandbox: &str, name: &str, value: &SecretValue) -> Result<PathBuf> {
         let dir = self.sandbox_dir(sandbox);
         fs_err::create_dir_all(&dir).map_err(RuntimeError::io(&dir))?;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
@@ -63,8 +68,26 @@ impl SecretsDir {
             .open(&path)
             .map_err(RuntimeError::io(&path))?;
         f.write_all(value.expose_secret()).map_err(RuntimeError::io(&path))?;
-        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(RuntimeError::io(&path))?;
         Ok(path)
+    }
+
+    /// Give a secret file written by [`SecretsDir::write`] to host ids `uid:gid`, never through a
+    /// symlink.
+    pub fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(RuntimeError::io(path))?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(RuntimeError::io(path))
+    }
+
+    /// Record that container `id` owns the sandbox's secret files, so the stop hook of a
+    /// container it replaced leaves them alone.
+    pub fn claim(&self, sandbox: &str, id: &str) -> Result<()> {
+        let path = self.sandbox_dir(sandbox).join(OWNER_FILE);
+        crate::fsutil::write_atomic(&path, id.as_bytes()).map_err(RuntimeError::io(&path))
+    }
+
+    /// Whether a container other than `id` has claimed the sandbox's secret files.
+    pub fn claimed_by_another(&self, sandbox: &str, id: &str) -> bool {
+        std::fs::read_to_string(self.sandbox_dir(sandbox).join(OWNER_FILE)).is_ok_and(|owner| owner.trim() != id)
     }
 
     /// Remove a sandbox's secret files, overwriting them first.

@@ -112,7 +112,7 @@ impl TestProject {
     }
 
     pub fn container(&self, instance: &str, sandbox: &str) -> String {
-        format!("galley-{}-{instance}-{sandbox}", self.name)
+        format!("galley_{}_{instance}_{sandbox}", self.name)
     }
 
     pub fn run_dir(&self) -> PathBuf {

@@ -62,7 +62,7 @@ fn record(m: &SandboxManifest, dir: &Path) -> Value {
             { "Type": "volume", "Name": "p-default-work", "Source": "/var/lib/x", "Destination": "/work", "RW": true },
             { "Type": "bind", "Source": secrets.join("TOKEN"), "Destination": "/run/secrets/TOKEN", "RW": false },
         ],
-        "NetworkSettings": { "Networks": { "galley-p-default": {} } },
+        "NetworkSettings": { "Networks": { "galley_p_default": {} } },
         "Config": {
             "User": "1000:1000",
             "Env": ["PATH=/bin"],
@@ -85,7 +85,7 @@ fn record(m: &SandboxManifest, dir: &Path) -> Value {
 
 fn failing(inspect: Value, m: &SandboxManifest) -> BTreeSet<&'static str> {
     let o = Observed { name: "c".into(), sandbox: "app".into(), inspect };
-    let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), true)].into() };
+    let cx = Context { instance: "default".into(), internal: [("galley_p_default".to_owned(), true)].into(), others: vec![] };
     let mut sink = Sink::new("app", "c");
     run(&o, m, &cx, &fixed(), &mut sink);
     assert!(!format!("{:?}", sink.findings).contains(SECRET), "a finding shows the secret");
@@ -119,7 +119,7 @@ fn a_record_of_the_runners_container_passes_and_each_change_fails_its_check() {
         ("/Config/Cmd", json!(["/bin/app", SECRET]), SECRETS),
         ("/ImageDigest", json!("sha256:bbbb"), IMAGE),
         ("/Config/Labels/io.galley.manifest", json!("sha256:0000"), MANIFEST),
-        ("/NetworkSettings/Networks", json!({ "galley-p-default": {}, "podman": {} }), NETWORK),
+        ("/NetworkSettings/Networks", json!({ "galley_p_default": {}, "podman": {} }), NETWORK),
         ("/Mounts/1/Destination", json!("/run/secrets/OTHER"), MOUNTS),
         ("/Mounts/1/Source", json!("/etc/TOKEN"), MOUNTS),
         ("/Mounts/1/Source", json!("/dev/shm/OTHER"), MOUNTS),
@@ -137,7 +137,7 @@ fn a_routed_network_fails_an_isolated_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest();
     let o = Observed { name: "c".into(), sandbox: "app".into(), inspect: record(&m, dir.path()) };
-    let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), false)].into() };
+    let cx = Context { instance: "default".into(), internal: [("galley_p_default".to_owned(), false)].into(), others: vec![] };
     let mut sink = Sink::new("app", "c");
     run(&o, &m, &cx, &fixed(), &mut sink);
     assert_eq!(sink.findings.iter().map(|f| f.check).collect::<Vec<_>>(), [NETWORK]);

@@ -22,7 +22,7 @@ use crate::model::Project;
 use crate::settings::Env;
 
 pub use remembered::start_checks;
-pub use system::{cgroups, home, rlimits, subids, userns, MIN_FREE_BYTES};
+pub use system::{cgroups, home, rlimits, sandbox_ids, subids, userns, MIN_FREE_BYTES};
 pub use tools::{buildah, helper_dirs, network, oci_runtime, podman};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,7 +118,7 @@ pub fn all(runner: &dyn Runner, settings: &Env, project: Option<&Project>) -> Re
         Err(e) => Check::fail(tools::OCI_RUNTIME, tools::OCI_RUNTIME_TITLE, e.to_string(), e.help().unwrap_or_default()),
     });
     checks.extend(network(&podman_cmds));
-    checks.extend([cgroups(&facts), rlimits(&facts), subids(&facts), userns(), buildah(runner), home(&settings.home)]);
+    checks.extend([cgroups(&facts), rlimits(&facts), subids(&facts), userns(), sandbox_ids(&facts), buildah(runner), home(&settings.home)]);
     if let Some(project) = project {
         checks.extend(registries(settings, project));
     }

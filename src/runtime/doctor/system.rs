@@ -1,11 +1,12 @@
 //! Checks of the host itself, from the facts in [`crate::runtime::host`]: cgroups and their
-//! controllers, hard resource limits, subordinate ids and user namespaces for rootless builds,
-//! and GALLEY_HOME (writable, with room).
+//! controllers, hard resource limits, subordinate ids and user namespaces for rootless builds
+//! and for the sandboxes' own user namespaces, and GALLEY_HOME (writable, with room).
 
 use std::path::Path;
 
 use super::Check;
 use crate::runtime::host::{CgroupMode, HostFacts};
+use crate::runtime::userns;
 
 /// Below this much free space in GALLEY_HOME the `home` check fails: a base image and its
 /// unpacked RUN step need a few hundred MiB.
@@ -70,13 +71,7 @@ pub fn subids(facts: &HostFacts) -> Check {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     let name = user_name(uid).unwrap_or_else(|| uid.to_string());
-    let has_range = |file: &str| {
-        std::fs::read_to_string(file).unwrap_or_default().lines().any(|l| {
-            let mut f = l.split(':');
-            let (who, count) = (f.next().unwrap_or(""), f.nth(1).and_then(|c| c.trim().parse::<u64>().ok()).unwrap_or(0));
-            (who == name || who == uid.to_string()) && count > 0
-        })
-    };
+    let has_range = |file: &str| subordinate_count(file, &[&name, &uid.to_string()]) > 0;
     let missing: Vec<&str> = ["/etc/subuid", "/etc/subgid"].into_iter().filter(|f| !has_range(f)).collect();
     if missing.is_empty() {
         Check::pass("subids", title, format!("{name} has ranges in /etc/subuid and /etc/subgid"))
@@ -88,6 +83,52 @@ pub fn subids(facts: &HostFacts) -> Check {
             format!("add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name} (package uidmap for newuidmap)"),
         )
     }
+}
+
+/// How many subordinate ids `file` (`/etc/subuid` or `/etc/subgid`) gives any of `who`.
+fn subordinate_count(file: impl AsRef<Path>, who: &[&str]) -> u64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let (owner, count) = (f.next()?, f.nth(1)?.trim().parse::<u64>().ok()?);
+            who.contains(&owner).then_some(count)
+        })
+        .sum()
+}
+
+pub const SANDBOX_IDS: &str = "sandbox-ids";
+
+/// Subordinate ids for the sandboxes' own user namespaces (`--userns=auto`): rootful podman
+/// takes them from [`userns::SUBID_USER`]'s ranges, rootless podman from the invoking user's.
+pub fn sandbox_ids(facts: &HostFacts) -> Check {
+    sandbox_ids_in(facts, Path::new("/etc/subuid"), Path::new("/etc/subgid"))
+}
+
+fn sandbox_ids_in(facts: &HostFacts, subuid: &Path, subgid: &Path) -> Check {
+    let title = "subordinate ids for each sandbox's own user namespace";
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let who = if facts.root { userns::SUBID_USER.to_owned() } else { user_name(uid).unwrap_or_else(|| uid.to_string()) };
+    let names = [who.as_str(), &uid.to_string()];
+    let names: &[&str] = if facts.root { &names[..1] } else { &names };
+    let (uids, gids) = (subordinate_count(subuid, names), subordinate_count(subgid, names));
+    let size = u64::from(userns::AUTO_SIZE);
+    let fits = uids.min(gids) / size;
+    let detail = format!("{who} has {uids} ids in /etc/subuid and {gids} in /etc/subgid: room for {fits} sandboxes of {size} ids each");
+    if fits > 0 {
+        return Check::pass(SANDBOX_IDS, title, detail);
+    }
+    let help = if facts.root {
+        let (start, count) = userns::SETUP_RANGE;
+        format!(
+            "every sandbox runs in a user namespace of its own, whose ids podman takes from the `{who}` entries; add them as root: echo {who}:{start}:{count} >> /etc/subuid; echo {who}:{start}:{count} >> /etc/subgid (scripts/setup.sh does this)"
+        )
+    } else {
+        format!("every sandbox runs in a user namespace of its own, cut from your subordinate ids; add at least {size} as root: usermod --add-subuids 200000-330000 --add-subgids 200000-330000 {who}")
+    };
+    Check::fail(SANDBOX_IDS, title, detail, help)
 }
 
 fn user_name(uid: u32) -> Option<String> {
@@ -191,6 +232,29 @@ mod tests {
         assert_eq!(low.status, Status::Fail);
         assert!(low.help.unwrap().contains("ulimit -Hn"));
         assert_eq!(rlimits(&HostFacts { nofile_hard: 16, sys_resource: true, ..facts() }).status, Status::Pass);
+    }
+
+    #[test]
+    fn sandbox_ids_need_a_range_for_the_containers_user_and_say_how_to_add_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, gid) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        let write = |text: &str| {
+            std::fs::write(&uid, text).unwrap();
+            std::fs::write(&gid, text).unwrap();
+        };
+        write("galley-rootless:100000:65536\n");
+        let c = sandbox_ids_in(&facts(), &uid, &gid);
+        assert_eq!(c.status, Status::Fail, "another user's range is not podman's: {}", c.detail);
+        assert!(c.detail.contains("room for 0 sandboxes"), "{}", c.detail);
+        assert!(c.help.unwrap().contains("echo containers:2147483647:2147483648 >> /etc/subuid"));
+        write("containers:2147483647:65535\n");
+        assert_eq!(sandbox_ids_in(&facts(), &uid, &gid).status, Status::Fail, "fewer ids than one sandbox needs");
+        write("containers:2147483647:2147483648\n");
+        let c = sandbox_ids_in(&facts(), &uid, &gid);
+        assert_eq!(c.status, Status::Pass, "{}", c.detail);
+        assert!(c.detail.contains("room for 32768 sandboxes"), "{}", c.detail);
+        std::fs::write(&gid, "").unwrap();
+        assert_eq!(sandbox_ids_in(&facts(), &uid, &gid).status, Status::Fail, "gids are needed too");
     }
 
     #[test]
