@@ -73,6 +73,9 @@ pub struct Context {
     pub instance: String,
     /// Whether each network the audited containers are on is internal (no route out).
     pub internal: BTreeMap<String, bool>,
+    /// Whether the host side of each network is closed, as the runner's firewall reads it
+    /// (`Err` says what is missing); a network left out was not read.
+    pub host_side: BTreeMap<String, Result<(), String>>,
 }
 
 impl Context {
@@ -94,7 +97,7 @@ impl Context {
                 internal.insert(name, flag);
             }
         }
-        Ok(Context { instance: instance.to_owned(), internal })
+        Ok(Context { instance: instance.to_owned(), internal, host_side: BTreeMap::new() })
     }
 }
 

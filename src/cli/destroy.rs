@@ -48,6 +48,13 @@ pub fn run(env: &Env, out: &Printer, args: &DestroyArgs) -> Outcome {
     for (kind, names) in steps {
         podman.remove(kind, names)?;
     }
+    // The host-side rules of the removed networks, and of any network podman no longer has.
+    if session.facts.root {
+        for n in &live.networks {
+            crate::runtime::firewall::remove(podman.runner, n)?;
+        }
+        crate::runtime::firewall::close(&podman, &[])?;
+    }
     SecretsDir::new(session.instance.run_dir(&session.home)).remove_all();
     state::remove_all(&session.home, &session.instance);
     if out.json() {

@@ -109,6 +109,16 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
         progress(&format!("creating network {name}"));
         ctx.podman.create_network(ctx.instance, name, *internal)?;
     }
+    // The host side of every network a starting or running sandbox joins is closed (again: a
+    // re-run repairs removed rules) before any starts.
+    if ctx.facts.root {
+        let unchanged = plan.sandboxes.iter().filter(|a| a.action == Kind::Unchanged).filter_map(|a| a.manifest.as_ref());
+        let joined = ready.iter().map(|r| r.manifest).chain(unchanged);
+        let mut nets: Vec<String> = joined.flat_map(|m| ctx.instance.networks_for(m.network)).map(|(n, _)| n).collect();
+        nets.sort();
+        nets.dedup();
+        super::firewall::close(ctx.podman, &nets)?;
+    }
     let volume_names: BTreeMap<String, String> = ready
         .iter()
         .flat_map(|r| r.manifest.volumes.iter().map(|v| (ctx.instance.volume(&v.name), v.name.to_string())))
@@ -167,6 +177,9 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     // 7. Networks nobody uses any more.
     if !plan.resources.remove_networks.is_empty() {
         ctx.podman.remove("network", &plan.resources.remove_networks)?;
+        for n in plan.resources.remove_networks.iter().filter(|_| ctx.facts.root) {
+            super::firewall::remove(ctx.podman.runner, n)?;
+        }
     }
     if secrets_dir.is_empty() {
         secrets_dir.remove_all();

@@ -12,6 +12,7 @@ pub mod cp;
 pub mod copy_out;
 pub mod gc;
 pub mod doctor;
+pub mod firewall;
 pub mod host;
 pub mod images;
 pub mod naming;

@@ -40,6 +40,9 @@ pub struct Resources {
     pub create_networks: Vec<(String, bool)>,
     pub remove_networks: Vec<String>,
     pub create_volumes: Vec<String>,
+    /// Networks kept whose host side is open (galley's firewall rules missing or changed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub close_networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +59,8 @@ pub struct Live {
     pub containers: Vec<LiveContainer>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// The instance's networks whose host side is open (read only as root).
+    pub open_host_side: Vec<String>,
 }
 
 /// Read the instance's containers, networks and volumes: three podman calls, run concurrently.
@@ -64,11 +69,9 @@ pub fn live(podman: &Podman<'_>, instance: &Instance) -> Result<Live> {
         let networks = s.spawn(|| podman.owned("network", instance));
         let volumes = s.spawn(|| podman.owned("volume", instance));
         let containers = podman.containers(instance)?;
-        Ok(Live {
-            containers,
-            networks: networks.join().expect("podman thread")?,
-            volumes: volumes.join().expect("podman thread")?,
-        })
+        let networks = networks.join().expect("podman thread")?;
+        let open_host_side = super::firewall::open(podman, &networks);
+        Ok(Live { containers, networks, volumes: volumes.join().expect("podman thread")?, open_host_side })
     })
 }
 
@@ -106,6 +109,7 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
         create_networks: wanted.iter().filter(|(n, _)| !live.networks.contains(n)).cloned().collect(),
         remove_networks: live.networks.iter().filter(|n| !wanted.iter().any(|(w, _)| w == *n)).cloned().collect(),
         create_volumes: volumes.into_iter().filter(|v| !live.volumes.contains(v)).collect(),
+        close_networks: wanted.iter().filter(|(n, _)| live.open_host_side.contains(n)).map(|(n, _)| n.clone()).collect(),
     };
     Plan { project: instance.project.clone(), instance: instance.instance.clone(), sandboxes, resources }
 }
@@ -117,6 +121,7 @@ impl Plan {
             || !r.create_networks.is_empty()
             || !r.remove_networks.is_empty()
             || !r.create_volumes.is_empty()
+            || !r.close_networks.is_empty()
     }
 
     pub fn count(&self, kind: Kind) -> usize {
@@ -158,6 +163,10 @@ impl Plan {
         for (n, internal) in &self.resources.create_networks {
             let what = if *internal { "internal, isolated" } else { "egress, isolated" };
             out += &paint(format!("+ network   {n} ({what})"), Kind::Create);
+            out.push('\n');
+        }
+        for n in &self.resources.close_networks {
+            out += &paint(format!("~ network   {n} (host side open: galley's firewall rules are missing)"), Kind::Replace);
             out.push('\n');
         }
         for n in &self.resources.remove_networks {
@@ -215,6 +224,7 @@ mod tests {
             ],
             networks: vec![instance.network()],
             volumes: vec![],
+            open_host_side: vec![],
         };
         let plan = compute(home.path(), &instance, &[new.clone(), keep.clone()], &live);
         let kinds: Vec<(&str, Kind)> = plan.sandboxes.iter().map(|s| (s.sandbox.as_str(), s.action)).collect();
@@ -229,8 +239,17 @@ mod tests {
         let text = plan.render(false);
         assert!(text.contains("resources.memory: \"128m\" -> \"256m\""), "{text}");
         assert!(text.contains("plan: 0 to create, 1 to replace, 1 to destroy, 1 unchanged"), "{text}");
-        let same = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "running")], networks: vec![instance.network(), instance.egress_network()], volumes: vec![instance.volume("workspace")] });
+        let same = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "running")], networks: vec![instance.network(), instance.egress_network()], volumes: vec![instance.volume("workspace")], open_host_side: vec![] });
         assert!(!same.has_changes(), "{}", same.render(false));
+        let open = Live {
+            containers: vec![live_container(&instance, &keep, &keep.digest(), "running")],
+            networks: vec![instance.network(), instance.egress_network()],
+            volumes: vec![instance.volume("workspace")],
+            open_host_side: vec![instance.network()],
+        };
+        let repair = compute(home.path(), &instance, &[keep.clone()], &open);
+        assert_eq!(repair.resources.close_networks, vec![instance.network()]);
+        assert!(repair.has_changes() && repair.render(false).contains("host side open"), "{}", repair.render(false));
         let stopped = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "exited")], ..Live::default() });
         assert_eq!(stopped.sandboxes[0].action, Kind::Replace);
     }

@@ -146,6 +146,10 @@ impl Drop for TestProject {
             args.extend(ps.iter().map(String::as_str));
             podman(&args);
         }
+        // The host-side firewall rules of the project's networks go with them.
+        for network in names("network") {
+            let _ = galley::runtime::firewall::remove(&galley::exec::System, &network);
+        }
         for kind in ["network", "volume"] {
             let list = names(kind);
             if !list.is_empty() {

@@ -172,6 +172,7 @@ impl Fixture {
         let instance = f.instance();
         if isolated {
             f.podman().create_network(&instance, &f.network(), true).expect("podman network create");
+            galley::runtime::firewall::close(&f.podman(), &[f.network()]).expect("host side closed");
         }
         f.podman().create_volume(&instance, "work").expect("podman volume create");
         f.image = f.build_image("a", &[]);
@@ -363,6 +364,7 @@ impl Drop for Fixture {
             }
         }
         quiet("podman", &["network", "rm", "-f", &self.network()]);
+        let _ = galley::runtime::firewall::remove(&System, &self.network());
         quiet("podman", &["volume", "rm", "-f", &self.instance().volume("work")]);
         // Untag, never force: a forced removal takes every tag of the image id with it.
         for i in &self.images {

@@ -85,7 +85,7 @@ fn record(m: &SandboxManifest, dir: &Path) -> Value {
 
 fn failing(inspect: Value, m: &SandboxManifest) -> BTreeSet<&'static str> {
     let o = Observed { name: "c".into(), sandbox: "app".into(), inspect };
-    let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), true)].into() };
+    let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), true)].into(), ..Context::default() };
     let mut sink = Sink::new("app", "c");
     run(&o, m, &cx, &fixed(), &mut sink);
     assert!(!format!("{:?}", sink.findings).contains(SECRET), "a finding shows the secret");
@@ -137,7 +137,7 @@ fn a_routed_network_fails_an_isolated_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest();
     let o = Observed { name: "c".into(), sandbox: "app".into(), inspect: record(&m, dir.path()) };
-    let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), false)].into() };
+    let cx = Context { instance: "default".into(), internal: [("galley-p-default".to_owned(), false)].into(), ..Context::default() };
     let mut sink = Sink::new("app", "c");
     run(&o, &m, &cx, &fixed(), &mut sink);
     assert_eq!(sink.findings.iter().map(|f| f.check).collect::<Vec<_>>(), [NETWORK]);
