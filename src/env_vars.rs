@@ -38,3 +38,6 @@ pub const GALLEY_CP_MAX_BYTES: &str = "GALLEY_CP_MAX_BYTES";
 pub const GALLEY_CP_MAX_ENTRIES: &str = "GALLEY_CP_MAX_ENTRIES";
 pub const GALLEY_CP_MAX_DEPTH: &str = "GALLEY_CP_MAX_DEPTH";
 pub const GALLEY_CP_MAX_PATH_BYTES: &str = "GALLEY_CP_MAX_PATH_BYTES";
+/// The port forwarder of a sandbox without egress: connections carried at once (default 256);
+/// more are closed as they arrive.
+pub const GALLEY_FORWARD_MAX_CONNECTIONS: &str = "GALLEY_FORWARD_MAX_CONNECTIONS";

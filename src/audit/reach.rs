@@ -25,8 +25,10 @@ fn networks(o: &Observed) -> Vec<String> {
 
 /// Every check of this module that reads podman's record or the state the caller gathered.
 pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>) {
-    let _ = m;
     host_side(o, cx, sink);
+    if m.network != Network::Egress {
+        forwarded(m, sink);
+    }
 }
 
 fn host_side(o: &Observed, cx: &Context, sink: &mut Sink<'_>) {
@@ -54,7 +56,6 @@ fn host_side(o: &Observed, cx: &Context, sink: &mut Sink<'_>) {
 
 /// Connect to each declared port on its host address; a connection the far end closes within
 /// [`FORWARD_PROBE`] does not reach the sandbox.
-#[allow(dead_code)]
 fn forwarded(m: &SandboxManifest, sink: &mut Sink<'_>) {
     if m.ports.is_empty() {
         return;

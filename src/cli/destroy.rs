@@ -55,6 +55,7 @@ pub fn run(env: &Env, out: &Printer, args: &DestroyArgs) -> Outcome {
         }
         crate::runtime::firewall::close(&podman, &[])?;
     }
+    crate::runtime::forward::stop_all(&session.home, &session.instance);
     SecretsDir::new(session.instance.run_dir(&session.home)).remove_all();
     state::remove_all(&session.home, &session.instance);
     if out.json() {

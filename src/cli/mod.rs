@@ -14,6 +14,7 @@ mod gc;
 mod cp;
 mod destroy;
 mod exec;
+mod forward;
 mod doctor;
 pub mod error;
 mod init;
@@ -112,6 +113,9 @@ pub enum Command {
     /// Evaluate galley.ncl under the evaluator's limits and print the result for the parent galley
     #[command(name = "__load", hide = true)]
     Evaluate(project::EvaluateArgs),
+    /// Forward one port of a sandbox without egress into its network namespace (started by apply)
+    #[command(name = "__forward", hide = true)]
+    Forward(forward::ForwardArgs),
     /// Build the project's images into the store and print their digests
     Build(build::BuildArgs),
     /// Push an image of this project to a registry
@@ -177,6 +181,7 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Lsp(args) => lsp::run(env, &args),
         Command::Eval(args) => lsp::eval(env, out, &args),
         Command::Evaluate(args) => project::evaluate(out, env, &args),
+        Command::Forward(args) => forward::run(&args),
         Command::Build(args) => build::run(env, out, &args),
         Command::Push(args) => push::run(env, out, &args),
         Command::Load(args) => load::run(env, out, &args),

@@ -100,6 +100,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
         for a in plan.sandboxes.iter().filter(|a| a.action == Kind::Destroy) {
             secrets_dir.remove_sandbox(&a.sandbox);
             state::remove(ctx.home, ctx.instance, &a.sandbox);
+            super::forward::stop(ctx.home, ctx.instance, &a.sandbox);
             report.destroyed.push(a.sandbox.clone());
         }
     }
@@ -161,6 +162,14 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             let name = ctx.instance.container(&m.sandbox);
             match live.iter().find(|c| c.name == name) {
                 Some(c) if c.running() => {
+                    // Its ports, when it has no egress, through galley's forwarder.
+                    let exe = std::env::current_exe().map_err(RuntimeError::io("the galley executable"))?;
+                    if let Err(e) = super::forward::start(ctx.home, ctx.instance, m, &exe, ctx.podman.runtime.as_deref()) {
+                        ctx.podman.remove("container", &[name])?;
+                        secrets_dir.remove_sandbox(&m.sandbox);
+                        fail(&mut report, &m.sandbox, e, None);
+                        continue;
+                    }
                     state::write(ctx.home, ctx.instance, m)?;
                     report.started.push(m.sandbox.clone());
                 }

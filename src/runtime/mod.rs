@@ -13,6 +13,7 @@ pub mod copy_out;
 pub mod gc;
 pub mod doctor;
 pub mod firewall;
+pub mod forward;
 pub mod host;
 pub mod images;
 pub mod naming;

@@ -88,6 +88,9 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
                 None => (Kind::Replace, vec!["manifest changed (the previous manifest is not recorded)".into()], vec![]),
             },
             Some(c) if !c.running() => (Kind::Replace, vec![format!("container is {} (exit code {})", c.state, c.exit_code)], vec![]),
+            Some(_) if super::forward::forwarded(m) && !super::forward::running(home, instance, m) => {
+                (Kind::Replace, vec!["its port forwarder is not running".into()], vec![])
+            }
             Some(_) => (Kind::Unchanged, vec![], vec![]),
         };
         sandboxes.push(SandboxAction { sandbox: m.sandbox.clone(), container, action, reasons, changes, manifest: Some(m.clone()) });

@@ -280,6 +280,12 @@ impl Fixture {
         let argv = launch.argv();
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         run("podman", &args);
+        // The ports of a sandbox without egress, through galley's forwarder, as apply does.
+        if launch.name == self.instance().container(SANDBOX) {
+            let exe = std::path::Path::new(env!("CARGO_BIN_EXE_galley"));
+            let m = self.manifest(&self.digest);
+            galley::runtime::forward::start(&self.home, &self.instance(), &m, exe, Some(RUNTIME)).expect("forwarder started");
+        }
     }
 
     pub fn stop(&self, launch: &Launch) {
@@ -363,6 +369,7 @@ impl Drop for Fixture {
                 quiet("podman", &["rm", "-f", "-t", "0", id]);
             }
         }
+        galley::runtime::forward::stop_all(&self.home, &self.instance());
         quiet("podman", &["network", "rm", "-f", &self.network()]);
         let _ = galley::runtime::firewall::remove(&System, &self.network());
         quiet("podman", &["volume", "rm", "-f", &self.instance().volume("work")]);
