@@ -42,6 +42,9 @@ pub const GALLEY_CP_MAX_PATH_BYTES: &str = "GALLEY_CP_MAX_PATH_BYTES";
 /// epoch, or an RFC 3339 UTC time), so token expiry and rotation grace can be tested. Never set
 /// it on a real host: a stopped clock keeps expired tokens valid.
 pub const GALLEY_TEST_NOW: &str = "GALLEY_TEST_NOW";
+/// The port forwarder of a sandbox without egress: connections carried at once (default 256);
+/// more are closed as they arrive.
+pub const GALLEY_FORWARD_MAX_CONNECTIONS: &str = "GALLEY_FORWARD_MAX_CONNECTIONS";
 
 /// Variables that hold secrets and that no child process inherits (`exec`'s environment policy).
 pub const WITHHELD: &[&str] = &[GALLEY_MASTER_KEY, GALLEY_NEW_MASTER_KEY];

@@ -394,6 +394,37 @@ impl Runner for Recorder {
     }
 }
 
+/// Start `cmd` detached, in a process group of its own, to outlive galley (the port forwarder):
+/// standard input is closed, standard error appended to `log`, and the first line the process
+/// writes on standard output, within `ready_within`, is returned with its pid. The process must
+/// write nothing more on standard output.
+pub fn start_detached(cmd: &Cmd, log: &std::path::Path, ready_within: Duration) -> Result<(u32, String), ExecError> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let program = cmd.program.to_string_lossy().into_owned();
+    let spawn_err = |source| ExecError::Spawn { program: program.clone(), source };
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(spawn_err)?;
+    let mut command = System::command(cmd);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log).process_group(0);
+    let mut child = System::spawn(&mut command, &program)?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(std::io::Read::take(stdout, 4096)).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(ready_within) {
+        Ok(line) if !line.is_empty() => Ok((child.id(), line.trim_end().to_owned())),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let status = if other.is_ok() { "exited before it was ready" } else { "was not ready in time" };
+            Err(ExecError::Failed { command: cmd.display(), status: status.into(), stderr: String::new() })
+        }
+    }
+}
+
 /// Whether `program` can be found on PATH.
 pub fn available(program: &str) -> bool {
     find(program).is_some()

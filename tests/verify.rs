@@ -78,9 +78,15 @@ fn mutants() -> Vec<Mutant> {
         mutant("no no-new-privileges", &["5.25 no-new-privileges"], |_, l| {
             l.remove(&["--security-opt", "no-new-privileges"]);
         }),
-        mutant("port on 0.0.0.0", &["5.13 bind to host interface"], |f, l| {
-            let p = format!("0.0.0.0:{}:8080/tcp", f.host_port);
-            l.set_opt("--publish", "127.0.0.1:", &p);
+        // The sandbox has no egress: galley forwards its port, and podman publishes nothing.
+        mutant("port on 0.0.0.0", &["5.13 bind to host interface"], |_, l| {
+            // Another host port: the declared one is the forwarder's.
+            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let p = format!("0.0.0.0:{free}:8080/tcp");
+            l.opt(&["--publish", &p]);
+        }),
+        mutant("no listener behind the forwarded port", &["galley forwarded ports"], |_, l| {
+            l.command = ["/bin/busybox", "sleep", "1000000"].map(String::from).to_vec();
         }),
         mutant("podman socket mounted", &["5.31 runtime socket"], |f, l| {
             let sock = f.dir.path().join("podman.sock");
@@ -159,7 +165,7 @@ fn mutants() -> Vec<Mutant> {
         mutant("other nofile ulimit", &["5.18 ulimits"], |_, l| {
             l.set_opt("--ulimit", "nofile=", "nofile=2048:2048");
         }),
-        mutant("host network", &["5.9 network", "5.13 bind to host interface", "5.8 listening ports", "galley user namespace"], |_, l| {
+        mutant("host network", &["5.9 network", "5.8 listening ports", "galley no route out", "galley user namespace"], |_, l| {
             // podman allows a network alias on a bridge network only.
             l.set_opt("--network", "galley_", "host").drop_opt("--network-alias", true).remove(&["--userns=auto:size=65536"]);
         }),
@@ -169,9 +175,11 @@ fn mutants() -> Vec<Mutant> {
             l.image = image;
         }),
         // Last: it leaves the instance's network routed.
-        mutant("network with a route out", &["5.9 network"], |f, _| {
+        mutant("network with a route out", &["5.9 network", "galley no route out"], |f, _| {
             run("podman", &["network", "rm", "-f", &f.network()]);
             run("podman", &["network", "create", &f.network()]);
+            // Its host side closed as galley would: only the route out is wrong.
+            galley::runtime::firewall::close(&f.podman(), &[f.network()]).unwrap();
         }),
     ]
 }
@@ -236,7 +244,9 @@ fn processes_inside_cannot_talk_a_failing_check_into_passing() {
     assert!(wait_for(ready), "the container did not plant its symlink and listener");
     let (code, report) = f.verify_json(&[]);
     assert_eq!(code, 1, "{report:#}");
-    assert_eq!(failing(&report), set(&["4.1 user", "5.12 read-only root", "5.8 listening ports"]), "{report:#}");
+    // Nothing listens behind the declared port either: its forwarded connections are refused.
+    let expected = set(&["4.1 user", "5.12 read-only root", "5.8 listening ports", "galley forwarded ports"]);
+    assert_eq!(failing(&report), expected, "{report:#}");
     let messages = messages(&report);
     assert!(messages.iter().any(|m| m.contains(":9000/tcp")), "{messages:?}");
     // The host's setuid files, reachable only by following the planted symlinks, are not seen.
@@ -277,7 +287,6 @@ fn sarif_and_text_name_the_failing_check() {
     let mut stray = f.launch();
     stray.name = format!("{}-stray", stray.name);
     stray.set_opt("--label", "io.galley.sandbox=", "io.galley.sandbox=rogue");
-    stray.drop_opt("--publish", true);
     f.start(&stray);
     let (code, report) = f.verify_json(&[]);
     assert_eq!(code, 1);
@@ -327,7 +336,9 @@ fn a_sandbox_without_network_passes_and_fails_once_attached_to_one() {
     attached.set_opt("--network", "none", &f.network());
     f.start(&attached);
     let (code, report) = f.verify_json(&[]);
-    assert_eq!((code, failing(&report)), (1, set(&["5.9 network"])), "{report:#}");
+    // The network also has an open host side, and gives the 'none sandbox an interface.
+    let expected = set(&["5.9 network", "galley host side", "galley no route out"]);
+    assert_eq!((code, failing(&report)), (1, expected), "{report:#}");
 }
 
 #[test]

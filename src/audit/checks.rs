@@ -214,8 +214,12 @@ fn network(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>)
 
 fn ports(i: &Value, m: &SandboxManifest, sink: &mut Sink<'_>) {
     sink.ran(PORTS);
-    let want: BTreeSet<String> =
-        m.ports.iter().map(|p| format!("{}:{}->{}/{}", p.address, p.host, p.container, p.protocol.as_str())).collect();
+    // A sandbox without egress publishes nothing through podman: galley forwards its ports.
+    let want: BTreeSet<String> = m
+        .ports
+        .iter()
+        .filter(|_| m.network == Network::Egress)
+        .map(|p| format!("{}:{}->{}/{}", p.address, p.host, p.container, p.protocol.as_str())).collect();
     let mut got = BTreeSet::new();
     let bindings = i.pointer("/HostConfig/PortBindings").and_then(Value::as_object);
     for (key, list) in bindings.into_iter().flatten() {

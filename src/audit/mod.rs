@@ -9,6 +9,7 @@ pub mod checks;
 pub mod image;
 pub mod kernel;
 pub mod podman;
+pub mod reach;
 pub mod report;
 pub mod userns;
 
@@ -74,6 +75,9 @@ checks! {
     ULIMITS = "5.18 ulimits", "open-file and process ulimits are the declared ones", "start with --ulimit nofile=N:N and nproc=N:N as declared";
     SECRETS = "galley secret exposure", "no declared secret's value is visible in any process's environment or arguments", "deliver secrets only as files under /run/secrets, never through -e or argv";
     SETUID = "4.8 setuid files", "the root filesystem holds no setuid/setgid files, sudo or doas", "remove the setuid/setgid bits and privilege tools from the image";
+    HOST_SIDE = "galley host side", "the host side of every network of the sandbox is closed (firewall)", "run `galley apply` as root to reinstall the network's chain and its INPUT jump";
+    ROUTES = "galley no route out", "a sandbox without egress has no route out, and a 'none sandbox no interface but loopback", "recreate the sandbox with `galley apply` on its instance's --internal network";
+    FORWARD = "galley forwarded ports", "each port of a sandbox without egress reaches the sandbox from its host address", "run `galley apply` to restart the port forwarder, and check the sandbox listens on the port";
 }
 
 /// The catalog entry of `id`.
@@ -323,9 +327,11 @@ pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Path) ->
     let values = SecretValues::delivered(m, secrets);
     values.report_gaps(&mut sink);
     checks::run(o, m, cx, &values, &mut sink);
+    reach::run(o, m, cx, &mut sink);
     if let Some(pid) = o.pid().filter(|_| o.running()) {
         kernel::run(pid, m, &values, &mut sink);
         userns::check(pid, m, &cx.others, &mut sink);
+        reach::kernel(pid, m, &mut sink);
     }
     SandboxReport::from_sink(sink)
 }

@@ -77,6 +77,9 @@ pub struct Context {
     /// Every other running galley container on the host (any project), by name, with its pid:
     /// no two may share host ids.
     pub others: Vec<(String, u32)>,
+    /// Whether the host side of each network is closed, as the runner's firewall reads it
+    /// (`Err` says what is missing); a network left out was not read.
+    pub host_side: BTreeMap<String, Result<(), String>>,
 }
 
 impl Context {
@@ -102,7 +105,7 @@ impl Context {
             .into_iter()
             .filter(|(name, _)| !observed.iter().any(|o| &o.name == name))
             .collect();
-        Ok(Context { instance: instance.to_owned(), internal, others })
+        Ok(Context { instance: instance.to_owned(), internal, others, host_side: BTreeMap::new() })
     }
 }
 

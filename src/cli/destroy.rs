@@ -47,7 +47,7 @@ fn destroy_logged(env: &Env, out: &Printer, args: &DestroyArgs) -> Outcome {
     if anything && !args.auto_approve && !super::apply::confirm("destroy these?")? {
         return Ok(ExitStatus::No);
     }
-    crate::runtime::destroy::remove(&session.home, &podman, &session.instance, &live, args.volumes)?;
+    crate::runtime::destroy::remove(&session.home, &podman, &session.instance, &live, args.volumes, session.facts.root)?;
     if out.json() {
         out.data(serde_json::json!({ "containers": containers, "networks": live.networks, "volumes": volumes, "kept_volumes": kept }));
     }

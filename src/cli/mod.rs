@@ -15,6 +15,7 @@ mod gc;
 mod cp;
 mod destroy;
 mod exec;
+mod forward;
 mod doctor;
 pub mod error;
 mod hook;
@@ -119,6 +120,9 @@ pub enum Command {
     /// The OCI poststop hook podman runs when a sandbox with secrets stops: remove its secret files
     #[command(name = "__secrets-stopped", hide = true)]
     SecretsStopped(hook::HookArgs),
+    /// Forward one port of a sandbox without egress into its network namespace (started by apply)
+    #[command(name = "__forward", hide = true)]
+    Forward(forward::ForwardArgs),
     /// Build the project's images into the store and print their digests
     Build(build::BuildArgs),
     /// Push an image of this project to a registry
@@ -194,6 +198,7 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Eval(args) => lsp::eval(env, out, &args),
         Command::Evaluate(args) => project::evaluate(out, env, &args),
         Command::SecretsStopped(args) => hook::run(&args),
+        Command::Forward(args) => forward::run(&args),
         Command::Build(args) => build::run(env, out, &args),
         Command::Push(args) => push::run(env, out, &args),
         Command::Load(args) => load::run(env, out, &args),

@@ -66,7 +66,8 @@ fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError>
     let instance = crate::runtime::Instance::new(&project.name, &args.instance).map_err(|e| CliError::user(e, None))?;
     let secrets = crate::runtime::secrets_dir::SecretsDir::new(instance.run_dir(&env.home));
     out.text_note(format_args!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance));
-    let cx = audit::Context::new(&System, &args.instance, &chosen).map_err(audit_error)?;
+    let mut cx = audit::Context::new(&System, &args.instance, &chosen).map_err(audit_error)?;
+    cx.host_side = host_side(cx.internal.keys());
     // Containers are independent: audit them in parallel, report them in order.
     let sandboxes = chosen
         .par_iter()
@@ -85,4 +86,17 @@ fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError>
         })
         .collect();
     Ok(Report { project: project.name.to_string(), instance: args.instance.clone(), sandboxes })
+}
+
+/// Whether the host side of each network is closed, read from the firewall (which needs root:
+/// without it the networks are left out, and their check is reported as not run).
+fn host_side<'a>(networks: impl Iterator<Item = &'a String>) -> std::collections::BTreeMap<String, Result<(), String>> {
+    use crate::runtime::firewall::{self, HostSide};
+    let podman = crate::runtime::podman::Podman { runner: &System, runtime: None };
+    if !crate::runtime::host::system().root {
+        return Default::default();
+    }
+    networks
+        .map(|n| (n.clone(), HostSide::inspect(&podman, n).map_err(|e| e.to_string()).and_then(|side| firewall::status(&System, &side))))
+        .collect()
 }

@@ -103,6 +103,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
         for a in plan.sandboxes.iter().filter(|a| a.action == Kind::Destroy) {
             secrets_dir.remove_sandbox(&a.sandbox);
             state::remove(ctx.home, ctx.instance, &a.sandbox);
+            super::forward::stop(ctx.home, ctx.instance, &a.sandbox);
             report.destroyed.push(a.sandbox.clone());
         }
     }
@@ -111,6 +112,16 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     for (name, internal) in plan.resources.create_networks.iter().filter(|(name, _)| used(name)) {
         progress(&format!("creating network {name}"));
         ctx.podman.create_network(ctx.instance, name, *internal)?;
+    }
+    // The host side of every network a starting or running sandbox joins is closed (again: a
+    // re-run repairs removed rules) before any starts.
+    if ctx.facts.root {
+        let unchanged = plan.sandboxes.iter().filter(|a| a.action == Kind::Unchanged).filter_map(|a| a.manifest.as_ref());
+        let joined = ready.iter().map(|r| r.manifest).chain(unchanged);
+        let mut nets: Vec<String> = joined.flat_map(|m| ctx.instance.networks_for(m.network)).map(|(n, _)| n).collect();
+        nets.sort();
+        nets.dedup();
+        super::firewall::close(ctx.podman, &nets)?;
     }
     let volume_names: BTreeMap<String, String> = ready
         .iter()
@@ -159,6 +170,14 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             let name = ctx.instance.container(&m.sandbox);
             match live.iter().find(|c| c.name == name) {
                 Some(c) if c.running() => {
+                    // Its ports, when it has no egress, through galley's forwarder.
+                    let exe = std::env::current_exe().map_err(RuntimeError::io("the galley executable"))?;
+                    if let Err(e) = super::forward::start(ctx.home, ctx.instance, m, &exe, ctx.podman.runtime.as_deref()) {
+                        ctx.podman.remove("container", &[name])?;
+                        secrets_dir.remove_sandbox(&m.sandbox);
+                        fail(&mut report, &m.sandbox, e, None);
+                        continue;
+                    }
                     state::write(ctx.home, ctx.instance, m)?;
                     report.started.push(m.sandbox.clone());
                 }
@@ -175,6 +194,9 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
     // 7. Networks nobody uses any more.
     if !plan.resources.remove_networks.is_empty() {
         ctx.podman.remove("network", &plan.resources.remove_networks)?;
+        for n in plan.resources.remove_networks.iter().filter(|_| ctx.facts.root) {
+            super::firewall::remove(ctx.podman.runner, n)?;
+        }
     }
     if secrets_dir.is_empty() {
         secrets_dir.remove_all();

@@ -1,4 +1,5 @@
-//! Remove an instance: its containers, networks, secret files and state (with its host ports),
+//! Remove an instance: its containers, networks (with their host-side firewall rules), port
+//! forwarders, secret files and state (with its host ports),
 //! and its volumes when asked. `galley destroy` and `galley serve`'s closed previews call it.
 
 use std::path::Path;
@@ -18,6 +19,7 @@ pub fn remove(
     instance: &Instance,
     live: &Live,
     volumes: bool,
+    root: bool,
 ) -> Result<()> {
     let containers: Vec<String> = live.containers.iter().map(|c| c.name.clone()).collect();
     let empty = Vec::new();
@@ -29,6 +31,14 @@ pub fn remove(
     for (kind, names) in steps {
         podman.remove(kind, names)?;
     }
+    // The host-side rules of the removed networks, and of any network podman no longer has.
+    if root {
+        for n in &live.networks {
+            super::firewall::remove(podman.runner, n)?;
+        }
+        super::firewall::close(podman, &[])?;
+    }
+    super::forward::stop_all(home, instance);
     SecretsDir::new(instance.run_dir(home)).remove_all();
     state::remove_all(home, instance);
     Ok(())

@@ -174,15 +174,8 @@ pub fn check(m: &SandboxManifest, facts: &HostFacts) -> Result<()> {
             }
         }
     }
-    if !m.ports.is_empty() && m.network != crate::model::Network::Egress {
-        return Err(fail(
-            format!(
-                "sandbox publishes ports but its network is '{}: podman publishes ports only from a network with a route out (netavark skips port forwarding on internal networks)",
-                m.network.as_str()
-            ),
-            "set network = 'egress on this sandbox to publish its ports, or drop `ports` and reach it from sandboxes of the same instance".into(),
-        ));
-    }
+    // Ports of a sandbox without egress go through galley's forwarder, which has its limits.
+    super::forward::check(m, facts.root).map_err(|(message, help)| fail(message, help))?;
     let r = &m.resources;
     let wants = [("memory", r.memory != Memory::Unlimited), ("pids", r.pids > 0), ("cpu", r.cpus != Cpus::Unlimited)];
     for (controller, declared) in wants {

@@ -13,6 +13,8 @@ pub mod destroy;
 pub mod copy_out;
 pub mod gc;
 pub mod doctor;
+pub mod firewall;
+pub mod forward;
 pub mod hooks;
 pub mod host;
 pub mod images;

@@ -43,6 +43,9 @@ pub struct Resources {
     /// Volumes under the names an older galley gave them (old, new): their files move to the new
     /// volume, then the old one goes.
     pub move_volumes: Vec<(String, String)>,
+    /// Networks kept whose host side is open (galley's firewall rules missing or changed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub close_networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +62,8 @@ pub struct Live {
     pub containers: Vec<LiveContainer>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// The instance's networks whose host side is open (read only as root).
+    pub open_host_side: Vec<String>,
 }
 
 /// Read the instance's containers, networks and volumes: three podman calls, run concurrently.
@@ -67,11 +72,9 @@ pub fn live(podman: &Podman<'_>, instance: &Instance) -> Result<Live> {
         let networks = s.spawn(|| podman.owned("network", instance));
         let volumes = s.spawn(|| podman.owned("volume", instance));
         let containers = podman.containers(instance)?;
-        Ok(Live {
-            containers,
-            networks: networks.join().expect("podman thread")?,
-            volumes: volumes.join().expect("podman thread")?,
-        })
+        let networks = networks.join().expect("podman thread")?;
+        let open_host_side = super::firewall::open(podman, &networks);
+        Ok(Live { containers, networks, volumes: volumes.join().expect("podman thread")?, open_host_side })
     })
 }
 
@@ -90,6 +93,9 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
                 None => (Kind::Replace, vec!["manifest changed (the previous manifest is not recorded)".into()], vec![]),
             },
             Some(c) if !c.running() => (Kind::Replace, vec![format!("container is {} (exit code {})", c.state, c.exit_code)], vec![]),
+            Some(_) if super::forward::forwarded(m) && !super::forward::running(home, instance, m) => {
+                (Kind::Replace, vec!["its port forwarder is not running".into()], vec![])
+            }
             Some(_) => (Kind::Unchanged, vec![], vec![]),
         };
         // A replacement removes the live container, whatever its name.
@@ -122,6 +128,7 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
         remove_networks: live.networks.iter().filter(|n| !wanted.iter().any(|(w, _)| w == *n)).cloned().collect(),
         create_volumes: volumes.into_iter().filter(|v| !live.volumes.contains(v)).collect(),
         move_volumes,
+        close_networks: wanted.iter().filter(|(n, _)| live.open_host_side.contains(n)).map(|(n, _)| n.clone()).collect(),
     };
     Plan { project: instance.project.clone(), instance: instance.instance.clone(), sandboxes, resources }
 }
@@ -134,6 +141,7 @@ impl Plan {
             || !r.remove_networks.is_empty()
             || !r.create_volumes.is_empty()
             || !r.move_volumes.is_empty()
+            || !r.close_networks.is_empty()
     }
 
     pub fn count(&self, kind: Kind) -> usize {
@@ -175,6 +183,10 @@ impl Plan {
         for (n, internal) in &self.resources.create_networks {
             let what = if *internal { "internal, isolated" } else { "egress, isolated" };
             out += &paint(format!("+ network   {n} ({what})"), Kind::Create);
+            out.push('\n');
+        }
+        for n in &self.resources.close_networks {
+            out += &paint(format!("~ network   {n} (host side open: galley's firewall rules are missing)"), Kind::Replace);
             out.push('\n');
         }
         for n in &self.resources.remove_networks {
@@ -236,6 +248,7 @@ mod tests {
             ],
             networks: vec![instance.network()],
             volumes: vec![],
+            open_host_side: vec![],
         };
         let plan = compute(home.path(), &instance, &[new.clone(), keep.clone()], &live);
         let kinds: Vec<(&str, Kind)> = plan.sandboxes.iter().map(|s| (s.sandbox.as_str(), s.action)).collect();
@@ -250,8 +263,17 @@ mod tests {
         let text = plan.render(false);
         assert!(text.contains("resources.memory: \"128m\" -> \"256m\""), "{text}");
         assert!(text.contains("plan: 0 to create, 1 to replace, 1 to destroy, 1 unchanged"), "{text}");
-        let same = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "running")], networks: vec![instance.network(), instance.egress_network()], volumes: vec![instance.volume("workspace")] });
+        let same = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "running")], networks: vec![instance.network(), instance.egress_network()], volumes: vec![instance.volume("workspace")], open_host_side: vec![] });
         assert!(!same.has_changes(), "{}", same.render(false));
+        let open = Live {
+            containers: vec![live_container(&instance, &keep, &keep.digest(), "running")],
+            networks: vec![instance.network(), instance.egress_network()],
+            volumes: vec![instance.volume("workspace")],
+            open_host_side: vec![instance.network()],
+        };
+        let repair = compute(home.path(), &instance, &[keep.clone()], &open);
+        assert_eq!(repair.resources.close_networks, vec![instance.network()]);
+        assert!(repair.has_changes() && repair.render(false).contains("host side open"), "{}", repair.render(false));
         let stopped = compute(home.path(), &instance, &[keep.clone()], &Live { containers: vec![live_container(&instance, &keep, &keep.digest(), "exited")], ..Live::default() });
         assert_eq!(stopped.sandboxes[0].action, Kind::Replace);
     }
@@ -263,7 +285,7 @@ mod tests {
         let m = crate::runtime::podman::tests::manifest();
         let mut old = live_container(&instance, &m, &m.digest(), "running");
         old.name = "galley-web-default-api".into();
-        let live = Live { containers: vec![old], networks: vec!["galley-web-default".into()], volumes: vec!["galley-web-default-workspace".into()] };
+        let live = Live { containers: vec![old], networks: vec!["galley-web-default".into()], volumes: vec!["galley-web-default-workspace".into()], ..Live::default() };
         let plan = compute(home.path(), &instance, &[m.clone()], &live);
         let a = &plan.sandboxes[0];
         assert_eq!((a.action, a.container.as_str()), (Kind::Replace, "galley-web-default-api"), "the old container is the one removed");

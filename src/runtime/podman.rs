@@ -118,7 +118,8 @@ fn create_options(s: &RunSpec<'_>) -> Vec<String> {
     if m.network != Network::None {
         a.extend(["--network-alias".into(), m.sandbox.clone()]);
     }
-    for p in &m.ports {
+    // A sandbox without egress publishes nothing through podman: galley forwards its ports.
+    for p in m.ports.iter().filter(|_| !super::forward::forwarded(m)) {
         a.extend(["--publish".into(), format!("{}:{}/{}", p.host_socket(), p.container, p.protocol.as_str())]);
     }
     let r = &m.resources;

@@ -386,7 +386,7 @@ fn destroy_locked(home: &Path, env: &Env, instance: &Instance) -> Result<(), Str
         runtime: facts.runtime,
     };
     let live = plan::live(&podman, instance).map_err(|e| e.to_string())?;
-    runtime::destroy::remove(home, &podman, instance, &live, true).map_err(|e| e.to_string())
+    runtime::destroy::remove(home, &podman, instance, &live, true, facts.root).map_err(|e| e.to_string())
 }
 
 /// Destroy a record's preview: its instance (volumes and secrets too) and its worktree.

@@ -146,6 +146,16 @@ impl Drop for TestProject {
             args.extend(ps.iter().map(String::as_str));
             podman(&args);
         }
+        // Port forwarders a failed test left running.
+        for instance in std::fs::read_dir(self.home.path().join("forward").join(&self.name)).into_iter().flatten().flatten() {
+            if let Some(i) = instance.file_name().to_str().and_then(|i| galley::runtime::Instance::new(&self.name, i).ok()) {
+                galley::runtime::forward::stop_all(self.home.path(), &i);
+            }
+        }
+        // The host-side firewall rules of the project's networks go with them.
+        for network in names("network") {
+            let _ = galley::runtime::firewall::remove(&galley::exec::System, &network);
+        }
         for kind in ["network", "volume"] {
             let list = names(kind);
             if !list.is_empty() {

@@ -172,6 +172,7 @@ impl Fixture {
         let instance = f.instance();
         if isolated {
             f.podman().create_network(&instance, &f.network(), true).expect("podman network create");
+            galley::runtime::firewall::close(&f.podman(), &[f.network()]).expect("host side closed");
         }
         f.podman().create_volume(&instance, "work").expect("podman volume create");
         f.image = f.build_image("a", &[]);
@@ -279,6 +280,12 @@ impl Fixture {
         let argv = launch.argv();
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         run("podman", &args);
+        // The ports of a sandbox without egress, through galley's forwarder, as apply does.
+        if launch.name == self.instance().container(SANDBOX) {
+            let exe = std::path::Path::new(env!("CARGO_BIN_EXE_galley"));
+            let m = self.manifest(&self.digest);
+            galley::runtime::forward::start(&self.home, &self.instance(), &m, exe, Some(RUNTIME)).expect("forwarder started");
+        }
     }
 
     pub fn stop(&self, launch: &Launch) {
@@ -362,7 +369,9 @@ impl Drop for Fixture {
                 quiet("podman", &["rm", "-f", "-t", "0", id]);
             }
         }
+        galley::runtime::forward::stop_all(&self.home, &self.instance());
         quiet("podman", &["network", "rm", "-f", &self.network()]);
+        let _ = galley::runtime::firewall::remove(&System, &self.network());
         quiet("podman", &["volume", "rm", "-f", &self.instance().volume("work")]);
         // Untag, never force: a forced removal takes every tag of the image id with it.
         for i in &self.images {
