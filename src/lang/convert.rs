@@ -77,6 +77,29 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
         }
     }
 
+    // Two values for one field: Nickel says only "non mergeable terms"; name the field and the
+    // values, from the text the conflicting values were written in.
+    if main.message == "non mergeable terms" {
+        let written: Vec<&Location> = primary.iter().map(|p| &p.0).chain(labels.iter().map(|l| &l.0)).collect();
+        let values: Vec<&Location> = main
+            .labels
+            .iter()
+            .filter(|l| l.message == "cannot merge this expression" || l.message == "with this expression")
+            .filter_map(|l| written.iter().copied().find(|w| w.start == l.range.start && w.end == l.range.end))
+            .collect();
+        if let Some(field) = values.iter().find_map(|v| field_before(v)) {
+            let shown: Vec<String> = values.iter().map(|v| v.snippet().split_whitespace().collect::<Vec<_>>().join(" ")).filter(|v| v.len() <= 40).collect();
+            message = match shown.as_slice() {
+                [a, b] => format!("conflicting values for `{field}`: {a} and {b}"),
+                _ => format!("conflicting values for `{field}`"),
+            };
+            help = Some(format!(
+                "give `{field}` one value: a value you write yourself overrides a preset's (presets set their fields with priority -1), and two presets that disagree cannot both be merged"
+            ));
+            notes.clear();
+        }
+    }
+
     let mut diagnostic = Diagnostic::new(code, message);
     diagnostic.severity = Severity::Error;
     if let Some((loc, label, _, _)) = primary {
@@ -98,6 +121,16 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
     vec![diagnostic]
 }
 
+/// The name of the field whose value starts at `value`, read back from the text before it
+/// (`pids = 256`, `network | priority -1 = 'none`, `sandboxes.web.network = 'egress`).
+fn field_before(value: &Location) -> Option<String> {
+    let before = value.source[..value.start].trim_end().strip_suffix('=')?;
+    let start = before.rfind(['{', ',', ';', '\n']).map_or(0, |i| i + 1);
+    let name = before[start..].split('|').next()?.trim();
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || "_-.\"".contains(c));
+    plain.then(|| name.to_owned())
+}
+
 /// Split `... [G021] port 1 is out of range` into (G021, `port 1 is out of range`). A code the
 /// catalogue does not know is not galley's.
 fn galley_code(text: &str) -> Option<(Code, String)> {
@@ -108,7 +141,11 @@ fn galley_code(text: &str) -> Option<(Code, String)> {
 }
 
 fn classify(message: &str, default: Code) -> Code {
-    if message.contains("unexpected token") || message.contains("unexpected end of file") || message.contains("parse error") {
+    // Nickel resolves imports while it typechecks, so a missing import arrives as a type error.
+    let lower = message.to_ascii_lowercase();
+    if lower.starts_with("import of ") && lower.contains("failed") {
+        Code::Import
+    } else if message.contains("unexpected token") || message.contains("unexpected end of file") || message.contains("parse error") {
         Code::Syntax
     } else if message.contains("extra field") {
         Code::UnknownField

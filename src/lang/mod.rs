@@ -115,8 +115,8 @@ fn build_program(
 ) -> Result<Program<CacheImpl>, Diagnostic> {
     let config = absolute(input.config);
     let mut builder = ProgramBuilder::new().add_import_paths([lib.to_path_buf()]);
-    builder = match input.text {
-        Some(text) => builder.add_source_string(text.to_owned(), OsString::from(config.as_os_str())),
+    let text = match input.text {
+        Some(text) => text.to_owned(),
         None => {
             if !config.is_file() {
                 return Err(Diagnostic::new(Code::Unreadable,
@@ -124,14 +124,39 @@ fn build_program(
                 )
                 .help("run `galley init` to write a starter config, or pass -C DIR"));
             }
-            builder.add_path(config.as_os_str())
+            let bytes = std::fs::read(&config).map_err(|e| {
+                Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e}", config.display()))
+                    .help("check that the file exists and is readable")
+            })?;
+            source_text(bytes, input.config)?
         }
     };
+    // A byte-order mark is not Nickel; editors hide it, so positions are counted without it.
+    let text = text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text);
+    builder = builder.add_source_string(text, OsString::from(config.as_os_str()));
     if with_contract {
         builder = builder.add_contract_paths([lib.join(embedded::PREFIX).join("project-contract.ncl")]);
     }
     builder.build().map_err(|e| {
-        Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e:?}", config.display()))
+        Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e}", config.display()))
+    })
+}
+
+/// The text of a source file, or a finding at the first byte that is not UTF-8.
+fn source_text(bytes: Vec<u8>, shown: &Path) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let bad = bytes[at];
+        let source: Arc<str> = Arc::from(String::from_utf8_lossy(&bytes).as_ref());
+        let name = shown.file_name().map_or_else(|| shown.to_path_buf(), PathBuf::from);
+        let location = crate::diagnostic::Location::new(name, source, at, at + 1);
+        Diagnostic::new(
+            Code::NotUtf8,
+            format!("byte 0x{bad:02x} at line {}, column {} is not UTF-8", location.start_line, location.start_col),
+        )
+        .at(Some(location))
+        .help("save the file as UTF-8 (an editor's \"save with encoding\"); Latin-1 or UTF-16 text must be converted")
     })
 }
 
