@@ -68,6 +68,14 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
     let galley_message = code.is_some();
     let code = code.unwrap_or_else(|| classify(&message, default_code));
     let mut message = tidy(&message);
+    // Where Nickel looked is this machine's directories: say it in words, so the message is the
+    // same on every machine.
+    if code == Code::Import
+        && let Some(i) = message.find(" (looked in [")
+    {
+        message.truncate(i);
+        notes.push("imports are looked up beside the importing file, then in galley's library".to_owned());
+    }
     // A type contract names what it expected only in a label on the schema: say it in the message
     // (galley's own validators already say it).
     if let Some((loc, _, _, _)) = labels.iter().find(|l| l.1 == "expected type").filter(|_| !galley_message) {

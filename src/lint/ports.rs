@@ -54,7 +54,7 @@ pub fn run(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
                 } else {
                     format!(" ({} and {} overlap)", first.port.address, port.address)
                 };
-                let by = if first.sandbox == name.as_str() { first.field.clone() } else { format!("sandbox `{}` ({})", first.sandbox, first.field) };
+                let by = if first.sandbox == name.as_str() { first.field.clone() } else { format!("sandbox `{}` at {}", first.sandbox, first.field) };
                 out.push(
                     Diagnostic::new(
                         Code::PortTwice,
