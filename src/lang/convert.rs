@@ -193,6 +193,24 @@ mod tests {
     }
 
     #[test]
+    fn a_conflicting_value_is_named_by_the_field_written_before_it() {
+        let at = |src: &str, value: &str| {
+            let start = src.find(value).unwrap();
+            field_before(&Location::new("f".into(), std::sync::Arc::from(src), start, start + value.len()))
+        };
+        assert_eq!(at("{ a = 1, pids = 256 }", "256").as_deref(), Some("pids"));
+        assert_eq!(at("{\n  network | priority -1 = 'none,\n}", "'none").as_deref(), Some("network"));
+        assert_eq!(at("x & { sandboxes.web.network = 'egress }", "'egress").as_deref(), Some("sandboxes.web.network"));
+        assert_eq!(at("[1, 2]", "2"), None);
+    }
+
+    #[test]
+    fn a_missing_import_is_an_import_error_whatever_phase_reports_it() {
+        assert_eq!(classify("Import of common.ncl failed: could not find import", Code::Type), Code::Import);
+        assert_eq!(classify("incompatible types", Code::Type), Code::Type);
+    }
+
+    #[test]
     fn messages_are_lower_case_without_period() {
         assert_eq!(tidy("Missing definition for `name`."), "missing definition for `name`");
     }

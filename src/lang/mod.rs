@@ -100,6 +100,21 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
                     None => d,
                 }
             }
+            // A whole number the schema takes (Nat) that galley's model holds in fewer bits.
+            None if inner.starts_with("invalid value: integer") && inner.contains(", expected u") => {
+                let bits = inner.rsplit(", expected u").next().unwrap_or_default().trim_end_matches(|c: char| !c.is_ascii_digit());
+                let max = match bits {
+                    "8" => u64::from(u8::MAX),
+                    "16" => u64::from(u16::MAX),
+                    "32" => u64::from(u32::MAX),
+                    _ => u64::MAX,
+                };
+                let number = inner.split('`').nth(1).unwrap_or("the number");
+                let field = path.rsplit('.').next().unwrap_or(&path);
+                Diagnostic::new(Code::NumberTooLarge, format!("{number} is too large for `{field}`, which holds at most {max}"))
+                    .at(spans.locate_value(&path))
+                    .help(format!("write a number from 0 to {max}"))
+            }
             None => Diagnostic::new(Code::SchemaBug, format!("configuration does not match galley's model at `{path}`: {inner}"))
                 .at(spans.locate(""))
                 .help("this is a bug in galley's schema, which accepted the file; please report it"),
