@@ -65,6 +65,7 @@ catalogue! {
     MemoryTooLow = "G033", Error, "memory limit of 0 or below podman's minimum of 6 MiB", None;
     TmpfsUnlimited = "G034", Error, "tmpfs size of 0 (the kernel reads it as no limit)", None;
     NumberTooLarge = "G035", Error, "number too large for its field", None;
+    TmpfsOverMemory = "G036", Warning, "tmpfs larger than the sandbox's memory limit", None;
     PublicPort = "G101", Warning, "port published on a non-loopback address", None;
     LiteralSecret = "G102", Error, "secret written as a literal value", None;
     UnpinnableBase = "G103", Error, "base image reference cannot be pinned", None;

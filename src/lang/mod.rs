@@ -143,7 +143,7 @@ fn build_program(
                 Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e}", config.display()))
                     .help("check that the file exists and is readable")
             })?;
-            source_text(bytes, input.config)?
+            source_text(bytes, input.config).map_err(|d| *d)?
         }
     };
     // A byte-order mark is not Nickel; editors hide it, so positions are counted without it.
@@ -158,7 +158,7 @@ fn build_program(
 }
 
 /// The text of a source file, or a finding at the first byte that is not UTF-8.
-fn source_text(bytes: Vec<u8>, shown: &Path) -> Result<String, Diagnostic> {
+fn source_text(bytes: Vec<u8>, shown: &Path) -> Result<String, Box<Diagnostic>> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let bytes = e.into_bytes();
@@ -172,6 +172,7 @@ fn source_text(bytes: Vec<u8>, shown: &Path) -> Result<String, Diagnostic> {
         )
         .at(Some(location))
         .help("save the file as UTF-8 (an editor's \"save with encoding\"); Latin-1 or UTF-16 text must be converted")
+        .into()
     })
 }
 

@@ -79,6 +79,20 @@ pub fn run(name: &str, at: &str, sandbox: &Sandbox, spans: &SpanIndex, out: &mut
             );
         }
     }
+    // A tmpfs's pages are charged to the sandbox's memory: one larger than the memory limit
+    // can never be filled, the program is killed first.
+    if let Some(limit) = sandbox.resources.memory.bytes() {
+        for (i, t) in sandbox.tmpfs.iter().enumerate().filter(|(_, t)| t.size.bytes() > limit) {
+            out.push(
+                Diagnostic::new(
+                    Code::TmpfsOverMemory,
+                    format!("tmpfs {} may hold {}, more than the sandbox's memory limit of {}: its pages count against that limit", t.path, t.size, sandbox.resources.memory),
+                )
+                .at(spans.locate_value(&format!("{at}.tmpfs[{i}].size")))
+                .help("make the tmpfs smaller than resources.memory, or raise the memory limit; a volume holds large data without using memory"),
+            );
+        }
+    }
     let holder = kept.iter().filter(|o| o.kind == Kind::Volume && secrets.is_within(o.path)).max_by_key(|o| o.path.as_str().len());
     if let Some(outer) = holder.filter(|_| !sandbox.secrets.is_empty()) {
         out.push(
