@@ -120,7 +120,7 @@ fn a_source_that_is_a_link_is_reported_as_copied_as_a_link() {
 }
 
 #[test]
-fn ports_on_a_network_without_a_route_stop_build_and_lock_not_only_apply() {
+fn ports_on_a_sandbox_without_network_stop_build_and_lock_not_only_apply() {
     let project = Sandbox::with_config(
         "{ name = \"p\", images.app = {}, sandboxes.app = { image = \"app\", ports = [{ container = 80, host = 18080 }] } }\n",
     );

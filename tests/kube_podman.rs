@@ -126,7 +126,7 @@ fn podman_kube_play_serves_the_exported_sandbox() {
   sandboxes.{sandbox} = {{
     image = "site",
     user = "1000:1000",
-    network = 'egress,
+    network = 'isolated,
     command = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/srv/www"],
     ports = [{{ container = 8080, host = 18080 }}],
     secrets.API_TOKEN = {{ env = "KP_TOKEN" }},

@@ -321,11 +321,13 @@ fn host_limits_are_explained_before_anything_starts() {
     let p = TestProject::new("host");
     p.config(
         r#"  images.box = {},
-  sandboxes.many = { image = "box", resources.nofile = 1000000000 },"#,
+  sandboxes.many = { image = "box", resources.nofile = 1000000000 },
+  sandboxes.web = { image = "box", network = 'isolated, ports = [{ container = 80, host = 18081 }] },"#,
     );
     let out = p.galley_code(&["apply", "--auto-approve"], 2);
     assert!(out.contains("resources.nofile = 1000000000 exceeds the host's hard limit"), "{out}");
     assert!(out.contains("help: lower resources.nofile"), "{out}");
+    assert!(out.contains("help: set network = 'egress"), "{out}");
     assert!(p.leftovers("ps").is_empty(), "a container was created");
     let _ = podman(&["ps"]);
     p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);

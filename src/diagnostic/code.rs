@@ -81,13 +81,14 @@ catalogue! {
     UndeclaredGroup = "G113", Error, "account in an undeclared group", None;
     DuplicateAccount = "G114", Error, "account or group declared twice", None;
     MountConflict = "G115", Error, "mount point used twice, or under /run/secrets", None;
-    PortsWithoutRoute = "G116", Error, "ports on a network podman cannot publish from", None;
+    PortsWithoutRoute = "G116", Error, "ports on a sandbox with no network", None;
     MountOverSystem = "G117", Error, "mount at /, or under /proc or /sys", None;
     NestedMount = "G118", Warning, "mount nested inside a volume", None;
     SeccompAllowsDangerous = "G119", Warning, "custom seccomp profile allows syscalls podman's default profile blocks", None;
     MissingSource = "G120", Error, "file to copy does not exist", None;
     SourceEscapes = "G121", Error, "file to copy leads out of the project through a symbolic link", None;
     SourceLink = "G122", Warning, "symbolic link copied as a link", None;
+    PortsOnIsolated = "G123", Warning, "ports on an isolated network (netavark before 1.6 does not publish them)", None;
 }
 
 impl Code {

@@ -1,5 +1,6 @@
-//! Published ports checked against what podman will do with them: only a sandbox with a route out
-//! can publish (podman drops the mapping on `--network none` and netavark on internal networks),
+//! Published ports checked against what podman will do with them: a sandbox with no network
+//! cannot publish (podman drops the mapping on `--network none`), one on an internal network
+//! only where netavark forwards from it (apply refuses it everywhere),
 //! and two publishes clash when their host addresses overlap on the same port and protocol
 //! (`0.0.0.0` covers every IPv4 address, `::` every IPv6 address and, dual-stack, IPv4 too).
 
@@ -24,14 +25,23 @@ pub fn run(project: &Project, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
     let mut groups: BTreeMap<(u16, Protocol), Vec<Publish<'_>>> = BTreeMap::new();
     for (name, sandbox) in &project.sandboxes {
         let at = format!("sandboxes.{name}");
-        if !sandbox.ports.is_empty() && sandbox.network != Network::Egress {
+        if !sandbox.ports.is_empty() && sandbox.network == Network::None {
             out.push(
                 Diagnostic::new(
                     Code::PortsWithoutRoute,
-                    format!(
-                        "sandbox `{name}` publishes ports but its network is '{}: podman would drop the mapping and the port would never exist",
-                        sandbox.network.as_str()
-                    ),
+                    format!("sandbox `{name}` publishes ports but its network is 'none: podman would drop the mapping and the port would never exist"),
+                )
+                .at(spans.locate(&format!("{at}.ports")))
+                .help("set network = 'egress on this sandbox to publish its ports, or drop `ports` and reach it from sandboxes of the same instance"),
+            );
+        }
+        // An internal network publishes only where netavark forwards from one (1.6 and later),
+        // which this host-independent check cannot know; apply refuses it on every host.
+        if !sandbox.ports.is_empty() && sandbox.network == Network::Isolated {
+            out.push(
+                Diagnostic::new(
+                    Code::PortsOnIsolated,
+                    format!("sandbox `{name}` publishes ports from its 'isolated network: netavark before 1.6 does not forward ports from an internal network, and `galley apply` refuses to start it"),
                 )
                 .at(spans.locate(&format!("{at}.ports")))
                 .help("set network = 'egress on this sandbox to publish its ports, or drop `ports` and reach it from sandboxes of the same instance"),
