@@ -83,6 +83,12 @@ fn a_missing_files_source_is_reported_at_its_field_before_any_build() {
     assert!(stderr(&build).contains("G120"), "{}", stderr(&build));
     project.write("app/main.py", "print('hi')\n");
     assert_eq!(findings(&project), (Some(0), vec![]));
+    // Other spellings of paths inside the project resolve there too.
+    for src in ["./app//main.py", "app/", "."] {
+        let other = copying(src);
+        other.write("app/main.py", "print('hi')\n");
+        assert_eq!(findings(&other), (Some(0), vec![]), "{src}");
+    }
 }
 
 #[test]

@@ -18,10 +18,11 @@ pub fn run(at: &str, image: &Image, project_dir: &Path, spans: &SpanIndex, out: 
     for (i, copy) in image.files.iter().enumerate() {
         let field = format!("{at}.files[{i}].src");
         let src = &copy.src;
-        let path = root.join(src);
+        // Lexically, as the schema already refused `..`: `./a//b/` is `a/b`, `.` the project.
+        let path = src.split('/').filter(|c| !c.is_empty() && *c != ".").fold(root.clone(), |p, c| p.join(c));
         let place = spans.locate_value(&field);
         // Every directory on the way is followed by the build: it must stay in the project.
-        let parent = path.parent().unwrap_or(&root);
+        let parent = if path == root { root.as_path() } else { path.parent().unwrap_or(&root) };
         let parent_real = match fs::canonicalize(parent) {
             Ok(p) => p,
             Err(_) => {
