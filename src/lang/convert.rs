@@ -119,6 +119,13 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
             });
         }
     }
+    // A missing field has no place of its own: the record is marked, so name the field to add.
+    if code == Code::MissingField
+        && help.is_none()
+        && let Some(field) = diagnostic.message.strip_prefix("missing definition for `").and_then(|r| r.split('`').next())
+    {
+        help = Some(format!("add `{field} = ...` to this record; `galley lsp` shows what it takes"));
+    }
     diagnostic.help = help.or_else(|| code.default_help().map(str::to_owned));
     diagnostic.notes = notes;
     diagnostic.related = labels
