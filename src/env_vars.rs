@@ -38,3 +38,7 @@ pub const GALLEY_CP_MAX_BYTES: &str = "GALLEY_CP_MAX_BYTES";
 pub const GALLEY_CP_MAX_ENTRIES: &str = "GALLEY_CP_MAX_ENTRIES";
 pub const GALLEY_CP_MAX_DEPTH: &str = "GALLEY_CP_MAX_DEPTH";
 pub const GALLEY_CP_MAX_PATH_BYTES: &str = "GALLEY_CP_MAX_PATH_BYTES";
+/// Tests only: the time galley takes as now for the audit log and API tokens (seconds since the
+/// epoch, or an RFC 3339 UTC time), so token expiry and rotation grace can be tested. Never set
+/// it on a real host: a stopped clock keeps expired tokens valid.
+pub const GALLEY_TEST_NOW: &str = "GALLEY_TEST_NOW";

@@ -1,7 +1,10 @@
 //! galley: typed Nickel sandbox configs compiled to reproducible OCI images, a lockfile, and
 //! enforced, audited podman containers. See ARCHITECTURE.md for the code map.
 
+pub mod admin;
 pub mod audit;
+pub mod audit_log;
+pub mod clock;
 pub mod canonical;
 pub mod cli;
 pub mod diagnostic;
@@ -22,3 +25,4 @@ pub mod runtime;
 pub mod seccomp;
 pub mod secrets;
 pub mod settings;
+pub mod token;

@@ -148,3 +148,40 @@ fn the_documented_module_graph_is_the_real_one_and_points_one_way() {
         }
     }
 }
+
+/// Issue 15 (linear cost): `std.string.is_match "re"` compiles `re` each time it is applied to the
+/// pattern alone, so a library validator that writes `std.string.is_match "re" value` compiles
+/// the pattern again for every value it checks (a fifth of `check` on 1,000 sandboxes). Every
+/// pattern written in the library is bound once, as `let is_x = std.string.is_match "re" in`.
+#[test]
+fn each_library_pattern_is_compiled_once_not_per_value() {
+    let mut offenders = Vec::new();
+    for (name, text) in galley::lang::embedded::FILES {
+        for (n, line) in text.lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find("std.string.is_match") {
+                rest = rest[at + "std.string.is_match".len()..].trim_start();
+                let Some(literal) = rest.strip_prefix('"') else { continue };
+                let mut end = None;
+                let mut escaped = false;
+                for (i, c) in literal.char_indices() {
+                    match c {
+                        _ if escaped => escaped = false,
+                        '\\' => escaped = true,
+                        '"' => {
+                            end = Some(i);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(end) = end else { break };
+                rest = literal[end + 1..].trim_start();
+                if !(rest.is_empty() || rest == "in" || rest.starts_with("in ") || rest.starts_with(')')) {
+                    offenders.push(format!("galley/{name}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "patterns applied to a value where they are written (bind them once with `let`):\n{}", offenders.join("\n"));
+}

@@ -25,6 +25,11 @@ pub struct ApplyArgs {
 }
 
 pub fn run(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
+    let target = super::audit_log::instance_target(env, &args.instance.instance);
+    super::audit_log::audited(env, "apply", &target, || apply_logged(env, out, args))
+}
+
+fn apply_logged(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
     let session = common::open(env, out, &args.instance.instance, args.locked)?;
     let _lock = crate::runtime::state::lock(&session.home, &session.instance)?;
     // Held until the containers exist, so gc keeps the images apply loads for them.

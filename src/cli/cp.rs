@@ -31,14 +31,20 @@ pub fn run(env: &Env, out: &Printer, args: &CpArgs) -> Outcome {
     };
     let podman = session.podman();
     let result = match (remote(&args.source), remote(&args.destination)) {
-        (None, Some((m, path))) => (|| {
-            let target = cp::volume_path(m, &path)?;
-            let (uid, gid) = cp::owner(m)?;
-            let (tar, skipped) = cp::archive(Path::new(&args.source), uid, gid)?;
-            let dest = format!("{}:{target}", session.instance.container(&m.sandbox));
-            podman.runner.check(&podman.cmd().args(["cp", "-", &dest]).stdin(tar))?;
-            Ok::<_, RuntimeError>((None, skipped))
-        })(),
+        (None, Some((m, path))) => {
+            let logged = super::audit_log::instance_target(env, &format!("{}/{}:{path}", args.instance.instance, m.sandbox));
+            let mut done = None;
+            super::audit_log::audited(env, "cp.in", &logged, || {
+                let target = cp::volume_path(m, &path)?;
+                let (uid, gid) = cp::owner(m)?;
+                let (tar, skipped) = cp::archive(Path::new(&args.source), uid, gid)?;
+                let dest = format!("{}:{target}", session.instance.container(&m.sandbox));
+                podman.runner.check(&podman.cmd().args(["cp", "-", &dest]).stdin(tar)).map_err(RuntimeError::from)?;
+                done = Some(skipped);
+                Ok(ExitStatus::Success)
+            })?;
+            Ok::<_, RuntimeError>((None, done.expect("set when the copy ran")))
+        }
         (Some((m, path)), None) => (|| {
             let limits = Limits::from_env(|k| std::env::var(k).ok())?;
             let copied = cp::copy_out(&podman, &session.instance, m, &path, Path::new(&args.destination), limits)?;

@@ -23,6 +23,11 @@ pub struct DestroyArgs {
 }
 
 pub fn run(env: &Env, out: &Printer, args: &DestroyArgs) -> Outcome {
+    let target = super::audit_log::instance_target(env, &args.instance.instance);
+    super::audit_log::audited(env, "destroy", &target, || destroy_logged(env, out, args))
+}
+
+fn destroy_logged(env: &Env, out: &Printer, args: &DestroyArgs) -> Outcome {
     let session = common::open(env, out, &args.instance.instance, false)?;
     let _lock = crate::runtime::state::lock(&session.home, &session.instance)?;
     let podman = session.podman();

@@ -6,6 +6,7 @@
 //! means "changes".
 
 mod apply;
+mod audit_log;
 mod build;
 mod check;
 mod completions;
@@ -29,6 +30,7 @@ mod render;
 mod secret;
 mod show;
 mod status;
+mod token;
 mod verify;
 
 use std::path::PathBuf;
@@ -126,6 +128,10 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Check this host for everything galley needs, with the fix for each missing piece
     Doctor,
+    /// Show and check the tamper-evident audit log of every state-changing command
+    Audit(audit_log::AuditArgs),
+    /// Make, list, revoke and rotate API tokens for the admin API of `galley serve`
+    Token(token::TokenArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -184,6 +190,8 @@ fn dispatch(env: &Env, out: &Printer, command: Command, sarif: bool) -> Outcome 
         Command::Logs(args) => logs::run(env, out, &args),
         Command::Gc(args) => gc::run(env, out, &args),
         Command::Doctor => doctor::run(env, out),
+        Command::Audit(args) => audit_log::run(env, out, &args),
+        Command::Token(args) => token::run(env, out, &args),
     }
 }
 

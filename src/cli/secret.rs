@@ -40,6 +40,23 @@ pub fn run(env: &Env, out: &Printer, args: &SecretArgs) -> Outcome {
         let help = "pipe the value on stdin: printf %s \"$TOKEN\" | galley secret set NAME";
         return Err(CliError::user("secret values are never taken from arguments (they show in `ps` and shell history)", Some(help)));
     }
+    let logged = match command {
+        SecretCommand::Set { name, .. } => Some(("secret.set", name.as_str())),
+        SecretCommand::Rm { name } => Some(("secret.rm", name.as_str())),
+        SecretCommand::RotateMaster => Some(("secret.rotate-master", "*")),
+        SecretCommand::List => None,
+    };
+    match logged {
+        Some((action, name)) => {
+            let target = super::audit_log::instance_target(env, name);
+            super::audit_log::audited(env, action, &target, || secret_logged(env, out, command))
+        }
+        None => secret_logged(env, out, command),
+    }
+}
+
+/// The command itself, once it is logged.
+fn secret_logged(env: &Env, out: &Printer, command: &SecretCommand) -> Outcome {
     let loaded = super::project::load(env)?;
     let project = &loaded.project.name;
     let mut store = Store::open(&env.home, project, secrets::master_key()?)?;

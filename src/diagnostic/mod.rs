@@ -38,8 +38,39 @@ pub struct Location {
 }
 
 impl Location {
-    /// A location for `start..end` in `source`, clamped to the text and to char boundaries.
+    /// A location for `start..end` in `source`, clamped to the text and to char boundaries. This
+    /// reads the text up to `end`; for many locations in one text, use [`Lines::location`].
     pub fn new(file: PathBuf, source: Arc<str>, start: usize, end: usize) -> Location {
+        Lines::new(source).location(file, start, end)
+    }
+
+    pub fn snippet(&self) -> &str {
+        &self.source[self.start..self.end]
+    }
+}
+
+/// A source text with the offset where each of its lines starts, so a location in it costs a
+/// search of that table and a count along one line, not a scan from the top of the text.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    source: Arc<str>,
+    /// Byte offset of the start of each line; the first is 0.
+    starts: Vec<usize>,
+}
+
+impl Lines {
+    pub fn new(source: Arc<str>) -> Lines {
+        let starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Lines { source, starts }
+    }
+
+    pub fn source(&self) -> &Arc<str> {
+        &self.source
+    }
+
+    /// A location for `start..end`, clamped to the text and to char boundaries.
+    pub fn location(&self, file: PathBuf, start: usize, end: usize) -> Location {
+        let source = &self.source;
         let clamp = |mut i: usize| {
             i = i.min(source.len());
             while !source.is_char_boundary(i) {
@@ -49,22 +80,17 @@ impl Location {
         };
         let start = clamp(start);
         let end = clamp(end.max(start));
-        let (start_line, start_col) = line_col(&source, start);
-        let (end_line, end_col) = line_col(&source, end);
-        Location { file, start, end, start_line, start_col, end_line, end_col, source }
+        let (start_line, start_col) = self.line_col(start);
+        let (end_line, end_col) = self.line_col(end);
+        Location { file, start, end, start_line, start_col, end_line, end_col, source: source.clone() }
     }
 
-    pub fn snippet(&self) -> &str {
-        &self.source[self.start..self.end]
+    /// 1-based line and character column of byte offset `at`.
+    fn line_col(&self, at: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|&s| s <= at);
+        let line_start = self.starts[line - 1];
+        (line, self.source[line_start..at].chars().count() + 1)
     }
-}
-
-/// 1-based line and character column of byte offset `at`.
-fn line_col(source: &str, at: usize) -> (usize, usize) {
-    let before = &source[..at];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, source[line_start..at].chars().count() + 1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,9 +156,9 @@ impl Diagnostic {
 /// Sort findings by file and position, errors before warnings at the same place.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by(|a, b| {
-        let key = |d: &Diagnostic| {
-            d.location.as_ref().map(|l| (l.file.clone(), l.start, l.end))
-        };
+        fn key(d: &Diagnostic) -> Option<(&PathBuf, usize, usize)> {
+            d.location.as_ref().map(|l| (&l.file, l.start, l.end))
+        }
         key(a).cmp(&key(b)).then(b.severity.cmp(&a.severity)).then(a.code.cmp(&b.code))
     });
 }
@@ -147,6 +173,19 @@ mod tests {
         let loc = Location::new("f".into(), src, 5, 6);
         assert_eq!((loc.start_line, loc.start_col), (2, 2));
         assert_eq!(loc.snippet(), "x");
+    }
+
+    #[test]
+    fn the_line_table_agrees_with_counting_from_the_top() {
+        let src: Arc<str> = Arc::from("a\n\u{e9}b\n\n  c\nd");
+        let lines = Lines::new(src.clone());
+        for at in (0..=src.len()).filter(|&i| src.is_char_boundary(i)) {
+            let before = &src[..at];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().unwrap().chars().count() + 1;
+            let loc = lines.location("f".into(), at, at);
+            assert_eq!((loc.start_line, loc.start_col), (line, col), "at {at}");
+        }
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
     let json: serde_json::Value = serde_json::from_str(&json_text)
         .expect("nickel's JSON export is valid JSON");
     let spans = spans::index(&value, program.pos_table(), &files, &namer);
-    let project: Project = serde_path_to_error::deserialize(json.clone()).map_err(|e| {
+    let project: Project = serde_path_to_error::deserialize(&json).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         vec![match Invalid::decode(&inner) {

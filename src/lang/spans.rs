@@ -5,25 +5,37 @@
 //! (`sandboxes.web.ports[0].host`) the span of its name and of its value, when those lie in the
 //! user's files. Lints then point at the offending field, not at the whole record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use nickel_lang_core::eval::value::{NickelValue, ValueContentRef};
-use nickel_lang_core::files::Files;
+use nickel_lang_core::files::{FileId, Files};
 use nickel_lang_core::position::{PosTable, RawSpan, TermPos};
 
 use super::{Namer, file_info};
-use crate::diagnostic::Location;
+use crate::diagnostic::{Lines, Location};
 
-#[derive(Debug, Clone, Default)]
+/// A byte range in one of the index's files. A [`Location`] (with its line and column) is made
+/// only when a finding asks for one.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    file: usize,
+    start: usize,
+    end: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
 struct Entry {
-    name: Option<Location>,
-    value: Option<Location>,
+    name: Option<Span>,
+    value: Option<Span>,
 }
 
 /// Field path -> spans of the field's name and value in the user's files.
 #[derive(Debug, Clone, Default)]
 pub struct SpanIndex {
-    entries: BTreeMap<String, Entry>,
+    /// The user's files the spans lie in: the name users see, and the text with its line table.
+    files: Vec<(PathBuf, Lines)>,
+    entries: HashMap<String, Entry>,
     /// Child keys of each record path, in source order, including paths with no user span.
     children: BTreeMap<String, Vec<String>>,
 }
@@ -31,12 +43,12 @@ pub struct SpanIndex {
 impl SpanIndex {
     /// The span of the field's name, else of its value, else of the nearest enclosing field.
     pub fn locate(&self, path: &str) -> Option<Location> {
-        self.walk_up(path, |e| e.name.clone().or_else(|| e.value.clone()))
+        self.walk_up(path, |e| e.name.or(e.value))
     }
 
     /// The span of the field's value, else of its name, else of the nearest enclosing field.
     pub fn locate_value(&self, path: &str) -> Option<Location> {
-        self.walk_up(path, |e| e.value.clone().or_else(|| e.name.clone()))
+        self.walk_up(path, |e| e.value.or(e.name))
     }
 
     /// Whether the user wrote this field (its name or value lies in a user file).
@@ -54,27 +66,12 @@ impl SpanIndex {
         self.children.keys().map(String::as_str)
     }
 
-    /// Every field path with the spans of its name and value, and the keys of every record:
-    /// what [`SpanIndex::from_parts`] rebuilds the index from (the evaluator sends it across a
-    /// process boundary).
-    pub fn parts(&self) -> (impl Iterator<Item = (&str, Option<&Location>, Option<&Location>)>, &BTreeMap<String, Vec<String>>) {
-        let entries = self.entries.iter().map(|(k, e)| (k.as_str(), e.name.as_ref(), e.value.as_ref()));
-        (entries, &self.children)
-    }
-
-    pub fn from_parts(
-        entries: impl IntoIterator<Item = (String, Option<Location>, Option<Location>)>,
-        children: BTreeMap<String, Vec<String>>,
-    ) -> SpanIndex {
-        let entries = entries.into_iter().map(|(k, name, value)| (k, Entry { name, value })).collect();
-        SpanIndex { entries, children }
-    }
-
-    fn walk_up(&self, path: &str, pick: impl Fn(&Entry) -> Option<Location>) -> Option<Location> {
+    fn walk_up(&self, path: &str, pick: impl Fn(&Entry) -> Option<Span>) -> Option<Location> {
         let mut path = path;
         loop {
-            if let Some(loc) = self.entries.get(path).and_then(&pick) {
-                return Some(loc);
+            if let Some(span) = self.entries.get(path).and_then(&pick) {
+                let (name, lines) = &self.files[span.file];
+                return Some(lines.location(name.clone(), span.start, span.end));
             }
             if path.is_empty() {
                 return None;
@@ -100,50 +97,69 @@ pub fn child(path: &str, key: &str) -> String {
 }
 
 pub(super) fn index(value: &NickelValue, table: &PosTable, files: &Files, namer: &Namer) -> SpanIndex {
-    let mut index = SpanIndex::default();
-    let root = Entry { name: None, value: location(value.pos(table), files, namer) };
-    index.entries.insert(String::new(), root);
-    walk(value, String::new(), table, files, namer, &mut index);
-    index
+    let mut walker = Walker { table, files, namer, seen: HashMap::new(), index: SpanIndex::default() };
+    let root = Entry { name: None, value: walker.span(value.pos(table)) };
+    walker.index.entries.insert(String::new(), root);
+    walker.walk(value, String::new());
+    walker.index
 }
 
-fn walk(value: &NickelValue, path: String, table: &PosTable, files: &Files, namer: &Namer, index: &mut SpanIndex) {
-    match value.content_ref() {
-        ValueContentRef::Record(record) => {
-            let mut keys = Vec::new();
-            if let Some(record) = record.into_opt() {
-                for (ident, field) in &record.fields {
-                    let key = ident.label().to_owned();
-                    let sub = child(&path, &key);
-                    let entry = Entry {
-                        name: location(ident.pos, files, namer),
-                        value: field.value.as_ref().and_then(|v| location(v.pos(table), files, namer)),
-                    };
-                    index.entries.insert(sub.clone(), entry);
-                    if let Some(v) = &field.value {
-                        walk(v, sub, table, files, namer, index);
+struct Walker<'a> {
+    table: &'a PosTable,
+    files: &'a Files,
+    namer: &'a Namer,
+    /// Nickel's file ids -> index in `index.files`, or `None` for a file that is not the user's.
+    seen: HashMap<FileId, Option<usize>>,
+    index: SpanIndex,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, value: &NickelValue, path: String) {
+        match value.content_ref() {
+            ValueContentRef::Record(record) => {
+                let mut keys = Vec::new();
+                if let Some(record) = record.into_opt() {
+                    for (ident, field) in &record.fields {
+                        let key = ident.label().to_owned();
+                        let sub = child(&path, &key);
+                        let entry = Entry {
+                            name: self.span(ident.pos),
+                            value: field.value.as_ref().and_then(|v| self.span(v.pos(self.table))),
+                        };
+                        self.index.entries.insert(sub.clone(), entry);
+                        if let Some(v) = &field.value {
+                            self.walk(v, sub);
+                        }
+                        keys.push(key);
                     }
-                    keys.push(key);
+                }
+                self.index.children.insert(path, keys);
+            }
+            ValueContentRef::Array(array) => {
+                for (i, v) in array.iter().enumerate() {
+                    let sub = format!("{path}[{i}]");
+                    let entry = Entry { name: None, value: self.span(v.pos(self.table)) };
+                    self.index.entries.insert(sub.clone(), entry);
+                    self.walk(v, sub);
                 }
             }
-            index.children.insert(path, keys);
+            _ => {}
         }
-        ValueContentRef::Array(array) => {
-            for (i, v) in array.iter().enumerate() {
-                let sub = format!("{path}[{i}]");
-                let entry = Entry { name: None, value: location(v.pos(table), files, namer) };
-                index.entries.insert(sub.clone(), entry);
-                walk(v, sub, table, files, namer, index);
-            }
-        }
-        _ => {}
     }
-}
 
-fn location(pos: TermPos, files: &Files, namer: &Namer) -> Option<Location> {
-    let span: RawSpan = pos.into_opt()?;
-    let (name, source, user) = file_info(files, span.src_id, namer);
-    user.then(|| Location::new(name, source, span.start.to_usize(), span.end.to_usize()))
+    /// The span of `pos` when it lies in a user file.
+    fn span(&mut self, pos: TermPos) -> Option<Span> {
+        let span: RawSpan = pos.into_opt()?;
+        let (files, namer, index) = (self.files, self.namer, &mut self.index);
+        let file = *self.seen.entry(span.src_id).or_insert_with(|| {
+            let (name, source, user) = file_info(files, span.src_id, namer);
+            user.then(|| {
+                index.files.push((name, Lines::new(source)));
+                index.files.len() - 1
+            })
+        });
+        Some(Span { file: file?, start: span.start.to_usize(), end: span.end.to_usize() })
+    }
 }
 
 #[cfg(test)]

@@ -46,9 +46,9 @@ pub fn load(env: &Env, runner: &dyn Runner, text: Option<&str>) -> Result<Loaded
     };
     // The child deserialized the same JSON into the model, so this cannot fail unless the two
     // binaries differ.
-    let project: Project = serde_json::from_value(parts.json.clone())
+    let project: Project = serde_json::from_value(parts.json)
         .map_err(|e| vec![crashed(&file, &format!("the evaluated project does not read back: {e}"))])?;
-    Ok(Loaded { project, json: parts.json, spans: parts.spans, diagnostics: parts.diagnostics })
+    Ok(Loaded { project, diagnostics: parts.diagnostics })
 }
 
 /// The child's report, or the finding for the way it ended without one.
@@ -96,10 +96,7 @@ fn duration(d: Duration) -> String {
 
 /// Child side: the report of evaluating the project (`text` as galley.ncl's contents when given).
 pub fn child_report(env: &Env, text: Option<&str>) -> String {
-    wire::encode(
-        super::load_unbounded(env, text)
-            .map(|l| Parts { json: l.json, spans: l.spans, diagnostics: l.diagnostics }),
-    )
+    wire::encode(super::evaluate_and_lint(env, text).map(|(l, json)| Parts { json, diagnostics: l.diagnostics }))
 }
 
 /// Child side: cap this process's memory at `memory_bytes` (and core dumps at nothing), then run

@@ -9,7 +9,7 @@ mod bounded;
 mod wire;
 
 use crate::diagnostic::{self, Diagnostic};
-use crate::lang::{self, Evaluated, SpanIndex};
+use crate::lang::{self, Evaluated};
 use crate::lint;
 use crate::model::Project;
 use crate::settings::Env;
@@ -20,8 +20,6 @@ pub use bounded::{SUBCOMMAND, child_report, confine, load};
 #[derive(Debug)]
 pub struct Loaded {
     pub project: Project,
-    pub json: serde_json::Value,
-    pub spans: SpanIndex,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -34,11 +32,16 @@ impl Loaded {
 /// Evaluate and lint in this process, without limits: only for configs galley trusts, and for
 /// the evaluator child. `Err` holds the diagnostics of a config that could not be evaluated.
 pub fn load_unbounded(settings: &Env, text: Option<&str>) -> Result<Loaded, Vec<Diagnostic>> {
+    evaluate_and_lint(settings, text).map(|(loaded, _)| loaded)
+}
+
+/// [`load_unbounded`], with the evaluated JSON the project was read from (what the child sends).
+fn evaluate_and_lint(settings: &Env, text: Option<&str>) -> Result<(Loaded, serde_json::Value), Vec<Diagnostic>> {
     let config = settings.config_path();
     let lib_root = settings.lib_root();
     let input = lang::Input { config: &config, text, lib_root: &lib_root };
     let Evaluated { project, json, spans } = lang::evaluate(&input)?;
     let mut diagnostics = lint::run(&project, &spans, &settings.project_dir);
     diagnostic::sort(&mut diagnostics);
-    Ok(Loaded { project, json, spans, diagnostics })
+    Ok((Loaded { project, diagnostics }, json))
 }

@@ -1,16 +1,15 @@
-//! What the evaluator child sends back: the evaluated project (its JSON, its span index, the
-//! lints' findings) or the diagnostics of a config that failed, as JSON. Locations carry an index
+//! What the evaluator child sends back: the evaluated project (its JSON and the lints' findings)
+//! or the diagnostics of a config that failed, as JSON. Locations carry an index
 //! into one table of source texts, so each file's text crosses once, and are rebuilt with
-//! [`Location::new`] on arrival: the parent's diagnostics are the ones the child made.
+//! [`Lines::location`] on arrival: the parent's diagnostics are the ones the child made.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{Code, Diagnostic, Location, Related, Severity};
-use crate::lang::SpanIndex;
+use crate::diagnostic::{Code, Diagnostic, Lines, Location, Related, Severity};
 
 /// The child's whole answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -22,8 +21,6 @@ pub(super) struct Report {
 #[derive(Debug, Serialize, Deserialize)]
 struct Evaluated {
     json: serde_json::Value,
-    spans: Vec<(String, Option<WireLocation>, Option<WireLocation>)>,
-    children: BTreeMap<String, Vec<String>>,
     diagnostics: Vec<WireDiagnostic>,
 }
 
@@ -52,7 +49,6 @@ struct WireDiagnostic {
 #[derive(Debug)]
 pub(super) struct Parts {
     pub json: serde_json::Value,
-    pub spans: SpanIndex,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -92,10 +88,8 @@ pub(super) fn encode(outcome: Result<Parts, Vec<Diagnostic>>) -> String {
     let mut sources = Sources::default();
     let outcome = match outcome {
         Ok(parts) => {
-            let (entries, children) = parts.spans.parts();
-            let spans = entries.map(|(k, n, v)| (k.to_owned(), n.map(|l| sources.put(l)), v.map(|l| sources.put(l)))).collect();
             let diagnostics = parts.diagnostics.iter().map(|d| sources.diagnostic(d)).collect();
-            Ok(Evaluated { json: parts.json, spans, children: children.clone(), diagnostics })
+            Ok(Evaluated { json: parts.json, diagnostics })
         }
         Err(diagnostics) => Err(diagnostics.iter().map(|d| sources.diagnostic(d)).collect()),
     };
@@ -105,10 +99,10 @@ pub(super) fn encode(outcome: Result<Parts, Vec<Diagnostic>>) -> String {
 /// The parent's reading of the child's answer; `Err` says what was wrong with it.
 pub(super) fn decode(bytes: &[u8]) -> Result<Result<Parts, Vec<Diagnostic>>, String> {
     let report: Report = serde_json::from_slice(bytes).map_err(|e| format!("unreadable report: {e}"))?;
-    let sources: Vec<Arc<str>> = report.sources.into_iter().map(Arc::from).collect();
+    let sources: Vec<Lines> = report.sources.into_iter().map(|s| Lines::new(Arc::from(s))).collect();
     let location = |w: WireLocation| -> Result<Location, String> {
         let source = sources.get(w.source).ok_or_else(|| format!("source {} is not in the report", w.source))?;
-        Ok(Location::new(w.file, source.clone(), w.start, w.end))
+        Ok(source.location(w.file, w.start, w.end))
     };
     let diagnostic = |w: WireDiagnostic| -> Result<Diagnostic, String> {
         Ok(Diagnostic {
@@ -128,14 +122,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Result<Parts, Vec<Diagnostic>>, Str
     };
     let diagnostics = |list: Vec<WireDiagnostic>| list.into_iter().map(diagnostic).collect::<Result<Vec<_>, String>>();
     Ok(match report.outcome {
-        Ok(e) => {
-            let spans = e
-                .spans
-                .into_iter()
-                .map(|(k, n, v)| Ok((k, n.map(location).transpose()?, v.map(location).transpose()?)))
-                .collect::<Result<Vec<_>, String>>()?;
-            Ok(Parts { json: e.json, spans: SpanIndex::from_parts(spans, e.children), diagnostics: diagnostics(e.diagnostics)? })
-        }
+        Ok(e) => Ok(Parts { json: e.json, diagnostics: diagnostics(e.diagnostics)? }),
         Err(list) => Err(diagnostics(list)?),
     })
 }
