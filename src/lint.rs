@@ -2,22 +2,32 @@
 //! galley config, but widens a sandbox or cannot work. Each rule has a code (G1xx) and points at the
 //! field that triggers it.
 
+mod env;
+mod files;
+mod mounts;
+mod ports;
+mod seccomp;
+
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::SpanIndex;
 use crate::domain::idmap::SANDBOX_IDS;
-use crate::domain::{Cpus, Memory, MountPath, Name, SeccompChoice, name::NAME_HELP};
+use crate::domain::{Cpus, Memory, Name, SeccompChoice, name::NAME_HELP};
 use crate::model::{Network, Project, Trust};
 
-pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
+/// Every rule over `project`; `project_dir` is where `files` sources are resolved.
+pub fn run(project: &Project, spans: &SpanIndex, project_dir: &Path) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     names(project, spans, &mut out);
     for (name, image) in &project.images {
         let at = format!("images.{name}");
         accounts(&at, image, spans, &mut out);
+        env::run(&format!("{at}.env"), &image.env, env::Place::Image, spans, &mut out);
+        files::run(&at, image, project_dir, spans, &mut out);
     }
-    let mut published: BTreeMap<(std::net::IpAddr, u16, &'static str), String> = BTreeMap::new();
+    ports::run(project, spans, &mut out);
     for (name, sandbox) in &project.sandboxes {
         let at = format!("sandboxes.{name}");
         if !project.images.contains_key(&sandbox.image) {
@@ -32,26 +42,6 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                 None => d.help("declare the image under `images`"),
             });
         }
-        for (i, port) in sandbox.ports.iter().enumerate() {
-            let p = format!("{at}.ports[{i}]");
-            if !port.address.is_loopback() {
-                out.push(
-                    Diagnostic::new(Code::PublicPort, format!("port {} is published on {}, reachable from other machines", port.host, port.address))
-                        .at(spans.locate_value(&format!("{p}.address")))
-                        .help("publish on \"127.0.0.1\" (the default) and put a reverse proxy in front if others need it"),
-                );
-            }
-            let key = (port.address, port.host, port.protocol.as_str());
-            if let Some(first) = published.get(&key) {
-                out.push(
-                    Diagnostic::new(Code::PortTwice, format!("host port {}/{} on {} is already published by {first}", port.host, port.protocol.as_str(), port.address))
-                        .at(spans.locate_value(&format!("{p}.host")))
-                        .help("give each published port its own host port"),
-                );
-            } else {
-                published.insert(key, p.clone());
-            }
-        }
         for key in sandbox.secrets.keys() {
             if !is_secret_name(key) {
                 out.push(
@@ -61,15 +51,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                 );
             }
         }
-        for (key, value) in &sandbox.env {
-            if looks_secret(key) && !value.is_empty() {
-                out.push(
-                    Diagnostic::new(Code::LiteralSecret, format!("`{key}` looks like a secret written as a literal value in `env`"))
-                        .at(spans.locate_value(&format!("{at}.env.{key}")))
-                        .help(format!("move it to `secrets`: {key} = {{ env = \"{key}\" }}, and read /run/secrets/{key} in the sandbox")),
-                );
-            }
-        }
+        env::run(&format!("{at}.env"), &sandbox.env, env::Place::Sandbox, spans, &mut out);
         for (i, cap) in sandbox.capabilities.iter().enumerate() {
             out.push(
                 Diagnostic::new(Code::CapabilityAdded, format!("capability {cap} is added to sandbox `{name}`"))
@@ -91,6 +73,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                     .help(format!("every sandbox runs in a user namespace of ids 0 to {}: use a uid and gid below {SANDBOX_IDS}", SANDBOX_IDS - 1)),
             );
         }
+        seccomp::run(name, &at, sandbox, spans, &mut out);
         if sandbox.user.is_root() {
             out.push(
                 Diagnostic::new(Code::RunsAsRoot, format!("sandbox `{name}` runs as root"))
@@ -126,25 +109,7 @@ pub fn run(project: &Project, spans: &SpanIndex) -> Vec<Diagnostic> {
                     .help("keep read_only = true and declare writable places with `tmpfs` or `volumes`"),
             );
         }
-        let secrets = MountPath::parse("/run/secrets").expect("an absolute path");
-        let mut mounts: BTreeMap<&MountPath, String> = BTreeMap::new();
-        let tmpfs = sandbox.tmpfs.iter().enumerate().map(|(i, t)| (&t.path, format!("{at}.tmpfs[{i}].path")));
-        let vols = sandbox.volumes.iter().enumerate().map(|(i, v)| (&v.path, format!("{at}.volumes[{i}].path")));
-        for (path, field) in tmpfs.chain(vols) {
-            if path.is_within(&secrets) {
-                out.push(
-                    Diagnostic::new(Code::MountConflict, format!("{path} is reserved for secrets"))
-                        .at(spans.locate_value(&field))
-                        .help("mount the volume elsewhere; galley places secrets under /run/secrets"),
-                );
-            } else if mounts.insert(path, field.clone()).is_some() {
-                out.push(
-                    Diagnostic::new(Code::MountConflict, format!("mount point {path} is used twice in sandbox `{name}`"))
-                        .at(spans.locate_value(&field))
-                        .help("give each tmpfs and volume its own path"),
-                );
-            }
-        }
+        mounts::run(name, &at, sandbox, spans, &mut out);
     }
     out
 }
@@ -168,10 +133,12 @@ fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut 
     let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
     let mut gids: BTreeMap<u32, usize> = BTreeMap::new();
     for (i, g) in image.groups.iter().enumerate() {
-        if groups.insert(&g.name, i).is_some() || gids.insert(g.gid, i).is_some() {
+        let name_twice = groups.insert(&g.name, i).is_some();
+        if name_twice || gids.insert(g.gid, i).is_some() {
+            let field = if name_twice { "name" } else { "gid" };
             out.push(
                 Diagnostic::new(Code::DuplicateAccount, format!("group {} (gid {}) is declared twice", g.name, g.gid))
-                    .at(spans.locate(&format!("{at}.groups[{i}]")))
+                    .at(spans.locate_value(&format!("{at}.groups[{i}].{field}")))
                     .help("give each group its own name and gid"),
             );
         }
@@ -179,10 +146,12 @@ fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut 
     let mut users: BTreeMap<&str, usize> = BTreeMap::new();
     let mut uids: BTreeMap<u32, usize> = BTreeMap::new();
     for (i, u) in image.users.iter().enumerate() {
-        if users.insert(&u.name, i).is_some() || uids.insert(u.uid, i).is_some() {
+        let name_twice = users.insert(&u.name, i).is_some();
+        if name_twice || uids.insert(u.uid, i).is_some() {
+            let field = if name_twice { "name" } else { "uid" };
             out.push(
                 Diagnostic::new(Code::DuplicateAccount, format!("user {} (uid {}) is declared twice", u.name, u.uid))
-                    .at(spans.locate(&format!("{at}.users[{i}]")))
+                    .at(spans.locate_value(&format!("{at}.users[{i}].{field}")))
                     .help("give each user its own name and uid"),
             );
         }
@@ -207,17 +176,8 @@ pub fn is_secret_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
-fn looks_secret(key: &str) -> bool {
-    let k = key.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL"]
-        .iter()
-        .any(|w| k.contains(w))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn root_and_loopback() {
         let user = |u: &str| crate::domain::UserSpec::parse(u).unwrap();
@@ -228,7 +188,5 @@ mod tests {
         assert!(loopback("127.0.0.1"));
         assert!(loopback("::1"));
         assert!(!loopback("0.0.0.0"));
-        assert!(looks_secret("GH_TOKEN"));
-        assert!(!looks_secret("RUST_LOG"));
     }
 }

@@ -188,7 +188,8 @@ impl Secret {
 #[serde(deny_unknown_fields)]
 pub struct Tmpfs {
     pub path: MountPath,
-    /// Size with a unit (`64m`).
+    /// Size with a unit (`64m`), never 0 (the kernel's "no limit").
+    #[serde(deserialize_with = "Size::deserialize_tmpfs")]
     pub size: Size,
     /// Octal mode of the mount point.
     pub mode: String,

@@ -205,7 +205,8 @@ fn images_are_referenced_under_the_prefix_and_unpinned_exports_warn() {
 
     // Without a lock, the export says it is not pinned.
     let unlocked = tempfile::tempdir().unwrap();
-    for f in ["galley.ncl"] {
+    std::fs::create_dir(unlocked.path().join("site")).unwrap();
+    for f in ["galley.ncl", "site/index.html"] {
         std::fs::copy(example_dir("web").join(f), unlocked.path().join(f)).unwrap();
     }
     let out = export(unlocked.path(), &["--out", "-", "--image-prefix", "registry.example/team/"]);

@@ -18,6 +18,7 @@ const CONFIG: &str = r#"# a project for lock tests
   sandboxes.a = {
     image = "app",
     secrets.TOKEN = { env = "LOCK_TEST_TOKEN" },
+    network = 'egress,
     ports = [{ container = 8080, host = 18081 }],
   },
   sandboxes.b = {

@@ -106,18 +106,53 @@ fn mask_secrets(source: &str, spans: &[(usize, usize)]) -> String {
     String::from_utf8(bytes).expect("only whole characters are replaced by ASCII")
 }
 
-struct Miette<'a>(&'a Diagnostic, Option<NamedSource<Arc<str>>>);
+struct Miette<'a>(&'a Diagnostic, Option<CharColumns>);
 
 impl<'a> Miette<'a> {
     fn new(d: &'a Diagnostic, masks: &SecretMasks) -> Self {
         let source = d.location.as_ref().map(|l| {
-            let text = match masks.iter().find(|(f, _)| *f == l.file) {
+            let shown = match masks.iter().find(|(f, _)| *f == l.file) {
                 Some((_, spans)) => Arc::from(mask_secrets(&l.source, spans)),
                 None => l.source.clone(),
             };
-            NamedSource::new(l.file.display().to_string(), text)
+            // Columns are counted on the file as written: a mask replaces bytes, not characters.
+            CharColumns { named: NamedSource::new(l.file.display().to_string(), shown), text: l.source.clone() }
         });
         Miette(d, source)
+    }
+}
+
+/// A source whose `file:line:column` header counts columns in characters, as the JSON report
+/// and `Location` do (miette counts bytes, which differ after non-ASCII text).
+struct CharColumns {
+    named: NamedSource<Arc<str>>,
+    text: Arc<str>,
+}
+
+impl miette::SourceCode for CharColumns {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let contents = self.named.read_span(span, before, after)?;
+        // Only the header reads a span without context lines; the snippet keeps miette's own
+        // bookkeeping.
+        if before != 0 || after != 0 {
+            return Ok(contents);
+        }
+        let start = contents.span().offset().min(self.text.len());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let column = self.text.get(line_start..start).map_or(contents.column(), |s| s.chars().count());
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            contents.name().unwrap_or_default().to_owned(),
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            column,
+            contents.line_count(),
+        )))
     }
 }
 

@@ -48,6 +48,7 @@ catalogue! {
     EvalMemory = "G012", Error, "evaluation exceeded its memory limit", None;
     EvalStack = "G013", Error, "evaluation exceeded its stack limit (recursion too deep)", None;
     EvalCrashed = "G014", Error, "evaluation stopped without a result (a crash)", Some("please report it, with the config that triggers it");
+    NotUtf8 = "G015", Error, "source file is not valid UTF-8", Some("save the file as UTF-8");
     InvalidName = "G020", Error, "invalid name", None;
     InvalidPort = "G021", Error, "invalid port", None;
     InvalidPath = "G022", Error, "invalid path in the sandbox", None;
@@ -60,6 +61,11 @@ catalogue! {
     InvalidCommand = "G029", Error, "invalid command", None;
     InvalidSecretSource = "G030", Error, "invalid secret source", None;
     InvalidSeccomp = "G031", Error, "invalid seccomp profile", None;
+    InvalidCpus = "G032", Error, "CPU quota podman cannot apply", None;
+    MemoryTooLow = "G033", Error, "memory limit of 0 or below podman's minimum of 6 MiB", None;
+    TmpfsUnlimited = "G034", Error, "tmpfs size of 0 (the kernel reads it as no limit)", None;
+    NumberTooLarge = "G035", Error, "number too large for its field", None;
+    TmpfsOverMemory = "G036", Warning, "tmpfs larger than the sandbox's memory limit", None;
     PublicPort = "G101", Warning, "port published on a non-loopback address", None;
     LiteralSecret = "G102", Error, "secret written as a literal value", None;
     UnpinnableBase = "G103", Error, "base image reference cannot be pinned", None;
@@ -75,6 +81,13 @@ catalogue! {
     UndeclaredGroup = "G113", Error, "account in an undeclared group", None;
     DuplicateAccount = "G114", Error, "account or group declared twice", None;
     MountConflict = "G115", Error, "mount point used twice, or under /run/secrets", None;
+    UdpWithoutEgress = "G116", Error, "UDP port on a sandbox without egress", None;
+    MountOverSystem = "G117", Error, "mount at /, or under /proc or /sys", None;
+    NestedMount = "G118", Warning, "mount nested inside a volume", None;
+    SeccompAllowsDangerous = "G119", Warning, "custom seccomp profile allows syscalls podman's default profile blocks", None;
+    MissingSource = "G120", Error, "file to copy does not exist", None;
+    SourceEscapes = "G121", Error, "file to copy leads out of the project through a symbolic link", None;
+    SourceLink = "G122", Warning, "symbolic link copied as a link", None;
     UserOutsideNamespace = "G160", Error, "user id outside the sandbox's user namespace", None;
     PolicyCapability = "G180", Error, "preview asks for a capability the serve policy does not allow", None;
     PolicyNetwork = "G181", Error, "preview asks for a network the serve policy does not allow", None;

@@ -27,6 +27,22 @@ impl Size {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// The size of a tmpfs: the kernel reads `size=0` as no limit, so a tmpfs of 0 could fill the
+    /// host's memory; it is refused.
+    pub fn parse_tmpfs(s: &str) -> Result<Size, Invalid> {
+        let size = Size::parse(s)?;
+        if size.bytes == 0 {
+            return Err(Invalid::new(Code::TmpfsUnlimited, format!("tmpfs size \"{s}\" is 0, which the kernel reads as no limit"))
+                .help("write the most the directory may hold, for example \"64m\""));
+        }
+        Ok(size)
+    }
+
+    /// Deserialize a tmpfs size through [`Size::parse_tmpfs`].
+    pub fn deserialize_tmpfs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        Size::parse_tmpfs(&<String as serde::Deserialize>::deserialize(d)?).map_err(Invalid::into_de)
+    }
 }
 
 impl fmt::Display for Size {
@@ -67,13 +83,26 @@ impl Memory {
     /// How config and the lock write "no memory limit".
     pub const UNLIMITED: &'static str = "unlimited";
 
+    /// The least limit podman applies (`minimum memory limit allowed is 6MB`); `0` is its "no
+    /// limit", so it is refused too rather than silently widening the sandbox.
+    pub const MIN_BYTES: u64 = 6 << 20;
+
     pub fn parse(s: &str) -> Result<Memory, Invalid> {
         if s == Memory::UNLIMITED {
             return Ok(Memory::Unlimited);
         }
-        Size::parse(s).map(Memory::Limit).map_err(|_| {
+        let size = Size::parse(s).map_err(|_| {
             Invalid::new(Code::InvalidSize, format!("invalid memory size \"{s}\"")).help(SIZE_HELP)
-        })
+        })?;
+        if size.bytes() == 0 {
+            return Err(Invalid::new(Code::MemoryTooLow, format!("memory limit \"{s}\" is 0, which podman takes as no limit at all"))
+                .help("write a limit such as \"512m\", or \"unlimited\" if the sandbox really needs no limit"));
+        }
+        if size.bytes() < Memory::MIN_BYTES {
+            return Err(Invalid::new(Code::MemoryTooLow, format!("memory limit \"{s}\" is below podman's minimum of 6 MiB"))
+                .help("write at least \"6m\"; most programs need far more, for example \"64m\""));
+        }
+        Ok(Memory::Limit(size))
     }
 
     /// The limit in bytes; `None` when unlimited.
@@ -106,13 +135,21 @@ pub enum Cpus {
 }
 
 impl Cpus {
+    /// The least quota the kernel takes: 1 ms of CPU time per 100 ms period (podman: `CPU cfs
+    /// quota cannot be less than 1ms`).
+    pub const MIN: f64 = 0.01;
+
     pub fn parse(cores: f64) -> Result<Cpus, Invalid> {
         if cores == 0.0 {
             return Ok(Cpus::Unlimited);
         }
         if !cores.is_finite() || cores < 0.0 {
-            return Err(Invalid::new(Code::Contract, format!("invalid CPU quota {cores}"))
+            return Err(Invalid::new(Code::InvalidCpus, format!("CPU quota {cores} is negative; podman would run the sandbox with no CPU limit"))
                 .help("write a number of cores such as 1 or 0.5, or 0 for no quota"));
+        }
+        if cores < Cpus::MIN {
+            return Err(Invalid::new(Code::InvalidCpus, format!("CPU quota {cores} is below the kernel's minimum of 0.01 cores"))
+                .help("write at least 0.01 (1 ms of CPU time every 100 ms), for example 0.1"));
         }
         Ok(Cpus::Quota(cores))
     }
@@ -166,6 +203,8 @@ mod tests {
         assert_eq!(bytes("12x"), None);
         assert_eq!(bytes("m"), None);
         assert_eq!(Size::parse("12x").unwrap_err().message, "invalid size \"12x\"");
+        assert_eq!(Size::parse_tmpfs("0k").unwrap_err().code, Code::TmpfsUnlimited);
+        assert_eq!(Size::parse_tmpfs("1k").unwrap().bytes(), 1024);
     }
 
     #[test]
@@ -180,10 +219,21 @@ mod tests {
     }
 
     #[test]
+    fn memory_of_zero_or_under_six_mib_is_refused_as_podman_would_widen_or_refuse_it() {
+        for s in ["0", "0m", "0g", "5m", "6291455"] {
+            assert_eq!(Memory::parse(s).unwrap_err().code, Code::MemoryTooLow, "{s}");
+        }
+        assert!(Memory::parse("0").unwrap_err().message.contains("no limit"));
+        assert_eq!(Memory::parse("6m").unwrap().bytes(), Some(6 << 20));
+    }
+
+    #[test]
     fn zero_cpus_is_unlimited_and_the_number_round_trips() {
         assert_eq!(Cpus::parse(0.0).unwrap(), Cpus::Unlimited);
         assert_eq!(Cpus::parse(0.5).unwrap().quota(), Some(0.5));
-        assert!(Cpus::parse(-1.0).is_err());
+        assert_eq!(Cpus::parse(-1.0).unwrap_err().code, Code::InvalidCpus);
+        assert_eq!(Cpus::parse(0.001).unwrap_err().code, Code::InvalidCpus);
+        assert_eq!(Cpus::parse(0.01).unwrap().quota(), Some(0.01));
         for n in [0.0, 1.0, 0.25] {
             let cpus = Cpus::parse(n).unwrap();
             assert_eq!(serde_json::to_string(&cpus).unwrap(), serde_json::to_string(&n).unwrap());

@@ -100,6 +100,21 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
                     None => d,
                 }
             }
+            // A whole number the schema takes (Nat) that galley's model holds in fewer bits.
+            None if inner.starts_with("invalid value: integer") && inner.contains(", expected u") => {
+                let bits = inner.rsplit(", expected u").next().unwrap_or_default().trim_end_matches(|c: char| !c.is_ascii_digit());
+                let max = match bits {
+                    "8" => u64::from(u8::MAX),
+                    "16" => u64::from(u16::MAX),
+                    "32" => u64::from(u32::MAX),
+                    _ => u64::MAX,
+                };
+                let number = inner.split('`').nth(1).unwrap_or("the number");
+                let field = path.rsplit('.').next().unwrap_or(&path);
+                Diagnostic::new(Code::NumberTooLarge, format!("{number} is too large for `{field}`, which holds at most {max}"))
+                    .at(spans.locate_value(&path))
+                    .help(format!("write a number from 0 to {max}"))
+            }
             None => Diagnostic::new(Code::SchemaBug, format!("configuration does not match galley's model at `{path}`: {inner}"))
                 .at(spans.locate(""))
                 .help("this is a bug in galley's schema, which accepted the file; please report it"),
@@ -115,8 +130,8 @@ fn build_program(
 ) -> Result<Program<CacheImpl>, Diagnostic> {
     let config = absolute(input.config);
     let mut builder = ProgramBuilder::new().add_import_paths([lib.to_path_buf()]);
-    builder = match input.text {
-        Some(text) => builder.add_source_string(text.to_owned(), OsString::from(config.as_os_str())),
+    let text = match input.text {
+        Some(text) => text.to_owned(),
         None => {
             if !config.is_file() {
                 return Err(Diagnostic::new(Code::Unreadable,
@@ -124,14 +139,40 @@ fn build_program(
                 )
                 .help("run `galley init` to write a starter config, or pass -C DIR"));
             }
-            builder.add_path(config.as_os_str())
+            let bytes = std::fs::read(&config).map_err(|e| {
+                Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e}", config.display()))
+                    .help("check that the file exists and is readable")
+            })?;
+            source_text(bytes, input.config).map_err(|d| *d)?
         }
     };
+    // A byte-order mark is not Nickel; editors hide it, so positions are counted without it.
+    let text = text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text);
+    builder = builder.add_source_string(text, OsString::from(config.as_os_str()));
     if let Some(contract) = contract {
         builder = builder.add_contract_paths([lib.join(embedded::PREFIX).join(contract)]);
     }
     builder.build().map_err(|e| {
-        Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e:?}", config.display()))
+        Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e}", config.display()))
+    })
+}
+
+/// The text of a source file, or a finding at the first byte that is not UTF-8.
+fn source_text(bytes: Vec<u8>, shown: &Path) -> Result<String, Box<Diagnostic>> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let bad = bytes[at];
+        let source: Arc<str> = Arc::from(String::from_utf8_lossy(&bytes).as_ref());
+        let name = shown.file_name().map_or_else(|| shown.to_path_buf(), PathBuf::from);
+        let location = crate::diagnostic::Location::new(name, source, at, at + 1);
+        Diagnostic::new(
+            Code::NotUtf8,
+            format!("byte 0x{bad:02x} at line {}, column {} is not UTF-8", location.start_line, location.start_col),
+        )
+        .at(Some(location))
+        .help("save the file as UTF-8 (an editor's \"save with encoding\"); Latin-1 or UTF-16 text must be converted")
+        .into()
     })
 }
 

@@ -41,7 +41,7 @@ fn evaluate_and_lint(settings: &Env, text: Option<&str>) -> Result<(Loaded, serd
     let lib_root = settings.lib_root();
     let input = lang::Input { config: &config, text, lib_root: &lib_root };
     let Evaluated { project, json, spans } = lang::evaluate(&input)?;
-    let mut diagnostics = lint::run(&project, &spans);
+    let mut diagnostics = lint::run(&project, &spans, &settings.project_dir);
     diagnostic::sort(&mut diagnostics);
     Ok((Loaded { project, diagnostics }, json))
 }

@@ -11,7 +11,7 @@ BROKEN = """{
   name = "demo",
   images.app = {},
   sandboxes.app = {
-    image = "app",
+    image = "app", network = 'egress,
     env = { GREETING = "h\u00e9llo \U0001F600" }, ports = [{ container = 8080, host = 70000 }],
   },
 }
