@@ -479,6 +479,13 @@ fn serve_refuses_to_start_with_an_empty_webhook_secret_or_a_bad_config() {
         support::stderr(&out)
     );
 
+    std::fs::write(dir.path().join("webhook-secret"), "s").unwrap();
+    let proxies = serve_config(dir.path(), free_port(), "/x", 1, r#"trusted_proxies = ["proxy.example"],"#);
+    let out = support::galley_in(dir.path(), home.path(), &["serve", "--check", "--config", proxies.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = support::stderr(&out);
+    assert!(err.contains("serve.ncl") && err.contains("trusted_proxies") && err.contains("\"proxy.example\" is not an IP address"), "{err}");
+
     std::fs::write(
         &config,
         "let rec f = fun n => f (n + 1) in { repositories = {}, max_previews = f 0 }",
@@ -946,7 +953,7 @@ fn admin(port: u16, method: &str, path: &str, token: &str) -> (u16, serde_json::
 }
 
 #[test]
-fn admin_api_lists_a_previewed_pull_request_a_read_token_cannot_destroy_it_and_destroy_removes_it() {
+fn admin_api_lists_and_redeploys_a_previewed_pull_request_a_read_token_cannot_destroy_it_and_destroy_removes_it() {
     if !support::runtime_available() || !support::require_tools(&["git", "curl"]) {
         return;
     }
@@ -972,6 +979,14 @@ fn admin_api_lists_a_previewed_pull_request_a_read_token_cannot_destroy_it_and_d
     let (code, _) = admin(server.port, "GET", "/admin/v1/previews/octo-org+site+pr-404", &read);
     assert_eq!(code, 404);
 
+    let (code, _) = admin(server.port, "POST", &format!("/admin/v1/previews/{id}/redeploy"), &read);
+    assert_eq!(code, 403, "a previews:read token cannot redeploy");
+    let (code, again) = admin(server.port, "POST", &format!("/admin/v1/previews/{id}/redeploy"), &write);
+    assert_eq!((code, again["id"].as_str()), (200, Some(id)), "{again}");
+    p.wait(&server, 4, "redeployed", |r| r["applied"] == v1.as_str() && r["delivery"].is_null());
+    let (_, one) = admin(server.port, "GET", &format!("/admin/v1/previews/{id}"), &read);
+    assert_eq!(one, want, "the redeployed preview runs again at the same URL");
+
     let c = format!("galley-{}-pr-4-web", up.name);
     let (code, refused) = admin(server.port, "DELETE", &format!("/admin/v1/previews/{id}"), &read);
     assert_eq!(code, 403, "a previews:read token cannot destroy: {refused}");
@@ -994,7 +1009,8 @@ fn admin_api_lists_a_previewed_pull_request_a_read_token_cannot_destroy_it_and_d
     let (r, w) = (format!("token:{read_id}"), format!("token:{write_id}"));
     assert_eq!(seen, [(r.as_str(), "denied", "127.0.0.1"), (w.as_str(), "started", "127.0.0.1"), (w.as_str(), "ok", "127.0.0.1")]);
     let applied = audit_entries(home, &["--action", "preview.apply"]);
-    assert_eq!(applied[0]["actor"], "github:delivery-1", "{applied:?}");
+    let actors: Vec<_> = applied.iter().map(|e| e["actor"].as_str().unwrap()).collect();
+    assert_eq!(actors, ["github:delivery-1", "serve:queue"], "the delivery, then the redeploy: {applied:?}");
     assert_eq!(applied[0]["target"], format!("{REPO}#4"));
     let destroyed = audit_entries(home, &["--action", "preview.destroy"]);
     assert_eq!(destroyed.len(), 1, "{destroyed:?}");
