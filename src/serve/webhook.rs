@@ -214,7 +214,7 @@ async fn hook(
                     reject(&app, StatusCode::BAD_REQUEST, reason, peer, &shown, Some(delivery))
                 }
                 Err(Refusal::State(reason)) => {
-                    let what = [("outcome", "record not written".into()), ("reason", reason)];
+                    let what = [("outcome", "not queued".into()), ("reason", reason)];
                     record("state", &what);
                     StatusCode::SERVICE_UNAVAILABLE
                 }
@@ -253,7 +253,7 @@ struct RepoRef {
 enum Refusal {
     /// The payload is not one galley acts on (recorded as a rejection).
     Payload(&'static str),
-    /// Its record could not be written (503: GitHub may retry, with a new delivery id).
+    /// Its decision could not be logged or its record written (503, nothing queued).
     State(String),
 }
 
