@@ -20,6 +20,8 @@ pub enum Actor {
     Github(String),
     /// A caller whose token was refused: no identity is known.
     Anonymous,
+    /// `galley serve` acting on its own account (`serve:reconcile`, `serve:queue`).
+    Serve(String),
 }
 
 impl Actor {
@@ -38,6 +40,7 @@ impl fmt::Display for Actor {
             Actor::Token(id) => write!(f, "token:{id}"),
             Actor::Github(delivery) => write!(f, "github:{delivery}"),
             Actor::Anonymous => f.write_str("anonymous"),
+            Actor::Serve(what) => write!(f, "serve:{what}"),
         }
     }
 }

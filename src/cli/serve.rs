@@ -46,8 +46,13 @@ pub fn run(env: &Env, out: &Printer, args: &ServeArgs) -> Outcome {
         out.data(serde_json::json!({ "listen": config.listen.to_string(), "repositories": repos }));
         return Ok(ExitStatus::Success);
     }
-    serve::run(env, config).map_err(user)?;
-    Ok(ExitStatus::Success)
+    let clock = super::audit_log::clock()?;
+    let target = config.listen.to_string();
+    // Logged as started before it listens, and ok or failed when it stops.
+    super::audit_log::audited(env, "serve", &target, || {
+        serve::run(env, config, clock).map_err(user)?;
+        Ok(ExitStatus::Success)
+    })
 }
 
 pub fn child(out: &Printer, env: &Env, args: &ServeConfigArgs) -> Outcome {

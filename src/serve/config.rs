@@ -140,6 +140,8 @@ pub struct ServeConfig {
     pub api_base: ApiBase,
     pub api_allow_private: bool,
     pub reconcile: Duration,
+    /// Peers whose `X-Forwarded-For` names the admin API's client (reverse proxies).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +159,8 @@ struct Raw {
     api_base: String,
     api_allow_private: bool,
     reconcile_seconds: f64,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -310,7 +314,22 @@ impl ServeConfig {
                 "write the API base, for example \"https://api.github.com\"",
             )
         })?;
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<std::net::IpAddr>().map_err(|_| {
+                    invalid(
+                        file,
+                        "trusted_proxies",
+                        format!("\"{p}\" is not an IP address"),
+                        "list the proxies' addresses, for example [\"127.0.0.1\"]",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ServeConfig {
+            trusted_proxies,
             file: file.to_path_buf(),
             dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
             listen,

@@ -3,9 +3,12 @@
 //! then parse), `store` the durable records, `queue` one job per pull request, `preview` the
 //! git checkout, policy and runtime apply or destroy, `status` the commit statuses sent back.
 //!
-//! Every decision about a delivery or a preview is recorded through [`record`], one JSON line
-//! on stderr, until the audit log takes them.
+//! Every decision about a delivery or a preview is written to the audit log through [`audit`]
+//! (and echoed as one JSON line on stderr); a delivery whose decision cannot be logged is
+//! answered 503 and not queued. `admin` implements the admin API's previews over the records
+//! and the queue; its routes are served next to the webhook's.
 
+pub mod admin;
 pub mod config;
 pub mod deliveries;
 pub mod policy;
@@ -21,9 +24,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::audit_log::{Event, Log, LogError};
+use crate::clock::Clock;
 use crate::exec::System;
 use crate::secrets::Resolver;
 use crate::settings::Env;
+use crate::audit_log::Outcome;
 use config::ServeConfig;
 use preview::Shared;
 
@@ -75,8 +81,36 @@ pub fn record(event: &str, fields: &[(&str, String)]) {
     let _ = writeln!(err, "{text}");
 }
 
-/// Run the server until SIGINT or SIGTERM.
-pub fn run(env: &Env, config: ServeConfig) -> Result<(), ServeError> {
+/// Write `event` to the audit log, and echo it on stderr. An error means the decision is not on
+/// record: a caller that has not acted yet must not act.
+pub fn audit(log: &Log, event: Event) -> Result<(), LogError> {
+    let mut fields = vec![
+        ("actor", event.actor.to_string()),
+        ("target", event.target.clone()),
+        ("outcome", event.outcome.as_str().to_owned()),
+    ];
+    if let Some(s) = event.source {
+        fields.push(("source", s.to_string()));
+    }
+    if let Some(r) = &event.reason {
+        fields.push(("reason", r.clone()));
+    }
+    let action = event.action.clone();
+    let written = log.append(event).map(drop);
+    if let Err(e) = &written {
+        fields.push(("audit", format!("not logged: {e}")));
+    }
+    record(&action, &fields);
+    written
+}
+
+/// [`audit`] for what has already happened: a failure to log is only reported on stderr.
+pub fn audit_after(log: &Log, event: Event) {
+    let _ = audit(log, event);
+}
+
+/// Run the server until SIGINT or SIGTERM; the audit log's entries are stamped by `clock`.
+pub fn run(env: &Env, config: ServeConfig, clock: Clock) -> Result<(), ServeError> {
     let resolver = Resolver::new(config.dir.clone(), &System);
     let mut secrets = BTreeMap::new();
     let mut tokens = BTreeMap::new();
@@ -123,12 +157,22 @@ pub fn run(env: &Env, config: ServeConfig) -> Result<(), ServeError> {
             status::Reporter::start(config.api_base.clone(), config.api_allow_private, tokens);
         let max_body = config.max_body_bytes;
         let every = config.reconcile;
+        let trusted = config.trusted_proxies.clone();
         let shared = Arc::new(Shared {
             config,
             env,
             records: Mutex::new(()),
+            log: Log::open(&home).with_clock(clock),
         });
         let queue = queue::Queue::new(shared.clone(), reporter);
+        let previews = Arc::new(admin::ServePreviews::new(queue.clone()));
+        let state = crate::admin::AdminState::build(
+            home.clone(),
+            previews,
+            trusted,
+            clock,
+            crate::admin::AuthLimits::default(),
+        );
         let app = Arc::new(webhook::App {
             queue: queue.clone(),
             secrets,
@@ -137,9 +181,10 @@ pub fn run(env: &Env, config: ServeConfig) -> Result<(), ServeError> {
         });
         record("listening", &[("address", addr.to_string())]);
         tokio::spawn(reconcile_loop(queue, every));
+        let routes = webhook::router(app).merge(crate::admin::router(state));
         axum::serve(
             listener,
-            webhook::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown())
         .await
@@ -188,14 +233,14 @@ pub fn reconcile(shared: &Shared, sweep: bool) -> Vec<(config::RepoName, u64)> {
                 r.applied = None;
                 r.failure = Some("expired: past the server's time to live".into());
             });
-            record(
-                "preview",
-                &[
-                    ("repo", r.repo.clone()),
-                    ("number", r.number.to_string()),
-                    ("outcome", "expired".into()),
-                    ("reason", outcome.err().unwrap_or_default()),
-                ],
+            let (done, why) = match outcome {
+                Ok(()) => (Outcome::Ok, "expired: past the server's time to live".to_owned()),
+                Err(e) => (Outcome::Failed, format!("expired, but not destroyed: {e}")),
+            };
+            let target = format!("{}#{}", r.repo, r.number);
+            audit_after(
+                &shared.log,
+                Event::new(reconciler(), "preview.destroy", target, done).reason(why),
             );
             continue;
         }
@@ -209,10 +254,8 @@ pub fn reconcile(shared: &Shared, sweep: bool) -> Vec<(config::RepoName, u64)> {
         match preview::sweep_unrecorded(shared) {
             Ok(removed) => {
                 for what in removed {
-                    record(
-                        "preview",
-                        &[("outcome", "removed unrecorded".into()), ("what", what)],
-                    );
+                    let e = Event::new(reconciler(), "preview.destroy", what, Outcome::Ok);
+                    audit_after(&shared.log, e.reason("no record accounts for it"));
                 }
             }
             Err(reason) => record(
@@ -222,4 +265,8 @@ pub fn reconcile(shared: &Shared, sweep: bool) -> Vec<(config::RepoName, u64)> {
         }
     }
     out
+}
+
+fn reconciler() -> crate::audit_log::Actor {
+    crate::audit_log::Actor::Serve("reconcile".into())
 }

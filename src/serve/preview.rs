@@ -29,6 +29,8 @@ pub struct Shared {
     pub env: Env,
     /// Serializes every read-modify-write of a record.
     pub records: std::sync::Mutex<()>,
+    /// The audit log every decision is written to.
+    pub log: crate::audit_log::Log,
 }
 
 impl Shared {
@@ -97,6 +99,8 @@ pub fn converge(shared: &Shared, repo: &RepoName, number: u64) -> Outcome {
     };
     if !r.open {
         return match destroy(shared, &r) {
+            // Only the worktree was left (a second run of the same close): nothing to report.
+            Ok(()) if r.project.is_none() => Outcome::Nothing,
             Ok(()) => {
                 shared.update(repo, number, |r| {
                     r.project = None;

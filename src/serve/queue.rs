@@ -10,7 +10,8 @@ use tokio::sync::Semaphore;
 
 use super::config::RepoName;
 use super::preview::{self, Outcome, Shared};
-use super::record;
+use super::audit_after;
+use crate::audit_log::{Actor, Event, Outcome as Logged};
 use super::status::{Reporter, State, Status};
 
 type Key = (RepoName, u64);
@@ -92,21 +93,33 @@ impl Queue {
         });
     }
 
-    fn report(&self, (repo, number): &Key, outcome: Outcome) {
-        let fields = |outcome: &str| {
-            vec![
-                ("repo", repo.to_string()),
-                ("number", number.to_string()),
-                ("outcome", outcome.to_owned()),
-            ]
-        };
+    /// Whether a job for `repo#number` is queued or running.
+    pub fn busy(&self, repo: &RepoName, number: u64) -> bool {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&(repo.clone(), number))
+    }
+
+    /// Log what a job did, in the name of the delivery that asked for it (`serve:queue` when
+    /// the admin API or a restart did). After the fact: a failure to log is reported on stderr.
+    fn log(&self, (repo, number): &Key, action: &str, outcome: Logged, reason: String) {
+        let delivery = super::store::read(self.shared.home(), repo, *number).and_then(|r| r.delivery);
+        let actor = delivery.map_or_else(|| Actor::Serve("queue".into()), Actor::Github);
+        let target = format!("{repo}#{number}");
+        let event = Event::new(actor, action, target, outcome).reason(reason);
+        audit_after(&self.shared.log, event);
+    }
+
+    fn report(&self, key: &Key, outcome: Outcome) {
+        let repo = &key.0;
         match outcome {
             Outcome::Serving { sha, url, notes } => {
-                let mut f = fields("serving");
-                f.push(("sha", sha.as_str().to_owned()));
-                f.push(("url", url.clone().unwrap_or_default()));
-                f.push(("notes", notes.join("; ")));
-                record("preview", &f);
+                let mut what = format!("{} at {}", sha.as_str(), url.as_deref().unwrap_or("(no URL)"));
+                if !notes.is_empty() {
+                    what = format!("{what}; {}", notes.join("; "));
+                }
+                self.log(key, "preview.apply", Logged::Ok, what);
                 let description = if notes.iter().any(|n| n.contains("fork")) {
                     "preview is up (fork: no secrets, no network)"
                 } else {
@@ -121,10 +134,8 @@ impl Queue {
                 });
             }
             Outcome::Failed { sha, reason } => {
-                let mut f = fields("failed");
-                f.push(("sha", sha.as_str().to_owned()));
-                f.push(("reason", reason.clone()));
-                record("preview", &f);
+                let what = format!("{}: {reason}", sha.as_str());
+                self.log(key, "preview.apply", Logged::Failed, what);
                 self.reporter.send(Status {
                     repo: repo.clone(),
                     sha: sha.as_str().to_owned(),
@@ -133,8 +144,14 @@ impl Queue {
                     target_url: None,
                 });
             }
-            Outcome::Destroyed => record("preview", &fields("destroyed")),
-            Outcome::Superseded => record("preview", &fields("superseded")),
+            Outcome::Destroyed => {
+                let why = "the pull request is closed".into();
+                self.log(key, "preview.destroy", Logged::Ok, why);
+            }
+            Outcome::Superseded => {
+                let why = "superseded by a newer head or a close".into();
+                self.log(key, "preview.apply", Logged::No, why);
+            }
             Outcome::Nothing => {}
         }
     }

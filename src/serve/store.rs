@@ -58,6 +58,10 @@ pub struct Record {
     pub url: Option<String>,
     /// Why the last attempt failed, when it did.
     pub failure: Option<String>,
+    /// The delivery that last changed what is wanted; `None` when the server or the admin API
+    /// did (the audit log names the actor of each).
+    #[serde(default)]
+    pub delivery: Option<String>,
 }
 
 impl Record {
@@ -161,6 +165,7 @@ mod tests {
             project: None,
             url: None,
             failure: None,
+            delivery: None,
         };
         write(home.path(), &r).unwrap();
         assert_eq!(

@@ -2,8 +2,11 @@
 //! (so its secret is known before the body is read), the body is read up to the cap (413
 //! beyond), the signature is verified over the raw bytes, the delivery id is checked against the
 //! ones already seen, and only then is the payload parsed. Work is recorded durably and queued;
-//! the answer comes before any build. Every rejection is answered with an empty body and
-//! recorded with its reason and the peer's address.
+//! the answer comes before any build. Every decision is written to the audit log (actor
+//! `github:<delivery id>` once the signature holds, `anonymous` before: an unverified id is the
+//! sender's word), with the repository, the peer's address, the outcome and the reason; never
+//! the body or a secret. Rejections are answered with an empty body. A decision that cannot be
+//! logged is answered 503, and nothing is queued.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,7 +21,8 @@ use serde::Deserialize;
 use super::config::RepoName;
 use super::deliveries::{self, Deliveries};
 use super::queue::Queue;
-use super::record;
+use super::{audit, record};
+use crate::audit_log::{Actor, Event, Outcome};
 use super::signature;
 use super::status::{State as Commit, Status};
 use super::store::{self, Record, Sha};
@@ -45,24 +49,38 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// Log one decision about a delivery; `delivery` only once its signature verified.
+fn decide(
+    app: &App,
+    action: &str,
+    outcome: Outcome,
+    reason: String,
+    peer: SocketAddr,
+    repo: &str,
+    delivery: Option<&str>,
+) -> Result<(), crate::audit_log::LogError> {
+    let actor = delivery.map_or(Actor::Anonymous, |d| Actor::Github(d.to_owned()));
+    let event = Event::new(actor, action, repo, outcome)
+        .source(peer.ip())
+        .reason(reason);
+    // The append fsyncs: off the async worker's hands.
+    tokio::task::block_in_place(|| audit(&app.queue.shared().log, event))
+}
+
+/// Answer `status` to a rejected delivery, once the rejection is logged (503 when it cannot be).
 fn reject(
+    app: &App,
     status: StatusCode,
     reason: &str,
     peer: SocketAddr,
     repo: &str,
     delivery: Option<&str>,
 ) -> StatusCode {
-    let mut f = vec![
-        ("reason", reason.to_owned()),
-        ("peer", peer.to_string()),
-        ("repo", repo.to_owned()),
-        ("status", status.as_u16().to_string()),
-    ];
-    if let Some(d) = delivery {
-        f.push(("delivery", d.to_owned()));
+    let why = format!("{reason} (answered {})", status.as_u16());
+    match decide(app, "webhook.rejected", Outcome::Denied, why, peer, repo, delivery) {
+        Ok(()) => status,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
-    record("rejected", &f);
-    status
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -80,6 +98,7 @@ async fn hook(
     let Some((repo, secret)) = RepoName::parse(&shown).and_then(|r| app.secrets.get_key_value(&r))
     else {
         return reject(
+            &app,
             StatusCode::NOT_FOUND,
             "unknown repository",
             peer,
@@ -90,6 +109,7 @@ async fn hook(
     let declared = header(&headers, "content-length").and_then(|l| l.parse::<u64>().ok());
     if declared.is_some_and(|l| l > app.max_body as u64) {
         return reject(
+            &app,
             StatusCode::PAYLOAD_TOO_LARGE,
             "body too large",
             peer,
@@ -99,6 +119,7 @@ async fn hook(
     }
     let Ok(bytes) = axum::body::to_bytes(body, app.max_body).await else {
         return reject(
+            &app,
             StatusCode::PAYLOAD_TOO_LARGE,
             "body too large",
             peer,
@@ -109,6 +130,7 @@ async fn hook(
     let sig = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(refused) = signature::verify(secret.expose_secret(), sig, &bytes) {
         return reject(
+            &app,
             StatusCode::UNAUTHORIZED,
             refused.reason(),
             peer,
@@ -119,6 +141,7 @@ async fn hook(
     let Some(delivery) = header(&headers, "x-github-delivery").filter(|d| deliveries::valid_id(d))
     else {
         return reject(
+            &app,
             StatusCode::BAD_REQUEST,
             "delivery id missing",
             peer,
@@ -135,6 +158,7 @@ async fn hook(
         Ok(true) => {}
         Ok(false) => {
             return reject(
+                &app,
                 StatusCode::CONFLICT,
                 "replayed delivery",
                 peer,
@@ -155,22 +179,17 @@ async fn hook(
     }
     let event = header(&headers, "x-github-event").unwrap_or("");
     let accepted = |what: &str, status: StatusCode| {
-        record(
-            "accepted",
-            &[
-                ("event", event.to_owned()),
-                ("what", what.to_owned()),
-                ("peer", peer.to_string()),
-                ("repo", shown.clone()),
-                ("delivery", delivery.to_owned()),
-            ],
-        );
-        status
+        let why = format!("{event}: {what}");
+        match decide(&app, "webhook.accepted", Outcome::Ok, why, peer, &shown, Some(delivery)) {
+            Ok(()) => status,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
     };
     match event {
         "ping" => accepted("ping", StatusCode::OK),
         "pull_request" => match serde_json::from_slice::<PullRequestEvent>(&bytes) {
             Err(_) => reject(
+                &app,
                 StatusCode::BAD_REQUEST,
                 "payload malformed",
                 peer,
@@ -178,20 +197,24 @@ async fn hook(
                 Some(delivery),
             ),
             Ok(e) if RepoName::parse(&e.repository.full_name).as_ref() != Some(repo) => reject(
+                &app,
                 StatusCode::BAD_REQUEST,
                 "payload names another repository",
                 peer,
                 &shown,
                 Some(delivery),
             ),
-            Ok(e) => match pull_request(&app, repo, &e) {
-                Ok(Some(what)) => accepted(&what, StatusCode::ACCEPTED),
+            Ok(e) => match pull_request(&app, repo, &e, delivery, &|what| {
+                decide(&app, "webhook.accepted", Outcome::Ok, format!("{event}: {what}"), peer, &shown, Some(delivery))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(Some(())) => StatusCode::ACCEPTED,
                 Ok(None) => accepted("ignored action", StatusCode::ACCEPTED),
                 Err(Refusal::Payload(reason)) => {
-                    reject(StatusCode::BAD_REQUEST, reason, peer, &shown, Some(delivery))
+                    reject(&app, StatusCode::BAD_REQUEST, reason, peer, &shown, Some(delivery))
                 }
                 Err(Refusal::State(reason)) => {
-                    let what = [("outcome", "record not written".into()), ("reason", reason)];
+                    let what = [("outcome", "not queued".into()), ("reason", reason)];
                     record("state", &what);
                     StatusCode::SERVICE_UNAVAILABLE
                 }
@@ -230,17 +253,19 @@ struct RepoRef {
 enum Refusal {
     /// The payload is not one galley acts on (recorded as a rejection).
     Payload(&'static str),
-    /// Its record could not be written (503: GitHub may retry, with a new delivery id).
+    /// Its decision could not be logged or its record written (503, nothing queued).
     State(String),
 }
 
-/// Record what the delivery wants (durably) and queue the job; `None` for an action galley does
-/// not act on.
+/// Log the decision (`log`), record what the delivery wants (durably) and queue the job, in
+/// that order; `None` for an action galley does not act on.
 fn pull_request(
     app: &App,
     repo: &RepoName,
     e: &PullRequestEvent,
-) -> Result<Option<String>, Refusal> {
+    delivery: &str,
+    log: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<Option<()>, Refusal> {
     let open = match e.action.as_str() {
         "opened" | "reopened" | "synchronize" => true,
         "closed" => false,
@@ -254,6 +279,7 @@ fn pull_request(
         .repo
         .as_ref()
         .is_none_or(|r| r.full_name != e.repository.full_name);
+    log(&format!("{} #{}", e.action, e.number)).map_err(Refusal::State)?;
     let shared = app.queue.shared();
     {
         let _g = shared.records.lock().unwrap_or_else(|p| p.into_inner());
@@ -269,6 +295,7 @@ fn pull_request(
             project: old.as_ref().and_then(|o| o.project.clone()),
             url: old.as_ref().and_then(|o| o.url.clone()),
             failure: None,
+            delivery: Some(delivery.to_owned()),
         };
         store::write(shared.home(), &r).map_err(|e| Refusal::State(e.to_string()))?;
     }
@@ -282,5 +309,5 @@ fn pull_request(
         });
     }
     app.queue.enqueue(repo.clone(), e.number);
-    Ok(Some(format!("{} #{}", e.action, e.number)))
+    Ok(Some(()))
 }
