@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::plan::{self as common, InstanceArg};
 use super::{ExitStatus, Outcome, Printer};
+use crate::runtime::forward;
 use crate::settings::Env;
 
 #[derive(Debug, Args)]
@@ -36,7 +37,17 @@ pub fn run(env: &Env, out: &Printer, args: &StatusArgs) -> Outcome {
                 Some(m) if m.digest().to_string() == c.manifest_digest() => "matches",
                 Some(_) => "differs",
             };
-            Row { sandbox: c.sandbox().to_owned(), container: c.name.clone(), state: c.state.clone(), ports: c.ports.clone(), manifest }
+            // A sandbox without egress publishes nothing through podman: its ports are the
+            // forwarder's, shown while every one of them is running.
+            let ports = match declared {
+                Some(m) if forward::forwarded(m) && forward::running(&session.home, &session.instance, m) => m
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}->{}/{} (forwarded)", std::net::SocketAddr::new(p.address, p.host), p.container, p.protocol.as_str()))
+                    .collect(),
+                _ => c.ports.clone(),
+            };
+            Row { sandbox: c.sandbox().to_owned(), container: c.name.clone(), state: c.state.clone(), ports, manifest }
         })
         .collect();
     for m in &session.desired {

@@ -181,6 +181,21 @@ fn tool(family: Family) -> Cmd {
         .timeout(std::time::Duration::from_secs(30))
 }
 
+/// `iptables -S chain`. iptables-nft can answer a listing with "incompatible" while another
+/// process rewrites the ruleset (parallel applies, netavark); such a listing is read again, a few
+/// times, before its answer counts.
+fn list(runner: &dyn Runner, family: Family, chain: &str) -> std::result::Result<crate::exec::Output, crate::exec::ExecError> {
+    let mut tries = 0;
+    loop {
+        let out = runner.run(&tool(family).args(["-S", chain]))?;
+        tries += 1;
+        if out.success() || tries == 5 || !out.stderr_str().contains("incompatible") {
+            return Ok(out);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20 * tries));
+    }
+}
+
 fn firewall_error(network: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Host {
         sandbox: "*".into(),
@@ -195,8 +210,7 @@ pub fn install(runner: &dyn Runner, side: &HostSide) -> Result<()> {
     let c = chain(&side.network);
     for family in Family::on_host() {
         let want = side.rules(family);
-        let have = runner
-            .run(&tool(family).args(["-S", &c]))
+        let have = list(runner, family, &c)
             .map_err(|e| firewall_error(&side.network, e))?;
         if !have.success() {
             runner
@@ -234,8 +248,7 @@ pub fn install(runner: &dyn Runner, side: &HostSide) -> Result<()> {
 pub fn remove(runner: &dyn Runner, network: &str) -> Result<()> {
     let c = chain(network);
     for family in Family::on_host() {
-        let input = runner
-            .run(&tool(family).args(["-S", "INPUT"]))
+        let input = list(runner, family, "INPUT")
             .map_err(|e| firewall_error(network, e))?;
         // Each step may race another galley removing the same orphan: failures are ignored and
         // what is left is checked at the end.
@@ -251,8 +264,7 @@ pub fn remove(runner: &dyn Runner, network: &str) -> Result<()> {
                 .run(&tool(family).args(["-D", "INPUT"]).args(split_rule(rest)))
                 .map_err(|e| firewall_error(network, e))?;
         }
-        if runner
-            .run(&tool(family).args(["-S", &c]))
+        if list(runner, family, &c)
             .map_err(|e| firewall_error(network, e))?
             .success()
         {
@@ -263,8 +275,7 @@ pub fn remove(runner: &dyn Runner, network: &str) -> Result<()> {
                 .run(&tool(family).args(["-X", &c]))
                 .map_err(|e| firewall_error(network, e))?;
             if !gone.success()
-                && runner
-                    .run(&tool(family).args(["-S", &c]))
+                && list(runner, family, &c)
                     .map_err(|e| firewall_error(network, e))?
                     .success()
             {
@@ -302,8 +313,7 @@ fn split_rule(rule: &str) -> Vec<String> {
 
 /// The networks named in galley's INPUT jumps (from their comments).
 pub fn installed(runner: &dyn Runner) -> Result<Vec<String>> {
-    let input = runner
-        .run(&tool(Family::V4).args(["-S", "INPUT"]))
+    let input = list(runner, Family::V4, "INPUT")
         .map_err(|e| firewall_error("*", e))?;
     let mut names: Vec<String> = input
         .stdout_str()
@@ -334,9 +344,17 @@ pub fn orphans(runner: &dyn Runner, podman: &Podman<'_>) -> Result<Vec<String>> 
             .args(["network", "ls", "--format", "{{.Name}}"]),
     )?;
     let live: Vec<String> = out.stdout_str().lines().map(str::to_owned).collect();
+    // A listing taken while other processes create and remove networks can miss a live one, and
+    // removing a live network's rules would open its host side: each candidate must be gone by
+    // podman's own answer for that name (`network exists` exits 1) before it counts.
     Ok(installed
         .into_iter()
         .filter(|n| !live.contains(n))
+        .filter(|n| {
+            runner
+                .run(&podman.cmd().args(["network", "exists", n]))
+                .is_ok_and(|o| o.code == Some(1))
+        })
         .collect())
 }
 
@@ -377,8 +395,7 @@ pub fn open(podman: &Podman<'_>, networks: &[String]) -> Vec<String> {
 pub fn status(runner: &dyn Runner, side: &HostSide) -> std::result::Result<(), String> {
     let c = chain(&side.network);
     for family in Family::on_host() {
-        let have = runner
-            .run(&tool(family).args(["-S", &c]))
+        let have = list(runner, family, &c)
             .map_err(|e| e.to_string())?;
         if !have.success() {
             let why = have.stderr_str();
@@ -398,8 +415,7 @@ pub fn status(runner: &dyn Runner, side: &HostSide) -> std::result::Result<(), S
             ));
         }
         let jump = side.jump();
-        let input = runner
-            .run(&tool(family).args(["-S", "INPUT"]))
+        let input = list(runner, family, "INPUT")
             .map_err(|e| e.to_string())?;
         let first = input
             .stdout_str()
