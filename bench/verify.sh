@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark `galley verify` on 10 running sandboxes of one project.
 #
-# Starts 10 busybox sandboxes the way the runner does (every flag of the manifest), checks that
+# Starts 10 busybox sandboxes with `galley apply` (every flag of the manifest), checks that
 # verify passes them, then times verify several times and prints figures, including how many
 # podman calls one verify makes (one `podman ps` to find the containers and one batched
 # `podman container inspect` for all of them). Needs root, podman, buildah and busybox-static.
@@ -21,42 +21,23 @@ fi
 export GALLEY_OCI_RUNTIME=${GALLEY_OCI_RUNTIME:-runc}
 
 work=$(mktemp -d)
-secrets=$(mktemp -d -p /dev/shm) # secret files live on a tmpfs, as the runner keeps them
 project=bench$$
-image=localhost/galley-verify-bench:$project
-net=galley-$project-default
 export GALLEY_HOME=$work/home
 export BENCH_TOKEN=bench-token-$project-9c1d
 
 cleanup() {
+  "$galley" -C "$work/project" destroy --auto-approve --volumes >/dev/null 2>&1 || true
   podman ps -aq --filter "label=io.galley.project=$project" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
-  podman network rm -f "$net" >/dev/null 2>&1 || true
-  podman rmi -f "$image" >/dev/null 2>&1 || true
-  rm -rf "$work" "$secrets"
+  podman images --format '{{.Repository}}:{{.Tag}}' | grep "^localhost/galley/$project/" | xargs -r podman rmi >/dev/null 2>&1 || true
+  rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "building the busybox image" >&2
-c=$(buildah from scratch)
-buildah copy --chmod 0755 "$c" /bin/busybox /bin/busybox >/dev/null
-buildah config --user 65534:65534 --cmd '["/bin/busybox","sleep","1000000"]' "$c"
-buildah commit -q "$c" "$image" >/dev/null
-buildah rm "$c" >/dev/null
-podman network create --internal "$net" >/dev/null
-
 mkdir -p "$work/project"
-# Delivered as apply delivers them: one file per sandbox and secret under the instance's run dir,
-# which verify reads back (here a link to the tmpfs directory).
-mkdir -p "$GALLEY_HOME/run/$project"
-ln -s "$secrets" "$GALLEY_HOME/run/$project/default"
-for i in $(seq 0 $((n - 1))); do
-  mkdir -p "$secrets/s$i"
-  printf %s "$BENCH_TOKEN" >"$secrets/s$i/TOKEN"
-done
-profile='{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"action":"SCMP_ACT_ERRNO","names":["ptrace"]}]}'
-printf %s "$profile" >"$work/seccomp.json"
+cp /bin/busybox "$work/project/busybox"
 {
-  echo "{ name = \"$project\", images.app = {},"
+  echo "{ name = \"$project\","
+  echo "  images.app = { files = [{ src = \"busybox\", dst = \"/bin/busybox\", mode = \"0755\" }], entrypoint = [\"/bin/busybox\", \"sleep\", \"1000000\"] },"
   for i in $(seq 0 $((n - 1))); do
     cat <<EOF
   sandboxes.s$i = {
@@ -70,27 +51,11 @@ EOF
   echo "}"
 } >"$work/project/galley.ncl"
 
-start() { # sandbox, manifest digest
-  podman run -d --name "galley-$project-default-$1" \
-    --label "io.galley.project=$project" --label io.galley.instance=default \
-    --label "io.galley.sandbox=$1" --label "io.galley.manifest=$2" \
-    --network "$net" --cap-drop ALL --security-opt no-new-privileges \
-    --security-opt "seccomp=$work/seccomp.json" --read-only --tmpfs /tmp:size=64m,mode=1777 \
-    --user 65534:65534 --pids-limit 32 --memory 64m --cpus 0.5 \
-    --ulimit nofile=1024:1024 --ulimit nproc=512:512 \
-    -v "$secrets/$1/TOKEN:/run/secrets/TOKEN:ro" "$image" >/dev/null
-}
-
+# The sandboxes are started by galley itself, as a user's would be (user namespaces, host-side
+# rules, secret files and all), so verify has everything to check.
 echo "starting $n sandboxes" >&2
-for i in $(seq 0 $((n - 1))); do start "s$i" unknown; done
-# The first audit names the manifest digest each sandbox must carry; recreate them with it, as
-# the runner would have.
-"$galley" -C "$work/project" verify --format json >"$work/first.json" || true
-for i in $(seq 0 $((n - 1))); do
-  digest=$(jq -r --arg s "s$i" '.sandboxes[] | select(.sandbox == $s) | .findings[] | select(.check == "galley manifest") | .expected' "$work/first.json")
-  podman rm -f -t 0 "galley-$project-default-s$i" >/dev/null
-  start "s$i" "$digest"
-done
+"$galley" -C "$work/project" lock >/dev/null
+"$galley" -C "$work/project" apply --auto-approve --locked >/dev/null
 
 if ! "$galley" -C "$work/project" verify --format json >"$work/pass.json"; then
   jq '.sandboxes[].findings[]' "$work/pass.json" >&2
