@@ -2,10 +2,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
-use support::{Sandbox, galley_in, repo, require_tool, stderr, stdout};
+use support::{Sandbox, galley_in, git, repo, require_tool, stderr, stdout};
 
 /// A project with a scratch image copying files, and two sandboxes.
 const CONFIG: &str = r#"# a project for lock tests
@@ -209,17 +208,6 @@ fn no_secret_value_reaches_the_lock() {
     assert!(!stdout(&out).contains(&canary) && !stderr(&out).contains(&canary));
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}{}", stdout(&out), stderr(&out));
-    stdout(&out)
-}
 
 #[test]
 fn locks_of_branches_changing_different_sandboxes_merge_without_conflict() {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use galley::serve::signature::sign;
+use support::git;
 use support::runner::TestProject;
 use support::runner::{free_port, http_get, podman, podman_ok, run};
 
@@ -556,17 +557,6 @@ struct Upstream {
     pub name: String,
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 impl Upstream {
     fn new(tag: &str) -> Upstream {
