@@ -11,9 +11,12 @@ set -euo pipefail
 # ca-certificates: pip reaches PyPI over TLS. gcc and libc6-dev: cargo links with cc, and ring,
 # aws-lc-sys and zstd-sys compile C. file: examples/base/setup.sh checks busybox is static.
 # mmdebstrap: tests/fresh_machine.rs builds the empty Debian root it runs this script in.
+# dpkg-dev, apt-utils, gpg, gpgv, xz-utils, zstd: tests/support/apt-repo.sh indexes, compresses and
+# signs the loopback APT repository of the Debian package tests, whose .debs may be xz or zstd.
 packages=(podman buildah runc skopeo umoci uidmap netavark aardvark-dns catatonit iptables docker-registry
           oci-image-tool busybox-static python3-pip python3-venv iproute2 git
-          ca-certificates python3 gcc libc6-dev file mmdebstrap)
+          ca-certificates python3 gcc libc6-dev file mmdebstrap
+          dpkg-dev apt-utils gpg gpgv xz-utils zstd)
 python_packages=(pytest pytest-lsp kubernetes-validate)
 
 missing=()
@@ -68,6 +71,60 @@ if [[ $backend == cni ]]; then
     exit 1
   fi
 fi
+
+# The Debian package tests serve real .debs from a loopback APT repository (tests talk only to
+# loopback), so they are fetched here, once: the closure of python3-minimal as APT computes it, and
+# a few small packages that exercise what the closure lacks: a virtual package through Provides
+# (base-files pre-depends on awk, which mawk provides), alternatives (readline-common depends on
+# "dpkg | install-info") and Architecture: all (readline-common, netbase). GALLEY_TEST_DEBS moves
+# the cache (src/env_vars.rs). A valid cached .deb is kept; delete the folder to fetch anew.
+if [[ -n ${GALLEY_TEST_DEBS:-} ]]; then
+  test_debs=$GALLEY_TEST_DEBS
+elif [[ $(id -u) -eq 0 ]]; then
+  test_debs=/var/cache/galley/test-debs
+else
+  test_debs=${XDG_CACHE_HOME:-$HOME/.cache}/galley/test-debs
+fi
+test_deb_extras=(mawk base-files readline-common install-info netbase)
+if ! apt-cache show python3-minimal >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get update -qq
+  else
+    echo "setup: APT knows no python3-minimal, so the test packages cannot be fetched" >&2
+    echo "  help: run as root, or: sudo apt-get update" >&2
+    exit 1
+  fi
+fi
+# Real package names only: `apt-cache depends` also prints virtual ones as <name>.
+mapfile -t test_deb_closure < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+  --no-breaks --no-replaces --no-enhances python3-minimal | grep -v -e '^ ' -e '^<' | sort -u)
+mkdir -p "$test_debs"
+test_debs_missing=()
+for p in "${test_deb_closure[@]}" "${test_deb_extras[@]}"; do
+  found=0
+  for f in "$test_debs"/"${p}"_*.deb; do
+    [[ -f $f ]] && [[ $(dpkg-deb --field "$f" Package 2>/dev/null) == "$p" ]] && found=1
+  done
+  ((found)) || test_debs_missing+=("$p")
+done
+if ((${#test_debs_missing[@]})); then
+  echo "setup: downloading test packages ${test_debs_missing[*]} into $test_debs" >&2
+  staging=$(mktemp -d "$test_debs/.download.XXXXXX")
+  # As root, apt-get downloads as its sandbox user _apt, which must be able to write here.
+  if [[ $(id -u) -eq 0 ]] && id _apt >/dev/null 2>&1; then chown _apt "$staging"; fi
+  (cd "$staging" && apt-get download -qq "${test_debs_missing[@]}")
+  for f in "$staging"/*.deb; do
+    if ! dpkg-deb --info "$f" >/dev/null; then
+      echo "setup: $f is not a valid .deb" >&2
+      rm -rf "$staging"
+      exit 1
+    fi
+    mv "$f" "$test_debs/"
+  done
+  rmdir "$staging"
+fi
+printf '%s\n' "${test_deb_closure[@]}" > "$test_debs/.python3-minimal.closure.tmp"
+mv "$test_debs/.python3-minimal.closure.tmp" "$test_debs/python3-minimal.closure"
 
 # Debian's Rust is older than galley's rust-version (Cargo.toml), so rustup provides it.
 if ! command -v cargo >/dev/null 2>&1 || ! cargo nextest --version >/dev/null 2>&1; then

@@ -17,6 +17,11 @@ pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 pub const NO_COLOR: &str = "NO_COLOR";
 /// Tests: a missing podman, buildah or registry is a failure instead of a skip.
 pub const GALLEY_TEST_REQUIRE_RUNTIME: &str = "GALLEY_TEST_REQUIRE_RUNTIME";
+/// Tests: the folder of real Debian packages (the python3-minimal closure and a few more) that
+/// `scripts/setup.sh` fetches with `apt-get download` and the loopback APT repository of the tests
+/// serves (default `/var/cache/galley/test-debs` as root, else `$XDG_CACHE_HOME/galley/test-debs`
+/// or `~/.cache/galley/test-debs`).
+pub const GALLEY_TEST_DEBS: &str = "GALLEY_TEST_DEBS";
 /// Where galley looks for state when `GALLEY_HOME` is unset.
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub const HOME: &str = "HOME";

@@ -31,7 +31,8 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[("subids", "root")];
 /// gate on: every one must be on PATH after set-up.
 const TEST_TOOLS: &[&str] = &[
     "skopeo", "umoci", "oci-image-tool", "docker-registry", "busybox", "git", "python3", "kubernetes-validate", "runc", "useradd",
-    "runuser", "newuidmap", "newgidmap", "file", "cc", "mmdebstrap", "chroot", "mount",
+    "runuser", "newuidmap", "newgidmap", "file", "cc", "mmdebstrap", "chroot", "mount", "dpkg-scanpackages", "apt-ftparchive", "gpg", "gpgv",
+    "xz", "zstd",
 ];
 
 /// The Debian release setup.sh targets.

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: the galley binary, temporary projects and homes.
 #![allow(dead_code)]
 
+pub mod apt_repo;
 pub mod registry;
 pub mod runner;
 pub mod verify;

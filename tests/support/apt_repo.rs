@@ -1,0 +1,639 @@
+//! A signed APT repository of real Debian packages, served over HTTP on 127.0.0.1 from a thread
+//! of the test process, for the tests of declarative Debian packages.
+//!
+//! The .debs are the ones `scripts/setup.sh` fetched once with `apt-get download` (the
+//! python3-minimal closure and a few packages with Provides, alternatives and `Architecture:
+//! all`); [`test_debs_dir`] says where. `tests/support/apt-repo.sh` indexes them with
+//! dpkg-scanpackages and apt-ftparchive and signs the Release with a key generated for this
+//! repository alone. The server records every request, so a test can assert what a client fetched
+//! and how often, and the attack helpers change the served files after signing the way a hostile
+//! mirror would.
+//!
+//! [`AptRepo::apt_simulate`] asks APT itself what it would install from this repository, in a
+//! scratch configuration of its own: it reads no host APT configuration, sources, keys or dpkg
+//! status, writes nothing outside a temporary folder, and talks only to this loopback server.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// The programs the fixture runs: apt-repo.sh's tools, gpgv for checks and apt-get for
+/// [`AptRepo::apt_simulate`].
+pub const TOOLS: &[&str] = &["bash", "dpkg", "dpkg-deb", "dpkg-scanpackages", "apt-ftparchive", "apt-get", "gpg", "gpgv", "gzip", "xz"];
+
+/// The suite, component and Release origin every repository of the fixture has.
+pub const SUITE: &str = "stable";
+pub const COMPONENT: &str = "main";
+pub const ORIGIN: &str = "galley-test";
+
+/// Name of the file in [`test_debs_dir`] listing the python3-minimal closure as APT computed it
+/// on the machine that fetched the packages, one name a line.
+const CLOSURE_FILE: &str = "python3-minimal.closure";
+
+/// Where `scripts/setup.sh` put the test packages: `GALLEY_TEST_DEBS`, else the same default the
+/// script takes (`/var/cache/galley/test-debs` as root, else the user's cache folder).
+pub fn test_debs_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(galley::env_vars::GALLEY_TEST_DEBS).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/cache/galley/test-debs");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("galley/test-debs")
+}
+
+/// The python3-minimal closure `scripts/setup.sh` fetched, sorted, or `None` when it has not run.
+pub fn cached_closure() -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(test_debs_dir().join(CLOSURE_FILE)).ok()?;
+    let mut names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    names.sort();
+    Some(names)
+}
+
+/// The cached .deb of package `name`, if setup.sh fetched it.
+pub fn cached_deb(name: &str) -> Option<PathBuf> {
+    find_deb(&test_debs_dir(), name)
+}
+
+/// A repository from the cached packages (all of them, or those named), or `None` after
+/// [`super::skip`] (a failure under `GALLEY_TEST_REQUIRE_RUNTIME=1`) when a tool or a cached
+/// package is missing.
+pub fn require_apt_repo(packages: Option<&[&str]>) -> Option<AptRepo> {
+    if !super::require_tools(TOOLS) {
+        return None;
+    }
+    let dir = test_debs_dir();
+    let Some(closure) = cached_closure() else {
+        super::skip(&format!("the test packages are not in {} (run scripts/setup.sh as root)", dir.display()));
+        return None;
+    };
+    let wanted: Vec<String> = match packages {
+        Some(names) => names.iter().map(|n| n.to_string()).collect(),
+        None => closure,
+    };
+    let missing: Vec<&str> = wanted.iter().map(String::as_str).filter(|n| cached_deb(n).is_none()).collect();
+    if !missing.is_empty() {
+        super::skip(&format!("{} lacks {} (run scripts/setup.sh as root)", dir.display(), missing.join(", ")));
+        return None;
+    }
+    Some(AptRepo::build(packages))
+}
+
+/// One request the server answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The path as sent, without the query.
+    pub path: String,
+    pub status: u16,
+}
+
+/// A signed APT repository in a temporary folder, served on 127.0.0.1 until dropped.
+pub struct AptRepo {
+    /// Holds `repo/` (what is served), `gnupg/` (the signing key) and scratch folders.
+    tmp: tempfile::TempDir,
+    arch: String,
+    added: Vec<PathBuf>,
+    server: Server,
+}
+
+impl AptRepo {
+    /// Builds a repository from the cached packages, every one of them (`None`) or those named,
+    /// and serves it. Panics when a tool or package is missing: see [`require_apt_repo`].
+    pub fn build(packages: Option<&[&str]>) -> AptRepo {
+        let tmp = tempfile::Builder::new().prefix("galley-apt-").tempdir().expect("temp dir");
+        let arch = host_arch();
+        let mut args: Vec<String> = vec![];
+        for name in packages.unwrap_or_default() {
+            args.push("--package".into());
+            args.push(name.to_string());
+        }
+        let repo = tmp.path().join("repo");
+        let key_dir = tmp.path().join("gnupg");
+        args.extend([repo.display().to_string(), test_debs_dir().display().to_string()]);
+        run_script(&arch, &key_dir, &args);
+        let server = Server::start(repo);
+        AptRepo { tmp, arch, added: vec![], server }
+    }
+
+    /// `http://127.0.0.1:PORT/`, the repository's root (what a sources.list line names).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.server.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    pub fn suite(&self) -> &str {
+        SUITE
+    }
+
+    pub fn component(&self) -> &str {
+        COMPONENT
+    }
+
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// The served folder (`pool/`, `dists/`).
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("repo")
+    }
+
+    /// The repository's public key as a binary OpenPGP keyring (what `signed-by` takes). It is
+    /// outside the served folder and no helper changes it.
+    pub fn keyring(&self) -> PathBuf {
+        self.tmp.path().join("archive-keyring.gpg")
+    }
+
+    /// The same key, ASCII-armored.
+    pub fn keyring_armored(&self) -> PathBuf {
+        self.tmp.path().join("archive-keyring.asc")
+    }
+
+    /// `dists/SUITE` in the served folder.
+    pub fn dists(&self) -> PathBuf {
+        self.dir().join("dists").join(SUITE)
+    }
+
+    pub fn release(&self) -> PathBuf {
+        self.dists().join("Release")
+    }
+
+    pub fn in_release(&self) -> PathBuf {
+        self.dists().join("InRelease")
+    }
+
+    pub fn release_gpg(&self) -> PathBuf {
+        self.dists().join("Release.gpg")
+    }
+
+    /// `dists/SUITE/COMPONENT/binary-ARCH/Packages` (`.gz` and `.xz` beside it).
+    pub fn packages_index(&self) -> PathBuf {
+        self.dists().join(COMPONENT).join(format!("binary-{}", self.arch)).join("Packages")
+    }
+
+    /// The path of a file of the repository relative to its root, as Release and Packages name
+    /// files and as the server is asked for it after `url()`.
+    pub fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(self.dir()).expect("a path in the repository").display().to_string()
+    }
+
+    /// The served .deb of package `name` (in `pool/`). Panics when the repository has none.
+    pub fn deb_path(&self, name: &str) -> PathBuf {
+        find_deb_under(&self.dir().join("pool"), name).unwrap_or_else(|| panic!("the repository has no package {name}"))
+    }
+
+    /// Every path the server was asked for (GET and HEAD), in order, e.g. `/dists/stable/InRelease`.
+    pub fn requests(&self) -> Vec<String> {
+        self.server.log.lock().unwrap().iter().map(|r| r.path.clone()).collect()
+    }
+
+    /// Every request with its method and the status answered.
+    pub fn request_log(&self) -> Vec<Request> {
+        self.server.log.lock().unwrap().clone()
+    }
+
+    /// How many requests asked for `path` (as in [`AptRepo::requests`]).
+    pub fn request_count(&self, path: &str) -> usize {
+        self.server.log.lock().unwrap().iter().filter(|r| r.path == path).count()
+    }
+
+    pub fn clear_requests(&self) {
+        self.server.log.lock().unwrap().clear();
+    }
+
+    /// Attack: a mirror serves a changed .deb. Flips one byte in the middle of package `name`'s
+    /// pool file (its member data), keeping its size, so only its hash tells.
+    pub fn tamper_deb(&self, name: &str) {
+        let path = self.deb_path(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    }
+
+    /// Attack: a mirror serves a Packages index that the signed Release does not vouch for. Changes
+    /// one hex digit of the first `SHA256:` field of Packages (as a mirror pointing a package at
+    /// its own .deb would), keeping the size, and writes `.gz` and `.xz` again from it, after
+    /// signing: the Release's hashes of all three no longer match, its signature still verifies.
+    pub fn tamper_index(&self) {
+        let path = self.packages_index();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let at = text.find("\nSHA256: ").expect("Packages has a SHA256 field") + "\nSHA256: ".len();
+        let mut bytes = text.into_bytes();
+        bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+        std::fs::write(&path, &bytes).unwrap();
+        compress(&path);
+    }
+
+    /// Attack: a valid signature by a key the client does not trust. Signs Release again, as
+    /// InRelease and Release.gpg, with a new key; returns that key's keyring (outside the served
+    /// folder). [`AptRepo::keyring`] is unchanged.
+    pub fn resign_with_other_key(&self) -> PathBuf {
+        let keyring = self.tmp.path().join("other-keyring.gpg");
+        let args =
+            ["--sign-only".to_owned(), "--keyring".into(), keyring.display().to_string(), self.dir().display().to_string()];
+        run_script(&self.arch, &self.tmp.path().join("other-gnupg"), &args);
+        keyring
+    }
+
+    /// Attack: an unsigned repository. Removes InRelease and Release.gpg; Release stays.
+    pub fn drop_signature(&self) {
+        std::fs::remove_file(self.in_release()).unwrap();
+        std::fs::remove_file(self.release_gpg()).unwrap();
+    }
+
+    /// Queues a .deb for the next [`AptRepo::reindex`], which puts it in the pool in place of
+    /// any other version of the same package and architecture.
+    pub fn add_deb(&mut self, path: &Path) {
+        self.added.push(path.to_owned());
+    }
+
+    /// Indexes the pool again (with what [`AptRepo::add_deb`] queued) and signs the new Release
+    /// with the repository's own key, as an archive publishing an update does.
+    pub fn reindex(&mut self) {
+        let mut args = vec![self.dir().display().to_string()];
+        let staging = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        if !self.added.is_empty() {
+            for deb in self.added.drain(..) {
+                std::fs::copy(&deb, staging.path().join(deb.file_name().unwrap())).unwrap();
+            }
+            args.push(staging.path().display().to_string());
+        }
+        run_script(&self.arch, &self.tmp.path().join("gnupg"), &args);
+    }
+
+    /// A real .deb of package `name` at `version`: the cached one unpacked with `dpkg-deb -R`, its
+    /// control file's Version changed, packed again. For version bumps with [`AptRepo::add_deb`].
+    pub fn deb_with_version(&self, name: &str, version: &str) -> PathBuf {
+        let src = cached_deb(name).unwrap_or_else(|| panic!("no cached package {name}"));
+        let work = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        let tree = work.path().join("tree");
+        check(Command::new("dpkg-deb").arg("-R").arg(&src).arg(&tree), "dpkg-deb -R");
+        let control = tree.join("DEBIAN/control");
+        let text = std::fs::read_to_string(&control).unwrap();
+        let changed: String =
+            text.lines().map(|l| if l.starts_with("Version:") { format!("Version: {version}\n") } else { format!("{l}\n") }).collect();
+        assert_ne!(changed, text, "{} has no Version field", control.display());
+        std::fs::write(&control, changed).unwrap();
+        let out_dir = self.tmp.path().join("bumped");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = out_dir.join(format!("{name}_{}_{}.deb", version.rsplit(':').next().unwrap(), field(&src, "Architecture")));
+        check(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&tree).arg(&out), "dpkg-deb -b");
+        out
+    }
+
+    /// The SHA-256 (hex) Release gives for `rel` (a path relative to `dists/SUITE`), if listed.
+    pub fn release_sha256(&self, rel: &str) -> Option<String> {
+        release_hash(&std::fs::read_to_string(self.release()).unwrap(), rel)
+    }
+
+    /// The field `name` of package `package`'s stanza in the served Packages index.
+    pub fn index_field(&self, package: &str, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.packages_index()).unwrap();
+        stanza_field(&text, package, name)
+    }
+
+    /// What APT would install for `packages` from this repository alone: `apt-get update` then
+    /// `apt-get install --simulate --no-install-recommends PACKAGES` in a fresh scratch
+    /// configuration (see the module doc), as (name, version, arch) from its `Inst` lines.
+    /// Panics with APT's output when either step fails.
+    pub fn apt_simulate(&self, packages: &[&str]) -> BTreeSet<(String, String, String)> {
+        let apt = AptScratch::new(self);
+        let update = apt.update();
+        assert!(update.status.success(), "apt-get update against {}: {}", self.url(), text(&update));
+        let out = apt.run(&[&["install", "--simulate", "--no-install-recommends"], packages].concat());
+        assert!(out.status.success(), "apt-get install --simulate {packages:?}: {}", text(&out));
+        parse_inst_lines(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// `apt-get update` in a fresh scratch configuration trusting [`AptRepo::keyring`]: what APT
+    /// itself says of this repository as it is served now (after an attack helper, say).
+    pub fn apt_update(&self) -> Output {
+        AptScratch::new(self).update()
+    }
+}
+
+/// A private APT configuration in a temporary folder: its own state, cache, sources, an empty
+/// dpkg status, and no trust but the repository's keyring. `APT_CONFIG` points APT at its
+/// apt.conf, which also moves `Dir::Etc::Parts` to an empty folder, so no host setting applies.
+struct AptScratch {
+    dir: tempfile::TempDir,
+}
+
+impl AptScratch {
+    fn new(repo: &AptRepo) -> AptScratch {
+        let dir = tempfile::tempdir_in(repo.tmp.path()).unwrap();
+        let d = dir.path();
+        for sub in ["state/lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d", "log"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("status"), "").unwrap();
+        std::fs::write(
+            d.join("etc/sources.list"),
+            format!("deb [signed-by={}] {} {} {}\n", repo.keyring().display(), repo.url(), SUITE, COMPONENT),
+        )
+        .unwrap();
+        let p = |s: &str| d.join(s).display().to_string();
+        let conf = format!(
+            "Dir::State \"{state}\";\nDir::State::status \"{status}\";\nDir::Cache \"{cache}\";\nDir::Log \"{log}\";\n\
+             Dir::Etc::main \"/dev/null\";\nDir::Etc::Parts \"{parts}\";\nDir::Etc::SourceList \"{list}\";\n\
+             Dir::Etc::SourceParts \"{sparts}\";\nDir::Etc::Preferences \"{prefs}\";\nDir::Etc::PreferencesParts \"{pparts}\";\n\
+             Dir::Etc::Trusted \"{trusted}\";\nDir::Etc::TrustedParts \"{tparts}\";\n\
+             APT::Architecture \"{arch}\";\nAPT::Architectures {{ \"{arch}\"; }};\nAPT::Sandbox::User \"root\";\n\
+             APT::Get::Assume-Yes \"true\";\nAPT::Update::Error-Mode \"any\";\nAcquire::Languages \"none\";\nAcquire::Retries \"0\";\n\
+             Acquire::http::Proxy \"DIRECT\";\nAcquire::http::Timeout \"20\";\nAcquire::PDiffs \"false\";\n",
+            state = p("state"),
+            status = p("status"),
+            cache = p("cache"),
+            log = p("log"),
+            parts = p("etc/apt.conf.d"),
+            list = p("etc/sources.list"),
+            sparts = p("etc/sources.list.d"),
+            prefs = p("etc/preferences"),
+            pparts = p("etc/preferences.d"),
+            trusted = p("etc/trusted.gpg"),
+            tparts = p("etc/trusted.gpg.d"),
+            arch = repo.arch,
+        );
+        std::fs::write(d.join("apt.conf"), conf).unwrap();
+        AptScratch { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("APT_CONFIG", self.dir.path().join("apt.conf")).env("LC_ALL", "C").env("DEBIAN_FRONTEND", "noninteractive");
+        for proxy in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"] {
+            cmd.env_remove(proxy);
+        }
+        cmd.output().expect("apt-get runs")
+    }
+
+    fn update(&self) -> Output {
+        self.run(&["update"])
+    }
+}
+
+/// The `Inst NAME [OLD] (VERSION ORIGIN:SUITE [ARCH])` lines of `apt-get --simulate`.
+pub fn parse_inst_lines(text: &str) -> BTreeSet<(String, String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Inst ")?;
+            let name = rest.split_whitespace().next()?;
+            let inner = rest.split_once('(')?.1.rsplit_once(')')?.0;
+            let version = inner.split_whitespace().next()?;
+            let arch = inner.rsplit_once('[')?.1.strip_suffix(']')?;
+            Some((name.to_owned(), version.to_owned(), arch.to_owned()))
+        })
+        .collect()
+}
+
+/// The hex SHA-256 of `rel` in the `SHA256:` section of a Release file.
+pub fn release_hash(release: &str, rel: &str) -> Option<String> {
+    let mut in_sha256 = false;
+    for line in release.lines() {
+        if !line.starts_with(' ') {
+            in_sha256 = line.trim_end() == "SHA256:";
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        if let (true, Some(hash), Some(_size), Some(path)) = (in_sha256, parts.next(), parts.next(), parts.next()) {
+            if path == rel {
+                return Some(hash.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Field `name` of the stanza of `package` in a Packages index.
+pub fn stanza_field(index: &str, package: &str, name: &str) -> Option<String> {
+    let stanza = index.split("\n\n").find(|s| s.lines().any(|l| l == format!("Package: {package}")))?;
+    stanza.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))))
+}
+
+/// `gpgv --keyring KEYRING FILES...`, as a client checking a signature would.
+pub fn gpgv(keyring: &Path, files: &[&Path]) -> Output {
+    Command::new("gpgv").arg("--keyring").arg(keyring).args(files).env("LC_ALL", "C").output().expect("gpgv runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn check(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what}: {}", text(&out));
+}
+
+fn host_arch() -> String {
+    let out = Command::new("dpkg").arg("--print-architecture").output().expect("dpkg runs");
+    assert!(out.status.success(), "dpkg --print-architecture: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn field(deb: &Path, name: &str) -> String {
+    let out = Command::new("dpkg-deb").arg("--field").arg(deb).arg(name).output().expect("dpkg-deb runs");
+    assert!(out.status.success(), "dpkg-deb --field {}: {}", deb.display(), text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The .deb of package `name` directly in `dir`: file names start with the package name and an
+/// underscore, which no package name contains.
+fn find_deb(dir: &Path, name: &str) -> Option<PathBuf> {
+    let prefix = format!("{name}_");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let file = p.file_name().unwrap().to_string_lossy();
+            file.starts_with(&prefix) && file.ends_with(".deb")
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn find_deb_under(dir: &Path, name: &str) -> Option<PathBuf> {
+    if let Some(deb) = find_deb(dir, name) {
+        return Some(deb);
+    }
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    subdirs.sort();
+    subdirs.iter().find_map(|d| find_deb_under(d, name))
+}
+
+/// Writes `path.gz` and `path.xz` from `path`, as apt-repo.sh does.
+fn compress(path: &Path) {
+    let gz = std::fs::File::create(path.with_extension("gz")).unwrap();
+    check(Command::new("gzip").args(["-9nc"]).arg(path).stdout(gz), "gzip");
+    let xz = std::fs::File::create(path.with_extension("xz")).unwrap();
+    check(Command::new("xz").args(["-9c"]).arg(path).stdout(xz), "xz");
+}
+
+fn run_script(arch: &str, key_dir: &Path, args: &[String]) {
+    let script = super::repo().join("tests/support/apt-repo.sh");
+    let keyring_given = args.iter().any(|a| a == "--keyring");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).args(["--suite", SUITE, "--component", COMPONENT, "--arch", arch]).arg("--key-dir").arg(key_dir);
+    if !keyring_given {
+        // The trusted key lives beside the served folder, not in it.
+        cmd.arg("--keyring").arg(key_dir.parent().unwrap().join("archive-keyring.gpg"));
+    }
+    check(cmd.args(args), "tests/support/apt-repo.sh");
+}
+
+/// A small HTTP/1.1 file server on 127.0.0.1: GET and HEAD of files under a root, 404 for
+/// anything else there, keep-alive, Content-Length; every request recorded.
+struct Server {
+    port: u16,
+    log: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(root: PathBuf) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(vec![]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log2, stop2) = (log.clone(), stop.clone());
+        let root = Arc::new(root);
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (root, log) = (root.clone(), log2.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_connection(conn, &root, &log);
+                });
+            }
+        });
+        Server { port, log, stop, accept: Some(accept) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Largest request head the server reads; a longer one ends the connection.
+const MAX_HEAD: u64 = 64 * 1024;
+
+fn serve_connection(conn: TcpStream, root: &Path, log: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut head = String::new();
+        let mut limited = (&mut reader).take(MAX_HEAD);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if limited.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut lines = head.lines();
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split_whitespace();
+        let (method, target, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let close = version != "HTTP/1.1"
+            || lines.any(|h| h.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")));
+        let path = target.split('?').next().unwrap_or("").to_owned();
+        let file = resolve(root, &path);
+        let (status, body) = match (method, &file) {
+            ("GET" | "HEAD", Some(f)) => (200, std::fs::read(f).ok()),
+            ("GET" | "HEAD", None) => (404, None),
+            _ => (405, None),
+        };
+        let (status, body) = match (status, body) {
+            (200, None) => (404, b"not found\n".to_vec()),
+            (200, Some(b)) => (200, b),
+            (404, _) => (404, b"not found\n".to_vec()),
+            (s, _) => (s, b"method not allowed\n".to_vec()),
+        };
+        log.lock().unwrap().push(Request { method: method.to_owned(), path, status });
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            _ => "Method Not Allowed",
+        };
+        write!(
+            writer,
+            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{}\r\n",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        )?;
+        if method != "HEAD" {
+            writer.write_all(&body)?;
+        }
+        writer.flush()?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// The file under `root` that URL path `path` names: percent-decoded, no `..`, a regular file.
+fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+    let rel = percent_decode(path.strip_prefix('/')?)?;
+    let rel = Path::new(&rel);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let full = root.join(rel);
+    full.is_file().then_some(full)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
