@@ -252,11 +252,8 @@ fn apt_simulate_of_python3_minimal_is_the_cached_closure_at_its_versions() {
     }
     for (name, version, arch) in &got {
         let deb = repo.deb_path(name);
-        let field = |f: &str| {
-            let out = Command::new("dpkg-deb").arg("--field").arg(&deb).arg(f).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        };
-        assert_eq!((version.as_str(), arch.as_str()), (field("Version").as_str(), field("Architecture").as_str()), "{name}");
+        let want = (apt_repo::deb_field(&deb, "Version"), apt_repo::deb_field(&deb, "Architecture"));
+        assert_eq!((version, arch), (&want.0, &want.1), "{name}");
     }
     // APT read the signed release and an index from the loopback server, and downloaded no .deb.
     let requests = repo.requests();
@@ -310,6 +307,43 @@ fn a_version_bump_through_add_deb_and_reindex_is_signed_and_what_apt_then_instal
     assert!(out.status.success(), "the new Release is not signed by the repository key: {}", output_text(&out));
     let got = repo.apt_simulate(&["netbase"]);
     assert_eq!(got, BTreeSet::from([("netbase".to_owned(), format!("{old}+bump1"), "all".to_owned())]));
+}
+
+#[test]
+fn deb_with_fields_gives_a_dependency_apt_cannot_satisfy_and_says_which() {
+    let Some(mut repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    let deb = repo.deb_with_fields("netbase", &[("Depends", "galley-no-such-package (>= 1)"), ("Version", "6.4+dep1")]);
+    assert_eq!(apt_repo::deb_field(&deb, "Depends"), "galley-no-such-package (>= 1)");
+    let cached = apt_repo::cached_deb("netbase").unwrap();
+    let description = apt_repo::deb_field(&cached, "Description");
+    assert!(description.lines().count() > 1, "netbase's Description has continuation lines: {description}");
+    assert_eq!(apt_repo::deb_field(&deb, "Description"), description, "the other fields are kept as they were");
+    repo.add_deb(&deb);
+    repo.reindex();
+    let out = repo.apt_simulate_output(&["netbase"]);
+    assert!(!out.status.success(), "APT installed an unsatisfiable package: {}", output_text(&out));
+    let said = output_text(&out);
+    assert!(said.contains("Depends: galley-no-such-package (>= 1) but it is not installable"), "{said}");
+}
+
+#[test]
+fn synthetic_deb_carries_its_files_modes_and_dependencies_into_the_repository() {
+    let Some(mut repo) = require_apt_repo(Some(&["libc6", "libgcc-s1", "gcc-12-base"])) else { return };
+    let deb = repo.synthetic_deb(
+        &[("Package", "galley-hello"), ("Version", "1:1.0-1"), ("Architecture", "all"), ("Depends", "libc6"), ("Provides", "hello-virtual")],
+        &[("/usr/bin/galley-hello", b"#!/bin/sh\necho hello\n", 0o755), ("/usr/share/galley-hello/README", b"read me\n", 0o644)],
+    );
+    assert_eq!(deb.file_name().unwrap(), "galley-hello_1.0-1_all.deb", "named without the epoch, as the pool names it");
+    let contents = Command::new("dpkg-deb").arg("--contents").arg(&deb).output().unwrap();
+    let listing = String::from_utf8_lossy(&contents.stdout);
+    assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x root/root") && l.ends_with("./usr/bin/galley-hello")), "{listing}");
+    assert!(listing.lines().any(|l| l.starts_with("-rw-r--r-- root/root") && l.ends_with("./usr/share/galley-hello/README")), "{listing}");
+    repo.add_deb(&deb);
+    repo.reindex();
+    assert_eq!(repo.index_field("galley-hello", "Provides").as_deref(), Some("hello-virtual"));
+    let names: BTreeSet<(String, String)> = repo.apt_simulate(&["hello-virtual"]).into_iter().map(|(n, v, _)| (n, v)).collect();
+    assert!(names.contains(&("galley-hello".to_owned(), "1:1.0-1".to_owned())), "{names:?}");
+    assert!(names.iter().any(|(n, _)| n == "libc6"), "{names:?}");
 }
 
 #[test]

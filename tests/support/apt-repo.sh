@@ -91,44 +91,44 @@ pool_dir() {
   echo "pool/$component/$prefix/$source"
 }
 
+# Prints "PACKAGE VERSION ARCH SOURCE" of a .deb, from one read of its control file.
+deb_fields() {
+  dpkg-deb --field "$1" Package Version Architecture Source | awk -F': ' '
+    { f[$1] = $2 }
+    END { s = f["Source"]; sub(/ .*/, "", s); if (s == "") s = f["Package"]; print f["Package"], f["Version"], f["Architecture"], s }'
+}
+
 add_debs() {
-  local f name version deb_arch source dest picked=() missing=()
+  local f name version deb_arch source dest want
+  local -A wanted=()
+  for want in "${only[@]}"; do wanted[$want]=1; done
+  local picked=0
   shopt -s nullglob
-  local all=("$deb_dir"/*.deb)
-  shopt -u nullglob
-  if ((${#only[@]})); then
-    local want found
-    for want in "${only[@]}"; do
-      found=0
-      for f in "${all[@]}"; do
-        if [[ $(dpkg-deb --field "$f" Package) == "$want" ]]; then picked+=("$f"); found=1; fi
-      done
-      ((found)) || missing+=("$want")
-    done
-    if ((${#missing[@]})); then
-      echo "apt-repo.sh: no .deb in $deb_dir for ${missing[*]}" >&2
-      exit 1
+  for f in "$deb_dir"/*.deb; do
+    read -r name version deb_arch source < <(deb_fields "$f")
+    [[ -n $name && -n $version && -n $deb_arch ]] || { echo "apt-repo.sh: $f is not a .deb with Package, Version and Architecture" >&2; exit 1; }
+    if ((${#only[@]})); then
+      [[ -n ${wanted[$name]:-} ]] || continue
+      wanted[$name]=done
     fi
-  else
-    picked=("${all[@]}")
-  fi
-  if ((${#picked[@]} == 0)); then
-    echo "apt-repo.sh: no .deb files in $deb_dir" >&2
-    exit 1
-  fi
-  for f in "${picked[@]}"; do
-    name=$(dpkg-deb --field "$f" Package)
-    version=$(dpkg-deb --field "$f" Version)
-    deb_arch=$(dpkg-deb --field "$f" Architecture)
-    source=$(dpkg-deb --field "$f" Source)
-    source=${source%% *}
-    [[ -n $source ]] || source=$name
     dest=$out/$(pool_dir "$source")
     mkdir -p "$dest"
     # One version of a package and architecture at a time, as in a suite of the archive.
-    find "$out/pool" -name "${name}_*_${deb_arch}.deb" -delete
+    [[ -d $out/pool ]] && find "$out/pool" -name "${name}_*_${deb_arch}.deb" -delete
     cp "$f" "$dest/${name}_${version#*:}_${deb_arch}.deb"
+    picked=$((picked + 1))
   done
+  shopt -u nullglob
+  local missing=()
+  for want in "${only[@]}"; do [[ ${wanted[$want]} == done ]] || missing+=("$want"); done
+  if ((${#missing[@]})); then
+    echo "apt-repo.sh: no .deb in $deb_dir for ${missing[*]}" >&2
+    exit 1
+  fi
+  if ((picked == 0)); then
+    echo "apt-repo.sh: no .deb files in $deb_dir" >&2
+    exit 1
+  fi
 }
 
 index() {

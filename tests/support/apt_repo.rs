@@ -280,23 +280,66 @@ impl AptRepo {
         run_script(&self.arch, &self.tmp.path().join("gnupg"), &args);
     }
 
-    /// A real .deb of package `name` at `version`: the cached one unpacked with `dpkg-deb -R`, its
-    /// control file's Version changed, packed again. For version bumps with [`AptRepo::add_deb`].
+    /// A real .deb of package `name` at `version`: see [`AptRepo::deb_with_fields`]. For version
+    /// bumps with [`AptRepo::add_deb`].
     pub fn deb_with_version(&self, name: &str, version: &str) -> PathBuf {
+        self.deb_with_fields(name, &[("Version", version)])
+    }
+
+    /// A .deb made from the cached package `name`: unpacked with `dpkg-deb -R`, each of `fields`
+    /// set in its control file (replaced where present, else added; an empty value removes the
+    /// field), packed again with `dpkg-deb -b`. For version bumps, new or unsatisfiable
+    /// dependencies, new Provides, with [`AptRepo::add_deb`].
+    pub fn deb_with_fields(&self, name: &str, fields: &[(&str, &str)]) -> PathBuf {
         let src = cached_deb(name).unwrap_or_else(|| panic!("no cached package {name}"));
         let work = tempfile::tempdir_in(self.tmp.path()).unwrap();
         let tree = work.path().join("tree");
         check(Command::new("dpkg-deb").arg("-R").arg(&src).arg(&tree), "dpkg-deb -R");
         let control = tree.join("DEBIAN/control");
-        let text = std::fs::read_to_string(&control).unwrap();
-        let changed: String =
-            text.lines().map(|l| if l.starts_with("Version:") { format!("Version: {version}\n") } else { format!("{l}\n") }).collect();
-        assert_ne!(changed, text, "{} has no Version field", control.display());
-        std::fs::write(&control, changed).unwrap();
-        let out_dir = self.tmp.path().join("bumped");
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let out = out_dir.join(format!("{name}_{}_{}.deb", version.rsplit(':').next().unwrap(), field(&src, "Architecture")));
-        check(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&tree).arg(&out), "dpkg-deb -b");
+        let mut stanza = parse_control(&std::fs::read_to_string(&control).unwrap());
+        set_fields(&mut stanza, fields);
+        std::fs::write(&control, render_control(&stanza)).unwrap();
+        self.pack(&tree, &stanza)
+    }
+
+    /// A new .deb from nothing: control `fields` (Package, Version and Architecture needed;
+    /// Maintainer and Description get defaults) and `files` (absolute path in the image, contents,
+    /// mode) as its data, owned by root. For packages the cache lacks: a file layout, a dependency
+    /// chain, a package that replaces another's file.
+    pub fn synthetic_deb(&self, fields: &[(&str, &str)], files: &[(&str, &[u8], u32)]) -> PathBuf {
+        let work = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        let tree = work.path().join("tree");
+        std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+        for (path, contents, mode) in files {
+            let rel = path.strip_prefix('/').unwrap_or_else(|| panic!("{path} is not absolute"));
+            let dest = tree.join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::write(&dest, contents).unwrap();
+            std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
+        }
+        let mut stanza = vec![
+            ("Maintainer".to_owned(), "galley tests <tests@galley.invalid>".to_owned()),
+            ("Description".to_owned(), "a package made by a galley test".to_owned()),
+        ];
+        set_fields(&mut stanza, fields);
+        for need in ["Package", "Version", "Architecture"] {
+            assert!(stanza.iter().any(|(k, _)| k == need), "synthetic_deb needs a {need} field");
+        }
+        // dpkg-deb wants Package first.
+        stanza.sort_by_key(|(k, _)| k != "Package");
+        std::fs::write(tree.join("DEBIAN/control"), render_control(&stanza)).unwrap();
+        self.pack(&tree, &stanza)
+    }
+
+    /// `dpkg-deb -b` of `tree` into a folder of its own under the fixture's temporary folder, named
+    /// as the pool names it.
+    fn pack(&self, tree: &Path, stanza: &[(String, String)]) -> PathBuf {
+        let get = |k: &str| stanza.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let version = get("Version");
+        let version = version.split_once(':').map_or(version, |(_, v)| v);
+        let out_dir = tempfile::tempdir_in(self.tmp.path()).unwrap().keep();
+        let out = out_dir.join(format!("{}_{}_{}.deb", get("Package"), version, get("Architecture")));
+        check(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(tree).arg(&out), "dpkg-deb -b");
         out
     }
 
@@ -316,12 +359,20 @@ impl AptRepo {
     /// configuration (see the module doc), as (name, version, arch) from its `Inst` lines.
     /// Panics with APT's output when either step fails.
     pub fn apt_simulate(&self, packages: &[&str]) -> BTreeSet<(String, String, String)> {
+        let out = self.apt_simulate_output(packages);
+        assert!(out.status.success(), "apt-get install --simulate {packages:?} against {}: {}", self.url(), text(&out));
+        parse_inst_lines(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// As [`AptRepo::apt_simulate`], but APT's output and status whatever they are: the oracle
+    /// for a request APT cannot satisfy. A failed `apt-get update` is returned as it is.
+    pub fn apt_simulate_output(&self, packages: &[&str]) -> Output {
         let apt = AptScratch::new(self);
         let update = apt.update();
-        assert!(update.status.success(), "apt-get update against {}: {}", self.url(), text(&update));
-        let out = apt.run(&[&["install", "--simulate", "--no-install-recommends"], packages].concat());
-        assert!(out.status.success(), "apt-get install --simulate {packages:?}: {}", text(&out));
-        parse_inst_lines(&String::from_utf8_lossy(&out.stdout))
+        if !update.status.success() {
+            return update;
+        }
+        apt.run(&[&["install", "--simulate", "--no-install-recommends"], packages].concat())
     }
 
     /// `apt-get update` in a fresh scratch configuration trusting [`AptRepo::keyring`]: what APT
@@ -405,6 +456,39 @@ pub fn parse_inst_lines(text: &str) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
+/// A control file's fields in order, each value with its continuation lines.
+fn parse_control(text: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = vec![];
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            let last = fields.last_mut().expect("a continuation line after a field");
+            last.1.push('\n');
+            last.1.push_str(line);
+        } else if let Some((k, v)) = line.split_once(':') {
+            fields.push((k.to_owned(), v.trim_start().to_owned()));
+        }
+    }
+    fields
+}
+
+fn set_fields(stanza: &mut Vec<(String, String)>, fields: &[(&str, &str)]) {
+    for (k, v) in fields {
+        let at = stanza.iter().position(|(f, _)| f.eq_ignore_ascii_case(k));
+        match (at, v.is_empty()) {
+            (Some(i), true) => {
+                stanza.remove(i);
+            }
+            (Some(i), false) => stanza[i].1 = v.to_string(),
+            (None, false) => stanza.push((k.to_string(), v.to_string())),
+            (None, true) => {}
+        }
+    }
+}
+
+fn render_control(stanza: &[(String, String)]) -> String {
+    stanza.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
+}
+
 /// The hex SHA-256 of `rel` in the `SHA256:` section of a Release file.
 pub fn release_hash(release: &str, rel: &str) -> Option<String> {
     let mut in_sha256 = false;
@@ -454,7 +538,8 @@ fn host_arch() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn field(deb: &Path, name: &str) -> String {
+/// Field `name` of a .deb's control file (`dpkg-deb --field`), trimmed.
+pub fn deb_field(deb: &Path, name: &str) -> String {
     let out = Command::new("dpkg-deb").arg("--field").arg(deb).arg(name).output().expect("dpkg-deb runs");
     assert!(out.status.success(), "dpkg-deb --field {}: {}", deb.display(), text(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
