@@ -133,6 +133,48 @@ fn the_server_answers_head_404_and_keep_alive_and_refuses_paths_out_of_its_root(
     assert!(repo.requests().is_empty());
 }
 
+/// Attack: a mirror that never stops sending, and one that fails.
+#[test]
+fn serve_endless_streams_past_any_budget_and_serve_status_fails_the_path() {
+    let Some(repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    repo.serve_endless("/dists/stable/InRelease");
+    let mut s = TcpStream::connect(("127.0.0.1", repo.port())).unwrap();
+    write!(s, "GET /dists/stable/InRelease HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("Content-Length: ") {
+            length = Some(v.trim().parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(length, Some(1 << 40));
+    // 32 MiB, far more than the file it stands for, and it goes on.
+    let mut sink = vec![0u8; 1 << 20];
+    for _ in 0..32 {
+        std::io::Read::read_exact(&mut r, &mut sink).unwrap();
+    }
+    drop(r);
+    repo.serve_status("/dists/stable/Release", 500);
+    assert_eq!(get(&repo, "dists/stable/Release").status, 500);
+    repo.serve_normally("/dists/stable/Release");
+    repo.serve_normally("/dists/stable/InRelease");
+    assert_eq!(get(&repo, "dists/stable/Release").body, std::fs::read(repo.release()).unwrap());
+    assert_eq!(get(&repo, "dists/stable/InRelease").body, std::fs::read(repo.in_release()).unwrap());
+    // APT too fails on a failing mirror.
+    repo.serve_status("/dists/stable/InRelease", 500);
+    repo.serve_status("/dists/stable/Release", 500);
+    let out = repo.apt_update();
+    assert!(!out.status.success(), "apt-get update passed against a failing mirror: {}", output_text(&out));
+}
+
 #[test]
 fn release_vouches_for_each_index_and_the_index_for_each_deb() {
     let Some(repo) = require_apt_repo(None) else { return };

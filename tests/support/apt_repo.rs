@@ -14,7 +14,7 @@
 //! status, writes nothing outside a temporary folder, and talks only to this loopback server.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
@@ -258,6 +258,23 @@ impl AptRepo {
     pub fn drop_signature(&self) {
         std::fs::remove_file(self.in_release()).unwrap();
         std::fs::remove_file(self.release_gpg()).unwrap();
+    }
+
+    /// Attack: a server that never stops sending. From now on `path` (as in
+    /// [`AptRepo::requests`], e.g. `/dists/stable/InRelease`) is answered with a Content-Length of
+    /// 1 TiB and zeros for as long as the client reads: a client without a byte budget never ends.
+    pub fn serve_endless(&self, path: &str) {
+        self.server.overrides.lock().unwrap().insert(path.to_owned(), Override::Endless);
+    }
+
+    /// From now on `path` is answered with HTTP status `status` (a mirror that fails, say 500).
+    pub fn serve_status(&self, path: &str, status: u16) {
+        self.server.overrides.lock().unwrap().insert(path.to_owned(), Override::Status(status));
+    }
+
+    /// `path` is served from the folder again.
+    pub fn serve_normally(&self, path: &str) {
+        self.server.overrides.lock().unwrap().remove(path);
     }
 
     /// Queues a .deb for the next [`AptRepo::reindex`], which puts it in the pool in place of
@@ -590,13 +607,30 @@ fn run_script(arch: &str, key_dir: &Path, args: &[String]) {
     check(cmd.args(args), "tests/support/apt-repo.sh");
 }
 
+/// What the server answers for one path instead of the file, set by the hostile-server helpers.
+#[derive(Clone, Debug)]
+enum Override {
+    /// This status with a short body.
+    Status(u16),
+    /// A Content-Length of 1 TiB and zeros for as long as the client reads.
+    Endless,
+}
+
 /// A small HTTP/1.1 file server on 127.0.0.1: GET and HEAD of files under a root, 404 for
 /// anything else there, keep-alive, Content-Length; every request recorded.
 struct Server {
     port: u16,
     log: Arc<Mutex<Vec<Request>>>,
+    overrides: Arc<Mutex<HashMap<String, Override>>>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+}
+
+/// What a connection thread shares with the server.
+struct Shared {
+    root: PathBuf,
+    log: Arc<Mutex<Vec<Request>>>,
+    overrides: Arc<Mutex<HashMap<String, Override>>>,
 }
 
 impl Server {
@@ -604,22 +638,23 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(vec![]));
+        let overrides = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (log2, stop2) = (log.clone(), stop.clone());
-        let root = Arc::new(root);
+        let shared = Arc::new(Shared { root, log: log.clone(), overrides: overrides.clone() });
+        let stop2 = stop.clone();
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (root, log) = (root.clone(), log2.clone());
+                let shared = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = serve_connection(conn, &root, &log);
+                    let _ = serve_connection(conn, &shared);
                 });
             }
         });
-        Server { port, log, stop, accept: Some(accept) }
+        Server { port, log, overrides, stop, accept: Some(accept) }
     }
 }
 
@@ -636,7 +671,21 @@ impl Drop for Server {
 /// Largest request head the server reads; a longer one ends the connection.
 const MAX_HEAD: u64 = 64 * 1024;
 
-fn serve_connection(conn: TcpStream, root: &Path, log: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+/// The declared length of an [`Override::Endless`] body.
+const ENDLESS_LENGTH: u64 = 1 << 40;
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn serve_connection(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut writer = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
@@ -661,29 +710,36 @@ fn serve_connection(conn: TcpStream, root: &Path, log: &Mutex<Vec<Request>>) -> 
         let close = version != "HTTP/1.1"
             || lines.any(|h| h.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")));
         let path = target.split('?').next().unwrap_or("").to_owned();
-        let file = resolve(root, &path);
-        let (status, body) = match (method, &file) {
-            ("GET" | "HEAD", Some(f)) => (200, std::fs::read(f).ok()),
-            ("GET" | "HEAD", None) => (404, None),
-            _ => (405, None),
+        let connection = if close { "Connection: close\r\n" } else { "" };
+        let known = matches!(method, "GET" | "HEAD");
+        let special = if known { shared.overrides.lock().unwrap().get(&path).cloned() } else { None };
+        let (status, body) = match special {
+            Some(Override::Endless) => {
+                shared.log.lock().unwrap().push(Request { method: method.to_owned(), path, status: 200 });
+                write!(writer, "HTTP/1.1 200 OK\r\nContent-Length: {ENDLESS_LENGTH}\r\nContent-Type: application/octet-stream\r\n\r\n")?;
+                if method == "HEAD" {
+                    writer.flush()?;
+                    continue;
+                }
+                let zeros = [0u8; 64 * 1024];
+                // Until the client stops reading and closes: the write then fails.
+                loop {
+                    writer.write_all(&zeros)?;
+                }
+            }
+            Some(Override::Status(code)) => (code, format!("{} {}\n", code, reason(code)).into_bytes()),
+            None if !known => (405, b"method not allowed\n".to_vec()),
+            None => match resolve(&shared.root, &path).and_then(|f| std::fs::read(f).ok()) {
+                Some(bytes) => (200, bytes),
+                None => (404, b"not found\n".to_vec()),
+            },
         };
-        let (status, body) = match (status, body) {
-            (200, None) => (404, b"not found\n".to_vec()),
-            (200, Some(b)) => (200, b),
-            (404, _) => (404, b"not found\n".to_vec()),
-            (s, _) => (s, b"method not allowed\n".to_vec()),
-        };
-        log.lock().unwrap().push(Request { method: method.to_owned(), path, status });
-        let reason = match status {
-            200 => "OK",
-            404 => "Not Found",
-            _ => "Method Not Allowed",
-        };
+        shared.log.lock().unwrap().push(Request { method: method.to_owned(), path, status });
         write!(
             writer,
-            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{}\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{connection}\r\n",
+            reason(status),
             body.len(),
-            if close { "Connection: close\r\n" } else { "" }
         )?;
         if method != "HEAD" {
             writer.write_all(&body)?;
