@@ -388,6 +388,42 @@ fn synthetic_deb_carries_its_files_modes_and_dependencies_into_the_repository() 
     assert!(names.iter().any(|(n, _)| n == "libc6"), "{names:?}");
 }
 
+/// Attack: a freeze. A Release signed by the right key but past its Valid-Until date.
+#[test]
+fn set_valid_until_in_the_past_gives_a_validly_signed_release_that_apt_calls_expired() {
+    let Some(mut repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    let release = std::fs::read_to_string(repo.release()).unwrap();
+    assert!(!release.contains("Valid-Until:"), "{release}");
+    repo.set_valid_until(Some(86_400));
+    repo.reindex();
+    let release = std::fs::read_to_string(repo.release()).unwrap();
+    assert!(release.contains("Valid-Until: Fri, 02 Jan 1970 00:00:00 UTC\n"), "{release}");
+    let out = gpgv(&repo.keyring(), &[&repo.in_release()]);
+    assert!(out.status.success(), "the expired Release is not validly signed: {}", output_text(&out));
+    let out = repo.apt_update();
+    assert!(!out.status.success(), "apt-get update accepted an expired Release: {}", output_text(&out));
+    assert!(output_text(&out).contains("expired"), "{}", output_text(&out));
+}
+
+/// Attack: a rollback. An older Release, validly signed, served again after an update.
+#[test]
+fn restore_serves_an_earlier_snapshot_still_validly_signed() {
+    let Some(mut repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    let old_release = std::fs::read(repo.release()).unwrap();
+    let old_version = repo.index_field("netbase", "Version").unwrap();
+    let before = repo.snapshot();
+    let bumped = repo.deb_with_version("netbase", &format!("{old_version}+new"));
+    repo.add_deb(&bumped);
+    repo.reindex();
+    assert_eq!(repo.index_field("netbase", "Version"), Some(format!("{old_version}+new")));
+    repo.restore(&before);
+    assert_eq!(get(&repo, "dists/stable/Release").body, old_release, "the old Release is served");
+    assert_eq!(repo.index_field("netbase", "Version"), Some(old_version.clone()));
+    assert_eq!(sha256_file(&repo.deb_path("netbase")), indexed_sha256(&repo, "netbase"));
+    let out = gpgv(&repo.keyring(), &[&repo.in_release()]);
+    assert!(out.status.success(), "the restored Release is not validly signed: {}", output_text(&out));
+}
+
 #[test]
 fn inst_lines_of_apt_get_simulate_parse_into_name_version_and_arch() {
     let text = "NOTE: This is only a simulation!\nInst gcc-12-base (12.2.0-14+deb12u1 galley-test:stable [amd64])\n\

@@ -34,6 +34,8 @@
 #   --keyring PATH    where the public key goes (default: OUT/archive-keyring.gpg; the armored
 #                     copy is PATH with .asc in place of .gpg)
 #   --date EPOCH      the Release file's date, in seconds since the epoch
+#   --valid-until EPOCH  a Valid-Until field (none by default): a date after which clients refuse
+#                     the Release as expired
 #   --sign-only       only sign the existing Release again
 set -euo pipefail
 
@@ -44,6 +46,7 @@ key_dir=
 key_algo=rsa3072
 keyring=
 date_epoch=${SOURCE_DATE_EPOCH:-1704067200}
+valid_until=
 sign_only=0
 only=()
 positional=()
@@ -57,8 +60,9 @@ while (($#)); do
     --key-algo) key_algo=$2; shift 2 ;;
     --keyring) keyring=$2; shift 2 ;;
     --date) date_epoch=$2; shift 2 ;;
+    --valid-until) valid_until=$2; shift 2 ;;
     --sign-only) sign_only=1; shift ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
     --*) echo "apt-repo.sh: unknown option $1" >&2; exit 2 ;;
     *) positional+=("$1"); shift ;;
   esac
@@ -154,6 +158,14 @@ index() {
     -o APT::FTPArchive::Release::Date="$(LC_ALL=C date -u -d "@$date_epoch" '+%a, %d %b %Y %H:%M:%S UTC')" \
     -o APT::FTPArchive::Release::Description="galley test repository" \
     release .) > "$tmp/Release"
+  # apt-ftparchive dates Valid-Until only relative to the clock (ValidTime), so it is written here,
+  # after Date, as the archive places it.
+  if [[ -n $valid_until ]]; then
+    local until
+    until=$(LC_ALL=C date -u -d "@$valid_until" '+%a, %d %b %Y %H:%M:%S UTC')
+    awk -v v="Valid-Until: $until" '{ print } /^Date: / { print v }' "$tmp/Release" > "$tmp/Release.valid"
+    mv "$tmp/Release.valid" "$tmp/Release"
+  fi
   mv "$tmp/Release" "$dists/Release"
 }
 

@@ -108,7 +108,13 @@ pub struct AptRepo {
     tmp: tempfile::TempDir,
     arch: String,
     added: Vec<PathBuf>,
+    valid_until: Option<u64>,
     server: Server,
+}
+
+/// A copy of everything a repository served at one moment, for [`AptRepo::restore`].
+pub struct RepoSnapshot {
+    dir: tempfile::TempDir,
 }
 
 impl AptRepo {
@@ -127,7 +133,7 @@ impl AptRepo {
         args.extend([repo.display().to_string(), test_debs_dir().display().to_string()]);
         run_script(&arch, &key_dir, &args);
         let server = Server::start(repo);
-        AptRepo { tmp, arch, added: vec![], server }
+        AptRepo { tmp, arch, added: vec![], valid_until: None, server }
     }
 
     /// `http://127.0.0.1:PORT/`, the repository's root (what a sources.list line names).
@@ -283,10 +289,38 @@ impl AptRepo {
         self.added.push(path.to_owned());
     }
 
+    /// The Valid-Until date (seconds since the epoch) that the next [`AptRepo::reindex`] writes
+    /// into Release, or none. Attack: a date in the past makes a validly signed but expired Release,
+    /// as a mirror freezing its clients on old metadata serves.
+    pub fn set_valid_until(&mut self, epoch: Option<u64>) {
+        self.valid_until = epoch;
+    }
+
+    /// A copy of what the repository serves now (pool and dists).
+    pub fn snapshot(&self) -> RepoSnapshot {
+        let dir = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        check(Command::new("cp").arg("-a").arg(self.dir()).arg(dir.path().join("repo")), "cp -a");
+        RepoSnapshot { dir }
+    }
+
+    /// Attack: a rollback. Serves a snapshot taken earlier again, its old Release still validly
+    /// signed by the repository's key, in place of what the repository serves now.
+    pub fn restore(&self, snapshot: &RepoSnapshot) {
+        let served = self.dir();
+        let aside = self.tmp.path().join("replaced");
+        let _ = std::fs::remove_dir_all(&aside);
+        std::fs::rename(&served, &aside).unwrap();
+        check(Command::new("cp").arg("-a").arg(snapshot.dir.path().join("repo")).arg(&served), "cp -a");
+        std::fs::remove_dir_all(&aside).unwrap();
+    }
+
     /// Indexes the pool again (with what [`AptRepo::add_deb`] queued) and signs the new Release
     /// with the repository's own key, as an archive publishing an update does.
     pub fn reindex(&mut self) {
         let mut args = vec![self.dir().display().to_string()];
+        if let Some(epoch) = self.valid_until {
+            args.extend(["--valid-until".to_owned(), epoch.to_string()]);
+        }
         let staging = tempfile::tempdir_in(self.tmp.path()).unwrap();
         if !self.added.is_empty() {
             for deb in self.added.drain(..) {
