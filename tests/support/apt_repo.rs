@@ -104,12 +104,13 @@ pub struct Request {
 
 /// A signed APT repository in a temporary folder, served on 127.0.0.1 until dropped.
 pub struct AptRepo {
+    /// First, so it stops before the folder it serves is removed.
+    server: Server,
     /// Holds `repo/` (what is served), `gnupg/` (the signing key) and scratch folders.
     tmp: tempfile::TempDir,
     arch: String,
     added: Vec<PathBuf>,
     valid_until: Option<u64>,
-    server: Server,
 }
 
 /// A copy of everything a repository served at one moment, for [`AptRepo::restore`].
@@ -118,8 +119,8 @@ pub struct RepoSnapshot {
 }
 
 impl AptRepo {
-    /// Builds a repository from the cached packages, every one of them (`None`) or those named,
-    /// and serves it. Panics when a tool or package is missing: see [`require_apt_repo`].
+    /// Builds a repository from the cached packages, every one of them (`None`: the
+    /// python3-minimal closure and the extras setup.sh fetched) or those named, and serves it. Panics when a tool or package is missing: see [`require_apt_repo`].
     pub fn build(packages: Option<&[&str]>) -> AptRepo {
         let tmp = tempfile::Builder::new().prefix("galley-apt-").tempdir().expect("temp dir");
         let arch = host_arch();
@@ -133,7 +134,7 @@ impl AptRepo {
         args.extend([repo.display().to_string(), test_debs_dir().display().to_string()]);
         run_script(&arch, &key_dir, &args);
         let server = Server::start(repo);
-        AptRepo { tmp, arch, added: vec![], valid_until: None, server }
+        AptRepo { server, tmp, arch, added: vec![], valid_until: None }
     }
 
     /// `http://127.0.0.1:PORT/`, the repository's root (what a sources.list line names).
