@@ -142,6 +142,11 @@ impl AptRepo {
         format!("http://127.0.0.1:{}/", self.server.port)
     }
 
+    /// The one-line APT source of this repository, trusted by [`AptRepo::keyring`] alone.
+    pub fn source_line(&self) -> String {
+        format!("deb [signed-by={}] {} {} {}", self.keyring().display(), self.url(), SUITE, COMPONENT)
+    }
+
     pub fn port(&self) -> u16 {
         self.server.port
     }
@@ -449,11 +454,7 @@ impl AptScratch {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         std::fs::write(d.join("status"), "").unwrap();
-        std::fs::write(
-            d.join("etc/sources.list"),
-            format!("deb [signed-by={}] {} {} {}\n", repo.keyring().display(), repo.url(), SUITE, COMPONENT),
-        )
-        .unwrap();
+        std::fs::write(d.join("etc/sources.list"), format!("{}\n", repo.source_line())).unwrap();
         let p = |s: &str| d.join(s).display().to_string();
         let conf = format!(
             "Dir::State \"{state}\";\nDir::State::status \"{status}\";\nDir::Cache \"{cache}\";\nDir::Log \"{log}\";\n\
