@@ -202,6 +202,26 @@ fn a_symlink_leading_out_of_the_project_is_not_followed_by_detection() {
     assert!(!config.contains("OUTSIDE-MARKER") && !config.contains("a Node.js project"), "{config}");
 }
 
+/// Attack: a pull request's package.json carries Nickel in its text (a newline that would end a
+/// comment, a quote that would end a string, an interpolation) so that the galley.ncl detection
+/// writes evaluates the attacker's code or fields. The text stays data: the file checks clean
+/// and its name is the one given.
+#[test]
+fn nickel_written_in_package_json_does_not_become_config() {
+    let payload = "\n}, name = \"pwned\", sandboxes.x = { image = \"app\", user = \"root\" } # %{std.fail_with \"boom\"}";
+    let start = serde_json::json!({ "scripts": { "start": format!("npm run serve{payload}") } }).to_string();
+    let main = serde_json::json!({ "main": format!("x.js\"{payload}") }).to_string();
+    for manifest in [start, main] {
+        let p = project(&[("package.json", &manifest)]);
+        let config = detect(&p);
+        checks_clean(&p, &config);
+        let show = p.galley(&["show", "--format", "json"]);
+        let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&show)));
+        assert_eq!(shown["name"], "shop", "{config}");
+        assert!(shown["sandboxes"].get("x").is_none(), "{config}");
+    }
+}
+
 #[test]
 fn a_static_site_is_built_on_the_busybox_base_applied_and_serves_its_page() {
     if !runtime_available() {
