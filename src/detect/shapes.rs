@@ -49,8 +49,7 @@ fn words(items: &[&str]) -> Vec<String> {
 }
 
 fn containerfile(tree: &Tree, skipped: &mut Vec<String>) -> Option<Found> {
-    let file = ["Containerfile", "Dockerfile"].into_iter().find(|f| text(tree, f, skipped).is_some())?;
-    let body = text(tree, file, skipped)?;
+    let (file, body) = ["Containerfile", "Dockerfile"].into_iter().find_map(|f| text(tree, f, skipped).map(|body| (f, body)))?;
     let port = body.lines().find_map(|line| {
         let mut parts = line.split_whitespace();
         let first = parts.next()?;
