@@ -10,6 +10,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// As [`write_atomic`], creating the file with permission bits `mode` (e.g. 0o600) from the start.
 pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    staged(path, bytes, mode)?.persist(path).map_err(|e| with_path(e.error, path))?;
+    Ok(())
+}
+
+/// As [`write_atomic`], but never replacing a file already at `path` (the rename is refused when
+/// one appeared since the caller looked: `AlreadyExists`).
+pub fn write_atomic_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    staged(path, bytes, None)?.persist_noclobber(path).map_err(|e| with_path(e.error, path))?;
+    Ok(())
+}
+
+/// `bytes` in a synced temporary file beside `path`, ready to be renamed onto it.
+fn staged(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -23,8 +36,7 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::i
     let mut tmp = builder.tempfile_in(dir).map_err(|e| with_path(e, dir))?;
     tmp.write_all(bytes).map_err(|e| with_path(e, path))?;
     tmp.as_file().sync_all().map_err(|e| with_path(e, path))?;
-    tmp.persist(path).map_err(|e| with_path(e.error, path))?;
-    Ok(())
+    Ok(tmp)
 }
 
 /// `e` with `path` named in its message.
@@ -68,5 +80,16 @@ mod tests {
         super::ensure_free(dir.path(), 1).unwrap();
         let err = super::ensure_free(dir.path(), u64::MAX).unwrap_err().to_string();
         assert!(err.contains(&dir.path().display().to_string()) && err.contains(&format!("{} bytes needed", u64::MAX)), "{err}");
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_one_that_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("galley.ncl");
+        super::write_atomic_new(&path, b"first").unwrap();
+        let err = super::write_atomic_new(&path, b"second").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
     }
 }

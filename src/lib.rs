@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod clock;
 pub mod canonical;
 pub mod cli;
+pub mod detect;
 pub mod diagnostic;
 pub mod domain;
 pub mod env_vars;

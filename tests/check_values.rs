@@ -57,6 +57,41 @@ fn a_byte_order_mark_is_accepted_and_positions_do_not_move() {
     assert_eq!(marked_found[0]["start"], plain_found[0]["start"]);
 }
 
+const IMPORTING: &str = "{ name = \"imp\", images.app = {}, sandboxes = import \"lib/sandboxes.ncl\" }\n";
+
+#[test]
+fn a_byte_that_is_not_utf8_in_an_imported_file_is_located_in_that_file() {
+    let project = Sandbox::with_config(IMPORTING);
+    std::fs::create_dir_all(project.path().join("lib")).unwrap();
+    std::fs::write(project.path().join("lib/sandboxes.ncl"), b"{\n  app = { image = \"app\" }, # caf\xe9\n}\n").unwrap();
+    let (code, diagnostics) = findings(&project);
+    assert_eq!(code, Some(1));
+    let d = &diagnostics[0];
+    assert_eq!((d["code"].as_str(), d["file"].as_str()), (Some("G015"), Some("lib/sandboxes.ncl")), "{d}");
+    assert_eq!((d["start"]["line"].as_u64(), d["start"]["column"].as_u64()), (Some(2), Some(33)), "{d}");
+    assert_eq!(d["message"], "byte 0xe9 at line 2, column 33 is not UTF-8");
+    let text = stderr(&project.galley(&["check"]));
+    assert!(text.contains("lib/sandboxes.ncl:2:33"), "{text}");
+    assert!(text.contains("lib/sandboxes.ncl is imported at galley.ncl:1:"), "the import site is shown: {text}");
+    assert!(!text.contains("could not find"), "the file is there: {text}");
+}
+
+#[test]
+fn a_byte_order_mark_in_an_imported_file_is_named_with_its_fix() {
+    let project = Sandbox::with_config(IMPORTING);
+    project.write("lib/sandboxes.ncl", "\u{feff}{\n  app = { image = \"app\" },\n}\n");
+    let (code, diagnostics) = findings(&project);
+    assert_eq!(code, Some(1));
+    let d = &diagnostics[0];
+    assert_eq!((d["code"].as_str(), d["file"].as_str()), (Some("G001"), Some("lib/sandboxes.ncl")), "{d}");
+    assert_eq!((d["start"]["line"].as_u64(), d["start"]["column"].as_u64()), (Some(1), Some(1)), "{d}");
+    assert!(d["message"].as_str().unwrap().contains("starts with a byte-order mark"), "{d}");
+    assert!(d["help"].as_str().unwrap().contains("save lib/sandboxes.ncl as UTF-8 without a byte-order mark"), "{d}");
+    // Without the mark the same file checks clean.
+    project.write("lib/sandboxes.ncl", "{\n  app = { image = \"app\", user = \"1000\" },\n}\n");
+    assert_eq!(findings(&project).0, Some(0));
+}
+
 #[test]
 fn text_and_json_count_columns_in_characters_after_non_ascii_text() {
     let config = "{ name = \"wide\", images.app = { labels.l = \"h\u{e9}llo \u{1f600}\" }, sandboxes.app = { image = \"app\", user = \"root\" } }\n";

@@ -6,41 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::registry::Registry;
+use support::registry::push_busybox_base;
 use support::runner::{free_port, http_get, text, TestProject};
 use support::{require_registry, runtime_available};
-
-/// galley's busybox base (as `examples/base` builds it), pushed to `reg`; returns its reference.
-fn push_base(reg: &Registry) -> String {
-    let p = TestProject::new("base");
-    let rootfs = p.dir.path().join("rootfs/bin");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("busybox")).expect("busybox-static is installed");
-    std::os::unix::fs::symlink("busybox", rootfs.join("sh")).unwrap();
-    let host = reg.host();
-    std::fs::write(
-        p.dir.path().join("galley.ncl"),
-        format!(
-            r#"{{
-  name = "{}",
-  {}
-  images.busybox = {{
-    files = [{{ src = "rootfs", dst = "/" }}],
-    entrypoint = ["/bin/busybox"],
-    cmd = ["sh"],
-  }},
-}}
-"#,
-            p.name,
-            reg.config_line()
-        ),
-    )
-    .unwrap();
-    let reference = format!("{host}/galley/busybox:1.36");
-    p.galley_code(&["build"], 0);
-    p.galley_code(&["push", "busybox", &reference], 0);
-    reference
-}
 
 /// Run `galley init --template` in a fresh directory, then every step a new user takes.
 fn start(template: &str, base: &str, extra: &[&str]) -> TestProject {
@@ -75,7 +43,7 @@ fn every_starter_checks_locks_builds_applies_verifies_and_runs() {
     let Some(reg) = require_registry() else {
         return;
     };
-    let base = push_base(&reg);
+    let base = push_busybox_base(&reg);
 
     let agent = start("agent", &base, &[]);
     let out = agent.galley_code(&["exec", "agent", "--", "/bin/sh", "-c", "id -u; pwd; touch /workspace/x && echo writable"], 0);

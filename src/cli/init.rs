@@ -1,5 +1,6 @@
 //! `galley init`: write a starter galley.ncl (and the files it copies) whose sandbox checks clean
-//! and starts: an agent workspace, a web service or a periodic job.
+//! and starts: an agent workspace, a web service or a periodic job; or, with `--detect`, a
+//! galley.ncl for the project already in the directory (`crate::detect`).
 
 use std::path::Path;
 
@@ -19,14 +20,24 @@ pub struct InitArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// What the starter sandbox does
-    #[arg(long, value_enum, default_value_t = Template::Agent)]
+    #[arg(long, value_enum, default_value_t = Template::Agent, conflicts_with = "detect")]
     pub template: Template,
-    /// Base image of the starter (a fully qualified reference with a busybox at /bin/busybox)
-    #[arg(long, value_name = "REF", default_value = DEFAULT_BASE)]
-    pub base: String,
-    /// Host port on 127.0.0.1 the service template publishes
-    #[arg(long, value_name = "PORT", default_value_t = 8080)]
-    pub port: u16,
+    /// Read the project in the directory and write a galley.ncl that builds and runs it. Looks
+    /// for, in this order of precedence: Containerfile or Dockerfile, package.json, pyproject.toml
+    /// or requirements.txt, go.mod, Cargo.toml, a static site (index.html at the top or in
+    /// public/, dist/, build/, site/, _site/, www/, out/); the first found is used and the
+    /// others are named in comments. Never follows a symbolic link, never overwrites galley.ncl
+    #[arg(long)]
+    pub detect: bool,
+    /// Base image of the starter (a fully qualified reference with a busybox at /bin/busybox;
+    /// default docker.io/library/busybox:1.36). With --detect: the base instead of the
+    /// toolchain image detection names, or of busybox for a static site
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// Host port on 127.0.0.1 the service template publishes (default 8080); with --detect, the
+    /// host port of the detected service (default: the port it listens on)
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,12 +83,14 @@ pub fn run(env: &Env, out: &Printer, args: &InitArgs) -> Outcome {
     if !crate::domain::Name::is_valid(&name) {
         return Err(CliError::user(format!("invalid project name \"{name}\""), Some("use lower-case letters, digits and dashes")));
     }
-    let base = Reference::parse(&args.base).map_err(|why| {
-        CliError::user(
-            format!("--base \"{}\" is not an image reference: {why}", args.base),
-            Some("name the registry, repository and tag, as in docker.io/library/busybox:1.36"),
-        )
-    })?;
+    let given = args.base.as_deref().map(parse_base).transpose()?;
+    if args.detect {
+        return detect(env, out, &dir, &name, given.as_ref(), args.port);
+    }
+    let base = match given {
+        Some(base) => base,
+        None => parse_base(DEFAULT_BASE)?,
+    };
     let files = args.template.files(&name);
     if let Some((rel, _)) = files.iter().find(|(rel, _)| env.project_dir.join(rel).exists()) {
         return Err(CliError::user(
@@ -88,8 +101,54 @@ pub fn run(env: &Env, out: &Printer, args: &InitArgs) -> Outcome {
     for (rel, text) in &files {
         write_new(&env.project_dir.join(rel), text)?;
     }
-    crate::fsutil::write_atomic(&path, starter(args.template, &name, &base, args.port).as_bytes())?;
+    crate::fsutil::write_atomic(&path, starter(args.template, &name, &base, args.port.unwrap_or(8080)).as_bytes())?;
     out.note(format_args!("wrote {}; next: galley check, galley lock, galley apply", path.display()));
+    Ok(ExitStatus::Success)
+}
+
+fn parse_base(raw: &str) -> Result<Reference, CliError> {
+    Reference::parse(raw).map_err(|why| {
+        CliError::user(
+            format!("--base \"{raw}\" is not an image reference: {why}"),
+            Some("name the registry, repository and tag, as in docker.io/library/busybox:1.36"),
+        )
+    })
+}
+
+/// `galley init --detect`: read the project, write galley.ncl for what it is, or say that
+/// nothing was recognised (exit 1, nothing written).
+fn detect(env: &Env, out: &Printer, dir: &Path, name: &str, base: Option<&Reference>, port: Option<u16>) -> Outcome {
+    let path = env.config_path();
+    let detection = crate::detect::detect(dir).map_err(|nothing| {
+        let mut message = format!("galley init --detect recognised nothing in {}", dir.display());
+        for line in &nothing.skipped {
+            message.push_str(&format!("\n  {line}"));
+        }
+        CliError::Refused {
+            message,
+            help: Some(format!(
+                "it looks for a {}; for anything else, start from a template (galley init --template service) and edit it",
+                crate::detect::LOOKS_FOR
+            )),
+        }
+    })?;
+    let static_base = parse_base(DEFAULT_BASE)?;
+    let text = crate::detect::render(
+        &detection,
+        &crate::detect::Options { name, base, static_base: &static_base, host_port: port, registries: &registries },
+    );
+    crate::fsutil::write_atomic_new(&path, text.as_bytes()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => CliError::user(format!("{} already exists", path.display()), Some("edit it, or remove it first")),
+        _ => e.into(),
+    })?;
+    out.note(format_args!("detected {}: wrote {}", detection.chosen.kind.label(), path.display()));
+    for other in &detection.others {
+        out.note(format_args!("also found {} (not used: named in a comment)", other.kind.label()));
+    }
+    for line in &detection.skipped {
+        out.note(format_args!("{line}"));
+    }
+    out.note(format_args!("next: review it, then galley check, galley lock, galley apply"));
     Ok(ExitStatus::Success)
 }
 

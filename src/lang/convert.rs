@@ -133,7 +133,7 @@ pub(super) fn from_nickel(error: Error, mut files: Files, namer: &Namer) -> Vec<
         .filter(|(_, message, _, _)| !message.is_empty())
         .map(|(location, message, _, _)| Related { location, message })
         .collect();
-    vec![diagnostic]
+    vec![super::imported::explain(diagnostic, namer)]
 }
 
 /// The name of the field whose value starts at `value`, read back from the text before it

@@ -6,6 +6,7 @@
 
 mod convert;
 pub mod docs;
+mod imported;
 pub mod embedded;
 pub mod fields;
 mod spans;
@@ -143,7 +144,8 @@ fn build_program(
                 Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e}", config.display()))
                     .help("check that the file exists and is readable")
             })?;
-            source_text(bytes, input.config).map_err(|d| *d)?
+            let shown = input.config.file_name().map_or_else(|| input.config.to_path_buf(), PathBuf::from);
+            source_text(bytes, &shown).map_err(|d| *d)?
         }
     };
     // A byte-order mark is not Nickel; editors hide it, so positions are counted without it.
@@ -157,15 +159,15 @@ fn build_program(
     })
 }
 
-/// The text of a source file, or a finding at the first byte that is not UTF-8.
+/// The text of a source file, or a finding at the first byte that is not UTF-8 (in the file
+/// users know as `shown`).
 fn source_text(bytes: Vec<u8>, shown: &Path) -> Result<String, Box<Diagnostic>> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let bytes = e.into_bytes();
         let bad = bytes[at];
         let source: Arc<str> = Arc::from(String::from_utf8_lossy(&bytes).as_ref());
-        let name = shown.file_name().map_or_else(|| shown.to_path_buf(), PathBuf::from);
-        let location = crate::diagnostic::Location::new(name, source, at, at + 1);
+        let location = crate::diagnostic::Location::new(shown.to_path_buf(), source, at, at + 1);
         Diagnostic::new(
             Code::NotUtf8,
             format!("byte 0x{bad:02x} at line {}, column {} is not UTF-8", location.start_line, location.start_col),

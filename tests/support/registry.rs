@@ -68,3 +68,35 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// galley's busybox base (as `examples/base` builds it), pushed to `reg`; returns its reference.
+pub fn push_busybox_base(reg: &Registry) -> String {
+    let p = super::runner::TestProject::new("base");
+    let rootfs = p.dir.path().join("rootfs/bin");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("busybox")).expect("busybox-static is installed");
+    std::os::unix::fs::symlink("busybox", rootfs.join("sh")).unwrap();
+    let host = reg.host();
+    std::fs::write(
+        p.dir.path().join("galley.ncl"),
+        format!(
+            r#"{{
+  name = "{}",
+  {}
+  images.busybox = {{
+    files = [{{ src = "rootfs", dst = "/" }}],
+    entrypoint = ["/bin/busybox"],
+    cmd = ["sh"],
+  }},
+}}
+"#,
+            p.name,
+            reg.config_line()
+        ),
+    )
+    .unwrap();
+    let reference = format!("{host}/galley/busybox:1.36");
+    p.galley_code(&["build"], 0);
+    p.galley_code(&["push", "busybox", &reference], 0);
+    reference
+}
