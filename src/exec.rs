@@ -177,22 +177,27 @@ pub trait Runner: Send + Sync {
 
     /// Run and require exit status 0.
     fn check(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let out = self.run(cmd)?;
-        if out.success() {
-            Ok(out)
-        } else if let (true, Some(limit)) = (out.timed_out, cmd.timeout) {
-            Err(ExecError::TimedOut { command: cmd.display(), limit })
-        } else {
-            Err(ExecError::Failed {
-                command: cmd.display(),
-                status: match (out.code, out.timed_out) {
-                    (_, true) => "timed out".into(),
-                    (Some(c), _) => format!("exit {c}"),
-                    (None, _) => "killed by a signal".into(),
-                },
-                stderr: tail(&out.stderr_str(), 20),
-            })
-        }
+        require_success(cmd, self.run(cmd)?)
+    }
+}
+
+/// `out` of `cmd` when it exited 0, else the error [`Runner::check`] returns: for a caller that
+/// looks at a failure's output before deciding it is one.
+pub fn require_success(cmd: &Cmd, out: Output) -> Result<Output, ExecError> {
+    if out.success() {
+        Ok(out)
+    } else if let (true, Some(limit)) = (out.timed_out, cmd.timeout) {
+        Err(ExecError::TimedOut { command: cmd.display(), limit })
+    } else {
+        Err(ExecError::Failed {
+            command: cmd.display(),
+            status: match (out.code, out.timed_out) {
+                (_, true) => "timed out".into(),
+                (Some(c), _) => format!("exit {c}"),
+                (None, _) => "killed by a signal".into(),
+            },
+            stderr: tail(&out.stderr_str(), 20),
+        })
     }
 }
 

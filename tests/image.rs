@@ -673,3 +673,80 @@ fn rootless_end_to_end_build() {
         let _ = Command::new("chown").arg("-R").arg("0:0").arg(work.path()).status();
     }
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).output().ok()?;
+        out.status.success().then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// Every file under `dir` with its size.
+fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = e.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out
+}
+
+/// A full disk is named before a layer is written: building a 16 MiB file that does not compress
+/// into a GALLEY_HOME on a 4 MiB file system fails with the path and the bytes needed and
+/// available, and leaves no blob and no temporary file in the store.
+#[test]
+fn a_layer_larger_than_the_free_space_is_refused_before_it_is_written() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return support::skip("mounting a small tmpfs needs root");
+    }
+    let Some(disk) = SmallDisk::mount("4m") else {
+        return support::skip("cannot mount a tmpfs");
+    };
+    let home = disk.0.path();
+    let dir = tempfile::tempdir().unwrap();
+    let mut noise = Vec::with_capacity(16 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while noise.len() < 16 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(dir.path().join("noise.bin"), &noise).unwrap();
+    fs::write(
+        dir.path().join("galley.ncl"),
+        r#"{ name = "full-disk", images.big = { files = [{ src = "noise.bin", dst = "/noise.bin" }] } }"#,
+    )
+    .unwrap();
+    let out = fails({
+        let mut c = galley(home, dir.path());
+        c.arg("build");
+        c
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tmp = home.join("tmp");
+    assert!(stderr.contains(&format!("not enough free space in {}", tmp.display())), "{stderr}");
+    let needed: u64 = stderr.split(" bytes needed").next().and_then(|s| s.rsplit(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(needed >= 16 << 20, "the need counts the whole layer: {needed}");
+    assert!(stderr.contains(" available"), "{stderr}");
+    assert!(files_under(&tmp).is_empty(), "no temporary file is left: {:?}", files_under(&tmp));
+    let blobs = files_under(&home.join("store/blobs"));
+    assert!(blobs.is_empty(), "no blob is left in the store: {blobs:?}");
+    let big: Vec<_> = files_under(home).into_iter().filter(|(_, size)| *size > 64 << 10).collect();
+    assert!(big.is_empty(), "nothing large was written: {big:?}");
+}

@@ -117,7 +117,7 @@ pub(crate) fn current_lock(env: &Env, out: &Printer, project: &crate::model::Pro
 
 /// The live state and the plan of the session's instance.
 pub fn compute(session: &Session) -> Result<Plan, CliError> {
-    let live = plan::live(&session.podman(), &session.instance)?;
+    let live = plan::live_for(&session.podman(), &session.instance, &session.desired)?;
     Ok(plan::compute(&session.home, &session.instance, &session.desired, &live))
 }
 

@@ -54,20 +54,47 @@ fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError>
         }
     }
     let audit_error = |e: audit::AuditError| CliError::user(e, Some("start the sandboxes with `galley apply`"));
-    let observed = audit::observe(&System, &project.name, &args.instance).map_err(audit_error)?;
+    let instance = crate::runtime::Instance::new(&project.name, &args.instance).map_err(|e| CliError::user(e, None))?;
+    // The containers the declared sandboxes have and the networks they join, known from the
+    // config: inspected while podman lists the instance's containers (those found only by
+    // their labels are inspected after).
+    let declared: Vec<&String> = if args.sandboxes.is_empty() { project.sandboxes.keys().collect() } else { args.sandboxes.iter().collect() };
+    let names: Vec<String> = declared.iter().map(|s| instance.container(s)).collect();
+    let mut networks: Vec<String> = declared
+        .iter()
+        .filter_map(|s| project.sandboxes.get(*s))
+        .flat_map(|s| instance.networks_for(s.network))
+        .map(|(n, _)| n)
+        .collect();
+    networks.sort();
+    networks.dedup();
+    // The firewall is read once, for every network, and only as root (without it the networks
+    // are left out, and their check is reported as not run).
+    let root = crate::runtime::host::system().root;
+    let (observed, inspected, table, lock) = std::thread::scope(|s| {
+        let observed = s.spawn(|| audit::observe(&System, &project.name, &args.instance, &names));
+        let inspected = s.spawn(|| audit::podman::inspect_networks(&System, &networks));
+        let table = root.then(|| s.spawn(|| crate::runtime::firewall::Snapshot::read(&System)));
+        let lock = super::plan::current_lock(env, out, project, false);
+        let join = "audit thread";
+        (observed.join().expect(join), inspected.join().expect(join), table.map(|t| t.join().expect(join)), lock)
+    });
+    let (observed, running) = observed.map_err(audit_error)?;
     let chosen = audit::select(&observed, &args.sandboxes, &project.name, &args.instance).map_err(audit_error)?;
     let owned: Vec<audit::Observed> = chosen.iter().map(|o| (*o).clone()).collect();
     // The lock's manifests carry the image digests; without a current lock, the config's.
-    let desired = match super::plan::current_lock(env, out, project, false)? {
+    let desired = match lock? {
         Some(lock) => lock.sandboxes.into_iter().map(|(name, s)| (name, s.manifest)).collect(),
         None => audit::desired(project, &owned, &env.lib_root()).map_err(audit_error)?,
     };
     // The secret check searches for the values apply delivered, read back from their files.
-    let instance = crate::runtime::Instance::new(&project.name, &args.instance).map_err(|e| CliError::user(e, None))?;
     let secrets = crate::runtime::secrets_dir::SecretsDir::new(instance.run_dir(&env.home));
     out.text_note(format_args!("verifying {} container(s) of project {}, instance {}", chosen.len(), project.name, args.instance));
-    let mut cx = audit::Context::new(&System, &args.instance, &chosen).map_err(audit_error)?;
-    cx.host_side = host_side(cx.internal.keys());
+    let inspected = inspected.map_err(audit_error)?;
+    let mut cx = audit::Context::new(&System, &args.instance, &chosen, inspected, running).map_err(audit_error)?;
+    if let Some(table) = table {
+        cx.host_side = host_side(&cx.networks, &table);
+    }
     // Containers are independent: audit them in parallel, report them in order.
     let sandboxes = chosen
         .par_iter()
@@ -88,15 +115,17 @@ fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError>
     Ok(Report { project: project.name.to_string(), instance: args.instance.clone(), sandboxes })
 }
 
-/// Whether the host side of each network is closed, read from the firewall (which needs root:
-/// without it the networks are left out, and their check is reported as not run).
-fn host_side<'a>(networks: impl Iterator<Item = &'a String>) -> std::collections::BTreeMap<String, Result<(), String>> {
-    use crate::runtime::firewall::{self, HostSide};
-    let podman = crate::runtime::podman::Podman { runner: &System, runtime: None };
-    if !crate::runtime::host::system().root {
-        return Default::default();
-    }
+/// Whether the host side of each network is closed, from one reading of the firewall.
+fn host_side(
+    networks: &std::collections::BTreeMap<String, serde_json::Value>,
+    table: &crate::runtime::firewall::Snapshot,
+) -> std::collections::BTreeMap<String, Result<(), String>> {
+    use crate::runtime::firewall::HostSide;
     networks
-        .map(|n| (n.clone(), HostSide::inspect(&podman, n).map_err(|e| e.to_string()).and_then(|side| firewall::status(&System, &side))))
+        .iter()
+        .map(|(n, inspect)| {
+            let one = serde_json::to_vec(&[inspect]).unwrap_or_default();
+            (n.clone(), HostSide::parse(n, &one).map_err(|e| e.to_string()).and_then(|side| table.status(&side)))
+        })
         .collect()
 }

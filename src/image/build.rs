@@ -281,6 +281,12 @@ impl Ctx<'_> {
         let entries = walk::link_hardlinks(entries);
         let t = std::time::Instant::now();
         let tmp = self.store.temp()?;
+        // A full disk is named before the layer is written, not half way through it; a write
+        // that fails anyway leaves nothing behind (the temporary file goes with `tmp`).
+        if let Some(dir) = tmp.path().parent() {
+            crate::fsutil::ensure_free(dir, layer::size_bound(&entries))
+                .map_err(|e| ImageError::Other(format!("cannot write the {step} layer: {e}")))?;
+        }
         let file = tmp.reopen().map_err(|e| ImageError::Other(format!("temp file: {e}")))?;
         let w = layer::write(&entries, compression, file, layer::WriteOptions { hashes, ..Default::default() })
             .map_err(|e| ImageError::Other(format!("writing the {step} layer: {e}")))?;

@@ -121,7 +121,11 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
         let mut nets: Vec<String> = joined.flat_map(|m| ctx.instance.networks_for(m.network)).map(|(n, _)| n).collect();
         nets.sort();
         nets.dedup();
-        super::firewall::close(ctx.podman, &nets)?;
+        // Without a network to join, no bridge appears whose name a stale rule could match: the
+        // orphans' rules wait for the next apply that joins one.
+        if !nets.is_empty() {
+            super::firewall::close(ctx.podman, &nets)?;
+        }
     }
     let volume_names: BTreeMap<String, String> = ready
         .iter()
@@ -163,13 +167,23 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
             }
         }
     }
-    // 6. Verify they are running: one `podman ps`.
+    // 6. Verify they are running: each one's first process, from the pid podman wrote, is
+    // alive in a pid namespace of its own; podman is asked (one `podman ps`) only about the
+    // others.
     if !started.is_empty() {
-        let live = ctx.podman.containers(ctx.instance)?;
-        for m in started {
+        let alive: Vec<bool> = started.iter().map(|m| first_process_alive(&state::pidfile(ctx.home, ctx.instance, &m.sandbox))).collect();
+        let live = if alive.iter().all(|a| *a) { Vec::new() } else { ctx.podman.containers(ctx.instance)? };
+        for (m, alive) in started.into_iter().zip(alive) {
             let name = ctx.instance.container(&m.sandbox);
             match live.iter().find(|c| c.name == name) {
-                Some(c) if c.running() => {
+                other if !alive && !other.is_some_and(|c| c.running()) => {
+                    let what = other.map_or("is gone".to_owned(), |c| format!("{} with exit code {}", c.state, c.exit_code));
+                    let log = Some(ctx.podman.log_tail(&name, 20));
+                    ctx.podman.remove("container", &[name])?;
+                    secrets_dir.remove_sandbox(&m.sandbox);
+                    fail(&mut report, &m.sandbox, RuntimeError::Other(format!("the container {what} right after starting")), log);
+                }
+                _ => {
                     // Its ports, when it has no egress, through galley's forwarder.
                     let exe = std::env::current_exe().map_err(RuntimeError::io("the galley executable"))?;
                     if let Err(e) = super::forward::start(ctx.home, ctx.instance, m, &exe, ctx.podman.runtime.as_deref()) {
@@ -180,13 +194,6 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
                     }
                     state::write(ctx.home, ctx.instance, m)?;
                     report.started.push(m.sandbox.clone());
-                }
-                other => {
-                    let what = other.map_or("is gone".to_owned(), |c| format!("{} with exit code {}", c.state, c.exit_code));
-                    let log = Some(ctx.podman.log_tail(&name, 20));
-                    ctx.podman.remove("container", &[name])?;
-                    secrets_dir.remove_sandbox(&m.sandbox);
-                    fail(&mut report, &m.sandbox, RuntimeError::Other(format!("the container {what} right after starting")), log);
                 }
             }
         }
@@ -208,8 +215,7 @@ pub fn apply(ctx: &Context<'_>, plan: &Plan, progress: &mut dyn FnMut(&str)) -> 
 fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest) -> Result<Ready<'m>> {
     host::check(m, ctx.facts)?;
     super::podman::validate(m, &ctx.instance.run_dir(ctx.home))?;
-    // The image source hands back a reference podman has (it has just loaded, tagged or
-    // inspected it), so podman is not asked again.
+    // The image's id, without asking podman: `start` loads it only when podman has none.
     let image = ctx.images.podman_ref(m)?;
     if !m.secrets.is_empty() && m.user.ids().is_none() {
         return Err(RuntimeError::Secret {
@@ -231,8 +237,11 @@ fn prepare<'m>(ctx: &Context<'_>, m: &'m SandboxManifest) -> Result<Ready<'m>> {
     Ok(Ready { manifest: m, image, seccomp, secrets })
 }
 
-/// Create the container, hand its secret files to the host ids its user namespace maps the
-/// sandbox's user to (known only once podman has chosen the range), then start it.
+/// Start the container: with one `podman run` when it has no secrets; else create it, hand its
+/// secret files to the host ids its user namespace maps the sandbox's user to (known only once
+/// podman has chosen the range), then start it. Either way podman writes the pid of its first
+/// process to [`state::pidfile`]. The image goes by its id, loaded into podman only when podman
+/// says it has none.
 fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
     let m = r.manifest;
     let mut mounts = Vec::new();
@@ -247,29 +256,63 @@ fn start(ctx: &Context<'_>, dir: &SecretsDir, r: &Ready<'_>) -> Result<()> {
     let files: Vec<PathBuf> = mounts.iter().map(|(path, _)| path.clone()).collect();
     let spec = RunSpec { manifest: m, instance: ctx.instance, image: r.image.clone(), seccomp: r.seccomp.clone(), secrets: mounts, nofile, nproc };
     let hooks = if files.is_empty() { None } else { Some(super::hooks::install(ctx.home)?) };
-    let id = ctx.podman.create(&spec, hooks.as_deref())?;
-    let name = ctx.instance.container(&m.sandbox);
-    if !files.is_empty() {
-        dir.claim(&m.sandbox, &id)?;
-        let (uid, gid) = m.user.ids().expect("prepare refuses secrets for a named user");
-        let (uids, gids) = ctx.podman.id_maps(&name)?;
-        let (Some(host_uid), Some(host_gid)) = (uids.host_id(uid), gids.host_id(gid)) else {
-            return Err(RuntimeError::Other(format!(
-                "sandbox `{}`: its user namespace (uids {uids}, gids {gids}) maps no host id to its user {uid}:{gid}",
-                m.sandbox
-            )));
-        };
-        if ctx.facts.root {
-            for f in &files {
-                dir.chown(f, host_uid, host_gid)?;
-            }
-        } else {
-            // Rootless podman's ids are those of its own user namespace, where only it may chown.
-            let c = ctx.podman.cmd().args(["unshare", "chown", "--no-dereference", &format!("{host_uid}:{host_gid}")]).args(&files);
-            ctx.podman.runner.check(&c)?;
+    // A pid left from an earlier container must not vouch for this one.
+    let pidfile = state::pidfile(ctx.home, ctx.instance, &m.sandbox);
+    let state_dir = ctx.instance.state_dir(ctx.home);
+    fs_err::create_dir_all(&state_dir).map_err(RuntimeError::io(&state_dir))?;
+    match std::fs::remove_file(&pidfile) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(RuntimeError::io(&pidfile)(e)),
+        _ => {}
+    }
+    let launch = |image: String| ctx.podman.launch(&RunSpec { image, ..spec.clone() }, &pidfile, hooks.as_deref(), files.is_empty());
+    let id = match launch(r.image.clone())? {
+        Some(id) => id,
+        None => {
+            let image = ctx.images.load(m)?;
+            launch(image.clone())?.ok_or_else(|| RuntimeError::Image {
+                sandbox: m.sandbox.clone(),
+                message: format!("podman has no image {image} right after loading it"),
+            })?
         }
+    };
+    if files.is_empty() {
+        return Ok(());
+    }
+    let name = ctx.instance.container(&m.sandbox);
+    dir.claim(&m.sandbox, &id)?;
+    let (uid, gid) = m.user.ids().expect("prepare refuses secrets for a named user");
+    let (uids, gids) = ctx.podman.id_maps(&name)?;
+    let (Some(host_uid), Some(host_gid)) = (uids.host_id(uid), gids.host_id(gid)) else {
+        return Err(RuntimeError::Other(format!(
+            "sandbox `{}`: its user namespace (uids {uids}, gids {gids}) maps no host id to its user {uid}:{gid}",
+            m.sandbox
+        )));
+    };
+    if ctx.facts.root {
+        for f in &files {
+            dir.chown(f, host_uid, host_gid)?;
+        }
+    } else {
+        // Rootless podman's ids are those of its own user namespace, where only it may chown.
+        let c = ctx.podman.cmd().args(["unshare", "chown", "--no-dereference", &format!("{host_uid}:{host_gid}")]).args(&files);
+        ctx.podman.runner.check(&c)?;
     }
     ctx.podman.start(&name, hooks.as_deref())
+}
+
+/// Whether the process whose pid podman wrote to `pidfile` is alive (not a zombie) in a pid
+/// namespace other than galley's, as a sandbox's first process is. `false` when unsure.
+fn first_process_alive(pidfile: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pidfile).ok().and_then(|t| t.trim().parse::<u32>().ok()).filter(|p| *p > 1) else {
+        return false;
+    };
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let state = std::fs::read_to_string(proc.join("stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()));
+    let own_ns = |p: &Path| std::fs::read_link(p.join("ns/pid")).ok();
+    matches!(state, Some(c) if !matches!(c, 'Z' | 'X' | 'x'))
+        && own_ns(&proc).is_some_and(|ns| Some(ns) != own_ns(Path::new("/proc/self")))
 }
 
 /// Write the sandbox's seccomp profile under `GALLEY_HOME/seccomp/` (once per digest).

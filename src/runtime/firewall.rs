@@ -187,7 +187,8 @@ fn tool(family: Family) -> Cmd {
 fn list(runner: &dyn Runner, family: Family, chain: &str) -> std::result::Result<crate::exec::Output, crate::exec::ExecError> {
     let mut tries = 0;
     loop {
-        let out = runner.run(&tool(family).args(["-S", chain]))?;
+        // An empty chain name lists the whole filter table.
+        let out = runner.run(&tool(family).arg("-S").args((!chain.is_empty()).then_some(chain)))?;
         tries += 1;
         if out.success() || tries == 5 || !out.stderr_str().contains("incompatible") {
             return Ok(out);
@@ -378,12 +379,21 @@ pub fn open(podman: &Podman<'_>, networks: &[String]) -> Vec<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Vec::new();
     }
+    if networks.is_empty() {
+        return Vec::new();
+    }
+    // One reading of the firewall and one `network inspect` for them all; a network missing
+    // from the answer counts as open.
+    let table = Snapshot::read(podman.runner);
+    let inspect = podman.runner.check(&podman.cmd().args(["network", "inspect"]).args(networks));
+    let all: Vec<serde_json::Value> = inspect.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok()).unwrap_or_default();
     networks
         .iter()
         .filter(|n| {
-            HostSide::inspect(podman, n)
-                .map_err(|e| e.to_string())
-                .and_then(|side| status(podman.runner, &side))
+            let one = all.iter().find(|v| v.get("name").and_then(|x| x.as_str()) == Some(n.as_str()));
+            one.ok_or_else(|| format!("podman has no network {n}"))
+                .and_then(|v| HostSide::parse(n, &serde_json::to_vec(&[v]).unwrap_or_default()).map_err(|e| e.to_string()))
+                .and_then(|side| table.status(&side))
                 .is_err()
         })
         .cloned()
@@ -432,6 +442,43 @@ pub fn status(runner: &dyn Runner, side: &HostSide) -> std::result::Result<(), S
     Ok(())
 }
 
+/// The filter table of each family, read once (`iptables -S`), to tell [`status`] of many
+/// networks from one reading.
+pub struct Snapshot(Vec<(Family, std::result::Result<Vec<String>, String>)>);
+
+impl Snapshot {
+    pub fn read(runner: &dyn Runner) -> Snapshot {
+        let read = |family| {
+            let out = list(runner, family, "").map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(format!("{} -S: {}", family.tool(), out.stderr_str().trim()));
+            }
+            Ok(out.stdout_str().lines().map(str::to_owned).collect())
+        };
+        Snapshot(Family::on_host().into_iter().map(|f| (f, read(f))).collect())
+    }
+
+    /// What [`status`] says of `side`, from this reading.
+    pub fn status(&self, side: &HostSide) -> std::result::Result<(), String> {
+        let c = chain(&side.network);
+        for (family, table) in &self.0 {
+            let table = table.as_ref().map_err(Clone::clone)?;
+            let lines: Vec<String> = table.iter().filter(|l| **l == format!("-N {c}") || l.starts_with(&format!("-A {c} "))).cloned().collect();
+            if lines.is_empty() {
+                return Err(format!("{} has no chain {c}", family.tool()));
+            }
+            if lines != side.rules(*family) {
+                return Err(format!("{} chain {c} holds {:?}, not {:?}", family.tool(), lines, side.rules(*family)));
+            }
+            let jump = side.jump();
+            if !table.iter().filter(|l| l.starts_with("-A INPUT ")).any(|l| split_rule(l).get(2..) == Some(&jump[..])) {
+                return Err(format!("{} INPUT does not send {}'s packets to {c}", family.tool(), side.interface.as_str()));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +487,28 @@ mod tests {
     fn side() -> HostSide {
         let inspect = br#"[{"name":"galley-p-default","network_interface":"podman7","subnets":[{"subnet":"10.89.3.0/24","gateway":"10.89.3.1"}]}]"#;
         HostSide::parse("galley-p-default", inspect).unwrap()
+    }
+
+    #[test]
+    fn one_reading_of_the_table_tells_each_networks_host_side() {
+        let s = side();
+        let c = chain(&s.network);
+        let jump = format!("-A INPUT -i podman7 -m comment --comment \"galley host side of {}\" -j {c}", s.network);
+        let mut table: Vec<String> = vec!["-P INPUT ACCEPT".into(), "-N OTHER".into()];
+        table.extend(s.rules(Family::V4).into_iter().take(1));
+        table.push(jump.clone());
+        table.extend(s.rules(Family::V4).into_iter().skip(1));
+        table.push("-A OTHER -j DROP".into());
+        let closed = Snapshot(vec![(Family::V4, Ok(table.clone()))]);
+        assert_eq!(closed.status(&s), Ok(()));
+        let no_jump = Snapshot(vec![(Family::V4, Ok(table.iter().filter(|l| **l != jump).cloned().collect()))]);
+        assert!(no_jump.status(&s).unwrap_err().contains("INPUT does not send podman7's packets"));
+        let changed = Snapshot(vec![(Family::V4, Ok(table.iter().filter(|l| !l.contains("--dport 53")).cloned().collect()))]);
+        assert!(changed.status(&s).unwrap_err().contains(&format!("chain {c} holds")));
+        let none = Snapshot(vec![(Family::V4, Ok(vec!["-P INPUT ACCEPT".into()]))]);
+        assert!(none.status(&s).unwrap_err().contains(&format!("has no chain {c}")));
+        let unread = Snapshot(vec![(Family::V4, Err("iptables -S: permission denied".into()))]);
+        assert_eq!(unread.status(&s), Err("iptables -S: permission denied".into()));
     }
 
     #[test]

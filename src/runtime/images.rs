@@ -1,6 +1,7 @@
 //! Images for apply, from galley's own store: each image is built through the input-addressed
 //! cache (a no-op when nothing changed), checked against the digest the lock promises, and
-//! loaded into podman by digest (nothing is copied when podman already has it).
+//! handed to podman by its id, the digest of its config: podman runs exactly that image or finds
+//! none, so nothing asks podman first. Only when podman has none is it loaded (and tagged).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -18,44 +19,51 @@ pub struct StoreImages<'a> {
     pub project: &'a Project,
     /// Base digests pinned by the lock.
     pub pinned_bases: BTreeMap<Reference, Digest>,
-    /// Podman references already prepared, by image name.
-    loaded: Mutex<BTreeMap<String, String>>,
+    /// Images already built and checked, by image name.
+    built: Mutex<BTreeMap<String, image::BuiltImage>>,
 }
 
 impl<'a> StoreImages<'a> {
     pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<Reference, Digest>) -> Self {
-        StoreImages { settings, project, pinned_bases, loaded: Mutex::new(BTreeMap::new()) }
+        StoreImages { settings, project, pinned_bases, built: Mutex::new(BTreeMap::new()) }
     }
 
-    fn prepare(&self, m: &SandboxManifest) -> std::result::Result<String, String> {
+    /// The image of `m`, built (a cache hit when nothing changed) and checked against the lock.
+    fn built(&self, m: &SandboxManifest) -> Result<image::BuiltImage> {
+        let mut cache = self.built.lock().expect("image cache lock");
+        if let Some(built) = cache.get(&m.image.name) {
+            return Ok(built.clone());
+        }
+        let fail = |message: String| RuntimeError::Image { sandbox: m.sandbox.clone(), message };
         let name = &m.image.name;
         let opts = BuildOptions { offline: false, pinned_bases: self.pinned_bases.clone(), ..BuildOptions::default() };
         let mut built = image::build(self.settings, self.project, std::slice::from_ref(name), &opts)
-            .map_err(|e| format!("cannot build image {name}: {e}"))?;
-        let built = built.remove(name).ok_or_else(|| format!("image {name} was not built"))?;
+            .map_err(|e| fail(format!("cannot build image {name}: {e}")))?;
+        let built = built.remove(name).ok_or_else(|| fail(format!("image {name} was not built")))?;
         if let Some(locked) = &m.image.digest
             && *locked != built.manifest_digest
         {
-            return Err(format!(
+            return Err(fail(format!(
                 "image {name} built as {}, but galley.lock promises {locked} (run `galley build --locked` to see which layer differs)",
                 built.manifest_digest
-            ));
+            )));
         }
-        let store = Store::open(&self.settings.home).map_err(|e| e.to_string())?;
-        let tag = image::podman::tag(&self.project.name, name, &built.manifest_digest);
-        image::podman::load(&System, &store, &built, &tag)?;
-        Ok(tag)
+        cache.insert(name.clone(), built.clone());
+        Ok(built)
     }
 }
 
 impl ImageSource for StoreImages<'_> {
     fn podman_ref(&self, m: &SandboxManifest) -> Result<String> {
-        let mut loaded = self.loaded.lock().expect("image cache lock");
-        if let Some(tag) = loaded.get(&m.image.name) {
-            return Ok(tag.clone());
-        }
-        let tag = self.prepare(m).map_err(|message| RuntimeError::Image { sandbox: m.sandbox.clone(), message })?;
-        loaded.insert(m.image.name.clone(), tag.clone());
-        Ok(tag)
+        Ok(self.built(m)?.config_digest.hex())
+    }
+
+    fn load(&self, m: &SandboxManifest) -> Result<String> {
+        let built = self.built(m)?;
+        let fail = |message: String| RuntimeError::Image { sandbox: m.sandbox.clone(), message };
+        let store = Store::open(&self.settings.home).map_err(|e| fail(e.to_string()))?;
+        let tag = image::podman::tag(&self.project.name, &m.image.name, &built.manifest_digest);
+        image::podman::load(&System, &store, &built, &tag).map_err(fail)?;
+        Ok(built.config_digest.hex())
     }
 }

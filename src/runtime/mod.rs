@@ -99,7 +99,12 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
 /// Where the image of a sandbox comes from: what to pass to `podman run`.
 pub trait ImageSource: Send + Sync {
+    /// The reference to run, which names one image only (its id), without asking podman
+    /// whether it has it.
     fn podman_ref(&self, manifest: &SandboxManifest) -> Result<String>;
+    /// Give podman the image [`ImageSource::podman_ref`] names, when it has none; returns that
+    /// reference.
+    fn load(&self, manifest: &SandboxManifest) -> Result<String>;
 }
 
 /// The desired state of the project without a lock: one manifest per sandbox, sorted by name,

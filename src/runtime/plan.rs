@@ -68,13 +68,24 @@ pub struct Live {
 
 /// Read the instance's containers, networks and volumes: three podman calls, run concurrently.
 pub fn live(podman: &Podman<'_>, instance: &Instance) -> Result<Live> {
+    read(podman, instance, true)
+}
+
+/// What a plan of `desired` needs of [`live`]: the volumes only when a desired sandbox has one
+/// (a plan creates and moves the volumes of desired sandboxes, and never removes one).
+pub fn live_for(podman: &Podman<'_>, instance: &Instance, desired: &[SandboxManifest]) -> Result<Live> {
+    read(podman, instance, desired.iter().any(|m| !m.volumes.is_empty()))
+}
+
+fn read(podman: &Podman<'_>, instance: &Instance, volumes: bool) -> Result<Live> {
     std::thread::scope(|s| {
         let networks = s.spawn(|| podman.owned("network", instance));
-        let volumes = s.spawn(|| podman.owned("volume", instance));
+        let volumes = volumes.then(|| s.spawn(|| podman.owned("volume", instance)));
         let containers = podman.containers(instance)?;
         let networks = networks.join().expect("podman thread")?;
         let open_host_side = super::firewall::open(podman, &networks);
-        Ok(Live { containers, networks, volumes: volumes.join().expect("podman thread")?, open_host_side })
+        let volumes = volumes.map(|v| v.join().expect("podman thread")).transpose()?.unwrap_or_default();
+        Ok(Live { containers, networks, volumes, open_host_side })
     })
 }
 

@@ -72,14 +72,6 @@ pub fn run_args(s: &RunSpec<'_>) -> Vec<String> {
     a
 }
 
-/// The `podman create` arguments of a sandbox: what apply runs, then starts the container once
-/// its secret files belong to the ids its user namespace maps.
-pub fn create_args(s: &RunSpec<'_>) -> Vec<String> {
-    let mut a: Vec<String> = vec!["create".into()];
-    a.extend(create_options(s));
-    a
-}
-
 /// The options of `podman run` and `podman create`, then the image and its command.
 fn create_options(s: &RunSpec<'_>) -> Vec<String> {
     let m = s.manifest;
@@ -210,15 +202,23 @@ impl Podman<'_> {
         Ok(out.stdout_str().trim().to_owned())
     }
 
-    /// Create a sandbox without starting it, with the OCI hooks of `hooks_dir`; returns the
-    /// container id.
-    pub fn create(&self, spec: &RunSpec<'_>, hooks_dir: Option<&std::path::Path>) -> Result<String> {
+    /// Start a sandbox in one call (`podman run --detach`), or with `start` false only create it
+    /// (`podman create`) for [`Podman::start`] to start, with the OCI hooks of `hooks_dir`;
+    /// podman writes the pid of its first process to `pidfile` each time it starts it. Returns
+    /// the container id, or `None` when podman has no image `spec.image` (nothing was created).
+    pub fn launch(&self, spec: &RunSpec<'_>, pidfile: &std::path::Path, hooks_dir: Option<&std::path::Path>, start: bool) -> Result<Option<String>> {
         let mut c = self.cmd();
         if let Some(dir) = hooks_dir {
             c = c.arg("--hooks-dir").arg(dir.display().to_string());
         }
-        let out = self.runner.check(&c.args(create_args(spec)))?;
-        Ok(out.stdout_str().trim().to_owned())
+        c = if start { c.args(["run", "--detach"]) } else { c.arg("create") };
+        let c = c.arg("--pidfile").arg(pidfile.display().to_string()).args(create_options(spec));
+        let out = self.runner.run(&c)?;
+        if !out.success() && out.stderr_str().contains(&format!("{}: image not known", spec.image)) {
+            return Ok(None);
+        }
+        let out = crate::exec::require_success(&c, out)?;
+        Ok(Some(out.stdout_str().trim().to_owned()))
     }
 
     /// Start a created container; podman reads the OCI hooks of `hooks_dir` as it starts it, and
@@ -443,6 +443,30 @@ pub(crate) mod tests {
         ]
         .concat();
         assert_eq!(recorder.commands(), vec![expected]);
+    }
+
+    #[test]
+    fn launch_runs_in_one_call_and_tells_a_missing_image_from_a_failure() {
+        let m = manifest();
+        let instance = Instance::new("web", "pr-1").unwrap();
+        let spec = RunSpec { manifest: &m, instance: &instance, image: "0123abcd".into(), seccomp: None, secrets: vec![], nofile: 10, nproc: 20 };
+        let pid = std::path::Path::new("/g/state/web/pr-1/api.pid");
+        let recorder = Recorder::default();
+        recorder.answer("podman run", Output { code: Some(0), stdout: b"c0ffee\n".to_vec(), ..Output::default() });
+        let podman = Podman { runner: &recorder, runtime: None };
+        assert_eq!(podman.launch(&spec, pid, None, true).unwrap().as_deref(), Some("c0ffee"));
+        let hooks = std::path::Path::new("/g/hooks");
+        podman.launch(&spec, pid, Some(hooks), false).unwrap();
+        let calls = recorder.commands();
+        assert!(calls[0].starts_with("podman run --detach --pidfile /g/state/web/pr-1/api.pid --pull never --name galley_web_pr-1_api "), "{}", calls[0]);
+        assert!(calls[1].starts_with("podman --hooks-dir /g/hooks create --pidfile /g/state/web/pr-1/api.pid --pull never "), "{}", calls[1]);
+        let missing = Recorder::default();
+        missing.answer("podman run", Output { code: Some(125), stderr: b"Error: 0123abcd: image not known\n".to_vec(), ..Output::default() });
+        assert_eq!(Podman { runner: &missing, runtime: None }.launch(&spec, pid, None, true).unwrap(), None);
+        let other = Recorder::default();
+        other.answer("podman run", Output { code: Some(125), stderr: b"Error: OCI runtime error\n".to_vec(), ..Output::default() });
+        let err = Podman { runner: &other, runtime: None }.launch(&spec, pid, None, true).unwrap_err();
+        assert!(err.to_string().contains("OCI runtime error"), "{err}");
     }
 
     #[test]

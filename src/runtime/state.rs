@@ -4,7 +4,7 @@
 //! a state file whose digest does not match it is ignored.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -30,6 +30,12 @@ pub fn write(home: &Path, instance: &Instance, m: &SandboxManifest) -> Result<()
 
 pub fn remove(home: &Path, instance: &Instance, sandbox: &str) {
     let _ = std::fs::remove_file(instance.state_dir(home).join(format!("{sandbox}.json")));
+    let _ = std::fs::remove_file(pidfile(home, instance, sandbox));
+}
+
+/// Where podman writes the pid of the sandbox's first process as it starts it.
+pub fn pidfile(home: &Path, instance: &Instance, sandbox: &str) -> PathBuf {
+    instance.state_dir(home).join(format!("{sandbox}.pid"))
 }
 
 /// An exclusive lock on the instance, held while `apply` or `destroy` changes it, so two galley

@@ -164,6 +164,15 @@ pub struct WriteOptions<'a> {
     pub hashes: Option<&'a Hashes>,
 }
 
+/// The most bytes [`write`] can produce for `entries`: the tar (headers, long-name records and
+/// data in 512-byte blocks, the end-of-archive blocks) plus what compression can add to data
+/// that does not compress (stored deflate blocks: well under 1%).
+pub fn size_bound(entries: &[Entry]) -> u64 {
+    let block = |n: u64| n.div_ceil(512) * 512;
+    let tar: u64 = entries.iter().map(|e| 3 * 512 + 2 * block(e.path.len() as u64 + 1) + block(e.size())).sum::<u64>() + 1024;
+    tar + tar / 100 + 4096
+}
+
 /// Write `entries` (already normalized) as a compressed tar to `out`: the one way a layer is
 /// written.
 pub fn write(entries: &[Entry], compression: Compression, out: File, opts: WriteOptions<'_>) -> io::Result<Written> {
@@ -348,6 +357,26 @@ mod tests {
         std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).unwrap();
         f.read_to_end(&mut bytes).unwrap();
         (w, bytes)
+    }
+
+    #[test]
+    fn the_size_bound_holds_for_data_that_does_not_compress() {
+        let mut noise = Vec::new();
+        let mut x: u64 = 7;
+        for _ in 0..(2 * CHUNK + 4321) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push(x as u8);
+        }
+        let long = format!("{}/file", "d".repeat(300));
+        let entries = normalize(vec![data(&long, &noise), data("small", b"x"), data("empty", b"")], 0);
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let (w, bytes) = roundtrip(c, &entries);
+            let bound = size_bound(&entries);
+            assert!(w.size <= bound && bytes.len() as u64 == w.size, "{c:?}: {} bytes written, bound {bound}", w.size);
+            assert!(bound < noise.len() as u64 * 11 / 10, "the bound stays close: {bound} for {} bytes", noise.len());
+        }
     }
 
     #[test]
