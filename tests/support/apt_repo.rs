@@ -26,6 +26,8 @@ use sha2::{Digest, Sha256};
 
 use apt::AptScratch;
 pub use apt::parse_inst_lines;
+// Only tests/apt_repo.rs reads control fields; other test binaries compile this module too.
+#[allow(unused_imports)]
 pub use debs::deb_field;
 use debs::{find_deb, find_deb_under, parse_control, render_control, set_fields};
 use server::{Override, Server};
