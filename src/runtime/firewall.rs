@@ -373,7 +373,9 @@ pub fn remove(runner: &dyn Runner, network: &str) -> Result<()> {
             let gone = runner
                 .run(&tool(family).args(["-X", &c]))
                 .map_err(|e| fail(&e))?;
-            if !gone.success() {
+            // Another process may have removed the same chain meanwhile: gone is gone.
+            let still = || Table::read(runner, family).map(|t| t.has_chain(&c));
+            if !gone.success() && still().map_err(|e| fail(&e))? {
                 return Err(fail(&format!(
                     "{} -X {c}: {}",
                     family.tool(),
