@@ -50,6 +50,9 @@ pub const GALLEY_TEST_NOW: &str = "GALLEY_TEST_NOW";
 /// The port forwarder of a sandbox without egress: connections carried at once (default 256);
 /// more are closed as they arrive.
 pub const GALLEY_FORWARD_MAX_CONNECTIONS: &str = "GALLEY_FORWARD_MAX_CONNECTIONS";
+/// The port forwarder of a sandbox without egress: seconds a connection may carry no byte either
+/// way before it is closed (default 300), so idle clients cannot hold every connection.
+pub const GALLEY_FORWARD_IDLE_SECONDS: &str = "GALLEY_FORWARD_IDLE_SECONDS";
 
 /// Variables that hold secrets and that no child process inherits (`exec`'s environment policy).
 pub const WITHHELD: &[&str] = &[GALLEY_MASTER_KEY, GALLEY_NEW_MASTER_KEY];

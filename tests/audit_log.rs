@@ -187,7 +187,9 @@ fn an_unwritable_audit_log_makes_apply_and_secret_set_refuse_before_acting() {
     assert!(!h.home.join("state").exists());
     let mut set = h.cmd(&["secret", "set", "TOKEN"]);
     let mut child = set.env("GALLEY_MASTER_KEY", KEY).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(CANARY.as_bytes()).unwrap();
+    // galley refuses before it reads the value, and may have exited before it is written.
+    let written = child.stdin.take().unwrap().write_all(CANARY.as_bytes());
+    assert!(written.as_ref().map_or_else(|e| e.kind() == std::io::ErrorKind::BrokenPipe, |_| true), "{written:?}");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("refusing to run `secret.set`"), "{}", text(&out));

@@ -214,3 +214,52 @@ fn connections_past_the_forwarders_limit_are_closed_at_once() {
     );
     p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);
 }
+
+/// Idle clients holding every slot (a slow-loris on the forwarder): with a limit of two
+/// connections and `GALLEY_FORWARD_IDLE_SECONDS=2`, two clients that connect and send nothing are
+/// closed after about two seconds, and the port serves again; a client that keeps talking is not.
+#[test]
+fn idle_connections_are_closed_after_the_idle_limit_and_free_their_slots() {
+    if !runtime_available() {
+        return;
+    }
+    let p = TestProject::new("fwdidle").with_image("box");
+    let port = free_port();
+    p.config(&config("isolated", port));
+    p.galley_code(&["lock"], 0);
+    let out = p
+        .galley_cmd(&["apply", "--auto-approve", "--locked"])
+        .env("GALLEY_FORWARD_MAX_CONNECTIONS", "2")
+        .env("GALLEY_FORWARD_IDLE_SECONDS", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(wait_for(|| serves(port)));
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let mut idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!serves(port), "a third connection is carried while two idle ones hold the slots");
+    for c in &mut idle {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        match c.read(&mut [0u8; 1]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("an idle connection was not closed: {other:?} after {:?}", started.elapsed()),
+        }
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(9), "closed after {waited:?}");
+    assert!(wait_for(|| serves(port)), "the slots of closed idle connections are not free again");
+    // A request written a few bytes at a time, over twice the idle limit, is still answered.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for chunk in b"GET /bin/busybox HTTP/1.0\r\n\r\n".chunks(4) {
+        slow.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = [0u8; 15];
+    slow.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK");
+    p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);
+}

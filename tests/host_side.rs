@@ -173,6 +173,14 @@ fn isolated_none_and_egress_sandboxes_cannot_reach_host_listeners_on_any_address
         );
         out.contains("HOST-") || out.contains("OUTSIDE")
     };
+    // What the host's firewall and addresses were when an assertion failed.
+    let state = || {
+        let mut all = String::new();
+        for args in [&["iptables", "-w", "10", "-S"][..], &["iptables", "-w", "10", "-t", "nat", "-S"], &["ip", "-br", "addr"]] {
+            all += &format!("\n$ {}\n{}", args.join(" "), text(&run(args[0], &args[1..])));
+        }
+        all
+    };
     let get = |sandbox: &str| {
         let request = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n'";
         let (_, out) = p.exec(
@@ -189,11 +197,11 @@ fn isolated_none_and_egress_sandboxes_cannot_reach_host_listeners_on_any_address
         for (gw, port) in &on_gateway {
             assert!(
                 !reach(sandbox, &gw.to_string(), *port),
-                "{sandbox} reaches the listener on gateway {gw}"
+                "{sandbox} reaches the listener on gateway {gw} ({nets:?}): {}", state()
             );
             assert!(
                 !reach(sandbox, &gw.to_string(), any),
-                "{sandbox} reaches the 0.0.0.0 listener through gateway {gw}"
+                "{sandbox} reaches the 0.0.0.0 listener through gateway {gw} ({nets:?}): {}", state()
             );
         }
     }
@@ -201,7 +209,7 @@ fn isolated_none_and_egress_sandboxes_cannot_reach_host_listeners_on_any_address
     let veth_host = outside.address.replace(".2", ".1");
     assert!(
         !reach("out", &veth_host, any),
-        "out reaches the 0.0.0.0 listener through the host's veth address"
+        "out reaches the 0.0.0.0 listener through the host's veth address: {}", state()
     );
     // The way out is what 'egress declares: the egress sandbox reaches the outside, the others do not.
     assert!(
@@ -246,8 +254,78 @@ fn isolated_none_and_egress_sandboxes_cannot_reach_host_listeners_on_any_address
     p.galley_code(&["apply", "--auto-approve", "--locked"], 0);
     p.galley_code(&["verify"], 0);
     assert!(!rules_of(net).is_empty());
+    // An ACCEPT for the bridge put ahead of galley's jump (a host firewall inserting its own rules
+    // first) opens the host side: verify names the rule, apply puts the jump first again.
+    let (gw, port) = on_gateway.iter().find(|(g, _)| nets.iter().any(|(n, ng)| n == net && ng == g)).unwrap();
+    {
+        let _ahead = AcceptAhead::insert(side.interface.as_str());
+        assert!(reach("iso", &gw.to_string(), *port), "an ACCEPT ahead of the jump does not open the host side: the check below proves nothing");
+        let report = p.galley_code(&["verify"], 1);
+        assert!(report.contains(&format!("accepts {}'s packets before", side.interface.as_str())), "{report}");
+        p.galley_code(&["apply", "--auto-approve", "--locked"], 0);
+        p.galley_code(&["verify"], 0);
+        assert!(!reach("iso", &gw.to_string(), *port), "iso reaches the gateway listener after apply moved the jump first: {}", state());
+    }
     p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);
     for (n, _) in &nets {
         assert_eq!(rules_of(n), "", "rules of {n} outlive destroy");
     }
+}
+
+/// `-A INPUT -i BRIDGE -j ACCEPT` at the head of INPUT, for a bridge of the test's own network;
+/// taken out again when dropped.
+struct AcceptAhead(String);
+
+impl AcceptAhead {
+    fn insert(bridge: &str) -> AcceptAhead {
+        let out = run("iptables", &["-w", "10", "-I", "INPUT", "1", "-i", bridge, "-j", "ACCEPT"]);
+        assert!(out.status.success(), "{}", text(&out));
+        AcceptAhead(bridge.to_owned())
+    }
+}
+
+impl Drop for AcceptAhead {
+    fn drop(&mut self) {
+        run("iptables", &["-w", "10", "-D", "INPUT", "-i", &self.0, "-j", "ACCEPT"]);
+    }
+}
+
+/// A galley whose podman runs with another containers.conf (here the CNI network backend) lists
+/// none of the host's netavark networks. Its `apply` and `destroy`, of an unrelated project, once
+/// swept every galley chain it could not match to a network of its own, opening the host side of
+/// every running sandbox on the host; they now leave other instances' rules alone.
+#[test]
+fn a_galley_whose_podman_sees_other_networks_cannot_open_the_host_side_of_running_sandboxes() {
+    if !runtime_available() {
+        return;
+    }
+    let p = TestProject::new("hsview").with_image("box");
+    p.config(
+        r#"  images.box = {},
+  sandboxes.iso = { image = "box", user = "1000:1000", network = 'isolated, command = ["/bin/busybox", "sleep", "1000000"] },"#,
+    );
+    p.galley_code(&["lock"], 0);
+    p.galley_code(&["apply", "--auto-approve", "--locked"], 0);
+    let (net, gw) = gateways(&p.container("default", "iso")).remove(0);
+    let port = host_listener(gw, "GW");
+    let before = rules_of(&net);
+    assert!(!before.is_empty());
+
+    let other = TestProject::new("hsview-cni").with_image("box");
+    other.config(
+        r#"  images.box = {},
+  sandboxes.svc = { image = "box", user = "1000:1000", network = 'isolated, command = ["/bin/busybox", "sleep", "1000000"] },"#,
+    );
+    let conf = other.dir.path().join("cni-containers.conf");
+    std::fs::write(&conf, "[network]\nnetwork_backend = \"cni\"\n").unwrap();
+    for args in [&["apply", "--auto-approve"][..], &["destroy", "--auto-approve"]] {
+        let out = other.galley_cmd(args).env("CONTAINERS_CONF", &conf).output().unwrap();
+        assert!(text(&out).contains("cni") || out.status.success(), "{args:?}: {}", text(&out));
+        assert_eq!(rules_of(&net), before, "galley {args:?} under a CNI containers.conf changed the rules of {net}");
+    }
+    p.galley_code(&["verify"], 0);
+    let (_, out) = p.exec("default", "iso", &format!("/bin/busybox nc -w 2 {gw} {port} </dev/null"));
+    assert!(!out.contains("HOST-"), "iso reaches the gateway listener: {out}");
+    p.galley_code(&["destroy", "--auto-approve"], 0);
+    assert_eq!(rules_of(&net), "", "rules of {net} outlive destroy");
 }

@@ -70,9 +70,11 @@ fn secret_files_are_removed_when_the_container_is_stopped_or_exits_by_itself() {
     assert!(!start.status.success(), "podman start ran the sandbox without its secret file: {}", text(&start));
     assert!(!stay.exists());
 
-    // galley apply replaces the stopped sandboxes and writes their files again.
+    // galley apply replaces the stopped sandboxes and writes their files again; plan says why
+    // podman start could not.
     let plan = p.galley_code(&["plan"], 0);
     assert!(plan.contains("replace") && plan.contains("stay"), "{plan}");
+    assert!(plan.contains("its secret files were removed when it stopped: only `galley apply` starts it again"), "{plan}");
     apply();
     assert_eq!(std::fs::read_to_string(&stay).unwrap(), CANARY);
     let inside = podman(&["exec", &p.container("default", "stay"), "/bin/busybox", "cat", "/run/secrets/TOKEN"]);

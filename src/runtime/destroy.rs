@@ -31,12 +31,13 @@ pub fn remove(
     for (kind, names) in steps {
         podman.remove(kind, names)?;
     }
-    // The host-side rules of the removed networks, and of any network podman no longer has.
+    // The host-side rules of the removed networks, and of the instance's networks a crashed run
+    // left rules of. Never other instances' rules: see `firewall`'s module doc.
     if root {
         for n in &live.networks {
             super::firewall::remove(podman.runner, n)?;
         }
-        super::firewall::close(podman, &[])?;
+        super::firewall::remove_gone(podman, &[instance.network(), instance.egress_network()])?;
     }
     super::forward::stop_all(home, instance);
     SecretsDir::new(instance.run_dir(home)).remove_all();

@@ -5,11 +5,23 @@
 //!
 //! Each network gets its own chain, named from the network's name alone ([`chain`]), in iptables
 //! (IPv4) and ip6tables (the bridge's link-local address is the host too), with one jump to it
-//! from INPUT for the bridge interface, tagged with a comment naming the network. Installing is
-//! idempotent (a chain already as expected is left alone); removing takes the jump and the chain
-//! away; [`orphans`] finds chains whose network podman no longer has. iptables is what netavark
-//! 1.4 drives; a DROP in any netfilter base chain is final, so the rules hold whichever of
-//! iptables-legacy or iptables-nft is installed, and alongside another tool's tables.
+//! from INPUT for the bridge interface, tagged with a comment naming the network, ahead of any
+//! rule that could accept the bridge's packets first. Installing is idempotent (a chain already
+//! as expected is left alone) and repairs a jump another rule was put in front of; removing takes
+//! the jump and the chain away. iptables is what netavark 1.4 drives; a DROP in any netfilter base
+//! chain is final, so the rules hold whichever of iptables-legacy or iptables-nft is installed,
+//! and alongside another tool's tables.
+//!
+//! A galley process removes only the rules of its own instance's networks, and only once it
+//! removed them or podman says they are gone: never by comparing every installed chain with what
+//! its own podman lists. A podman run with another `containers.conf` (another network backend or
+//! configuration directory) lists none of the host's networks, and a sweep by that view opened
+//! the host side of every running sandbox on the host.
+//!
+//! The firewall is read as one listing of the filter table per family ([`Table`]). iptables-nft
+//! 1.8.9 answers a listing of one chain that does not exist with "chain ... is incompatible",
+//! which reads like a reader racing a writer; the whole-table listing says plainly which chains
+//! exist.
 
 use std::net::IpAddr;
 
@@ -133,7 +145,9 @@ impl HostSide {
         })
     }
 
-    /// The chain's rules as `iptables -S CHAIN` prints them, in order.
+    /// The chain's rules as `iptables -S CHAIN` prints them, in order. DNS to the gateway is
+    /// accepted, not returned to INPUT: a chain left by a network that had this bridge's name
+    /// before, later in INPUT, would drop it.
     pub fn rules(&self, family: Family) -> Vec<String> {
         let c = chain(&self.network);
         let mut rules = vec![
@@ -149,7 +163,7 @@ impl HostSide {
             let prefix = if gw.is_ipv4() { 32 } else { 128 };
             for proto in ["udp", "tcp"] {
                 rules.push(format!(
-                    "-A {c} -d {gw}/{prefix} -p {proto} -m {proto} --dport 53 -j RETURN"
+                    "-A {c} -d {gw}/{prefix} -p {proto} -m {proto} --dport 53 -j ACCEPT"
                 ));
             }
         }
@@ -181,20 +195,109 @@ fn tool(family: Family) -> Cmd {
         .timeout(std::time::Duration::from_secs(30))
 }
 
-/// `iptables -S chain`. iptables-nft can answer a listing with "incompatible" while another
-/// process rewrites the ruleset (parallel applies, netavark); such a listing is read again, a few
-/// times, before its answer counts.
-fn list(runner: &dyn Runner, family: Family, chain: &str) -> std::result::Result<crate::exec::Output, crate::exec::ExecError> {
-    let mut tries = 0;
-    loop {
-        // An empty chain name lists the whole filter table.
-        let out = runner.run(&tool(family).arg("-S").args((!chain.is_empty()).then_some(chain)))?;
-        tries += 1;
-        if out.success() || tries == 5 || !out.stderr_str().contains("incompatible") {
-            return Ok(out);
+/// The filter table of one family as `iptables -S` prints it: one consistent read of every chain.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    lines: Vec<String>,
+}
+
+impl Table {
+    /// `iptables -S` (the filter table); a failing listing is an error, not an empty table.
+    pub fn read(runner: &dyn Runner, family: Family) -> std::result::Result<Table, String> {
+        let out = runner
+            .run(&tool(family).arg("-S"))
+            .map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!(
+                "{} -S: {}",
+                family.tool(),
+                out.stderr_str().trim()
+            ));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20 * tries));
+        Ok(Table::parse(&out.stdout_str()))
     }
+
+    pub fn parse(listing: &str) -> Table {
+        Table {
+            lines: listing
+                .lines()
+                .filter(|l| l.starts_with('-'))
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    pub fn has_chain(&self, chain: &str) -> bool {
+        self.lines.iter().any(|l| l.strip_prefix("-N ") == Some(chain))
+    }
+
+    /// The chain as `iptables -S CHAIN` prints it: `-N CHAIN` and its rules, in order; empty
+    /// when there is no such chain.
+    pub fn chain(&self, chain: &str) -> Vec<String> {
+        if !self.has_chain(chain) {
+            return Vec::new();
+        }
+        let rule = format!("-A {chain} ");
+        std::iter::once(format!("-N {chain}"))
+            .chain(self.lines.iter().filter(|l| l.starts_with(&rule)).cloned())
+            .collect()
+    }
+
+    /// INPUT's rules, without `-A INPUT`, split into arguments.
+    fn input(&self) -> Vec<Vec<String>> {
+        self.lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("-A INPUT "))
+            .map(split_rule)
+            .collect()
+    }
+}
+
+/// Whether an INPUT rule may accept a packet arriving on `interface` before galley's jump sees
+/// it: its verdict is ACCEPT, it does not name another input interface, and it does not accept
+/// only replies (conntrack RELATED/ESTABLISHED, which galley's chain lets through too).
+fn accepts_first(rule: &[String], interface: &Interface) -> bool {
+    let at = |flag: &str| rule.iter().position(|w| w == flag);
+    let verdict = at("-j").and_then(|i| rule.get(i + 1));
+    if verdict.map(String::as_str) != Some("ACCEPT") {
+        return false;
+    }
+    if let Some(i) = at("-i") {
+        let negated = i > 0 && rule[i - 1] == "!";
+        let name = rule.get(i + 1).map(String::as_str).unwrap_or_default();
+        let matches = match name.strip_suffix('+') {
+            Some(prefix) => interface.as_str().starts_with(prefix),
+            None => name == interface.as_str(),
+        };
+        if matches == negated {
+            return false;
+        }
+    }
+    let replies_only = ["--ctstate", "--state"].iter().any(|flag| {
+        at(flag).is_some_and(|i| {
+            let negated = i > 0 && rule[i - 1] == "!";
+            !negated
+                && rule.get(i + 1).is_some_and(|states| {
+                    states
+                        .split(',')
+                        .all(|s| s == "RELATED" || s == "ESTABLISHED")
+                })
+        })
+    });
+    !replies_only
+}
+
+/// Where galley's jump of `side` stands in INPUT: its index, and the first rule ahead of it that
+/// may accept the bridge's packets.
+fn jump_position(table: &Table, side: &HostSide) -> (Option<usize>, Option<String>) {
+    let jump = side.jump();
+    let input = table.input();
+    let at = input.iter().position(|r| r[..] == jump[..]);
+    let ahead = input[..at.unwrap_or(input.len())]
+        .iter()
+        .find(|r| accepts_first(r, &side.interface))
+        .map(|r| r.join(" "));
+    (at, ahead)
 }
 
 fn firewall_error(network: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -205,85 +308,79 @@ fn firewall_error(network: &str, e: impl std::fmt::Display) -> RuntimeError {
     }
 }
 
-/// Make the rules of `side` what [`HostSide::rules`] says, and the jump to them present: the
-/// chain is rewritten only when it differs, so a second install changes nothing.
+/// Make the rules of `side` what [`HostSide::rules`] says, and the jump to them present ahead of
+/// any rule that could accept the bridge's packets first: the chain is rewritten only when it
+/// differs, and the jump moved only when another rule stands before it, so a second install
+/// changes nothing.
 pub fn install(runner: &dyn Runner, side: &HostSide) -> Result<()> {
     let c = chain(&side.network);
+    let fail = |e: &dyn std::fmt::Display| firewall_error(&side.network, e);
+    let check = |cmd: Cmd| runner.check(&cmd).map(drop).map_err(|e| fail(&e));
     for family in Family::on_host() {
         let want = side.rules(family);
-        let have = list(runner, family, &c)
-            .map_err(|e| firewall_error(&side.network, e))?;
-        if !have.success() {
-            runner
-                .check(&tool(family).args(["-N", &c]))
-                .map_err(|e| firewall_error(&side.network, e))?;
+        let table = Table::read(runner, family).map_err(|e| fail(&e))?;
+        if !table.has_chain(&c) {
+            check(tool(family).args(["-N", &c]))?;
         }
-        let lines: Vec<String> = have.stdout_str().lines().map(str::to_owned).collect();
-        if lines != want {
-            runner
-                .check(&tool(family).args(["-F", &c]))
-                .map_err(|e| firewall_error(&side.network, e))?;
+        if table.chain(&c) != want {
+            check(tool(family).args(["-F", &c]))?;
             for rule in &want[1..] {
-                let args: Vec<&str> = rule.split(' ').collect();
-                runner
-                    .check(&tool(family).args(args))
-                    .map_err(|e| firewall_error(&side.network, e))?;
+                check(tool(family).args(rule.split(' ')))?;
             }
         }
         let jump = side.jump();
-        if !runner
-            .run(&tool(family).args(["-C", "INPUT"]).args(&jump))
-            .map_err(|e| firewall_error(&side.network, e))?
-            .success()
-        {
-            runner
-                .check(&tool(family).args(["-I", "INPUT", "1"]).args(&jump))
-                .map_err(|e| firewall_error(&side.network, e))?;
+        // Jumps to this chain for another bridge: the network's former bridge (it was removed
+        // and made again), which another network may get next.
+        let target = ["-j".to_owned(), c.clone()];
+        for stale in table.input().iter().filter(|r| r.ends_with(&target) && r[..] != jump[..]) {
+            check(tool(family).args(["-D", "INPUT"]).args(stale))?;
+        }
+        match jump_position(&table, side) {
+            (Some(_), None) => {}
+            (Some(_), Some(_)) => {
+                // Another rule was put ahead and takes the bridge's packets already: the jump's
+                // copies come out, and it goes first.
+                let copies = table.input().iter().filter(|r| r[..] == jump[..]).count();
+                for _ in 0..copies {
+                    check(tool(family).args(["-D", "INPUT"]).args(&jump))?;
+                }
+                check(tool(family).args(["-I", "INPUT", "1"]).args(&jump))?;
+            }
+            (None, _) => check(tool(family).args(["-I", "INPUT", "1"]).args(&jump))?,
         }
     }
     Ok(())
 }
 
 /// Remove `network`'s jumps from INPUT and its chain, whatever interface the jumps name; a
-/// network without rules is not an error.
+/// network without rules is not an error. Only for a network of the caller's own instance that
+/// podman no longer has (see the module's doc).
 pub fn remove(runner: &dyn Runner, network: &str) -> Result<()> {
     let c = chain(network);
+    let fail = |e: &dyn std::fmt::Display| firewall_error(network, e);
     for family in Family::on_host() {
-        let input = list(runner, family, "INPUT")
-            .map_err(|e| firewall_error(network, e))?;
-        // Each step may race another galley removing the same orphan: failures are ignored and
-        // what is left is checked at the end.
-        for line in input
-            .stdout_str()
-            .lines()
-            .filter(|l| l.ends_with(&format!("-j {c}")))
-        {
-            let Some(rest) = line.strip_prefix("-A INPUT ") else {
-                continue;
-            };
+        let table = Table::read(runner, family).map_err(|e| fail(&e))?;
+        let target = ["-j".to_owned(), c.clone()];
+        for rule in table.input().iter().filter(|r| r.ends_with(&target)) {
             runner
-                .run(&tool(family).args(["-D", "INPUT"]).args(split_rule(rest)))
-                .map_err(|e| firewall_error(network, e))?;
+                .run(&tool(family).args(["-D", "INPUT"]).args(rule))
+                .map_err(|e| fail(&e))?;
         }
-        if list(runner, family, &c)
-            .map_err(|e| firewall_error(network, e))?
-            .success()
-        {
+        if table.has_chain(&c) {
             runner
                 .run(&tool(family).args(["-F", &c]))
-                .map_err(|e| firewall_error(network, e))?;
+                .map_err(|e| fail(&e))?;
             let gone = runner
                 .run(&tool(family).args(["-X", &c]))
-                .map_err(|e| firewall_error(network, e))?;
-            if !gone.success()
-                && list(runner, family, &c)
-                    .map_err(|e| firewall_error(network, e))?
-                    .success()
-            {
-                return Err(firewall_error(
-                    network,
-                    format!("{} -X {c}: {}", family.tool(), gone.stderr_str().trim()),
-                ));
+                .map_err(|e| fail(&e))?;
+            // Another process may have removed the same chain meanwhile: gone is gone.
+            let still = || Table::read(runner, family).map(|t| t.has_chain(&c));
+            if !gone.success() && still().map_err(|e| fail(&e))? {
+                return Err(fail(&format!(
+                    "{} -X {c}: {}",
+                    family.tool(),
+                    gone.stderr_str().trim()
+                )));
             }
         }
     }
@@ -314,60 +411,62 @@ fn split_rule(rule: &str) -> Vec<String> {
 
 /// The networks named in galley's INPUT jumps (from their comments).
 pub fn installed(runner: &dyn Runner) -> Result<Vec<String>> {
-    let input = list(runner, Family::V4, "INPUT")
-        .map_err(|e| firewall_error("*", e))?;
-    let mut names: Vec<String> = input
-        .stdout_str()
-        .lines()
-        .filter(|l| l.contains(&format!("-j {CHAIN_PREFIX}")))
-        .filter_map(|l| {
-            split_rule(l)
-                .iter()
-                .position(|w| w == "--comment")
-                .and_then(|i| split_rule(l).get(i + 1).cloned())
+    let table = Table::read(runner, Family::V4).map_err(|e| firewall_error("*", e))?;
+    let mut names: Vec<String> = table
+        .input()
+        .iter()
+        .filter(|r| r.last().is_some_and(|t| t.starts_with(CHAIN_PREFIX)))
+        .filter_map(|r| {
+            let i = r.iter().position(|w| w == "--comment")?;
+            r.get(i + 1)?.strip_prefix(COMMENT_PREFIX).map(str::to_owned)
         })
-        .filter_map(|c| c.strip_prefix(COMMENT_PREFIX).map(str::to_owned))
         .collect();
     names.sort();
     names.dedup();
     Ok(names)
 }
 
-/// Installed networks podman no longer has: what `apply` and `destroy` remove as orphans.
-pub fn orphans(runner: &dyn Runner, podman: &Podman<'_>) -> Result<Vec<String>> {
-    let installed = installed(runner)?;
-    if installed.is_empty() {
-        return Ok(installed);
-    }
-    let out = runner.check(
-        &podman
-            .cmd()
-            .args(["network", "ls", "--format", "{{.Name}}"]),
-    )?;
-    let live: Vec<String> = out.stdout_str().lines().map(str::to_owned).collect();
-    // A listing taken while other processes create and remove networks can miss a live one, and
-    // removing a live network's rules would open its host side: each candidate must be gone by
-    // podman's own answer for that name (`network exists` exits 1) before it counts.
-    Ok(installed
-        .into_iter()
-        .filter(|n| !live.contains(n))
-        .filter(|n| {
-            runner
-                .run(&podman.cmd().args(["network", "exists", n]))
-                .is_ok_and(|o| o.code == Some(1))
-        })
-        .collect())
-}
-
-/// Close the host side of each of `networks` (podman's names), reading each one's bridge; then
-/// remove the rules of networks podman no longer has (best effort: another galley may be
-/// removing the same ones).
+/// Close the host side of each of `networks` (podman's names), reading each one's bridge.
 pub fn close(podman: &Podman<'_>, networks: &[String]) -> Result<()> {
     for network in networks {
         install(podman.runner, &HostSide::inspect(podman, network)?)?;
     }
-    for gone in orphans(podman.runner, podman).unwrap_or_default() {
-        let _ = remove(podman.runner, &gone);
+    Ok(())
+}
+
+/// Remove the rules of those of `networks` (the caller's own instance's names) that are gone:
+/// podman says it no longer has them (`network exists` exits 1) and no bridge of the name their
+/// jump sends is up in the kernel. What a run that crashed between removing a network and its
+/// rules left behind; a podman with another configuration, which lists none of the host's
+/// networks, still finds their bridges.
+pub fn remove_gone(podman: &Podman<'_>, networks: &[String]) -> Result<()> {
+    let table = Table::read(podman.runner, Family::V4).map_err(|e| firewall_error("*", e))?;
+    for n in networks {
+        let jump_ends = ["-j".to_owned(), chain(n)];
+        let bridges: Vec<String> = table
+            .input()
+            .into_iter()
+            .filter(|r| r.ends_with(&jump_ends))
+            .filter_map(|r| {
+                let i = r.iter().position(|w| w == "-i")?;
+                r.get(i + 1).cloned()
+            })
+            .collect();
+        if !table.has_chain(&chain(n)) && bridges.is_empty() {
+            continue;
+        }
+        if bridges
+            .iter()
+            .any(|b| std::path::Path::new("/sys/class/net").join(b).exists())
+        {
+            continue;
+        }
+        let out = podman
+            .runner
+            .run(&podman.cmd().args(["network", "exists", n]))?;
+        if out.code == Some(1) {
+            remove(podman.runner, n)?;
+        }
     }
     Ok(())
 }
@@ -403,79 +502,54 @@ pub fn open(podman: &Podman<'_>, networks: &[String]) -> Vec<String> {
 /// Whether the host side of `side` is closed as [`install`] leaves it: `Ok(())`, or what is
 /// missing or different.
 pub fn status(runner: &dyn Runner, side: &HostSide) -> std::result::Result<(), String> {
-    let c = chain(&side.network);
-    for family in Family::on_host() {
-        let have = list(runner, family, &c)
-            .map_err(|e| e.to_string())?;
-        if !have.success() {
-            let why = have.stderr_str();
-            return Err(format!(
-                "{} has no chain {c} ({})",
-                family.tool(),
-                why.trim()
-            ));
-        }
-        let lines: Vec<String> = have.stdout_str().lines().map(str::to_owned).collect();
-        if lines != side.rules(family) {
-            return Err(format!(
-                "{} chain {c} holds {:?}, not {:?}",
-                family.tool(),
-                lines,
-                side.rules(family)
-            ));
-        }
-        let jump = side.jump();
-        let input = list(runner, family, "INPUT")
-            .map_err(|e| e.to_string())?;
-        let first = input
-            .stdout_str()
-            .lines()
-            .position(|l| split_rule(l).get(2..) == Some(&jump[..]));
-        if first.is_none() {
-            return Err(format!(
-                "{} INPUT does not send {}'s packets to {c}",
-                family.tool(),
-                side.interface.as_str()
-            ));
-        }
-    }
-    Ok(())
+    Snapshot::read(runner).status(side)
 }
 
 /// The filter table of each family, read once (`iptables -S`), to tell [`status`] of many
 /// networks from one reading.
-pub struct Snapshot(Vec<(Family, std::result::Result<Vec<String>, String>)>);
+pub struct Snapshot(Vec<(Family, std::result::Result<Table, String>)>);
 
 impl Snapshot {
     pub fn read(runner: &dyn Runner) -> Snapshot {
-        let read = |family| {
-            let out = list(runner, family, "").map_err(|e| e.to_string())?;
-            if !out.success() {
-                return Err(format!("{} -S: {}", family.tool(), out.stderr_str().trim()));
-            }
-            Ok(out.stdout_str().lines().map(str::to_owned).collect())
-        };
-        Snapshot(Family::on_host().into_iter().map(|f| (f, read(f))).collect())
+        Snapshot(Family::on_host().into_iter().map(|f| (f, Table::read(runner, f))).collect())
     }
 
     /// What [`status`] says of `side`, from this reading.
     pub fn status(&self, side: &HostSide) -> std::result::Result<(), String> {
-        let c = chain(&side.network);
         for (family, table) in &self.0 {
             let table = table.as_ref().map_err(Clone::clone)?;
-            let lines: Vec<String> = table.iter().filter(|l| **l == format!("-N {c}") || l.starts_with(&format!("-A {c} "))).cloned().collect();
-            if lines.is_empty() {
-                return Err(format!("{} has no chain {c}", family.tool()));
-            }
-            if lines != side.rules(*family) {
-                return Err(format!("{} chain {c} holds {:?}, not {:?}", family.tool(), lines, side.rules(*family)));
-            }
-            let jump = side.jump();
-            if !table.iter().filter(|l| l.starts_with("-A INPUT ")).any(|l| split_rule(l).get(2..) == Some(&jump[..])) {
-                return Err(format!("{} INPUT does not send {}'s packets to {c}", family.tool(), side.interface.as_str()));
-            }
+            table_status(table, *family, side)?;
         }
         Ok(())
+    }
+}
+
+fn table_status(table: &Table, family: Family, side: &HostSide) -> std::result::Result<(), String> {
+    let c = chain(&side.network);
+    if !table.has_chain(&c) {
+        return Err(format!("{} has no chain {c}", family.tool()));
+    }
+    let have = table.chain(&c);
+    if have != side.rules(family) {
+        return Err(format!(
+            "{} chain {c} holds {:?}, not {:?}",
+            family.tool(),
+            have,
+            side.rules(family)
+        ));
+    }
+    match jump_position(table, side) {
+        (None, _) => Err(format!(
+            "{} INPUT does not send {}'s packets to {c}",
+            family.tool(),
+            side.interface.as_str()
+        )),
+        (Some(_), Some(ahead)) => Err(format!(
+            "{} INPUT accepts {}'s packets before sending them to {c}: `-A INPUT {ahead}`",
+            family.tool(),
+            side.interface.as_str()
+        )),
+        (Some(_), None) => Ok(()),
     }
 }
 
@@ -499,13 +573,13 @@ mod tests {
         table.push(jump.clone());
         table.extend(s.rules(Family::V4).into_iter().skip(1));
         table.push("-A OTHER -j DROP".into());
-        let closed = Snapshot(vec![(Family::V4, Ok(table.clone()))]);
-        assert_eq!(closed.status(&s), Ok(()));
-        let no_jump = Snapshot(vec![(Family::V4, Ok(table.iter().filter(|l| **l != jump).cloned().collect()))]);
+        let snapshot = |lines: Vec<String>| Snapshot(vec![(Family::V4, Ok(Table::parse(&lines.join("\n"))))]);
+        assert_eq!(snapshot(table.clone()).status(&s), Ok(()));
+        let no_jump = snapshot(table.iter().filter(|l| **l != jump).cloned().collect());
         assert!(no_jump.status(&s).unwrap_err().contains("INPUT does not send podman7's packets"));
-        let changed = Snapshot(vec![(Family::V4, Ok(table.iter().filter(|l| !l.contains("--dport 53")).cloned().collect()))]);
+        let changed = snapshot(table.iter().filter(|l| !l.contains("--dport 53")).cloned().collect());
         assert!(changed.status(&s).unwrap_err().contains(&format!("chain {c} holds")));
-        let none = Snapshot(vec![(Family::V4, Ok(vec!["-P INPUT ACCEPT".into()]))]);
+        let none = snapshot(vec!["-P INPUT ACCEPT".into()]);
         assert!(none.status(&s).unwrap_err().contains(&format!("has no chain {c}")));
         let unread = Snapshot(vec![(Family::V4, Err("iptables -S: permission denied".into()))]);
         assert_eq!(unread.status(&s), Err("iptables -S: permission denied".into()));
@@ -528,8 +602,8 @@ mod tests {
             vec![
                 format!("-N {c}"),
                 format!("-A {c} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"),
-                format!("-A {c} -d 10.89.3.1/32 -p udp -m udp --dport 53 -j RETURN"),
-                format!("-A {c} -d 10.89.3.1/32 -p tcp -m tcp --dport 53 -j RETURN"),
+                format!("-A {c} -d 10.89.3.1/32 -p udp -m udp --dport 53 -j ACCEPT"),
+                format!("-A {c} -d 10.89.3.1/32 -p tcp -m tcp --dport 53 -j ACCEPT"),
                 format!("-A {c} -j DROP"),
             ]
         );
@@ -550,82 +624,113 @@ mod tests {
         assert!(HostSide::parse("n", inspect).is_err());
     }
 
+    fn listing(s: &HostSide, input: &[String]) -> Output {
+        listing_of(s, Family::V4, input)
+    }
+
+    fn listing_of(s: &HostSide, family: Family, input: &[String]) -> Output {
+        let mut text = "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-N OTHER\n".to_owned();
+        for r in s.rules(family).iter().take(1).chain(input).chain(s.rules(family).iter().skip(1)) {
+            text += r;
+            text.push('\n');
+        }
+        text += "-A OTHER -j ACCEPT\n# Warning: iptables-legacy tables present, use iptables-legacy to see them\n";
+        Output { code: Some(0), stdout: text.into_bytes(), ..Output::default() }
+    }
+
+    fn jump_line(s: &HostSide) -> String {
+        format!("-A INPUT -i podman7 -m comment --comment \"galley host side of {}\" -j {}", s.network, chain(&s.network))
+    }
+
+    fn calls_of(r: &Recorder, tool: &str) -> Vec<String> {
+        r.commands().into_iter().filter(|c| c.starts_with(&format!("{tool} "))).collect()
+    }
+
     #[test]
     fn install_is_idempotent_and_rewrites_only_a_changed_chain() {
         let s = side();
         let r = Recorder::default();
-        let chain_text = s.rules(Family::V4).join("\n") + "\n";
-        r.answer(
-            &format!("iptables -w 10 -S {}", chain(&s.network)),
-            Output {
-                code: Some(0),
-                stdout: chain_text.into_bytes(),
-                ..Output::default()
-            },
-        );
-        r.answer(
-            "iptables -w 10 -C INPUT",
-            Output {
-                code: Some(0),
-                ..Output::default()
-            },
-        );
-        r.answer(
-            &format!("ip6tables -w 10 -S {}", chain(&s.network)),
-            Output {
-                code: Some(1),
-                ..Output::default()
-            },
-        );
-        r.answer(
-            "ip6tables -w 10 -C INPUT",
-            Output {
-                code: Some(1),
-                ..Output::default()
-            },
-        );
+        r.answer("iptables -w 10 -S", listing(&s, &[jump_line(&s)]));
+        r.answer("ip6tables -w 10 -S", Output { code: Some(0), stdout: b"-P INPUT ACCEPT\n".to_vec(), ..Output::default() });
         install(&r, &s).unwrap();
-        let calls = r.commands();
-        let v4: Vec<&String> = calls.iter().filter(|c| c.starts_with("iptables")).collect();
-        assert_eq!(
-            v4.len(),
-            2,
-            "an installed chain and jump are only checked: {calls:?}"
-        );
+        assert_eq!(calls_of(&r, "iptables"), vec!["iptables -w 10 -S".to_owned()], "an installed chain and jump are only read");
         if Family::on_host().contains(&Family::V6) {
-            assert!(
-                calls
-                    .iter()
-                    .any(|c| c.starts_with("ip6tables -w 10 -N GALLEY-HOST-")),
-                "{calls:?}"
-            );
-            assert!(
-                calls
-                    .iter()
-                    .any(|c| c.ends_with("-j DROP") && c.starts_with("ip6tables")),
-                "{calls:?}"
-            );
-            assert!(calls.iter().any(|c| c.starts_with("ip6tables -w 10 -I INPUT 1 -i podman7 -m comment --comment galley host side of galley-p-default -j GALLEY-HOST-")), "{calls:?}");
+            let v6 = calls_of(&r, "ip6tables");
+            assert!(v6.iter().any(|c| c.starts_with("ip6tables -w 10 -N GALLEY-HOST-")), "{v6:?}");
+            assert!(v6.iter().any(|c| c.ends_with("-j DROP")), "{v6:?}");
+            assert!(v6.iter().any(|c| c.starts_with("ip6tables -w 10 -I INPUT 1 -i podman7 -m comment --comment galley host side of galley-p-default -j GALLEY-HOST-")), "{v6:?}");
         }
     }
 
     #[test]
-    fn jumps_are_found_by_their_comment() {
+    fn a_chain_that_does_not_exist_is_absent_not_incompatible() {
+        // iptables-nft 1.8.9 answers `-S CHAIN` for a missing chain with "incompatible"; the
+        // table's listing says which chains exist.
+        let s = side();
         let r = Recorder::default();
-        let input = format!(
-            "-P INPUT ACCEPT\n-A INPUT -i podman7 -m comment --comment \"galley host side of galley-p-default\" -j {}\n-A INPUT -j ACCEPT\n",
-            chain("galley-p-default")
-        );
-        r.answer(
-            "iptables -w 10 -S INPUT",
-            Output {
-                code: Some(0),
-                stdout: input.into_bytes(),
-                ..Output::default()
-            },
-        );
+        r.answer("iptables -w 10 -S", Output { code: Some(0), stdout: b"-P INPUT ACCEPT\n-N OTHER\n".to_vec(), ..Output::default() });
+        let e = status(&r, &s).unwrap_err();
+        assert_eq!(e, format!("iptables has no chain {}", chain(&s.network)));
+        let r2 = Recorder::default();
+        r2.answer("iptables -w 10 -S", Output { code: Some(4), stderr: b"iptables: Resource temporarily unavailable.".to_vec(), ..Output::default() });
+        assert!(status(&r2, &s).unwrap_err().contains("Resource temporarily unavailable"), "a failed listing is an error, not an empty table");
+        assert!(install(&r2, &s).is_err() && calls_of(&r2, "iptables").len() == 2, "nothing is changed on a failed listing: {:?}", r2.commands());
+    }
+
+    #[test]
+    fn an_accept_put_ahead_of_the_jump_fails_status_and_install_moves_the_jump_first() {
+        let s = side();
+        let jump = jump_line(&s);
+        let harmless = [
+            "-A INPUT -i lo -j ACCEPT".to_owned(),
+            "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_owned(),
+            "-A INPUT ! -i podman7 -j ACCEPT".to_owned(),
+            "-A INPUT -i docker+ -j ACCEPT".to_owned(),
+            "-A INPUT -i podman7 -p tcp -j LOG".to_owned(),
+        ];
+        for ahead in &harmless {
+            let r = Recorder::default();
+            r.answer("iptables -w 10 -S", listing(&s, &[ahead.clone(), jump.clone()]));
+            r.answer("ip6tables -w 10 -S", listing_of(&s, Family::V6, &[jump.clone()]));
+            assert_eq!(status(&r, &s), Ok(()), "{ahead}");
+        }
+        for ahead in ["-A INPUT -j ACCEPT", "-A INPUT -i podman7 -j ACCEPT", "-A INPUT -i podman+ -p tcp -j ACCEPT", "-A INPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT", "-A INPUT ! -i eth0 -j ACCEPT"] {
+            let r = Recorder::default();
+            r.answer("iptables -w 10 -S", listing(&s, &[ahead.to_owned(), jump.clone()]));
+            r.answer("ip6tables -w 10 -S", listing_of(&s, Family::V6, &[jump.clone()]));
+            let e = status(&r, &s).unwrap_err();
+            assert!(e.contains("accepts podman7's packets before") && e.contains(ahead), "{e}");
+            install(&r, &s).unwrap();
+            let v4 = calls_of(&r, "iptables");
+            let del = v4.iter().position(|c| c.starts_with("iptables -w 10 -D INPUT -i podman7")).unwrap_or_else(|| panic!("{v4:?}"));
+            let ins = v4.iter().position(|c| c.starts_with("iptables -w 10 -I INPUT 1 -i podman7")).unwrap_or_else(|| panic!("{v4:?}"));
+            assert!(del < ins, "{v4:?}");
+        }
+    }
+
+    #[test]
+    fn install_takes_out_the_chains_jump_for_a_former_bridge() {
+        let s = side();
+        let stale = jump_line(&s).replace("podman7", "podman2");
+        let r = Recorder::default();
+        r.answer("iptables -w 10 -S", listing(&s, &[jump_line(&s), stale]));
+        r.answer("ip6tables -w 10 -S", listing_of(&s, Family::V6, &[jump_line(&s)]));
+        install(&r, &s).unwrap();
+        let v4 = calls_of(&r, "iptables");
+        assert_eq!(v4.len(), 2, "{v4:?}");
+        assert!(v4[1].starts_with("iptables -w 10 -D INPUT -i podman2 -m comment"), "{v4:?}");
+    }
+
+    #[test]
+    fn jumps_are_found_by_their_comment() {
+        let s = side();
+        let r = Recorder::default();
+        r.answer("iptables -w 10 -S", listing(&s, &[jump_line(&s), "-A INPUT -j ACCEPT".to_owned()]));
+        r.answer("ip6tables -w 10 -S", listing(&s, &[]));
         assert_eq!(installed(&r).unwrap(), vec!["galley-p-default".to_owned()]);
         remove(&r, "galley-p-default").unwrap();
-        assert!(r.commands().iter().any(|c| c.contains("-D INPUT -i podman7 -m comment --comment galley host side of galley-p-default -j GALLEY-HOST-")), "{:?}", r.commands());
+        let calls = r.commands();
+        assert!(calls.iter().any(|c| c.contains("iptables -w 10 -D INPUT -i podman7 -m comment --comment galley host side of galley-p-default -j GALLEY-HOST-")), "{calls:?}");
+        assert!(calls.iter().any(|c| c.starts_with("iptables -w 10 -X GALLEY-HOST-")), "{calls:?}");
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! The namespace is found from the container's name at connect time (its init pid, checked by
 //! start time), so the forwarder outlives `podman restart`, `stop`/`start` and a replacement
-//! by `apply`. It is bounded: at most [`max_connections`] at once (more are closed at once) and
-//! two fixed [`BUFFER`]s per connection. Each forwarder is recorded (pid, start time, address)
+//! by `apply`. It is bounded: at most [`max_connections`] at once (more are closed at once), two
+//! fixed [`BUFFER`]s per connection, and a connection on which nothing moved either way for
+//! [`idle_timeout`] is closed, so idle clients cannot hold every slot. Each forwarder is recorded (pid, start time, address)
 //! under `GALLEY_HOME/forward/<project>/<instance>/`, checked before it is signalled, and
 //! stopped by `apply` (replacement, removal) and `destroy`.
 
@@ -37,6 +38,9 @@ pub const SUBCOMMAND: &str = "__forward";
 pub const BUFFER: usize = 64 * 1024;
 /// Connections one forwarder carries at once unless `GALLEY_FORWARD_MAX_CONNECTIONS` says.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// How long a carried connection may stay without a byte either way unless
+/// `GALLEY_FORWARD_IDLE_SECONDS` says.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a connection into the sandbox may take to be accepted.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,6 +51,39 @@ pub fn max_connections() -> usize {
         .and_then(|v| v.trim().parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+}
+
+/// The idle limit: `GALLEY_FORWARD_IDLE_SECONDS` (a positive whole number), else
+/// [`DEFAULT_IDLE_TIMEOUT`].
+pub fn idle_timeout() -> Duration {
+    std::env::var(crate::env_vars::GALLEY_FORWARD_IDLE_SECONDS)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs)
+}
+
+/// When the last byte moved on one carried connection, either way.
+struct Activity {
+    start: Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { start: Instant::now(), last_ms: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::SeqCst);
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::SeqCst)))
+    }
 }
 
 /// Whether `m`'s ports go through galley's forwarder: a sandbox without egress.
@@ -300,18 +337,31 @@ fn connect_in(ns: &File, port: u16) -> std::io::Result<TcpStream> {
 }
 
 /// Copy `from` to `to` through one fixed buffer until end of file or an error, then end `to`'s
-/// writing side.
-fn pump(mut from: &TcpStream, mut to: &TcpStream) {
+/// writing side. When nothing moved either way for `idle`, both sockets are shut down, which ends
+/// the other direction's copy too.
+fn pump(mut from: &TcpStream, mut to: &TcpStream, activity: &Activity, idle: Duration) {
+    let tick = idle.min(Duration::from_secs(1));
+    let _ = (from.set_read_timeout(Some(tick)), to.set_write_timeout(Some(idle)));
     let mut buf = vec![0u8; BUFFER];
     loop {
         match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => {
+                activity.touch();
                 if to.write_all(&buf[..n]).is_err() {
                     let _ = from.shutdown(Shutdown::Read);
                     break;
                 }
+                activity.touch();
             }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if activity.idle_for() >= idle {
+                    let _ = (from.shutdown(Shutdown::Both), to.shutdown(Shutdown::Both));
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
     }
     let _ = to.shutdown(Shutdown::Write);
@@ -378,9 +428,10 @@ fn carry(client: TcpStream, target: &Target, podman: &Podman<'_>, port: u16) {
         return;
     };
     let _ = (client.set_nodelay(true), inside.set_nodelay(true));
+    let (activity, idle) = (Activity::new(), idle_timeout());
     std::thread::scope(|s| {
-        s.spawn(|| pump(&client, &inside));
-        pump(&inside, &client);
+        s.spawn(|| pump(&client, &inside, &activity, idle));
+        pump(&inside, &client, &activity, idle);
     });
 }
 
@@ -420,11 +471,44 @@ mod tests {
         let sink = TcpListener::bind("127.0.0.1:0").unwrap();
         let to = TcpStream::connect(sink.local_addr().unwrap()).unwrap();
         let (mut far, _) = sink.accept().unwrap();
-        pump(&from, &to);
+        pump(&from, &to, &Activity::new(), Duration::from_secs(5));
         let mut got = Vec::new();
         far.read_to_end(&mut got).unwrap();
         sender.join().unwrap();
         assert_eq!(got.len(), 3 * BUFFER + 5);
+    }
+
+    #[test]
+    fn a_connection_idle_both_ways_is_closed_after_the_idle_limit_and_a_busy_one_is_not() {
+        let pair = || {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let near = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            (near, l.accept().unwrap().0)
+        };
+        let ((mut client, from), (to, mut far)) = (pair(), pair());
+        let idle = Duration::from_millis(400);
+        let activity = Activity::new();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| pump(&from, &to, &activity, idle));
+            // Bytes every 200 ms keep it open past the limit.
+            let mut last = Instant::now();
+            for _ in 0..5 {
+                client.write_all(b"x").unwrap();
+                last = Instant::now();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            assert!(started.elapsed() > idle * 2);
+            let mut got = [0u8; 5];
+            far.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"xxxxx", "a busy connection was cut");
+            // Then silence: both sides are ended within about the limit.
+            far.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert_eq!(far.read(&mut [0u8; 1]).unwrap(), 0);
+            assert!(last.elapsed() >= idle && last.elapsed() < idle * 5, "{:?}", last.elapsed());
+        });
+        client.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert!(!matches!(client.read(&mut [0u8; 1]), Ok(n) if n > 0));
     }
 
     #[test]

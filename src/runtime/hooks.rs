@@ -8,7 +8,9 @@
 //! than podman's exit command (internal to podman, not settable per container) or a supervisor
 //! (a process of galley's that must outlive it and can die). The files come back only through
 //! `galley apply`, which replaces a stopped sandbox; `podman start` by hand fails on the missing
-//! secret file instead of running without it.
+//! secret file instead of running without it. runc's words for that failure do not name the file
+//! (podman 4.3 with runc says "can't get final child's PID from pipe: EOF"), so `galley plan`
+//! and `apply` say, for a stopped sandbox with secrets, that only `galley apply` starts it again.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -103,7 +103,13 @@ pub fn compute(home: &Path, instance: &Instance, desired: &[SandboxManifest], li
                 Some(old) => (Kind::Replace, vec!["manifest changed".into()], state::diff(&old, m)),
                 None => (Kind::Replace, vec!["manifest changed (the previous manifest is not recorded)".into()], vec![]),
             },
-            Some(c) if !c.running() => (Kind::Replace, vec![format!("container is {} (exit code {})", c.state, c.exit_code)], vec![]),
+            Some(c) if !c.running() => {
+                let mut why = vec![format!("container is {} (exit code {})", c.state, c.exit_code)];
+                if !m.secrets.is_empty() {
+                    why.push("its secret files were removed when it stopped: only `galley apply` starts it again (`podman start` fails on the missing files)".into());
+                }
+                (Kind::Replace, why, vec![])
+            }
             Some(_) if super::forward::forwarded(m) && !super::forward::running(home, instance, m) => {
                 (Kind::Replace, vec!["its port forwarder is not running".into()], vec![])
             }
