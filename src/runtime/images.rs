@@ -18,18 +18,31 @@ pub struct StoreImages<'a> {
     pub project: &'a Project,
     /// Base digests pinned by the lock.
     pub pinned_bases: BTreeMap<Reference, Digest>,
+    /// Package closures pinned by the lock, by image name.
+    pub pinned_packages: BTreeMap<String, image::apt::Resolution>,
     /// Podman references already prepared, by image name.
     loaded: Mutex<BTreeMap<String, String>>,
 }
 
 impl<'a> StoreImages<'a> {
     pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<Reference, Digest>) -> Self {
-        StoreImages { settings, project, pinned_bases, loaded: Mutex::new(BTreeMap::new()) }
+        StoreImages { settings, project, pinned_bases, pinned_packages: BTreeMap::new(), loaded: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Install the package closures the lock pins instead of resolving them.
+    pub fn with_packages(mut self, pinned: BTreeMap<String, image::apt::Resolution>) -> Self {
+        self.pinned_packages = pinned;
+        self
     }
 
     fn prepare(&self, m: &SandboxManifest) -> std::result::Result<String, String> {
         let name = &m.image.name;
-        let opts = BuildOptions { offline: false, pinned_bases: self.pinned_bases.clone(), ..BuildOptions::default() };
+        let opts = BuildOptions {
+            offline: false,
+            pinned_bases: self.pinned_bases.clone(),
+            pinned_packages: self.pinned_packages.clone(),
+            ..BuildOptions::default()
+        };
         let mut built = image::build(self.settings, self.project, std::slice::from_ref(name), &opts)
             .map_err(|e| format!("cannot build image {name}: {e}"))?;
         let built = built.remove(name).ok_or_else(|| format!("image {name} was not built"))?;
