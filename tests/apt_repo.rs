@@ -133,6 +133,48 @@ fn the_server_answers_head_404_and_keep_alive_and_refuses_paths_out_of_its_root(
     assert!(repo.requests().is_empty());
 }
 
+/// Attack: a mirror that never stops sending, and one that fails.
+#[test]
+fn serve_endless_streams_past_any_budget_and_serve_status_fails_the_path() {
+    let Some(repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    repo.serve_endless("/dists/stable/InRelease");
+    let mut s = TcpStream::connect(("127.0.0.1", repo.port())).unwrap();
+    write!(s, "GET /dists/stable/InRelease HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("Content-Length: ") {
+            length = Some(v.trim().parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(length, Some(1 << 40));
+    // 32 MiB, far more than the file it stands for, and it goes on.
+    let mut sink = vec![0u8; 1 << 20];
+    for _ in 0..32 {
+        std::io::Read::read_exact(&mut r, &mut sink).unwrap();
+    }
+    drop(r);
+    repo.serve_status("/dists/stable/Release", 500);
+    assert_eq!(get(&repo, "dists/stable/Release").status, 500);
+    repo.serve_normally("/dists/stable/Release");
+    repo.serve_normally("/dists/stable/InRelease");
+    assert_eq!(get(&repo, "dists/stable/Release").body, std::fs::read(repo.release()).unwrap());
+    assert_eq!(get(&repo, "dists/stable/InRelease").body, std::fs::read(repo.in_release()).unwrap());
+    // APT too fails on a failing mirror.
+    repo.serve_status("/dists/stable/InRelease", 500);
+    repo.serve_status("/dists/stable/Release", 500);
+    let out = repo.apt_update();
+    assert!(!out.status.success(), "apt-get update passed against a failing mirror: {}", output_text(&out));
+}
+
 #[test]
 fn release_vouches_for_each_index_and_the_index_for_each_deb() {
     let Some(repo) = require_apt_repo(None) else { return };
@@ -252,11 +294,8 @@ fn apt_simulate_of_python3_minimal_is_the_cached_closure_at_its_versions() {
     }
     for (name, version, arch) in &got {
         let deb = repo.deb_path(name);
-        let field = |f: &str| {
-            let out = Command::new("dpkg-deb").arg("--field").arg(&deb).arg(f).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        };
-        assert_eq!((version.as_str(), arch.as_str()), (field("Version").as_str(), field("Architecture").as_str()), "{name}");
+        let want = (apt_repo::deb_field(&deb, "Version"), apt_repo::deb_field(&deb, "Architecture"));
+        assert_eq!((version, arch), (&want.0, &want.1), "{name}");
     }
     // APT read the signed release and an index from the loopback server, and downloaded no .deb.
     let requests = repo.requests();
@@ -310,6 +349,79 @@ fn a_version_bump_through_add_deb_and_reindex_is_signed_and_what_apt_then_instal
     assert!(out.status.success(), "the new Release is not signed by the repository key: {}", output_text(&out));
     let got = repo.apt_simulate(&["netbase"]);
     assert_eq!(got, BTreeSet::from([("netbase".to_owned(), format!("{old}+bump1"), "all".to_owned())]));
+}
+
+#[test]
+fn deb_with_fields_gives_a_dependency_apt_cannot_satisfy_and_says_which() {
+    let Some(mut repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    let deb = repo.deb_with_fields("netbase", &[("Depends", "galley-no-such-package (>= 1)"), ("Version", "6.4+dep1")]);
+    assert_eq!(apt_repo::deb_field(&deb, "Depends"), "galley-no-such-package (>= 1)");
+    let cached = apt_repo::cached_deb("netbase").unwrap();
+    let description = apt_repo::deb_field(&cached, "Description");
+    assert!(description.lines().count() > 1, "netbase's Description has continuation lines: {description}");
+    assert_eq!(apt_repo::deb_field(&deb, "Description"), description, "the other fields are kept as they were");
+    repo.add_deb(&deb);
+    repo.reindex();
+    let out = repo.apt_simulate_output(&["netbase"]);
+    assert!(!out.status.success(), "APT installed an unsatisfiable package: {}", output_text(&out));
+    let said = output_text(&out);
+    assert!(said.contains("Depends: galley-no-such-package (>= 1) but it is not installable"), "{said}");
+}
+
+#[test]
+fn synthetic_deb_carries_its_files_modes_and_dependencies_into_the_repository() {
+    let Some(mut repo) = require_apt_repo(Some(&["libc6", "libgcc-s1", "gcc-12-base"])) else { return };
+    let deb = repo.synthetic_deb(
+        &[("Package", "galley-hello"), ("Version", "1:1.0-1"), ("Architecture", "all"), ("Depends", "libc6"), ("Provides", "hello-virtual")],
+        &[("/usr/bin/galley-hello", b"#!/bin/sh\necho hello\n", 0o755), ("/usr/share/galley-hello/README", b"read me\n", 0o644)],
+    );
+    assert_eq!(deb.file_name().unwrap(), "galley-hello_1.0-1_all.deb", "named without the epoch, as the pool names it");
+    let contents = Command::new("dpkg-deb").arg("--contents").arg(&deb).output().unwrap();
+    let listing = String::from_utf8_lossy(&contents.stdout);
+    assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x root/root") && l.ends_with("./usr/bin/galley-hello")), "{listing}");
+    assert!(listing.lines().any(|l| l.starts_with("-rw-r--r-- root/root") && l.ends_with("./usr/share/galley-hello/README")), "{listing}");
+    repo.add_deb(&deb);
+    repo.reindex();
+    assert_eq!(repo.index_field("galley-hello", "Provides").as_deref(), Some("hello-virtual"));
+    let names: BTreeSet<(String, String)> = repo.apt_simulate(&["hello-virtual"]).into_iter().map(|(n, v, _)| (n, v)).collect();
+    assert!(names.contains(&("galley-hello".to_owned(), "1:1.0-1".to_owned())), "{names:?}");
+    assert!(names.iter().any(|(n, _)| n == "libc6"), "{names:?}");
+}
+
+/// Attack: a freeze. A Release signed by the right key but past its Valid-Until date.
+#[test]
+fn set_valid_until_in_the_past_gives_a_validly_signed_release_that_apt_calls_expired() {
+    let Some(mut repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    let release = std::fs::read_to_string(repo.release()).unwrap();
+    assert!(!release.contains("Valid-Until:"), "{release}");
+    repo.set_valid_until(Some(86_400));
+    repo.reindex();
+    let release = std::fs::read_to_string(repo.release()).unwrap();
+    assert!(release.contains("Valid-Until: Fri, 02 Jan 1970 00:00:00 UTC\n"), "{release}");
+    let out = gpgv(&repo.keyring(), &[&repo.in_release()]);
+    assert!(out.status.success(), "the expired Release is not validly signed: {}", output_text(&out));
+    let out = repo.apt_update();
+    assert!(!out.status.success(), "apt-get update accepted an expired Release: {}", output_text(&out));
+    assert!(output_text(&out).contains("expired"), "{}", output_text(&out));
+}
+
+/// Attack: a rollback. An older Release, validly signed, served again after an update.
+#[test]
+fn restore_serves_an_earlier_snapshot_still_validly_signed() {
+    let Some(mut repo) = require_apt_repo(Some(&["netbase"])) else { return };
+    let old_release = std::fs::read(repo.release()).unwrap();
+    let old_version = repo.index_field("netbase", "Version").unwrap();
+    let before = repo.snapshot();
+    let bumped = repo.deb_with_version("netbase", &format!("{old_version}+new"));
+    repo.add_deb(&bumped);
+    repo.reindex();
+    assert_eq!(repo.index_field("netbase", "Version"), Some(format!("{old_version}+new")));
+    repo.restore(&before);
+    assert_eq!(get(&repo, "dists/stable/Release").body, old_release, "the old Release is served");
+    assert_eq!(repo.index_field("netbase", "Version"), Some(old_version.clone()));
+    assert_eq!(sha256_file(&repo.deb_path("netbase")), indexed_sha256(&repo, "netbase"));
+    let out = gpgv(&repo.keyring(), &[&repo.in_release()]);
+    assert!(out.status.success(), "the restored Release is not validly signed: {}", output_text(&out));
 }
 
 #[test]

@@ -34,6 +34,8 @@
 #   --keyring PATH    where the public key goes (default: OUT/archive-keyring.gpg; the armored
 #                     copy is PATH with .asc in place of .gpg)
 #   --date EPOCH      the Release file's date, in seconds since the epoch
+#   --valid-until EPOCH  a Valid-Until field (none by default): a date after which clients refuse
+#                     the Release as expired
 #   --sign-only       only sign the existing Release again
 set -euo pipefail
 
@@ -44,6 +46,7 @@ key_dir=
 key_algo=rsa3072
 keyring=
 date_epoch=${SOURCE_DATE_EPOCH:-1704067200}
+valid_until=
 sign_only=0
 only=()
 positional=()
@@ -57,8 +60,9 @@ while (($#)); do
     --key-algo) key_algo=$2; shift 2 ;;
     --keyring) keyring=$2; shift 2 ;;
     --date) date_epoch=$2; shift 2 ;;
+    --valid-until) valid_until=$2; shift 2 ;;
     --sign-only) sign_only=1; shift ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
     --*) echo "apt-repo.sh: unknown option $1" >&2; exit 2 ;;
     *) positional+=("$1"); shift ;;
   esac
@@ -91,44 +95,44 @@ pool_dir() {
   echo "pool/$component/$prefix/$source"
 }
 
+# Prints "PACKAGE VERSION ARCH SOURCE" of a .deb, from one read of its control file.
+deb_fields() {
+  dpkg-deb --field "$1" Package Version Architecture Source | awk -F': ' '
+    { f[$1] = $2 }
+    END { s = f["Source"]; sub(/ .*/, "", s); if (s == "") s = f["Package"]; print f["Package"], f["Version"], f["Architecture"], s }'
+}
+
 add_debs() {
-  local f name version deb_arch source dest picked=() missing=()
+  local f name version deb_arch source dest want
+  local -A wanted=()
+  for want in "${only[@]}"; do wanted[$want]=1; done
+  local picked=0
   shopt -s nullglob
-  local all=("$deb_dir"/*.deb)
-  shopt -u nullglob
-  if ((${#only[@]})); then
-    local want found
-    for want in "${only[@]}"; do
-      found=0
-      for f in "${all[@]}"; do
-        if [[ $(dpkg-deb --field "$f" Package) == "$want" ]]; then picked+=("$f"); found=1; fi
-      done
-      ((found)) || missing+=("$want")
-    done
-    if ((${#missing[@]})); then
-      echo "apt-repo.sh: no .deb in $deb_dir for ${missing[*]}" >&2
-      exit 1
+  for f in "$deb_dir"/*.deb; do
+    read -r name version deb_arch source < <(deb_fields "$f")
+    [[ -n $name && -n $version && -n $deb_arch ]] || { echo "apt-repo.sh: $f is not a .deb with Package, Version and Architecture" >&2; exit 1; }
+    if ((${#only[@]})); then
+      [[ -n ${wanted[$name]:-} ]] || continue
+      wanted[$name]=done
     fi
-  else
-    picked=("${all[@]}")
-  fi
-  if ((${#picked[@]} == 0)); then
-    echo "apt-repo.sh: no .deb files in $deb_dir" >&2
-    exit 1
-  fi
-  for f in "${picked[@]}"; do
-    name=$(dpkg-deb --field "$f" Package)
-    version=$(dpkg-deb --field "$f" Version)
-    deb_arch=$(dpkg-deb --field "$f" Architecture)
-    source=$(dpkg-deb --field "$f" Source)
-    source=${source%% *}
-    [[ -n $source ]] || source=$name
     dest=$out/$(pool_dir "$source")
     mkdir -p "$dest"
     # One version of a package and architecture at a time, as in a suite of the archive.
-    find "$out/pool" -name "${name}_*_${deb_arch}.deb" -delete
+    [[ -d $out/pool ]] && find "$out/pool" -name "${name}_*_${deb_arch}.deb" -delete
     cp "$f" "$dest/${name}_${version#*:}_${deb_arch}.deb"
+    picked=$((picked + 1))
   done
+  shopt -u nullglob
+  local missing=()
+  for want in "${only[@]}"; do [[ ${wanted[$want]} == done ]] || missing+=("$want"); done
+  if ((${#missing[@]})); then
+    echo "apt-repo.sh: no .deb in $deb_dir for ${missing[*]}" >&2
+    exit 1
+  fi
+  if ((picked == 0)); then
+    echo "apt-repo.sh: no .deb files in $deb_dir" >&2
+    exit 1
+  fi
 }
 
 index() {
@@ -154,6 +158,14 @@ index() {
     -o APT::FTPArchive::Release::Date="$(LC_ALL=C date -u -d "@$date_epoch" '+%a, %d %b %Y %H:%M:%S UTC')" \
     -o APT::FTPArchive::Release::Description="galley test repository" \
     release .) > "$tmp/Release"
+  # apt-ftparchive dates Valid-Until only relative to the clock (ValidTime), so it is written here,
+  # after Date, as the archive places it.
+  if [[ -n $valid_until ]]; then
+    local until
+    until=$(LC_ALL=C date -u -d "@$valid_until" '+%a, %d %b %Y %H:%M:%S UTC')
+    awk -v v="Valid-Until: $until" '{ print } /^Date: / { print v }' "$tmp/Release" > "$tmp/Release.valid"
+    mv "$tmp/Release.valid" "$tmp/Release"
+  fi
   mv "$tmp/Release" "$dists/Release"
 }
 

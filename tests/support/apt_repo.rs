@@ -14,7 +14,7 @@
 //! status, writes nothing outside a temporary folder, and talks only to this loopback server.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
@@ -108,7 +108,13 @@ pub struct AptRepo {
     tmp: tempfile::TempDir,
     arch: String,
     added: Vec<PathBuf>,
+    valid_until: Option<u64>,
     server: Server,
+}
+
+/// A copy of everything a repository served at one moment, for [`AptRepo::restore`].
+pub struct RepoSnapshot {
+    dir: tempfile::TempDir,
 }
 
 impl AptRepo {
@@ -127,7 +133,7 @@ impl AptRepo {
         args.extend([repo.display().to_string(), test_debs_dir().display().to_string()]);
         run_script(&arch, &key_dir, &args);
         let server = Server::start(repo);
-        AptRepo { tmp, arch, added: vec![], server }
+        AptRepo { tmp, arch, added: vec![], valid_until: None, server }
     }
 
     /// `http://127.0.0.1:PORT/`, the repository's root (what a sources.list line names).
@@ -260,16 +266,61 @@ impl AptRepo {
         std::fs::remove_file(self.release_gpg()).unwrap();
     }
 
+    /// Attack: a server that never stops sending. From now on `path` (as in
+    /// [`AptRepo::requests`], e.g. `/dists/stable/InRelease`) is answered with a Content-Length of
+    /// 1 TiB and zeros for as long as the client reads: a client without a byte budget never ends.
+    pub fn serve_endless(&self, path: &str) {
+        self.server.overrides.lock().unwrap().insert(path.to_owned(), Override::Endless);
+    }
+
+    /// From now on `path` is answered with HTTP status `status` (a mirror that fails, say 500).
+    pub fn serve_status(&self, path: &str, status: u16) {
+        self.server.overrides.lock().unwrap().insert(path.to_owned(), Override::Status(status));
+    }
+
+    /// `path` is served from the folder again.
+    pub fn serve_normally(&self, path: &str) {
+        self.server.overrides.lock().unwrap().remove(path);
+    }
+
     /// Queues a .deb for the next [`AptRepo::reindex`], which puts it in the pool in place of
     /// any other version of the same package and architecture.
     pub fn add_deb(&mut self, path: &Path) {
         self.added.push(path.to_owned());
     }
 
+    /// The Valid-Until date (seconds since the epoch) that the next [`AptRepo::reindex`] writes
+    /// into Release, or none. Attack: a date in the past makes a validly signed but expired Release,
+    /// as a mirror freezing its clients on old metadata serves.
+    pub fn set_valid_until(&mut self, epoch: Option<u64>) {
+        self.valid_until = epoch;
+    }
+
+    /// A copy of what the repository serves now (pool and dists).
+    pub fn snapshot(&self) -> RepoSnapshot {
+        let dir = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        check(Command::new("cp").arg("-a").arg(self.dir()).arg(dir.path().join("repo")), "cp -a");
+        RepoSnapshot { dir }
+    }
+
+    /// Attack: a rollback. Serves a snapshot taken earlier again, its old Release still validly
+    /// signed by the repository's key, in place of what the repository serves now.
+    pub fn restore(&self, snapshot: &RepoSnapshot) {
+        let served = self.dir();
+        let aside = self.tmp.path().join("replaced");
+        let _ = std::fs::remove_dir_all(&aside);
+        std::fs::rename(&served, &aside).unwrap();
+        check(Command::new("cp").arg("-a").arg(snapshot.dir.path().join("repo")).arg(&served), "cp -a");
+        std::fs::remove_dir_all(&aside).unwrap();
+    }
+
     /// Indexes the pool again (with what [`AptRepo::add_deb`] queued) and signs the new Release
     /// with the repository's own key, as an archive publishing an update does.
     pub fn reindex(&mut self) {
         let mut args = vec![self.dir().display().to_string()];
+        if let Some(epoch) = self.valid_until {
+            args.extend(["--valid-until".to_owned(), epoch.to_string()]);
+        }
         let staging = tempfile::tempdir_in(self.tmp.path()).unwrap();
         if !self.added.is_empty() {
             for deb in self.added.drain(..) {
@@ -280,23 +331,66 @@ impl AptRepo {
         run_script(&self.arch, &self.tmp.path().join("gnupg"), &args);
     }
 
-    /// A real .deb of package `name` at `version`: the cached one unpacked with `dpkg-deb -R`, its
-    /// control file's Version changed, packed again. For version bumps with [`AptRepo::add_deb`].
+    /// A real .deb of package `name` at `version`: see [`AptRepo::deb_with_fields`]. For version
+    /// bumps with [`AptRepo::add_deb`].
     pub fn deb_with_version(&self, name: &str, version: &str) -> PathBuf {
+        self.deb_with_fields(name, &[("Version", version)])
+    }
+
+    /// A .deb made from the cached package `name`: unpacked with `dpkg-deb -R`, each of `fields`
+    /// set in its control file (replaced where present, else added; an empty value removes the
+    /// field), packed again with `dpkg-deb -b`. For version bumps, new or unsatisfiable
+    /// dependencies, new Provides, with [`AptRepo::add_deb`].
+    pub fn deb_with_fields(&self, name: &str, fields: &[(&str, &str)]) -> PathBuf {
         let src = cached_deb(name).unwrap_or_else(|| panic!("no cached package {name}"));
         let work = tempfile::tempdir_in(self.tmp.path()).unwrap();
         let tree = work.path().join("tree");
         check(Command::new("dpkg-deb").arg("-R").arg(&src).arg(&tree), "dpkg-deb -R");
         let control = tree.join("DEBIAN/control");
-        let text = std::fs::read_to_string(&control).unwrap();
-        let changed: String =
-            text.lines().map(|l| if l.starts_with("Version:") { format!("Version: {version}\n") } else { format!("{l}\n") }).collect();
-        assert_ne!(changed, text, "{} has no Version field", control.display());
-        std::fs::write(&control, changed).unwrap();
-        let out_dir = self.tmp.path().join("bumped");
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let out = out_dir.join(format!("{name}_{}_{}.deb", version.rsplit(':').next().unwrap(), field(&src, "Architecture")));
-        check(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(&tree).arg(&out), "dpkg-deb -b");
+        let mut stanza = parse_control(&std::fs::read_to_string(&control).unwrap());
+        set_fields(&mut stanza, fields);
+        std::fs::write(&control, render_control(&stanza)).unwrap();
+        self.pack(&tree, &stanza)
+    }
+
+    /// A new .deb from nothing: control `fields` (Package, Version and Architecture needed;
+    /// Maintainer and Description get defaults) and `files` (absolute path in the image, contents,
+    /// mode) as its data, owned by root. For packages the cache lacks: a file layout, a dependency
+    /// chain, a package that replaces another's file.
+    pub fn synthetic_deb(&self, fields: &[(&str, &str)], files: &[(&str, &[u8], u32)]) -> PathBuf {
+        let work = tempfile::tempdir_in(self.tmp.path()).unwrap();
+        let tree = work.path().join("tree");
+        std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+        for (path, contents, mode) in files {
+            let rel = path.strip_prefix('/').unwrap_or_else(|| panic!("{path} is not absolute"));
+            let dest = tree.join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::write(&dest, contents).unwrap();
+            std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
+        }
+        let mut stanza = vec![
+            ("Maintainer".to_owned(), "galley tests <tests@galley.invalid>".to_owned()),
+            ("Description".to_owned(), "a package made by a galley test".to_owned()),
+        ];
+        set_fields(&mut stanza, fields);
+        for need in ["Package", "Version", "Architecture"] {
+            assert!(stanza.iter().any(|(k, _)| k == need), "synthetic_deb needs a {need} field");
+        }
+        // dpkg-deb wants Package first.
+        stanza.sort_by_key(|(k, _)| k != "Package");
+        std::fs::write(tree.join("DEBIAN/control"), render_control(&stanza)).unwrap();
+        self.pack(&tree, &stanza)
+    }
+
+    /// `dpkg-deb -b` of `tree` into a folder of its own under the fixture's temporary folder, named
+    /// as the pool names it.
+    fn pack(&self, tree: &Path, stanza: &[(String, String)]) -> PathBuf {
+        let get = |k: &str| stanza.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let version = get("Version");
+        let version = version.split_once(':').map_or(version, |(_, v)| v);
+        let out_dir = tempfile::tempdir_in(self.tmp.path()).unwrap().keep();
+        let out = out_dir.join(format!("{}_{}_{}.deb", get("Package"), version, get("Architecture")));
+        check(Command::new("dpkg-deb").args(["--root-owner-group", "-b"]).arg(tree).arg(&out), "dpkg-deb -b");
         out
     }
 
@@ -316,12 +410,20 @@ impl AptRepo {
     /// configuration (see the module doc), as (name, version, arch) from its `Inst` lines.
     /// Panics with APT's output when either step fails.
     pub fn apt_simulate(&self, packages: &[&str]) -> BTreeSet<(String, String, String)> {
+        let out = self.apt_simulate_output(packages);
+        assert!(out.status.success(), "apt-get install --simulate {packages:?} against {}: {}", self.url(), text(&out));
+        parse_inst_lines(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// As [`AptRepo::apt_simulate`], but APT's output and status whatever they are: the oracle
+    /// for a request APT cannot satisfy. A failed `apt-get update` is returned as it is.
+    pub fn apt_simulate_output(&self, packages: &[&str]) -> Output {
         let apt = AptScratch::new(self);
         let update = apt.update();
-        assert!(update.status.success(), "apt-get update against {}: {}", self.url(), text(&update));
-        let out = apt.run(&[&["install", "--simulate", "--no-install-recommends"], packages].concat());
-        assert!(out.status.success(), "apt-get install --simulate {packages:?}: {}", text(&out));
-        parse_inst_lines(&String::from_utf8_lossy(&out.stdout))
+        if !update.status.success() {
+            return update;
+        }
+        apt.run(&[&["install", "--simulate", "--no-install-recommends"], packages].concat())
     }
 
     /// `apt-get update` in a fresh scratch configuration trusting [`AptRepo::keyring`]: what APT
@@ -405,6 +507,39 @@ pub fn parse_inst_lines(text: &str) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
+/// A control file's fields in order, each value with its continuation lines.
+fn parse_control(text: &str) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = vec![];
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            let last = fields.last_mut().expect("a continuation line after a field");
+            last.1.push('\n');
+            last.1.push_str(line);
+        } else if let Some((k, v)) = line.split_once(':') {
+            fields.push((k.to_owned(), v.trim_start().to_owned()));
+        }
+    }
+    fields
+}
+
+fn set_fields(stanza: &mut Vec<(String, String)>, fields: &[(&str, &str)]) {
+    for (k, v) in fields {
+        let at = stanza.iter().position(|(f, _)| f.eq_ignore_ascii_case(k));
+        match (at, v.is_empty()) {
+            (Some(i), true) => {
+                stanza.remove(i);
+            }
+            (Some(i), false) => stanza[i].1 = v.to_string(),
+            (None, false) => stanza.push((k.to_string(), v.to_string())),
+            (None, true) => {}
+        }
+    }
+}
+
+fn render_control(stanza: &[(String, String)]) -> String {
+    stanza.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
+}
+
 /// The hex SHA-256 of `rel` in the `SHA256:` section of a Release file.
 pub fn release_hash(release: &str, rel: &str) -> Option<String> {
     let mut in_sha256 = false;
@@ -454,7 +589,8 @@ fn host_arch() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn field(deb: &Path, name: &str) -> String {
+/// Field `name` of a .deb's control file (`dpkg-deb --field`), trimmed.
+pub fn deb_field(deb: &Path, name: &str) -> String {
     let out = Command::new("dpkg-deb").arg("--field").arg(deb).arg(name).output().expect("dpkg-deb runs");
     assert!(out.status.success(), "dpkg-deb --field {}: {}", deb.display(), text(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -505,13 +641,30 @@ fn run_script(arch: &str, key_dir: &Path, args: &[String]) {
     check(cmd.args(args), "tests/support/apt-repo.sh");
 }
 
+/// What the server answers for one path instead of the file, set by the hostile-server helpers.
+#[derive(Clone, Debug)]
+enum Override {
+    /// This status with a short body.
+    Status(u16),
+    /// A Content-Length of 1 TiB and zeros for as long as the client reads.
+    Endless,
+}
+
 /// A small HTTP/1.1 file server on 127.0.0.1: GET and HEAD of files under a root, 404 for
 /// anything else there, keep-alive, Content-Length; every request recorded.
 struct Server {
     port: u16,
     log: Arc<Mutex<Vec<Request>>>,
+    overrides: Arc<Mutex<HashMap<String, Override>>>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+}
+
+/// What a connection thread shares with the server.
+struct Shared {
+    root: PathBuf,
+    log: Arc<Mutex<Vec<Request>>>,
+    overrides: Arc<Mutex<HashMap<String, Override>>>,
 }
 
 impl Server {
@@ -519,22 +672,23 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(vec![]));
+        let overrides = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (log2, stop2) = (log.clone(), stop.clone());
-        let root = Arc::new(root);
+        let shared = Arc::new(Shared { root, log: log.clone(), overrides: overrides.clone() });
+        let stop2 = stop.clone();
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (root, log) = (root.clone(), log2.clone());
+                let shared = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = serve_connection(conn, &root, &log);
+                    let _ = serve_connection(conn, &shared);
                 });
             }
         });
-        Server { port, log, stop, accept: Some(accept) }
+        Server { port, log, overrides, stop, accept: Some(accept) }
     }
 }
 
@@ -551,7 +705,21 @@ impl Drop for Server {
 /// Largest request head the server reads; a longer one ends the connection.
 const MAX_HEAD: u64 = 64 * 1024;
 
-fn serve_connection(conn: TcpStream, root: &Path, log: &Mutex<Vec<Request>>) -> std::io::Result<()> {
+/// The declared length of an [`Override::Endless`] body.
+const ENDLESS_LENGTH: u64 = 1 << 40;
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn serve_connection(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut writer = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
@@ -576,29 +744,36 @@ fn serve_connection(conn: TcpStream, root: &Path, log: &Mutex<Vec<Request>>) -> 
         let close = version != "HTTP/1.1"
             || lines.any(|h| h.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")));
         let path = target.split('?').next().unwrap_or("").to_owned();
-        let file = resolve(root, &path);
-        let (status, body) = match (method, &file) {
-            ("GET" | "HEAD", Some(f)) => (200, std::fs::read(f).ok()),
-            ("GET" | "HEAD", None) => (404, None),
-            _ => (405, None),
+        let connection = if close { "Connection: close\r\n" } else { "" };
+        let known = matches!(method, "GET" | "HEAD");
+        let special = if known { shared.overrides.lock().unwrap().get(&path).cloned() } else { None };
+        let (status, body) = match special {
+            Some(Override::Endless) => {
+                shared.log.lock().unwrap().push(Request { method: method.to_owned(), path, status: 200 });
+                write!(writer, "HTTP/1.1 200 OK\r\nContent-Length: {ENDLESS_LENGTH}\r\nContent-Type: application/octet-stream\r\n\r\n")?;
+                if method == "HEAD" {
+                    writer.flush()?;
+                    continue;
+                }
+                let zeros = [0u8; 64 * 1024];
+                // Until the client stops reading and closes: the write then fails.
+                loop {
+                    writer.write_all(&zeros)?;
+                }
+            }
+            Some(Override::Status(code)) => (code, format!("{} {}\n", code, reason(code)).into_bytes()),
+            None if !known => (405, b"method not allowed\n".to_vec()),
+            None => match resolve(&shared.root, &path).and_then(|f| std::fs::read(f).ok()) {
+                Some(bytes) => (200, bytes),
+                None => (404, b"not found\n".to_vec()),
+            },
         };
-        let (status, body) = match (status, body) {
-            (200, None) => (404, b"not found\n".to_vec()),
-            (200, Some(b)) => (200, b),
-            (404, _) => (404, b"not found\n".to_vec()),
-            (s, _) => (s, b"method not allowed\n".to_vec()),
-        };
-        log.lock().unwrap().push(Request { method: method.to_owned(), path, status });
-        let reason = match status {
-            200 => "OK",
-            404 => "Not Found",
-            _ => "Method Not Allowed",
-        };
+        shared.log.lock().unwrap().push(Request { method: method.to_owned(), path, status });
         write!(
             writer,
-            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{}\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{connection}\r\n",
+            reason(status),
             body.len(),
-            if close { "Connection: close\r\n" } else { "" }
         )?;
         if method != "HEAD" {
             writer.write_all(&body)?;
