@@ -364,6 +364,10 @@ impl Ctx<'_> {
             None => apt::resolve(http.insert(apt::Http::new(self.project)?), &self.settings.project_dir, name, image)?,
         };
         let root_dir = base.is_none();
+        let redirects = match base {
+            Some(b) => self.base_dir_links(b)?,
+            None => deb::Redirects::new(),
+        };
         let key_of = |package: &str, pin: &crate::debian::Pinned| {
             let inputs = json!({
                 "kind": "deb",
@@ -399,7 +403,7 @@ impl Ctx<'_> {
                     self.store.verify(&pin.sha256)?;
                     let file = self.store.open_blob(&pin.sha256)?;
                     let spill = tempfile::tempfile_in(self.store.root()).map_err(|e| ImageError::Other(format!("spill file: {e}")))?;
-                    let entries = deb::entries(package, file, spill, self.epoch)?;
+                    let entries = deb::entries(package, file, spill, self.epoch, &redirects)?;
                     let written = self.write_layer(&step, image.compression, root_dir, entries, None)?;
                     self.record(&step, key, written)
                 }
@@ -409,6 +413,24 @@ impl Ctx<'_> {
             records.push(rec);
         }
         Ok(closure)
+    }
+
+    /// The top-level directory symlinks of a base (merged-usr), kept per base digest under
+    /// `cache/dir-links.json` so a rebuild does not read the base's layers again.
+    fn base_dir_links(&self, base: &Base) -> Result<deb::Redirects, ImageError> {
+        let mut known: BTreeMap<String, deb::Redirects> = self.cache.read_json("dir-links.json");
+        if let Some(links) = known.get(&base.record.digest.to_string()) {
+            return Ok(links.clone());
+        }
+        let mut readers: Vec<Box<dyn std::io::Read>> = Vec::new();
+        for l in &base.manifest.layers {
+            let f = self.store.open_blob(&l.digest)?;
+            readers.push(layer::decompressing_reader(&l.media_type, f).map_err(|e| ImageError::Other(format!("base layer {}: {e}", l.digest)))?);
+        }
+        let links = deb::top_level_dir_links(readers).map_err(|e| ImageError::Other(format!("base `{}`: {e}", base.record.reference)))?;
+        known.insert(base.record.digest.to_string(), links.clone());
+        self.cache.write_json("dir-links.json", &known);
+        Ok(links)
     }
 
     fn base_accounts(&self, base: Option<&Base>) -> Result<accounts::Base, ImageError> {

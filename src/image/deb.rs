@@ -28,7 +28,12 @@ pub struct DebError {
 
 /// The entries of the `.deb` in `file` (already verified against its pin), with the status
 /// record and alternatives links. File contents are spilled into `spill`.
-pub fn entries(package: &str, file: fs::File, mut spill: fs::File, epoch: u64) -> Result<Vec<Entry>, DebError> {
+/// Top-level names the image below already has as symlinks to a directory inside it (`bin` ->
+/// `usr/bin` in a merged-usr base): a package's entries under them are installed through the
+/// link, as dpkg would, instead of replacing the link with a directory.
+pub type Redirects = std::collections::BTreeMap<String, String>;
+
+pub fn entries(package: &str, file: fs::File, mut spill: fs::File, epoch: u64, redirects: &Redirects) -> Result<Vec<Entry>, DebError> {
     let err = |message: String| DebError { package: package.to_owned(), message };
     let mut ar = ar::Archive::new(file);
     let mut control_files: Option<(Vec<u8>, Option<Vec<u8>>, Option<String>)> = None;
@@ -57,7 +62,7 @@ pub fn entries(package: &str, file: fs::File, mut spill: fs::File, epoch: u64) -
     for (i, offset, size) in spilled {
         out[i].kind = Kind::Spilled { file: spill.clone(), offset, size };
     }
-    let mut out = first_of_links(out);
+    let mut out = first_of_links(redirect(out, redirects));
     let file = |path: String, bytes: Vec<u8>| Entry { path, kind: Kind::Data(Arc::new(bytes)), mode: 0o644, uid: 0, gid: 0, mtime: epoch };
     let paragraph = control::parse(&String::from_utf8_lossy(&control)).map_err(|e| err(format!("control: {e}")))?;
     let [paragraph] = paragraph.as_slice() else {
@@ -78,6 +83,69 @@ pub fn entries(package: &str, file: fs::File, mut spill: fs::File, epoch: u64) -
         }
     }
     Ok(out)
+}
+
+/// Entries under a redirected top-level name moved through its link; the directory entry that
+/// would replace the link dropped.
+fn redirect(entries: Vec<Entry>, redirects: &Redirects) -> Vec<Entry> {
+    let through = |p: &str| -> Option<String> {
+        let (top, rest) = p.split_once('/').unwrap_or((p, ""));
+        let to = redirects.get(top)?;
+        Some(if rest.is_empty() { to.clone() } else { format!("{to}/{rest}") })
+    };
+    entries
+        .into_iter()
+        .filter(|e| !(redirects.contains_key(&e.path) && matches!(e.kind, Kind::Dir)))
+        .map(|mut e| {
+            if let Some(p) = through(&e.path) {
+                e.path = p;
+            }
+            if let Kind::Hardlink(t) = &e.kind
+                && let Some(t) = through(t)
+            {
+                e.kind = Kind::Hardlink(t);
+            }
+            e
+        })
+        .collect()
+}
+
+/// The top-level symlinks to directories inside the root that `layers` (read in order, each
+/// a tar stream) leave: the last entry of a name wins, a whiteout removes it.
+pub fn top_level_dir_links(layers: Vec<Box<dyn Read + '_>>) -> std::io::Result<Redirects> {
+    let mut links = Redirects::new();
+    for r in layers {
+        let mut tar = tar::Archive::new(r);
+        for e in tar.entries()? {
+            let e = e?;
+            let path = clean(&e.path()?.to_string_lossy());
+            if path.is_empty() || path.contains('/') {
+                continue;
+            }
+            let whiteout = path.strip_prefix(".wh.");
+            let target = e.header().entry_type().is_symlink().then(|| e.link_name().ok().flatten()).flatten();
+            match (whiteout, target) {
+                (Some(name), _) => {
+                    links.remove(name);
+                }
+                (None, Some(t)) => {
+                    let t = t.to_string_lossy();
+                    match inside(&t) {
+                        Some(t) if !t.is_empty() && !t.starts_with(&format!("{path}/")) && t != path => {
+                            links.insert(path, t);
+                        }
+                        _ => {
+                            links.remove(&path);
+                        }
+                    }
+                }
+                (None, None) => {
+                    links.remove(&path);
+                }
+            }
+        }
+    }
+    Ok(links)
 }
 
 /// The layer is written in path order, so of a file and its hard links the one first in that
@@ -245,6 +313,27 @@ mod tests {
         assert_eq!(inside("/etc//x").as_deref(), Some("etc/x"));
         assert_eq!(inside("./").as_deref(), Some(""));
         assert_eq!(inside("./usr/../../etc/shadow"), None);
+    }
+
+    #[test]
+    fn entries_under_a_merged_usr_link_go_through_it() {
+        let e = |path: &str, kind: Kind| Entry { path: path.into(), kind, mode: 0o755, uid: 0, gid: 0, mtime: 0 };
+        let links = Redirects::from([("bin".to_owned(), "usr/bin".to_owned())]);
+        let out = redirect(vec![e("bin", Kind::Dir), e("bin/dash", Kind::Data(Arc::new(vec![]))), e("bin/sh", Kind::Hardlink("bin/dash".into())), e("usr", Kind::Dir)], &links);
+        let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["usr/bin/dash", "usr/bin/sh", "usr"]);
+        assert!(matches!(&out[1].kind, Kind::Hardlink(t) if t == "usr/bin/dash"));
+
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, target) in [("bin", "usr/bin"), ("lib", "/usr/lib"), ("loop", "loop/x"), ("up", "../..")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        let layer = b.into_inner().unwrap();
+        let found = top_level_dir_links(vec![Box::new(&layer[..])]).unwrap();
+        assert_eq!(found, Redirects::from([("bin".to_owned(), "usr/bin".to_owned()), ("lib".to_owned(), "usr/lib".to_owned())]));
     }
 
     #[test]
