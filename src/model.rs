@@ -81,6 +81,13 @@ pub struct DebianSource {
     pub architecture: Option<String>,
     /// Project path of the OpenPGP keyring (binary or armored) the Release must be signed by.
     pub keyring: String,
+    /// Refuse a Release whose `Valid-Until` has passed.
+    #[serde(default = "yes")]
+    pub check_valid_until: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl DebianSource {

@@ -181,6 +181,42 @@ fn a_release_without_a_signature_is_refused() {
     lock_is_refused(&repo, &["Release is refused: it carries no OpenPGP signature"]);
 }
 
+/// Attack: a mirror freezing its clients serves a validly signed Release whose Valid-Until passed.
+#[test]
+fn an_expired_release_is_refused() {
+    let Some(mut repo) = require_apt_repo(None) else { return };
+    repo.set_valid_until(Some(1_000_000_000));
+    repo.reindex();
+    lock_is_refused(&repo, &["InRelease is refused: its Valid-Until passed", "check_valid_until"]);
+}
+
+/// Attack: a server that never stops sending (an InRelease of 1 TiB).
+#[test]
+fn an_endless_release_is_cut_at_its_cap() {
+    let Some(repo) = require_apt_repo(None) else { return };
+    repo.serve_endless("/dists/stable/InRelease");
+    let started = std::time::Instant::now();
+    lock_is_refused(&repo, &["InRelease: more than the 8388608 bytes allowed"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+/// An unsatisfiable dependency names the package, the chain that needs it and why.
+#[test]
+fn an_unsatisfiable_dependency_names_the_chain() {
+    let Some(mut repo) = require_apt_repo(None) else { return };
+    let broken = repo.deb_with_fields("python3.11-minimal", &[("Depends", "libc6 (>= 2.36), no-such-lib (>= 1)")]);
+    repo.add_deb(&broken);
+    repo.reindex();
+    let s = project(&repo, &["python3-minimal"]);
+    let out = s.galley(&["lock"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("cannot install `no-such-lib`: python3-minimal -> python3.11-minimal needs it (Depends: no-such-lib (>= 1)); no package `no-such-lib` is in the indices"),
+        "{all}"
+    );
+}
+
 #[test]
 fn adding_one_package_builds_only_its_layer_and_lock_check_stays_offline() {
     let Some(repo) = require_apt_repo(None) else { return };

@@ -113,6 +113,8 @@ pub struct Release {
     pub architectures: Vec<String>,
     /// Index path (relative to the Release's directory) -> size and SHA-256.
     pub files: BTreeMap<String, (u64, Digest)>,
+    /// `Valid-Until`, in seconds since the epoch, when the Release has one.
+    pub valid_until: Option<i64>,
 }
 
 impl Release {
@@ -139,6 +141,7 @@ impl Release {
             components: words("Components"),
             architectures: words("Architectures"),
             files,
+            valid_until: p.get("Valid-Until").map(|d| parse_date(d).ok_or_else(|| format!("`Valid-Until: {d}` is not a date"))).transpose()?,
         })
     }
 
@@ -150,6 +153,36 @@ impl Release {
             self.files.get(&path).map(|(size, digest)| (path, *size, *digest))
         })
     }
+}
+
+/// An RFC 2822 date as Release files write it (`Sat, 01 Jun 2024 08:00:00 UTC`, also `+0000`),
+/// in seconds since the epoch.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let rest = if words.first()?.ends_with(',') { &words[1..] } else { &words[..] };
+    let [day, month, year, time, zone] = rest else { return None };
+    let day: i64 = day.parse().ok()?;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().position(|m| m == month)? as i64 + 1;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else { return None };
+    let offset = match *zone {
+        "UTC" | "GMT" | "Z" => 0,
+        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+            let v: i64 = z[1..].parse().ok()?;
+            let secs = (v / 100) * 3600 + (v % 100) * 60;
+            if z.starts_with('-') { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + m * 60 + sec - offset)
 }
 
 #[cfg(test)]
@@ -168,6 +201,17 @@ mod tests {
         assert!(r.packages_index("contrib", "amd64").is_none());
         assert!(Release::parse("Suite: x\n").unwrap_err().contains("SHA256"));
         assert!(Release::parse("SHA256:\n zz 1 p\n").is_err());
+    }
+
+    #[test]
+    fn release_dates_read_as_seconds_since_the_epoch() {
+        assert_eq!(parse_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(parse_date("Sat, 01 Jun 2024 08:00:00 UTC"), Some(1_717_228_800));
+        assert_eq!(parse_date("Sat, 01 Jun 2024 10:00:00 +0200"), Some(1_717_228_800));
+        assert_eq!(parse_date("29 Feb 2024 00:00:00 UTC"), Some(1_709_164_800));
+        assert_eq!(parse_date("yesterday"), None);
+        let r = Release::parse(&format!("Valid-Until: Thu, 01 Jan 1970 00:01:00 UTC\n{RELEASE}")).unwrap();
+        assert_eq!(r.valid_until, Some(60));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum AptError {
     Signature { url: String, source: SignatureError },
     #[error("{url}: {message}")]
     Release { url: String, message: String },
+    #[error("{url} is refused: its Valid-Until passed {seconds} seconds ago (a mirror may be freezing its clients on old metadata)")]
+    Expired { url: String, seconds: i64 },
     #[error("{url} does not match the signed Release: {message}; it was refused")]
     IndexMismatch { url: String, message: String },
     #[error("image `{image}`: {source}")]
@@ -59,6 +61,7 @@ impl AptError {
             AptError::IndexMismatch { .. } | AptError::Package { .. } => Some("the archive or something between it and galley changed the file; try again, or use another mirror"),
             AptError::Unsatisfiable { .. } => Some("check the package names in `packages`, the `debian.suite` and `debian.components`"),
             AptError::NoSource { .. } => Some("add `debian = { mirror, suite, keyring }` to the image"),
+            AptError::Expired { .. } => Some("use an up-to-date mirror; for a snapshot, whose Release expires by design, set `debian.check_valid_until = false`"),
             _ => None,
         }
     }
@@ -214,6 +217,14 @@ pub fn resolve(http: &Http, project_dir: &std::path::Path, name: &str, image: &I
             release.codename.as_deref().unwrap_or("(none)"),
             source.suite
         )));
+    }
+    if source.check_valid_until
+        && let Some(until) = release.valid_until
+    {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        if until < now {
+            return Err(AptError::Expired { url: url.clone(), seconds: now - until });
+        }
     }
     if !release.architectures.is_empty() && !release.architectures.contains(&arch) {
         return Err(bad(format!("it lists no architecture `{arch}` (it has {})", release.architectures.join(", "))));
