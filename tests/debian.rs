@@ -190,6 +190,29 @@ fn an_expired_release_is_refused() {
     lock_is_refused(&repo, &["InRelease is refused: its Valid-Until passed", "check_valid_until"]);
 }
 
+/// Attack: a rollback. After the lock moved to a newer Release, the mirror serves the older one
+/// again, still validly signed.
+#[test]
+fn a_rollback_to_an_older_release_is_refused() {
+    let Some(mut repo) = require_apt_repo(None) else { return };
+    let old = repo.snapshot();
+    let bumped = repo.deb_with_version("libmd0", "1.0.4-2+galley1");
+    repo.add_deb(&bumped);
+    // The archive publishes a day later (apt-repo.sh dates the Release by SOURCE_DATE_EPOCH).
+    // SAFETY: nextest runs each test in a process of its own; nothing else reads the environment now.
+    unsafe { std::env::set_var("SOURCE_DATE_EPOCH", "1704153600") };
+    repo.reindex();
+    unsafe { std::env::remove_var("SOURCE_DATE_EPOCH") };
+    let s = project(&repo, &["python3-minimal"]);
+    ok(&s.galley(&["lock"]), "galley lock");
+    let before = std::fs::read_to_string(s.path().join("galley.lock")).unwrap();
+    repo.restore(&old);
+    let out = s.galley(&["lock", "--update"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("seconds before the Release galley.lock was resolved from (a rollback"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(s.path().join("galley.lock")).unwrap(), before);
+}
+
 /// Attack: a server that never stops sending (an InRelease of 1 TiB).
 #[test]
 fn an_endless_release_is_cut_at_its_cap() {

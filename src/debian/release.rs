@@ -115,6 +115,8 @@ pub struct Release {
     pub files: BTreeMap<String, (u64, Digest)>,
     /// `Valid-Until`, in seconds since the epoch, when the Release has one.
     pub valid_until: Option<i64>,
+    /// `Date`, in seconds since the epoch, when the Release has one.
+    pub date: Option<i64>,
 }
 
 impl Release {
@@ -141,6 +143,7 @@ impl Release {
             components: words("Components"),
             architectures: words("Architectures"),
             files,
+            date: p.get("Date").map(|d| parse_date(d).ok_or_else(|| format!("`Date: {d}` is not a date"))).transpose()?,
             valid_until: p.get("Valid-Until").map(|d| parse_date(d).ok_or_else(|| format!("`Valid-Until: {d}` is not a date"))).transpose()?,
         })
     }

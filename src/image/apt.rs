@@ -40,6 +40,8 @@ pub enum AptError {
     Signature { url: String, source: SignatureError },
     #[error("{url}: {message}")]
     Release { url: String, message: String },
+    #[error("{url} is refused: it is dated {seconds} seconds before the Release galley.lock was resolved from (a rollback to older metadata)")]
+    Rollback { url: String, seconds: i64 },
     #[error("{url} is refused: its Valid-Until passed {seconds} seconds ago (a mirror may be freezing its clients on old metadata)")]
     Expired { url: String, seconds: i64 },
     #[error("{url} does not match the signed Release: {message}; it was refused")]
@@ -61,6 +63,7 @@ impl AptError {
             AptError::IndexMismatch { .. } | AptError::Package { .. } => Some("the archive or something between it and galley changed the file; try again, or use another mirror"),
             AptError::Unsatisfiable { .. } => Some("check the package names in `packages`, the `debian.suite` and `debian.components`"),
             AptError::NoSource { .. } => Some("add `debian = { mirror, suite, keyring }` to the image"),
+            AptError::Rollback { .. } => Some("use a mirror that is up to date; to go back on purpose, remove the image's `debian` entry from galley.lock and run `galley lock`"),
             AptError::Expired { .. } => Some("use an up-to-date mirror; for a snapshot, whose Release expires by design, set `debian.check_valid_until = false`"),
             _ => None,
         }
@@ -72,6 +75,8 @@ impl AptError {
 pub struct Resolution {
     /// SHA-256 of the verified Release text the indices were checked against.
     pub release: Digest,
+    /// The Release's `Date` (seconds since the epoch), when it has one.
+    pub date: Option<i64>,
     pub packages: BTreeMap<String, Pinned>,
 }
 
@@ -201,8 +206,9 @@ pub fn keyring(project_dir: &std::path::Path, image: &str, source: &DebianSource
     Ok((ring, Digest::of(&bytes)))
 }
 
-/// Resolve `image`'s packages against its archive.
-pub fn resolve(http: &Http, project_dir: &std::path::Path, name: &str, image: &Image) -> Result<Resolution, AptError> {
+/// Resolve `image`'s packages against its archive. `not_before`: the `Date` of the Release the
+/// lock resolved from last; an older one is a rollback and refused.
+pub fn resolve(http: &Http, project_dir: &std::path::Path, name: &str, image: &Image, not_before: Option<i64>) -> Result<Resolution, AptError> {
     let source = image.debian.as_ref().ok_or_else(|| AptError::NoSource { image: name.to_owned() })?;
     let (ring, _) = keyring(project_dir, name, source)?;
     let arch = source.arch(&image.platform);
@@ -225,6 +231,11 @@ pub fn resolve(http: &Http, project_dir: &std::path::Path, name: &str, image: &I
         if until < now {
             return Err(AptError::Expired { url: url.clone(), seconds: now - until });
         }
+    }
+    if let (Some(locked), Some(date)) = (not_before, release.date)
+        && date < locked
+    {
+        return Err(AptError::Rollback { url: url.clone(), seconds: locked - date });
     }
     if !release.architectures.is_empty() && !release.architectures.contains(&arch) {
         return Err(bad(format!("it lists no architecture `{arch}` (it has {})", release.architectures.join(", "))));
@@ -253,6 +264,7 @@ pub fn resolve(http: &Http, project_dir: &std::path::Path, name: &str, image: &I
         .map_err(|source| AptError::Unsatisfiable { image: name.to_owned(), source })?;
     Ok(Resolution {
         release: Digest::of(text.as_bytes()),
+        date: release.date,
         packages: closure.into_iter().map(|(e, _)| (e.name.clone(), Pinned::of(e))).collect(),
     })
 }

@@ -361,7 +361,10 @@ impl Ctx<'_> {
                     message: "its packages are not pinned in galley.lock (and the build is offline)".into(),
                 });
             }
-            None => apt::resolve(http.insert(apt::Http::new(self.project)?), &self.settings.project_dir, name, image)?,
+            None => {
+                let not_before = self.opts.release_not_before.get(name).copied();
+                apt::resolve(http.insert(apt::Http::new(self.project)?), &self.settings.project_dir, name, image, not_before)?
+            }
         };
         let root_dir = base.is_none();
         let redirects = match base {

@@ -57,6 +57,9 @@ pub struct BuildOptions {
     /// Image name -> the pinned closure of its `packages` (from the lock), used instead of
     /// resolving against the archive.
     pub pinned_packages: BTreeMap<String, apt::Resolution>,
+    /// Image name -> the `Date` of the Release its locked closure came from: resolving again
+    /// refuses an older Release (a rollback).
+    pub release_not_before: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

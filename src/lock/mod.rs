@@ -117,6 +117,9 @@ pub struct LockedDebian {
     /// `"unresolved"`) until `galley lock` resolves the request.
     #[serde(with = "unresolved")]
     pub release: Option<Digest>,
+    /// The Release's `Date` (seconds since the epoch): a later resolution refuses an older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_date: Option<i64>,
     /// Every package of the closure: `version arch size sha256 pool-path`, one line each.
     pub packages: BTreeMap<String, Pinned>,
 }
@@ -221,9 +224,14 @@ impl Lock {
             .iter()
             .filter_map(|(name, i)| {
                 let d = i.debian.as_ref()?;
-                Some((name.clone(), crate::image::apt::Resolution { release: d.release?, packages: d.packages.clone() }))
+                Some((name.clone(), crate::image::apt::Resolution { release: d.release?, date: d.release_date, packages: d.packages.clone() }))
             })
             .collect()
+    }
+
+    /// The Release date each image's closure was resolved from, by image name.
+    pub fn release_dates(&self) -> BTreeMap<String, i64> {
+        self.images.iter().filter_map(|(name, i)| Some((name.clone(), i.debian.as_ref()?.release_date?))).collect()
     }
 
     /// Every base reference pinned (resolved) in the lock, with its digest.

@@ -90,7 +90,16 @@ pub fn relock(
             Some(names) => !names.iter().any(|n| n == name),
         })
         .collect();
-    let opts = crate::image::BuildOptions { offline, pinned_bases: pinned, pinned_packages, ..Default::default() };
+    // A rollback is an older Release from the same mirror and suite; another source (an older
+    // snapshot chosen on purpose) starts afresh.
+    let same_source = |name: &String| {
+        let (Some(image), Some(locked)) = (project.images.get(name), old.and_then(|l| l.images.get(name)).and_then(|i| i.debian.as_ref())) else {
+            return false;
+        };
+        image.debian.as_ref().is_some_and(|d| d.mirror == locked.mirror && d.suite == locked.suite)
+    };
+    let release_not_before = old.map(Lock::release_dates).unwrap_or_default().into_iter().filter(|(n, _)| same_source(n)).collect();
+    let opts = crate::image::BuildOptions { offline, pinned_bases: pinned, pinned_packages, release_not_before, ..Default::default() };
     let images = crate::image::build(settings, project, &[], &opts)?;
     let built: BTreeMap<String, Outputs> = images
         .into_iter()

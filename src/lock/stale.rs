@@ -83,16 +83,19 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
                     keyring,
                     requested: image.packages.clone(),
                     release: None,
+                    release_date: None,
                     packages: BTreeMap::new(),
                 };
                 match d.built.get(name).and_then(|b| b.packages.as_ref()) {
                     Some(fresh) => {
                         want.release = Some(fresh.release);
+                        want.release_date = fresh.date;
                         want.packages = fresh.packages.clone();
                     }
                     None => {
                         if let Some(o) = old.and_then(|o| o.debian.as_ref()).filter(|o| o.same_request(&want)) {
                             want.release = o.release;
+                            want.release_date = o.release_date;
                             want.packages = o.packages.clone();
                         }
                     }
