@@ -14,17 +14,22 @@
 //! status, writes nothing outside a temporary folder, and talks only to this loopback server.
 #![allow(dead_code)]
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Component, Path, PathBuf};
+mod apt;
+mod debs;
+mod server;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use apt::AptScratch;
+pub use apt::parse_inst_lines;
+pub use debs::deb_field;
+use debs::{find_deb, find_deb_under, parse_control, render_control, set_fields};
+use server::{Override, Server};
+pub use server::Request;
 
 /// The programs the fixture runs: apt-repo.sh's tools, gpgv for checks and apt-get for
 /// [`AptRepo::apt_simulate`].
@@ -93,23 +98,15 @@ pub fn require_apt_repo(packages: Option<&[&str]>) -> Option<AptRepo> {
     Some(AptRepo::build(packages))
 }
 
-/// One request the server answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    pub method: String,
-    /// The path as sent, without the query.
-    pub path: String,
-    pub status: u16,
-}
-
 /// A signed APT repository in a temporary folder, served on 127.0.0.1 until dropped.
 pub struct AptRepo {
+    /// First, so it stops before the folder it serves is removed.
+    server: Server,
     /// Holds `repo/` (what is served), `gnupg/` (the signing key) and scratch folders.
     tmp: tempfile::TempDir,
     arch: String,
     added: Vec<PathBuf>,
     valid_until: Option<u64>,
-    server: Server,
 }
 
 /// A copy of everything a repository served at one moment, for [`AptRepo::restore`].
@@ -118,8 +115,8 @@ pub struct RepoSnapshot {
 }
 
 impl AptRepo {
-    /// Builds a repository from the cached packages, every one of them (`None`) or those named,
-    /// and serves it. Panics when a tool or package is missing: see [`require_apt_repo`].
+    /// Builds a repository from the cached packages, every one of them (`None`: the
+    /// python3-minimal closure and the extras setup.sh fetched) or those named, and serves it. Panics when a tool or package is missing: see [`require_apt_repo`].
     pub fn build(packages: Option<&[&str]>) -> AptRepo {
         let tmp = tempfile::Builder::new().prefix("galley-apt-").tempdir().expect("temp dir");
         let arch = host_arch();
@@ -133,12 +130,17 @@ impl AptRepo {
         args.extend([repo.display().to_string(), test_debs_dir().display().to_string()]);
         run_script(&arch, &key_dir, &args);
         let server = Server::start(repo);
-        AptRepo { tmp, arch, added: vec![], valid_until: None, server }
+        AptRepo { server, tmp, arch, added: vec![], valid_until: None }
     }
 
     /// `http://127.0.0.1:PORT/`, the repository's root (what a sources.list line names).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.server.port)
+    }
+
+    /// The one-line APT source of this repository, trusted by [`AptRepo::keyring`] alone.
+    pub fn source_line(&self) -> String {
+        format!("deb [signed-by={}] {} {} {}", self.keyring().display(), self.url(), SUITE, COMPONENT)
     }
 
     pub fn port(&self) -> u16 {
@@ -418,7 +420,7 @@ impl AptRepo {
     /// As [`AptRepo::apt_simulate`], but APT's output and status whatever they are: the oracle
     /// for a request APT cannot satisfy. A failed `apt-get update` is returned as it is.
     pub fn apt_simulate_output(&self, packages: &[&str]) -> Output {
-        let apt = AptScratch::new(self);
+        let apt = AptScratch::new(self.tmp.path(), &self.arch, &self.source_line());
         let update = apt.update();
         if !update.status.success() {
             return update;
@@ -429,115 +431,8 @@ impl AptRepo {
     /// `apt-get update` in a fresh scratch configuration trusting [`AptRepo::keyring`]: what APT
     /// itself says of this repository as it is served now (after an attack helper, say).
     pub fn apt_update(&self) -> Output {
-        AptScratch::new(self).update()
+        AptScratch::new(self.tmp.path(), &self.arch, &self.source_line()).update()
     }
-}
-
-/// A private APT configuration in a temporary folder: its own state, cache, sources, an empty
-/// dpkg status, and no trust but the repository's keyring. `APT_CONFIG` points APT at its
-/// apt.conf, which also moves `Dir::Etc::Parts` to an empty folder, so no host setting applies.
-struct AptScratch {
-    dir: tempfile::TempDir,
-}
-
-impl AptScratch {
-    fn new(repo: &AptRepo) -> AptScratch {
-        let dir = tempfile::tempdir_in(repo.tmp.path()).unwrap();
-        let d = dir.path();
-        for sub in ["state/lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d", "log"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        std::fs::write(d.join("status"), "").unwrap();
-        std::fs::write(
-            d.join("etc/sources.list"),
-            format!("deb [signed-by={}] {} {} {}\n", repo.keyring().display(), repo.url(), SUITE, COMPONENT),
-        )
-        .unwrap();
-        let p = |s: &str| d.join(s).display().to_string();
-        let conf = format!(
-            "Dir::State \"{state}\";\nDir::State::status \"{status}\";\nDir::Cache \"{cache}\";\nDir::Log \"{log}\";\n\
-             Dir::Etc::main \"/dev/null\";\nDir::Etc::Parts \"{parts}\";\nDir::Etc::SourceList \"{list}\";\n\
-             Dir::Etc::SourceParts \"{sparts}\";\nDir::Etc::Preferences \"{prefs}\";\nDir::Etc::PreferencesParts \"{pparts}\";\n\
-             Dir::Etc::Trusted \"{trusted}\";\nDir::Etc::TrustedParts \"{tparts}\";\n\
-             APT::Architecture \"{arch}\";\nAPT::Architectures {{ \"{arch}\"; }};\nAPT::Sandbox::User \"root\";\n\
-             APT::Get::Assume-Yes \"true\";\nAPT::Update::Error-Mode \"any\";\nAcquire::Languages \"none\";\nAcquire::Retries \"0\";\n\
-             Acquire::http::Proxy \"DIRECT\";\nAcquire::http::Timeout \"20\";\nAcquire::PDiffs \"false\";\n",
-            state = p("state"),
-            status = p("status"),
-            cache = p("cache"),
-            log = p("log"),
-            parts = p("etc/apt.conf.d"),
-            list = p("etc/sources.list"),
-            sparts = p("etc/sources.list.d"),
-            prefs = p("etc/preferences"),
-            pparts = p("etc/preferences.d"),
-            trusted = p("etc/trusted.gpg"),
-            tparts = p("etc/trusted.gpg.d"),
-            arch = repo.arch,
-        );
-        std::fs::write(d.join("apt.conf"), conf).unwrap();
-        AptScratch { dir }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("apt-get");
-        cmd.args(args).env("APT_CONFIG", self.dir.path().join("apt.conf")).env("LC_ALL", "C").env("DEBIAN_FRONTEND", "noninteractive");
-        for proxy in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"] {
-            cmd.env_remove(proxy);
-        }
-        cmd.output().expect("apt-get runs")
-    }
-
-    fn update(&self) -> Output {
-        self.run(&["update"])
-    }
-}
-
-/// The `Inst NAME [OLD] (VERSION ORIGIN:SUITE [ARCH])` lines of `apt-get --simulate`.
-pub fn parse_inst_lines(text: &str) -> BTreeSet<(String, String, String)> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("Inst ")?;
-            let name = rest.split_whitespace().next()?;
-            let inner = rest.split_once('(')?.1.rsplit_once(')')?.0;
-            let version = inner.split_whitespace().next()?;
-            let arch = inner.rsplit_once('[')?.1.strip_suffix(']')?;
-            Some((name.to_owned(), version.to_owned(), arch.to_owned()))
-        })
-        .collect()
-}
-
-/// A control file's fields in order, each value with its continuation lines.
-fn parse_control(text: &str) -> Vec<(String, String)> {
-    let mut fields: Vec<(String, String)> = vec![];
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) {
-            let last = fields.last_mut().expect("a continuation line after a field");
-            last.1.push('\n');
-            last.1.push_str(line);
-        } else if let Some((k, v)) = line.split_once(':') {
-            fields.push((k.to_owned(), v.trim_start().to_owned()));
-        }
-    }
-    fields
-}
-
-fn set_fields(stanza: &mut Vec<(String, String)>, fields: &[(&str, &str)]) {
-    for (k, v) in fields {
-        let at = stanza.iter().position(|(f, _)| f.eq_ignore_ascii_case(k));
-        match (at, v.is_empty()) {
-            (Some(i), true) => {
-                stanza.remove(i);
-            }
-            (Some(i), false) => stanza[i].1 = v.to_string(),
-            (None, false) => stanza.push((k.to_string(), v.to_string())),
-            (None, true) => {}
-        }
-    }
-}
-
-fn render_control(stanza: &[(String, String)]) -> String {
-    stanza.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
 }
 
 /// The hex SHA-256 of `rel` in the `SHA256:` section of a Release file.
@@ -589,38 +484,6 @@ fn host_arch() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Field `name` of a .deb's control file (`dpkg-deb --field`), trimmed.
-pub fn deb_field(deb: &Path, name: &str) -> String {
-    let out = Command::new("dpkg-deb").arg("--field").arg(deb).arg(name).output().expect("dpkg-deb runs");
-    assert!(out.status.success(), "dpkg-deb --field {}: {}", deb.display(), text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The .deb of package `name` directly in `dir`: file names start with the package name and an
-/// underscore, which no package name contains.
-fn find_deb(dir: &Path, name: &str) -> Option<PathBuf> {
-    let prefix = format!("{name}_");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let file = p.file_name().unwrap().to_string_lossy();
-            file.starts_with(&prefix) && file.ends_with(".deb")
-        })
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-fn find_deb_under(dir: &Path, name: &str) -> Option<PathBuf> {
-    if let Some(deb) = find_deb(dir, name) {
-        return Some(deb);
-    }
-    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
-    subdirs.sort();
-    subdirs.iter().find_map(|d| find_deb_under(d, name))
-}
-
 /// Writes `path.gz` and `path.xz` from `path`, as apt-repo.sh does.
 fn compress(path: &Path) {
     let gz = std::fs::File::create(path.with_extension("gz")).unwrap();
@@ -639,176 +502,4 @@ fn run_script(arch: &str, key_dir: &Path, args: &[String]) {
         cmd.arg("--keyring").arg(key_dir.parent().unwrap().join("archive-keyring.gpg"));
     }
     check(cmd.args(args), "tests/support/apt-repo.sh");
-}
-
-/// What the server answers for one path instead of the file, set by the hostile-server helpers.
-#[derive(Clone, Debug)]
-enum Override {
-    /// This status with a short body.
-    Status(u16),
-    /// A Content-Length of 1 TiB and zeros for as long as the client reads.
-    Endless,
-}
-
-/// A small HTTP/1.1 file server on 127.0.0.1: GET and HEAD of files under a root, 404 for
-/// anything else there, keep-alive, Content-Length; every request recorded.
-struct Server {
-    port: u16,
-    log: Arc<Mutex<Vec<Request>>>,
-    overrides: Arc<Mutex<HashMap<String, Override>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
-
-/// What a connection thread shares with the server.
-struct Shared {
-    root: PathBuf,
-    log: Arc<Mutex<Vec<Request>>>,
-    overrides: Arc<Mutex<HashMap<String, Override>>>,
-}
-
-impl Server {
-    fn start(root: PathBuf) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(vec![]));
-        let overrides = Arc::new(Mutex::new(HashMap::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared { root, log: log.clone(), overrides: overrides.clone() });
-        let stop2 = stop.clone();
-        let accept = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    let _ = serve_connection(conn, &shared);
-                });
-            }
-        });
-        Server { port, log, overrides, stop, accept: Some(accept) }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Largest request head the server reads; a longer one ends the connection.
-const MAX_HEAD: u64 = 64 * 1024;
-
-/// The declared length of an [`Override::Endless`] body.
-const ENDLESS_LENGTH: u64 = 1 << 40;
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
-
-fn serve_connection(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut writer = conn.try_clone()?;
-    let mut reader = BufReader::new(conn);
-    loop {
-        let mut head = String::new();
-        let mut limited = (&mut reader).take(MAX_HEAD);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if limited.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" || line == "\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        let mut lines = head.lines();
-        let request_line = lines.next().unwrap_or_default();
-        let mut parts = request_line.split_whitespace();
-        let (method, target, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let close = version != "HTTP/1.1"
-            || lines.any(|h| h.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")));
-        let path = target.split('?').next().unwrap_or("").to_owned();
-        let connection = if close { "Connection: close\r\n" } else { "" };
-        let known = matches!(method, "GET" | "HEAD");
-        let special = if known { shared.overrides.lock().unwrap().get(&path).cloned() } else { None };
-        let (status, body) = match special {
-            Some(Override::Endless) => {
-                shared.log.lock().unwrap().push(Request { method: method.to_owned(), path, status: 200 });
-                write!(writer, "HTTP/1.1 200 OK\r\nContent-Length: {ENDLESS_LENGTH}\r\nContent-Type: application/octet-stream\r\n\r\n")?;
-                if method == "HEAD" {
-                    writer.flush()?;
-                    continue;
-                }
-                let zeros = [0u8; 64 * 1024];
-                // Until the client stops reading and closes: the write then fails.
-                loop {
-                    writer.write_all(&zeros)?;
-                }
-            }
-            Some(Override::Status(code)) => (code, format!("{} {}\n", code, reason(code)).into_bytes()),
-            None if !known => (405, b"method not allowed\n".to_vec()),
-            None => match resolve(&shared.root, &path).and_then(|f| std::fs::read(f).ok()) {
-                Some(bytes) => (200, bytes),
-                None => (404, b"not found\n".to_vec()),
-            },
-        };
-        shared.log.lock().unwrap().push(Request { method: method.to_owned(), path, status });
-        write!(
-            writer,
-            "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{connection}\r\n",
-            reason(status),
-            body.len(),
-        )?;
-        if method != "HEAD" {
-            writer.write_all(&body)?;
-        }
-        writer.flush()?;
-        if close {
-            return Ok(());
-        }
-    }
-}
-
-/// The file under `root` that URL path `path` names: percent-decoded, no `..`, a regular file.
-fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
-    let rel = percent_decode(path.strip_prefix('/')?)?;
-    let rel = Path::new(&rel);
-    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return None;
-    }
-    let full = root.join(rel);
-    full.is_file().then_some(full)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
