@@ -71,6 +71,8 @@ fn manifest_digest(dir: &Path) -> String {
     lock_json(dir)["images"]["py"]["output"]["manifest"].as_str().unwrap().to_owned()
 }
 
+/// python3-minimal and mawk on scratch: python3 runs, mawk's alternatives link is made, every
+/// package has its status record, and `galley verify` passes.
 #[test]
 fn python3_minimal_on_scratch_runs_in_podman_and_passes_verify() {
     if !runtime_available() {
@@ -83,7 +85,7 @@ fn python3_minimal_on_scratch_runs_in_podman_and_passes_verify() {
     user = "1000:1000",
     command = ["/usr/bin/python3", "-c", "import time; time.sleep(1000000)"],
   },"#;
-    let text_cfg = config(&p.name, &repo, &["python3-minimal"], sandbox).replacen('{', "let galley = import \"galley/std.ncl\" in\n{", 1);
+    let text_cfg = config(&p.name, &repo, &["python3-minimal", "mawk"], sandbox).replacen('{', "let galley = import \"galley/std.ncl\" in\n{", 1);
     std::fs::write(p.dir.path().join("galley.ncl"), text_cfg).unwrap();
     std::fs::copy(repo.keyring(), p.dir.path().join("archive-keyring.gpg")).unwrap();
     p.galley_code(&["lock"], 0);
@@ -92,6 +94,11 @@ fn python3_minimal_on_scratch_runs_in_podman_and_passes_verify() {
     let out = podman(&["exec", &container, "/usr/bin/python3", "-c", "print(6*7)"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // mawk's postinst declares /usr/bin/awk through update-alternatives: the link is made.
+    let out = podman(&["exec", &container, "/usr/bin/awk", "BEGIN { print 6*7 }"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{}", text(&out));
+    let out = podman(&["exec", &container, "/usr/bin/python3", "-c", "import os; print(os.readlink('/usr/bin/awk'), os.readlink('/etc/alternatives/awk'))"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "/etc/alternatives/awk /usr/bin/mawk", "{}", text(&out));
     // What scanners read: one status record per package of the closure.
     let out = podman(&["exec", &container, "/usr/bin/python3", "-c", "import os; print(' '.join(sorted(os.listdir('/var/lib/dpkg/status.d'))))"]);
     let listed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|f| !f.ends_with(".md5sums")).map(str::to_owned).collect();
