@@ -247,6 +247,25 @@ fn an_unsatisfiable_dependency_names_the_chain() {
     );
 }
 
+/// A `.deb` changed in the store after it was fetched (disk corruption, a hand edit) is not
+/// unpacked: it is fetched again and the image is the locked one.
+#[test]
+fn a_stored_deb_that_no_longer_matches_is_fetched_again() {
+    let Some(repo) = require_apt_repo(None) else { return };
+    let s = project(&repo, &["python3-minimal"]);
+    ok(&s.galley(&["lock"]), "galley lock");
+    let pinned = repo.index_field("python3-minimal", "SHA256").unwrap();
+    let blob = s.home.path().join("store/blobs/sha256").join(&pinned);
+    std::fs::write(&blob, b"not a package").unwrap();
+    std::fs::remove_dir_all(s.home.path().join("cache/layers")).unwrap();
+    repo.clear_requests();
+    let shown = ok(&s.galley(&["build", "--locked"]), "galley build --locked");
+    assert!(shown.contains(&manifest_digest(s.path())), "{shown}");
+    let pool: Vec<String> = repo.requests().into_iter().filter(|r| r.starts_with("/pool/")).collect();
+    assert_eq!(pool.len(), 1, "only the changed package is fetched again: {pool:?}");
+    assert_eq!(support::apt_repo::sha256_file(&blob), pinned);
+}
+
 #[test]
 fn adding_one_package_builds_only_its_layer_and_lock_check_stays_offline() {
     let Some(repo) = require_apt_repo(None) else { return };

@@ -402,8 +402,17 @@ impl Ctx<'_> {
             let rec = match self.cached_layer(&step, &key) {
                 Some(rec) => rec,
                 None => {
-                    // Fetched just now (hashed while streaming) or earlier: checked again before use.
-                    self.store.verify(&pin.sha256)?;
+                    // Fetched just now (hashed while streaming) or earlier: checked again before use;
+                    // one changed on disk since is fetched again.
+                    if self.store.verify(&pin.sha256).is_err() {
+                        self.store.remove_blob(&pin.sha256)?;
+                        let client = match http {
+                            Some(ref h) => h,
+                            None => http.insert(apt::Http::new(self.project)?),
+                        };
+                        client.download(self.store, &[(package.clone(), source.mirror.join(&pin.filename), pin.clone())])?;
+                        self.store.verify(&pin.sha256)?;
+                    }
                     let file = self.store.open_blob(&pin.sha256)?;
                     let spill = tempfile::tempfile_in(self.store.root()).map_err(|e| ImageError::Other(format!("spill file: {e}")))?;
                     let entries = deb::entries(package, file, spill, self.epoch, &redirects)?;
