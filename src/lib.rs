@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod clock;
 pub mod canonical;
+pub mod debian;
 pub mod cli;
 pub mod detect;
 pub mod diagnostic;

@@ -26,6 +26,7 @@ pub fn run(project: &Project, spans: &SpanIndex, project_dir: &Path) -> Vec<Diag
         accounts(&at, image, spans, &mut out);
         env::run(&format!("{at}.env"), &image.env, env::Place::Image, spans, &mut out);
         files::run(&at, image, project_dir, spans, &mut out);
+        debian(&at, image, project_dir, spans, &mut out);
     }
     ports::run(project, spans, &mut out);
     for (name, sandbox) in &project.sandboxes {
@@ -164,6 +165,23 @@ fn accounts(at: &str, image: &crate::model::Image, spans: &SpanIndex, out: &mut 
                 );
             }
         }
+    }
+}
+
+/// `packages` need a `debian` source, whose keyring must be a file of the project.
+fn debian(at: &str, image: &crate::model::Image, project_dir: &Path, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    match &image.debian {
+        None if !image.packages.is_empty() => out.push(
+            Diagnostic::new(Code::PackagesWithoutSource, "the image lists `packages` but declares no `debian` source to resolve them from")
+                .at(spans.locate(&format!("{at}.packages")))
+                .help("add `debian = { mirror = \"http://deb.debian.org/debian\", suite = \"bookworm\", keyring = \"keys/debian-archive-keyring.gpg\" }`"),
+        ),
+        Some(source) if !project_dir.join(&source.keyring).is_file() => out.push(
+            Diagnostic::new(Code::MissingKeyring, format!("keyring `{}` is not a file of the project", source.keyring))
+                .at(spans.locate_value(&format!("{at}.debian.keyring")))
+                .help("check in the archive's keyring, for the Debian archive a copy of /usr/share/keyrings/debian-archive-keyring.gpg (package debian-archive-keyring)"),
+        ),
+        _ => {}
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Base, Cpus, Memory, MountPath, Name, Platform, PortBinding, SeccompChoice, Size, UserSpec};
+use crate::domain::{ArchiveUrl, Base, Cpus, Memory, MountPath, Name, PackageName, Platform, PortBinding, SeccompChoice, Size, UserSpec};
 
 /// A whole project, as `galley show` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,13 @@ pub struct Image {
     pub base: Base,
     pub platform: Platform,
     pub compression: Compression,
+    /// The Debian archive `packages` come from; `None` when the image installs none. Left out
+    /// of the serialized image when unset, so images without packages keep their config digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debian: Option<DebianSource>,
+    /// Debian packages installed (with their dependency closure) before `files` and `run`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageName>,
     pub files: Vec<FileCopy>,
     pub run: Vec<RunStep>,
     pub users: Vec<User>,
@@ -58,6 +65,42 @@ pub struct Image {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// A signed Debian archive: where it is, which part of it, and the key its Release is signed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianSource {
+    /// The archive root (a mirror or a snapshot).
+    pub mirror: ArchiveUrl,
+    /// The suite or codename under `dists/` (`bookworm`).
+    pub suite: String,
+    /// Components searched, in order (`["main"]`).
+    pub components: Vec<String>,
+    /// Debian architecture; `None` takes the image platform's.
+    pub architecture: Option<String>,
+    /// Project path of the OpenPGP keyring (binary or armored) the Release must be signed by.
+    pub keyring: String,
+    /// Refuse a Release whose `Valid-Until` has passed.
+    #[serde(default = "yes")]
+    pub check_valid_until: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl DebianSource {
+    /// The Debian architecture packages are installed for, given the image's platform.
+    pub fn arch(&self, platform: &Platform) -> String {
+        self.architecture.clone().unwrap_or_else(|| match (platform.architecture(), platform.variant()) {
+            ("arm", Some("v7")) => "armhf".into(),
+            ("arm", _) => "armel".into(),
+            ("386", _) => "i386".into(),
+            ("ppc64le", _) => "ppc64el".into(),
+            (other, _) => other.into(),
+        })
+    }
 }
 
 /// Copy a project path (file or directory) into the image.

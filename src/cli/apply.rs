@@ -58,7 +58,8 @@ fn apply_logged(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
     let secrets = Resolver::for_apply(&env.home, env.project_dir.clone(), &session.loaded.project, &System)
         .map_err(|e| CliError::user(e, Some("set GALLEY_MASTER_KEY to the key of the project's secret store")))?;
     let pinned = session.lock.as_ref().map(crate::lock::Lock::pinned_bases).unwrap_or_default();
-    let images = StoreImages::new(env, &session.loaded.project, pinned);
+    let packages = session.lock.as_ref().map(crate::lock::Lock::pinned_packages).unwrap_or_default();
+    let images = StoreImages::new(env, &session.loaded.project, pinned).with_packages(packages);
     let lib_root = env.lib_root();
     let ctx = Context {
         home: &session.home,

@@ -62,6 +62,11 @@ pub fn run(env: &Env, out: &Printer, args: &BuildArgs) -> Outcome {
     let lock = if args.locked || args.frozen { Some(super::lock::require_current(env, &project)?) } else { None };
     if let Some(lock) = &lock {
         opts.pinned_bases = lock.pinned_bases();
+        opts.pinned_packages = lock.pinned_packages();
+    } else if let Some(on_disk) = crate::lock::Lock::read(&env.project_dir.join(crate::lock::LOCK_FILE))? {
+        // Package closures the lock resolved for the same request are installed as pinned, as
+        // `galley lock` would; a changed request is resolved again.
+        opts.pinned_packages = crate::lock::desired_offline(env, &project, Some(&on_disk))?.pinned_packages();
     }
     if args.check_repro {
         return check_repro(env, out, &project, args, &opts);

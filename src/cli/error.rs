@@ -121,6 +121,7 @@ user_errors!(
     crate::lock::LockError,
     crate::lock::StaleError,
     crate::lock::RelockError,
+    crate::image::ImageError,
     crate::secrets::StoreError,
     crate::secrets::CryptoError,
 );
@@ -135,7 +136,7 @@ macro_rules! user_errors_without_help {
     )*};
 }
 
-user_errors_without_help!(crate::image::ImageError, crate::image::StoreError, crate::image::pull::PullError, std::io::Error);
+user_errors_without_help!(crate::image::StoreError, crate::image::pull::PullError, std::io::Error);
 
 impl From<crate::kube::KubeError> for CliError {
     fn from(e: crate::kube::KubeError) -> Self {

@@ -11,7 +11,7 @@ pub struct LockArgs {
     /// Write nothing; exit 0 when galley.lock is current, 1 when stale (with a diff), 2 on error
     #[arg(long, conflicts_with = "update")]
     pub check: bool,
-    /// Resolve base image tags again (all images, or the ones named)
+    /// Resolve base image tags and Debian package closures again (all images, or the ones named)
     #[arg(long, num_args = 0.., value_name = "IMAGE")]
     pub update: Option<Vec<String>>,
     /// Never touch the network: every base must already be pinned or in the store

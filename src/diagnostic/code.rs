@@ -66,6 +66,10 @@ catalogue! {
     TmpfsUnlimited = "G034", Error, "tmpfs size of 0 (the kernel reads it as no limit)", None;
     NumberTooLarge = "G035", Error, "number too large for its field", None;
     TmpfsOverMemory = "G036", Warning, "tmpfs larger than the sandbox's memory limit", None;
+    InvalidPackage = "G050", Error, "invalid Debian package name", None;
+    InvalidMirror = "G051", Error, "invalid Debian archive URL", None;
+    PackagesWithoutSource = "G052", Error, "Debian packages declared without a `debian` source", None;
+    MissingKeyring = "G053", Error, "Debian archive keyring not found in the project", None;
     PublicPort = "G101", Warning, "port published on a non-loopback address", None;
     LiteralSecret = "G102", Error, "secret written as a literal value", None;
     UnpinnableBase = "G103", Error, "base image reference cannot be pinned", None;

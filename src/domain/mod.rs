@@ -5,6 +5,7 @@
 //! A value from the config that cannot become its type fails deserialization with an
 //! [`Invalid`]: a diagnostic code, a message and a fix, which `lang` places at the field.
 
+pub mod debian;
 pub mod idmap;
 pub mod labels;
 pub mod mount;
@@ -17,6 +18,7 @@ pub mod resources;
 pub mod seccomp;
 pub mod user;
 
+pub use debian::{ArchiveUrl, PackageName};
 pub use idmap::{IdMap, IdRange};
 pub use labels::DEFAULT_INSTANCE;
 pub use mount::MountPath;

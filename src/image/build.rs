@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::cache::{self, Cache, CachedLayer};
 use super::config::{self, Descriptor, HistoryStep, Manifest};
 use super::layer::{self, Entry, Kind};
-use super::{BuildOptions, BaseRecord, BuiltImage, ImageError, LayerRecord, Progress, Store, accounts, home, pull, run, walk};
+use super::{BuildOptions, BaseRecord, BuiltImage, ImageError, LayerRecord, Progress, Store, accounts, apt, deb, home, pull, run, walk};
 use crate::domain::{Digest, Platform, Reference};
 use crate::model::{Compression, Image, Project};
 use crate::settings::Env;
@@ -113,6 +113,13 @@ impl Ctx<'_> {
             "chunk": layer::CHUNK,
             "format": 1,
         });
+
+        let packages = if image.packages.is_empty() {
+            None
+        } else {
+            let closure = self.packages(name, image, base.as_ref(), &common, &mut records, &mut history, progress)?;
+            Some(closure)
+        };
 
         if !image.users.is_empty() || !image.groups.is_empty() {
             let inputs = json!({
@@ -229,6 +236,7 @@ impl Ctx<'_> {
             layers: records,
             compression: image.compression,
             ref_name,
+            packages,
         })
     }
 
@@ -333,6 +341,114 @@ impl Ctx<'_> {
         super::screen::screen_base(self.cache, self.store, reference, &manifest)?;
         let config = self.store.json(&manifest.config.digest)?;
         Ok(Base { record: BaseRecord { reference: base.clone(), digest, platform: platform.clone() }, manifest, config })
+    }
+
+    /// One layer per package of the image's closure (pinned, or resolved now), in name order.
+    /// A layer's input key is the package's SHA-256 and the writer's settings, so adding a
+    /// package writes one layer; only packages whose layer is not cached are fetched.
+    #[allow(clippy::too_many_arguments)]
+    fn packages(
+        &self,
+        name: &str,
+        image: &Image,
+        base: Option<&Base>,
+        common: &Value,
+        records: &mut Vec<LayerRecord>,
+        history: &mut Vec<HistoryStep>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<apt::Resolution, ImageError> {
+        let source = image.debian.as_ref().ok_or_else(|| apt::AptError::NoSource { image: name.to_owned() })?;
+        let mut http: Option<apt::Http> = None;
+        let closure = match self.opts.pinned_packages.get(name) {
+            Some(pinned) => pinned.clone(),
+            None if self.opts.offline => {
+                return Err(ImageError::Image {
+                    image: name.into(),
+                    message: "its packages are not pinned in galley.lock (and the build is offline)".into(),
+                });
+            }
+            None => {
+                let not_before = self.opts.release_not_before.get(name).copied();
+                apt::resolve(http.insert(apt::Http::new(self.project)?), &self.settings.project_dir, name, image, not_before)?
+            }
+        };
+        let root_dir = base.is_none();
+        let redirects = match base {
+            Some(b) => self.base_dir_links(b)?,
+            None => deb::Redirects::new(),
+        };
+        let key_of = |package: &str, pin: &crate::debian::Pinned| {
+            let inputs = json!({
+                "kind": "deb",
+                "package": package,
+                "sha256": pin.sha256,
+                "base": base.map(|b| &b.record.digest),
+                "common": common,
+            });
+            layer_key(&inputs, root_dir)
+        };
+        let missing: Vec<(String, String, crate::debian::Pinned)> = closure
+            .packages
+            .iter()
+            .filter(|(p, pin)| self.cached_layer(&format!("package {p}"), &key_of(p, pin)).is_none())
+            .map(|(p, pin)| (p.clone(), source.mirror.join(&pin.filename), pin.clone()))
+            .collect();
+        if !missing.is_empty() {
+            let t = std::time::Instant::now();
+            let client = match http {
+                Some(ref h) => h,
+                None => http.insert(apt::Http::new(self.project)?),
+            };
+            client.download(self.store, &missing)?;
+            self.timing("fetch packages", t);
+        }
+        for (package, pin) in &closure.packages {
+            let step = format!("package {package}");
+            let key = key_of(package, pin);
+            let rec = match self.cached_layer(&step, &key) {
+                Some(rec) => rec,
+                None => {
+                    // Fetched just now (hashed while streaming) or earlier: checked again before use;
+                    // one changed on disk since is fetched again.
+                    if self.store.verify(&pin.sha256).is_err() {
+                        self.store.remove_blob(&pin.sha256)?;
+                        let client = match http {
+                            Some(ref h) => h,
+                            None => http.insert(apt::Http::new(self.project)?),
+                        };
+                        client.download(self.store, &[(package.clone(), source.mirror.join(&pin.filename), pin.clone())])?;
+                        self.store.verify(&pin.sha256)?;
+                    }
+                    let file = self.store.open_blob(&pin.sha256)?;
+                    let spill = tempfile::tempfile_in(self.store.root()).map_err(|e| ImageError::Other(format!("spill file: {e}")))?;
+                    let entries = deb::entries(package, file, spill, self.epoch, &redirects)?;
+                    let written = self.write_layer(&step, image.compression, root_dir, entries, None)?;
+                    self.record(&step, key, written)
+                }
+            };
+            progress(Progress::Layer { image: name, step: &step, cached: rec.cached });
+            history.push(HistoryStep { created_by: format!("galley: package {package} {}", pin.version) });
+            records.push(rec);
+        }
+        Ok(closure)
+    }
+
+    /// The top-level directory symlinks of a base (merged-usr), kept per base digest under
+    /// `cache/dir-links.json` so a rebuild does not read the base's layers again.
+    fn base_dir_links(&self, base: &Base) -> Result<deb::Redirects, ImageError> {
+        let mut known: BTreeMap<String, deb::Redirects> = self.cache.read_json("dir-links.json");
+        if let Some(links) = known.get(&base.record.digest.to_string()) {
+            return Ok(links.clone());
+        }
+        let mut readers: Vec<Box<dyn std::io::Read>> = Vec::new();
+        for l in &base.manifest.layers {
+            let f = self.store.open_blob(&l.digest)?;
+            readers.push(layer::decompressing_reader(&l.media_type, f).map_err(|e| ImageError::Other(format!("base layer {}: {e}", l.digest)))?);
+        }
+        let links = deb::top_level_dir_links(readers).map_err(|e| ImageError::Other(format!("base `{}`: {e}", base.record.reference)))?;
+        known.insert(base.record.digest.to_string(), links.clone());
+        self.cache.write_json("dir-links.json", &known);
+        Ok(links)
     }
 
     fn base_accounts(&self, base: Option<&Base>) -> Result<accounts::Base, ImageError> {

@@ -3,16 +3,19 @@
 //! and RUN steps in rootless buildah whose output galley re-packs itself.
 //!
 //! An image is the base's layers (if any) followed by galley's layers, in this order:
-//! 1. accounts (`users`/`groups`): /etc/passwd, /etc/group, /etc/shadow merged over the base's;
-//! 2. files: every `files` copy, one layer;
-//! 3. one layer per `run` step.
+//! 1. one layer per Debian package of `packages` and their dependency closure, by name;
+//! 2. accounts (`users`/`groups`): /etc/passwd, /etc/group, /etc/shadow merged over the base's;
+//! 3. files: every `files` copy, one layer;
+//! 4. one layer per `run` step.
 //!
 //! Every layer has an input key (see [`cache`]); a layer whose key is known is reused as is.
 
 pub mod accounts;
+pub mod apt;
 mod build;
 pub mod cache;
 pub mod config;
+mod deb;
 pub mod gc;
 pub mod guard;
 pub mod home;
@@ -51,6 +54,12 @@ pub struct BuildOptions {
     pub pinned_bases: BTreeMap<Reference, Digest>,
     /// Print the timing of each phase on stderr (`-vvv`).
     pub timings: bool,
+    /// Image name -> the pinned closure of its `packages` (from the lock), used instead of
+    /// resolving against the archive.
+    pub pinned_packages: BTreeMap<String, apt::Resolution>,
+    /// Image name -> the `Date` of the Release its locked closure came from: resolving again
+    /// refuses an older Release (a rollback).
+    pub release_not_before: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +102,9 @@ pub struct BuiltImage {
     pub compression: Compression,
     /// The ref name in the store's index.json (`<project>/<image>`).
     pub ref_name: String,
+    /// The closure of the image's `packages` that was installed.
+    #[serde(skip)]
+    pub packages: Option<apt::Resolution>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +121,24 @@ pub enum ImageError {
     Run(String),
     #[error("base `{base}`: layer {layer}: entry `{entry}` {why}; it was refused before any RUN step\nhelp: use a base whose layers keep every entry inside the image root")]
     HostileBase { base: String, layer: Digest, entry: String, why: String },
+    #[error(transparent)]
+    Apt(#[from] apt::AptError),
+    #[error(transparent)]
+    Deb(#[from] deb::DebError),
     #[error("no image named `{0}` in this project")]
     Unknown(String),
     #[error("{0}")]
     Other(String),
 }
 
+impl ImageError {
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            ImageError::Apt(e) => e.help(),
+            _ => None,
+        }
+    }
+}
 
 /// The ref name of an image in the store.
 pub fn ref_name(project: &Project, image: &str) -> String {

@@ -112,6 +112,7 @@ mod tests {
             layers: vec![],
             compression: crate::model::Compression::Gzip,
             ref_name: "p/i".into(),
+            packages: None,
         }
     }
 

@@ -17,7 +17,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Digest, Platform, Reference};
+use crate::debian::Pinned;
+use crate::domain::{ArchiveUrl, Digest, PackageName, Platform, Reference};
 use crate::manifest::SandboxManifest;
 use crate::model::Compression;
 
@@ -56,6 +57,10 @@ pub struct LockedImage {
     /// Content digest of each project path copied into the image, by path.
     pub inputs: BTreeMap<String, Digest>,
     pub base: Option<LockedBase>,
+    /// The image's Debian packages: the source and request they were resolved from, and the
+    /// closure pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debian: Option<LockedDebian>,
     pub compression: Compression,
     /// What the build produced; `None` until the image has been built for this lock.
     pub output: Option<LockedOutput>,
@@ -93,6 +98,38 @@ mod unresolved {
             return Ok(None);
         }
         Digest::parse(&text).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An image's Debian packages, pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedDebian {
+    pub mirror: ArchiveUrl,
+    pub suite: String,
+    pub components: Vec<String>,
+    pub architecture: String,
+    /// SHA-256 of the keyring file the Release was checked with.
+    pub keyring: Digest,
+    /// The `packages` list as written.
+    pub requested: Vec<PackageName>,
+    /// SHA-256 of the signed Release text the closure was resolved from; `None` (written
+    /// `"unresolved"`) until `galley lock` resolves the request.
+    #[serde(with = "unresolved")]
+    pub release: Option<Digest>,
+    /// The Release's `Date` (seconds since the epoch): a later resolution refuses an older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_date: Option<i64>,
+    /// Every package of the closure: `version arch size sha256 pool-path`, one line each.
+    pub packages: BTreeMap<String, Pinned>,
+}
+
+impl LockedDebian {
+    /// Whether `other` asks for the same packages from the same source (what was resolved can
+    /// be reused).
+    pub fn same_request(&self, other: &LockedDebian) -> bool {
+        (&self.mirror, &self.suite, &self.components, &self.architecture, &self.keyring, &self.requested)
+            == (&other.mirror, &other.suite, &other.components, &other.architecture, &other.keyring, &other.requested)
     }
 }
 
@@ -179,6 +216,22 @@ impl Lock {
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
         crate::fsutil::write_atomic(path, self.to_text().as_bytes())
             .map_err(|source| LockError::Write { path: path.display().to_string(), source })
+    }
+
+    /// Every image's resolved package closure, by image name.
+    pub fn pinned_packages(&self) -> BTreeMap<String, crate::image::apt::Resolution> {
+        self.images
+            .iter()
+            .filter_map(|(name, i)| {
+                let d = i.debian.as_ref()?;
+                Some((name.clone(), crate::image::apt::Resolution { release: d.release?, date: d.release_date, packages: d.packages.clone() }))
+            })
+            .collect()
+    }
+
+    /// The Release date each image's closure was resolved from, by image name.
+    pub fn release_dates(&self) -> BTreeMap<String, i64> {
+        self.images.iter().filter_map(|(name, i)| Some((name.clone(), i.debian.as_ref()?.release_date?))).collect()
     }
 
     /// Every base reference pinned (resolved) in the lock, with its digest.

@@ -18,8 +18,8 @@ pub enum RelockError {
 impl RelockError {
     pub fn help(&self) -> Option<&'static str> {
         match self {
-            RelockError::Stale(StaleError::Input { .. }) => Some("check the `files` entries of the image: every `src` must exist in the project"),
-            _ => None,
+            RelockError::Stale(e) => e.help(),
+            RelockError::Image(e) => e.help(),
         }
     }
 }
@@ -29,6 +29,7 @@ impl StaleError {
         match self {
             StaleError::Input { .. } => Some("check the `files` entries of the image: every `src` must exist in the project"),
             StaleError::Manifest(_) => None,
+            StaleError::Apt(e) => e.help(),
         }
     }
 }
@@ -45,8 +46,8 @@ pub fn desired_offline(settings: &Env, project: &Project, old: Option<&Lock>) ->
     })
 }
 
-/// Resolve, build and lock. `update`: `None` keeps pinned bases, `Some([])` re-resolves every
-/// base, `Some(names)` re-resolves those images' bases.
+/// Resolve, build and lock. `update`: `None` keeps pinned bases and package closures,
+/// `Some([])` re-resolves every base and closure, `Some(names)` those of the images named.
 pub fn relock(
     settings: &Env,
     project: &Project,
@@ -77,7 +78,28 @@ pub fn relock(
             pinned.insert(base, digest);
         }
     }
-    let opts = crate::image::BuildOptions { offline, pinned_bases: pinned, ..Default::default() };
+    // A closure is reused when the lock resolved the same request and the image is not named
+    // by `--update`.
+    let desired_now = desired_offline(settings, project, old)?;
+    let pinned_packages = desired_now
+        .pinned_packages()
+        .into_iter()
+        .filter(|(name, _)| match update {
+            None => true,
+            Some([]) => false,
+            Some(names) => !names.iter().any(|n| n == name),
+        })
+        .collect();
+    // A rollback is an older Release from the same mirror and suite; another source (an older
+    // snapshot chosen on purpose) starts afresh.
+    let same_source = |name: &String| {
+        let (Some(image), Some(locked)) = (project.images.get(name), old.and_then(|l| l.images.get(name)).and_then(|i| i.debian.as_ref())) else {
+            return false;
+        };
+        image.debian.as_ref().is_some_and(|d| d.mirror == locked.mirror && d.suite == locked.suite)
+    };
+    let release_not_before = old.map(Lock::release_dates).unwrap_or_default().into_iter().filter(|(n, _)| same_source(n)).collect();
+    let opts = crate::image::BuildOptions { offline, pinned_bases: pinned, pinned_packages, release_not_before, ..Default::default() };
     let images = crate::image::build(settings, project, &[], &opts)?;
     let built: BTreeMap<String, Outputs> = images
         .into_iter()
@@ -88,7 +110,7 @@ pub fn relock(
                 config: b.config_digest,
                 manifest: b.manifest_digest,
             };
-            (name, Outputs { base, output })
+            (name, Outputs { base, output, packages: b.packages })
         })
         .collect();
     Ok(desired(&Desired {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{LOCK_VERSION, Lock, LockedBase, LockedImage, LockedOutput, LockedProject, LockedSandbox, inputs, semantic_digest};
+use super::{LOCK_VERSION, Lock, LockedBase, LockedDebian, LockedImage, LockedOutput, LockedProject, LockedSandbox, inputs, semantic_digest};
 use crate::domain::{Digest, Reference};
 use crate::manifest::{self, ManifestError};
 use crate::model::Project;
@@ -20,6 +20,8 @@ use crate::model::Project;
 pub struct Outputs {
     pub base: Option<LockedBase>,
     pub output: LockedOutput,
+    /// The package closure the build installed.
+    pub packages: Option<crate::image::apt::Resolution>,
 }
 
 /// The inputs `desired` needs beyond the project.
@@ -40,6 +42,8 @@ pub enum StaleError {
     Input { image: String, src: String, source: std::io::Error },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Apt(#[from] crate::image::apt::AptError),
 }
 
 pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
@@ -68,10 +72,43 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
                 platform: image.platform.clone(),
             }
         });
+        let debian = match &image.debian {
+            Some(source) if !image.packages.is_empty() => {
+                let (_, keyring) = crate::image::apt::keyring(d.project_dir, name, source)?;
+                let mut want = LockedDebian {
+                    mirror: source.mirror.clone(),
+                    suite: source.suite.clone(),
+                    components: source.components.clone(),
+                    architecture: source.arch(&image.platform),
+                    keyring,
+                    requested: image.packages.clone(),
+                    release: None,
+                    release_date: None,
+                    packages: BTreeMap::new(),
+                };
+                match d.built.get(name).and_then(|b| b.packages.as_ref()) {
+                    Some(fresh) => {
+                        want.release = Some(fresh.release);
+                        want.release_date = fresh.date;
+                        want.packages = fresh.packages.clone();
+                    }
+                    None => {
+                        if let Some(o) = old.and_then(|o| o.debian.as_ref()).filter(|o| o.same_request(&want)) {
+                            want.release = o.release;
+                            want.release_date = o.release_date;
+                            want.packages = o.packages.clone();
+                        }
+                    }
+                }
+                Some(want)
+            }
+            _ => None,
+        };
         let mut locked = LockedImage {
             config: semantic_digest(image),
             inputs: input_digests,
             base,
+            debian,
             compression: image.compression,
             output: None,
         };
@@ -83,7 +120,7 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
                 Some(fresh.output.clone())
             }
             None => old
-                .filter(|o| o.config == locked.config && o.inputs == locked.inputs && o.base == locked.base)
+                .filter(|o| o.config == locked.config && o.inputs == locked.inputs && o.base == locked.base && o.debian == locked.debian)
                 .and_then(|o| o.output.clone()),
         };
         images.insert(name.clone(), locked);
@@ -115,7 +152,9 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
 
 /// Whether a lock can be used to build and run as it is: every base resolved, every image built.
 pub fn complete(lock: &Lock) -> bool {
-    lock.images.values().all(|i| i.output.is_some() && i.base.as_ref().is_none_or(|b| b.digest.is_some()))
+    lock.images.values().all(|i| {
+        i.output.is_some() && i.base.as_ref().is_none_or(|b| b.digest.is_some()) && i.debian.as_ref().is_none_or(|d| d.release.is_some())
+    })
 }
 
 /// The changed fields between two locks, as `path: old -> new` lines, and a unified diff of the
@@ -152,8 +191,19 @@ fn leaf_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 leaf_changes(&format!("{path}[{i}]"), x, y, out);
             }
         }
-        _ => out.push(format!("{path}: {} -> {}", short(old), short(new))),
+        _ => match package_bump(path, old, new) {
+            Some(line) => out.push(line),
+            None => out.push(format!("{path}: {} -> {}", short(old), short(new))),
+        },
     }
+}
+
+/// A pinned package's change as a changelog line: `images.py: package python3.11-minimal
+/// 3.11.2-6 -> 3.11.2-6+deb12u1` (`(none)` when added or removed).
+fn package_bump(path: &str, old: &Value, new: &Value) -> Option<String> {
+    let (image, package) = path.strip_prefix("images.")?.split_once(".debian.packages.")?;
+    let version = |v: &Value| v.as_str().and_then(|s| s.split(' ').next()).unwrap_or("(none)").to_owned();
+    Some(format!("images.{image}: package {package} {} -> {}", version(old), version(new)))
 }
 
 fn short(v: &Value) -> String {

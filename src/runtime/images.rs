@@ -19,13 +19,21 @@ pub struct StoreImages<'a> {
     pub project: &'a Project,
     /// Base digests pinned by the lock.
     pub pinned_bases: BTreeMap<Reference, Digest>,
+    /// Package closures pinned by the lock, by image name.
+    pub pinned_packages: BTreeMap<String, image::apt::Resolution>,
     /// Images already built and checked, by image name.
     built: Mutex<BTreeMap<String, image::BuiltImage>>,
 }
 
 impl<'a> StoreImages<'a> {
     pub fn new(settings: &'a Env, project: &'a Project, pinned_bases: BTreeMap<Reference, Digest>) -> Self {
-        StoreImages { settings, project, pinned_bases, built: Mutex::new(BTreeMap::new()) }
+        StoreImages { settings, project, pinned_bases, pinned_packages: BTreeMap::new(), built: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Install the package closures the lock pins instead of resolving them.
+    pub fn with_packages(mut self, pinned: BTreeMap<String, image::apt::Resolution>) -> Self {
+        self.pinned_packages = pinned;
+        self
     }
 
     /// The image of `m`, built (a cache hit when nothing changed) and checked against the lock.
@@ -36,7 +44,12 @@ impl<'a> StoreImages<'a> {
         }
         let fail = |message: String| RuntimeError::Image { sandbox: m.sandbox.clone(), message };
         let name = &m.image.name;
-        let opts = BuildOptions { offline: false, pinned_bases: self.pinned_bases.clone(), ..BuildOptions::default() };
+        let opts = BuildOptions {
+            offline: false,
+            pinned_bases: self.pinned_bases.clone(),
+            pinned_packages: self.pinned_packages.clone(),
+            ..BuildOptions::default()
+        };
         let mut built = image::build(self.settings, self.project, std::slice::from_ref(name), &opts)
             .map_err(|e| fail(format!("cannot build image {name}: {e}")))?;
         let built = built.remove(name).ok_or_else(|| fail(format!("image {name} was not built")))?;
