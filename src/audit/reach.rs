@@ -1,7 +1,8 @@
 //! What a sandbox can reach and what reaches it: the host side of its networks is closed (the
 //! firewall state the caller read into [`Context::host_side`]), a sandbox without egress has no
 //! route out of its network in the kernel's own table, and each port of a sandbox without egress
-//! answers on its loopback address through galley's forwarder.
+//! answers on its loopback address through galley's forwarder, with a listener behind it in the
+//! sandbox's own network namespace.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -10,8 +11,10 @@ use std::time::Duration;
 use super::*;
 use crate::model::Network;
 
-/// How long a forwarded connection must stay open, unanswered or answering, to count as reaching
-/// the sandbox: the forwarder closes a connection at once when the sandbox refuses it.
+/// How long a forwarded connection is watched for the forwarder closing it at once (as it does
+/// when the sandbox refuses it). Staying open proves nothing by itself: a forwarder slowed by a
+/// loaded host holds a refused connection longer, so a port passes only with a listener behind it
+/// in the sandbox's network namespace too.
 pub const FORWARD_PROBE: Duration = Duration::from_millis(300);
 
 /// The networks the container is on, by name.
@@ -27,7 +30,7 @@ fn networks(o: &Observed) -> Vec<String> {
 pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>) {
     host_side(o, cx, sink);
     if m.network != Network::Egress {
-        forwarded(m, sink);
+        forwarded(o.pid().filter(|_| o.running()), m, sink);
     }
 }
 
@@ -54,26 +57,42 @@ fn host_side(o: &Observed, cx: &Context, sink: &mut Sink<'_>) {
     }
 }
 
-/// Connect to each declared port on its host address; a connection the far end closes within
-/// [`FORWARD_PROBE`] does not reach the sandbox.
-fn forwarded(m: &SandboxManifest, sink: &mut Sink<'_>) {
+/// Each declared port: a connection to its host address is not closed at once (the forwarder
+/// listens and got in), and the kernel's table of the sandbox's network namespace (read from the
+/// host through `/proc/PID/net`) holds a TCP listener on the container port that the forwarder's
+/// connection to 127.0.0.1 reaches.
+fn forwarded(init: Option<u32>, m: &SandboxManifest, sink: &mut Sink<'_>) {
     if m.ports.is_empty() {
         return;
     }
     sink.ran(FORWARD);
+    let inside = init.map(kernel::listeners);
     for p in &m.ports {
         let at = SocketAddr::new(p.address, p.host);
         let shown = format!("{at}->{}/{}", p.container, p.protocol.as_str());
-        match probe(at) {
-            Ok(()) => {}
-            Err(why) => sink.fail(
-                FORWARD,
-                format!("port {shown} does not reach the sandbox"),
-                "a connection held open or answered",
-                why,
-            ),
+        let fail = |sink: &mut Sink<'_>, why: String| {
+            sink.fail(FORWARD, format!("port {shown} does not reach the sandbox"), "a listener behind the forwarder", why)
+        };
+        if let Err(why) = probe(at) {
+            fail(sink, why);
+            continue;
+        }
+        match &inside {
+            None => fail(sink, "the sandbox is not running".into()),
+            Some(listeners) if !listeners.iter().any(|l| reached_from_loopback(l, p.container)) => {
+                fail(sink, format!("nothing listens on port {} inside the sandbox", p.container))
+            }
+            Some(_) => {}
         }
     }
+}
+
+/// Whether the forwarder's connection to 127.0.0.1:`port` inside the namespace reaches `l`: a TCP
+/// listener on that port, bound to 127.0.0.1 or to every address (IPv4 or dual-stack IPv6).
+fn reached_from_loopback(l: &kernel::Listener, port: u16) -> bool {
+    l.protocol == crate::domain::Protocol::Tcp
+        && l.port == port
+        && matches!(l.address.as_str(), "0.0.0.0" | "127.0.0.1" | "::" | "::ffff:127.0.0.1")
 }
 
 /// Whether a connection to `at` is held open or answered (`Ok`), or refused or closed at once.
@@ -194,6 +213,19 @@ mod tests {
         assert_eq!(default_routes_v6(v6), vec!["default via eth0"]);
         let dev = "Inter-|   Receive\n face |bytes\n    lo: 0 0\n  eth0: 1 2\n";
         assert_eq!(interfaces(dev), vec!["lo", "eth0"]);
+    }
+
+    #[test]
+    fn only_a_tcp_listener_the_forwarders_loopback_connection_reaches_counts() {
+        let l = |protocol, address: &str, port| kernel::Listener { protocol, address: address.into(), port };
+        use crate::domain::Protocol::{Tcp, Udp};
+        for address in ["0.0.0.0", "127.0.0.1", "::"] {
+            assert!(reached_from_loopback(&l(Tcp, address, 8080), 8080), "{address}");
+        }
+        assert!(!reached_from_loopback(&l(Tcp, "10.89.0.5", 8080), 8080), "bound to the sandbox's own address only");
+        assert!(!reached_from_loopback(&l(Tcp, "::1", 8080), 8080), "IPv6 loopback, not reached from 127.0.0.1");
+        assert!(!reached_from_loopback(&l(Udp, "0.0.0.0", 8080), 8080), "UDP");
+        assert!(!reached_from_loopback(&l(Tcp, "0.0.0.0", 8081), 8080), "another port");
     }
 
     #[test]
