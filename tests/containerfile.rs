@@ -166,3 +166,219 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// One image per attack, each with its own Containerfile, in a project whose tree is hashed
+/// before and after.
+fn attack_project(host: &str, images: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_context(dir.path(), false, 0o644, SystemTime::now() - Duration::from_secs(3600));
+    let mut decl = String::new();
+    for (name, file) in images {
+        fs::write(dir.path().join(format!("{name}.Containerfile")), file).unwrap();
+        decl.push_str(&format!(
+            "  images.{name}.containerfile = {{ path = \"{name}.Containerfile\", build_args = {{ REG = \"{host}\" }} }},\n"
+        ));
+    }
+    fs::write(
+        dir.path().join("galley.ncl"),
+        format!("{{\n  name = \"cfattack\",\n  registries.\"{host}\" = {{ insecure = true, allow_private = true }},\n{decl}}}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Attacks on the worktree, the network and the runtime socket from a build's steps: each
+/// fails, and the project is byte-identical afterwards. A `RUN --mount=type=bind,rw` write lands
+/// in the build's snapshot of the context, never in the project.
+#[test]
+fn steps_cannot_write_the_worktree_reach_the_network_or_a_runtime_socket() {
+    if !tools() {
+        return;
+    }
+    let (_reg, host) = registry_with_busybox();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("podman.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let from = "ARG REG\nFROM ${REG}/galley/busybox:1\n";
+    let dir_probe = tempfile::tempdir().unwrap();
+    let project_path = dir_probe.path().display().to_string();
+    let failing: Vec<(&str, String)> = vec![
+        // The project's own path, from a plain RUN: the build never sees it.
+        ("plainrun", format!("{from}RUN echo pwned > {project_path}/app/a.txt\n")),
+        // The default bind mount of the context is read-only.
+        ("bindro", format!("{from}RUN --mount=type=bind,target=/ctx echo pwned > /ctx/app/a.txt\n")),
+        ("network", format!("{from}RUN echo hi | nc -w 2 127.0.0.1 {port}\n")),
+        ("socket", format!("{from}RUN test -S {}\n", socket.display())),
+        ("podmansocket", format!("{from}RUN test -S /run/podman/podman.sock\n")),
+        ("socketmount", format!("{from}RUN --mount=type=bind,source={},target=/s test -S /s\n", socket.display())),
+    ];
+    let mut images = failing.clone();
+    images.push(("bindrw", format!("{from}RUN --mount=type=bind,rw,target=/ctx sh -c 'echo pwned > /ctx/app/a.txt && echo new > /ctx/new.txt'\n")));
+    let project = attack_project(&host, &images);
+    // The plain RUN aims at this very project's path.
+    let plainrun = fs::read_to_string(project.path().join("plainrun.Containerfile")).unwrap().replace(&project_path, &project.path().display().to_string());
+    fs::write(project.path().join("plainrun.Containerfile"), plainrun).unwrap();
+    let before = tree_hash(project.path());
+    let home = tempfile::tempdir().unwrap();
+    for (name, _) in &failing {
+        let out = run(galley(home.path(), project.path(), &["build", name]));
+        assert!(!out.status.success(), "attack `{name}` was not stopped: {}", text(&out));
+        assert_eq!(tree_hash(project.path()), before, "attack `{name}` changed the worktree");
+    }
+    assert!(listener.accept().is_err(), "a step reached the loopback listener");
+    // The rw bind mount writes to the snapshot: the build goes on, the project does not change.
+    let _ = run(galley(home.path(), project.path(), &["build", "bindrw"]));
+    assert_eq!(tree_hash(project.path()), before, "a rw bind mount changed the worktree");
+    assert!(!project.path().join("new.txt").exists());
+    assert!(listener.accept().is_err(), "a step reached the loopback listener");
+}
+
+/// A build secret is readable in its step and in no layer, store blob, lock or output.
+#[test]
+fn a_build_secret_is_read_in_its_step_and_found_nowhere_after() {
+    if !tools() {
+        return;
+    }
+    let (_reg, host) = registry_with_busybox();
+    let secret = format!("cf-secret-{}-93b1c7e2d4", std::process::id());
+    let project = TestProject::new("cfsecret");
+    let dir = project.dir.path();
+    write_context(dir, false, 0o644, SystemTime::now() - Duration::from_secs(3600));
+    fs::write(
+        dir.join("Containerfile"),
+        "ARG REG\nFROM ${REG}/galley/busybox:1\nCOPY app/ /srv/\nRUN --mount=type=secret,id=token sha256sum /run/secrets/token | cut -c1-64 > /srv/token.sha\n",
+    )
+    .unwrap();
+    let cfg = config(&project.name, &host, "").replace(
+        "build_args = {",
+        "secrets = { token = { env = \"CF_TEST_TOKEN\" } }, build_args = {",
+    );
+    fs::write(dir.join("galley.ncl"), cfg).unwrap();
+    let mut transcript = String::new();
+    for args in [&["-vvv", "lock"][..], &["-vvv", "build", "--locked"][..], &["-vvv", "load", "app"][..]] {
+        let mut c = galley(project.home.path(), dir, args);
+        c.env("CF_TEST_TOKEN", &secret);
+        let out = run(c);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        transcript.push_str(&text(&out));
+    }
+    assert!(!transcript.contains(&secret), "galley printed the secret: {transcript}");
+    let lock = fs::read_to_string(dir.join("galley.lock")).unwrap();
+    assert!(!lock.contains(&secret));
+    // The step read it: the image holds its hash.
+    let store = galley::image::Store::open(project.home.path()).unwrap();
+    let index = store.index().unwrap();
+    let desc = index.manifests.iter().find(|m| m.ref_name() == Some(&format!("{}/app", project.name))).expect("the image's ref").clone();
+    let manifest = store.manifest(&desc.digest).unwrap();
+    let found = galley::image::read_from_layers(&store, &manifest.layers, &["srv/token.sha"]).unwrap();
+    let want = galley::domain::Digest::of(secret.as_bytes()).hex();
+    assert_eq!(String::from_utf8_lossy(&found["srv/token.sha"]).trim(), want);
+    // No blob of the store holds it, compressed or not.
+    for blob in walk(&project.home.path().join("store")) {
+        if !blob.is_file() {
+            continue;
+        }
+        let bytes = fs::read(&blob).unwrap();
+        let mut plain = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut plain);
+        for b in [&bytes, &plain] {
+            assert!(!b.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the secret", blob.display());
+        }
+    }
+    // Nor does podman's copy of the image, layers uncompressed.
+    let tag = galley::image::podman::tag(&project.name, "app", &desc.digest);
+    let saved = tempfile::tempdir().unwrap();
+    let out_dir = saved.path().join("img");
+    support::runner::podman_ok(&["image", "save", "--format", "oci-dir", "--uncompressed", "-o", &out_dir.display().to_string(), &tag]);
+    for f in walk(&out_dir) {
+        if f.is_file() {
+            let bytes = fs::read(&f).unwrap();
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "podman's {} holds the secret", f.display());
+        }
+    }
+    let _ = support::runner::podman(&["rmi", &tag]);
+}
+
+/// The FROM tag is pinned in the lock; the Containerfile and each build argument are lock
+/// inputs; `build --locked` reproduces the lock in a fresh home.
+#[test]
+fn from_tags_are_pinned_and_the_file_and_build_args_are_lock_inputs() {
+    if !tools() {
+        return;
+    }
+    let (_reg, host) = registry_with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    write_context(dir.path(), false, 0o644, SystemTime::now() - Duration::from_secs(3600));
+    let cfg = config("cflock", &host, "");
+    fs::write(dir.path().join("galley.ncl"), &cfg).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    ok(galley(home.path(), dir.path(), &["lock"]));
+    let lock: Value = serde_json::from_str(&fs::read_to_string(dir.path().join("galley.lock")).unwrap()).unwrap();
+    let from = &lock["images"]["app"]["from"][0];
+    assert_eq!(from["reference"], format!("{host}/galley/busybox:1"));
+    assert!(from["digest"].as_str().unwrap().starts_with("sha256:"), "{lock}");
+    assert!(lock["images"]["app"]["inputs"]["containerfile:Containerfile"].is_string(), "{lock}");
+    assert!(lock["images"]["app"]["inputs"]["build_arg:REG"].is_string(), "{lock}");
+    ok(galley(home.path(), dir.path(), &["lock", "--check"]));
+
+    // The Containerfile edited.
+    fs::write(dir.path().join("Containerfile"), format!("{MULTI_STAGE}LABEL edited=yes\n")).unwrap();
+    let out = run(galley(home.path(), dir.path(), &["lock", "--check"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("containerfile:Containerfile"), "{}", text(&out));
+    fs::write(dir.path().join("Containerfile"), MULTI_STAGE).unwrap();
+    ok(galley(home.path(), dir.path(), &["lock", "--check"]));
+
+    // A build argument changed.
+    fs::write(dir.path().join("galley.ncl"), cfg.replace("build_args = {", "build_args = { EXTRA = \"1\",")).unwrap();
+    let out = run(galley(home.path(), dir.path(), &["lock", "--check"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("build_arg:EXTRA"), "{}", text(&out));
+    fs::write(dir.path().join("galley.ncl"), &cfg).unwrap();
+
+    // A file of the context changed.
+    fs::write(dir.path().join("app/a.txt"), "changed\n").unwrap();
+    let out = run(galley(home.path(), dir.path(), &["lock", "--check"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("context:."), "{}", text(&out));
+    fs::write(dir.path().join("app/a.txt"), "alpha\n").unwrap();
+
+    // A fresh home builds the locked base and proves every digest.
+    let fresh = tempfile::tempdir().unwrap();
+    ok(galley(fresh.path(), dir.path(), &["build", "--locked"]));
+    // An unchanged rebuild runs no buildah: every layer is cached.
+    let again = build_json(fresh.path(), dir.path());
+    assert!(again["images"]["app"]["layers"].as_array().unwrap().iter().all(|l| l["cached"] == true), "{again}");
+}
+
+/// Setting `containerfile` and `base` together is an error at `base`; a FROM galley cannot pin
+/// is an error at its line of the Containerfile.
+#[test]
+fn both_sources_and_a_bad_from_are_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("Containerfile"), "FROM scratch\nCOPY a /a\n").unwrap();
+    fs::write(
+        dir.path().join("galley.ncl"),
+        "{\n  name = \"cfboth\",\n  images.app = {\n    base = \"127.0.0.1:5000/x/y:1\",\n    containerfile = { path = \"Containerfile\" },\n  },\n}\n",
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = run(galley(home.path(), dir.path(), &["check"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("G040") && t.contains("galley.ncl:4:"), "{t}");
+    assert!(t.contains("help:"), "{t}");
+
+    fs::write(dir.path().join("galley.ncl"), "{\n  name = \"cfbad\",\n  images.app.containerfile = { path = \"Containerfile\" },\n}\n").unwrap();
+    fs::write(dir.path().join("Containerfile"), "# a comment\nARG V=12\nFROM debian:${V}\nUSER 1000\n").unwrap();
+    let out = run(galley(home.path(), dir.path(), &["check"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("G041") && t.contains("Containerfile:3:") && t.contains("debian:12"), "{t}");
+    let out = run(galley(home.path(), dir.path(), &["build"]));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Containerfile:3:"), "{}", text(&out));
+}

@@ -116,6 +116,7 @@ impl Ctx<'_> {
             Some(r) => r,
             None => {
                 let r = self.run_buildah(name, image, cf, &text, &parsed, &bases, root, &files)?;
+                let _ = fs::create_dir_all(self.cache.dir().join("containerfile"));
                 self.cache.write_json(&record_name, &Some(r.clone()));
                 r
             }
