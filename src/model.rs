@@ -59,8 +59,9 @@ pub struct Image {
     pub cmd: Option<Vec<String>>,
     pub labels: BTreeMap<String, String>,
     /// Build from a Containerfile instead of `base`/`files`/`run`/`users`/`groups` (the lints
-    /// refuse an image that sets both).
-    #[serde(default)]
+    /// refuse an image that sets both). Left out of the serialized form when absent, so native
+    /// images keep their semantic digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containerfile: Option<ContainerfileBuild>,
 }
 
