@@ -4,7 +4,7 @@
 //! project itself. The digest and the snapshot are made from the same file list.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -188,6 +188,18 @@ pub(crate) fn digest(files: &[Found], hash: &(dyn Fn(&Path, &fs::Metadata) -> Re
     Ok(Digest::from_sha256(h.finalize().into()))
 }
 
+/// The bits of `mode` the process umask keeps when a file is created with it.
+fn umask_kept(mode: u32) -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    // Reading the umask means setting it: done once, put straight back.
+    let umask = *UMASK.get_or_init(|| unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old as u32
+    });
+    mode & !umask
+}
+
 fn executable(meta: &fs::Metadata) -> bool {
     meta.permissions().mode() & 0o111 != 0
 }
@@ -203,15 +215,22 @@ pub(crate) fn snapshot(files: &[Found], dest: &Path) -> Result<(), ImageError> {
         fs::create_dir(&d).map_err(|e| input_err(&d, e))?;
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).map_err(|e| input_err(&d, e))?;
     }
+    umask_kept(0); // read before the copies run in parallel
     files.par_iter().filter(|f| !f.meta.is_dir()).try_for_each(|f| -> Result<(), ImageError> {
         let d = dest.join(&f.rel);
         if f.meta.file_type().is_symlink() {
             let target = fs::read_link(&f.path).map_err(|e| input_err(&f.path, e))?;
             std::os::unix::fs::symlink(&target, &d).map_err(|e| input_err(&d, e))
         } else {
-            fs::copy(&f.path, &d).map_err(|e| input_err(&f.path, e))?;
+            // Created with its final mode: one file made and filled, no chmod after it.
             let mode = if executable(&f.meta) { 0o755 } else { 0o644 };
-            fs::set_permissions(&d, fs::Permissions::from_mode(mode)).map_err(|e| input_err(&d, e))
+            let mut src = fs::File::open(&f.path).map_err(|e| input_err(&f.path, e))?;
+            let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&d).map_err(|e| input_err(&d, e))?;
+            std::io::copy(&mut src, &mut dst).map_err(|e| input_err(&d, e))?;
+            if mode & !umask_kept(mode) != 0 {
+                fs::set_permissions(&d, fs::Permissions::from_mode(mode)).map_err(|e| input_err(&d, e))?;
+            }
+            Ok(())
         }
     })
 }
