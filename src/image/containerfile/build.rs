@@ -36,6 +36,11 @@ use crate::secrets::SecretValue;
 /// else buildah writes (hostname, build host data) is left out.
 const CONFIG_KEYS: &[&str] = &["User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels", "StopSignal"];
 
+/// Where a small context's snapshot goes: the memory file system every Linux system mounts.
+const MEMORY_DIR: &str = "/dev/shm";
+/// The largest context (bytes of its files) copied to [`MEMORY_DIR`].
+const MAX_IN_MEMORY: u64 = 512 << 20;
+
 /// Labels buildah adds about itself.
 const BUILDER_LABELS: &[&str] = &["io.buildah.version"];
 
@@ -191,7 +196,15 @@ impl Ctx<'_> {
         }
         let runtime = self.settings.oci_runtime.usable().map_err(|(message, help)| err(name, format!("{message}\nhelp: {help}")))?;
         let work = run::work_dir(&self.settings.home.join("tmp"))?;
-        let snapshot = work.path().join("context");
+        // A small context is copied to memory (creating thousands of files on a journaling file
+        // system costs more than the build's own copy); a large one next to the store.
+        let bytes: u64 = files.iter().filter(|f| f.meta.is_file()).map(|f| f.meta.len()).sum();
+        let shm = Path::new(MEMORY_DIR);
+        let in_memory = (bytes <= MAX_IN_MEMORY && crate::fsutil::ensure_free(shm, bytes.saturating_mul(2)).is_ok())
+            .then(|| tempfile::Builder::new().prefix("galley-context-").tempdir_in(shm).ok())
+            .flatten();
+        // Under a 0700 directory either way, so no other user of the host reads the copy.
+        let snapshot = in_memory.as_ref().map(|d| d.path()).unwrap_or(work.path()).join("context");
         fs::create_dir(&snapshot).map_err(|e| err(name, format!("{}: {e}", snapshot.display())))?;
         let t = std::time::Instant::now();
         context::snapshot(files, &snapshot)?;
@@ -257,6 +270,7 @@ impl Ctx<'_> {
             .map_err(|e| err(name, e))?;
         drop(built);
         drop(loaded);
+        drop(in_memory);
         self.timing("buildah push", t);
         self.repack_output(name, image, &layout, root)
     }
