@@ -2,6 +2,7 @@
 //! galley config, but widens a sandbox or cannot work. Each rule has a code (G1xx) and points at the
 //! field that triggers it.
 
+mod containerfile;
 mod env;
 mod files;
 mod mounts;
@@ -27,6 +28,7 @@ pub fn run(project: &Project, spans: &SpanIndex, project_dir: &Path) -> Vec<Diag
         env::run(&format!("{at}.env"), &image.env, env::Place::Image, spans, &mut out);
         files::run(&at, image, project_dir, spans, &mut out);
         debian(&at, image, project_dir, spans, &mut out);
+        containerfile::run(&at, image, project_dir, spans, &mut out);
     }
     ports::run(project, spans, &mut out);
     for (name, sandbox) in &project.sandboxes {

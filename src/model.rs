@@ -65,6 +65,48 @@ pub struct Image {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub labels: BTreeMap<String, String>,
+    /// Build from a Containerfile instead of `base`/`debian`/`packages`/`files`/`run`/`users`/`groups` (the lints
+    /// refuse an image that sets both). Left out of the serialized form when absent, so native
+    /// images keep their semantic digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerfile: Option<ContainerfileBuild>,
+}
+
+impl Image {
+    /// Where the image's root file system comes from.
+    pub fn source(&self) -> Source<'_> {
+        match &self.containerfile {
+            Some(c) => Source::Containerfile(c),
+            None => Source::Native,
+        }
+    }
+}
+
+/// Where an image's root file system comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Source<'a> {
+    /// `base` + `users`/`groups` + `files` + `run`, built by galley.
+    Native,
+    /// A Containerfile built by buildah, its output re-packed by galley.
+    Containerfile(&'a ContainerfileBuild),
+}
+
+/// A Containerfile build (`images.NAME.containerfile`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerfileBuild {
+    /// Path of the Containerfile, relative to the project directory.
+    pub path: String,
+    /// The build context, relative to the project directory.
+    pub context: String,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// The stage to build (`FROM ... AS name`); the last stage when absent.
+    pub target: Option<String>,
+    /// Whether the build's steps may reach the network.
+    pub network: bool,
+    /// Build secrets by id (`RUN --mount=type=secret,id=ID`), from galley's secret sources.
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 /// A signed Debian archive: where it is, which part of it, and the key its Release is signed with.

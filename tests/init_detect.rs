@@ -129,12 +129,10 @@ fn a_rust_crate_runs_the_binary_its_manifest_names() {
     checks_clean(&p, &config);
 }
 
-/// The Containerfile shape is checked as text here: its `containerfile` field is another
-/// change's; what detection found and how it is written are this one's.
 #[test]
 fn a_containerfile_comes_first_and_the_other_shapes_are_named_in_comments() {
     let p = project(&[
-        ("Containerfile", "FROM docker.io/library/node:22\nCOPY . /app\nexpose 3000/tcp\nCMD [\"node\", \"/app/server.js\"]\n"),
+        ("Containerfile", "FROM docker.io/library/node:22\nCOPY . /app\nexpose 3000/tcp\nUSER node\nCMD [\"node\", \"/app/server.js\"]\n"),
         ("package.json", r#"{ "scripts": { "start": "node server.js" } }"#),
         ("public/index.html", "<h1>shop</h1>\n"),
     ]);
@@ -142,7 +140,7 @@ fn a_containerfile_comes_first_and_the_other_shapes_are_named_in_comments() {
     assert_has(&config, &[
         "# Detected a Containerfile build:",
         "Containerfile is present: galley builds it as it is",
-        "images.app = { containerfile = \"Containerfile\", context = \".\" },",
+        "images.app.containerfile = \"Containerfile\",",
         "# Port 3000: Containerfile has EXPOSE 3000/tcp.",
         "galley.presets.service_on 3000 3000 & {",
         "# Also found, not used (a Containerfile build comes first",
@@ -150,6 +148,7 @@ fn a_containerfile_comes_first_and_the_other_shapes_are_named_in_comments() {
         "#   - a static site: public/index.html is present",
     ]);
     assert!(!config.contains("base ="), "a Containerfile build has no base of its own: {config}");
+    checks_clean(&p, &config);
 }
 
 #[test]

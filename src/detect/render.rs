@@ -59,7 +59,7 @@ pub fn render(detection: &Detection, options: &Options<'_>) -> String {
     match &found.build {
         Build::Containerfile { file } => {
             let _ = writeln!(out, "  # Built from {file} with the project as its context; every FROM is pinned by `galley lock`.");
-            let _ = writeln!(out, "  images.{image} = {{ containerfile = {}, context = \".\" }},", quote(file));
+            let _ = writeln!(out, "  images.{image}.containerfile = {},", quote(file));
         }
         Build::Toolchain { steps, entrypoint, start, env, .. } => {
             let _ = writeln!(out, "  images.{image} = {{");

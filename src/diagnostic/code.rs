@@ -66,6 +66,9 @@ catalogue! {
     TmpfsUnlimited = "G034", Error, "tmpfs size of 0 (the kernel reads it as no limit)", None;
     NumberTooLarge = "G035", Error, "number too large for its field", None;
     TmpfsOverMemory = "G036", Warning, "tmpfs larger than the sandbox's memory limit", None;
+    ContainerfileConflict = "G040", Error, "image sets both `containerfile` and base, debian, packages, files, run, users or groups", None;
+    ContainerfileInvalid = "G041", Error, "Containerfile cannot be read or parsed", None;
+    BuildSecretUndeclared = "G042", Error, "Containerfile mounts a build secret that is not declared", None;
     InvalidPackage = "G050", Error, "invalid Debian package name", None;
     InvalidMirror = "G051", Error, "invalid Debian archive URL", None;
     PackagesWithoutSource = "G052", Error, "Debian packages declared without a `debian` source", None;
@@ -92,6 +95,8 @@ catalogue! {
     MissingSource = "G120", Error, "file to copy does not exist", None;
     SourceEscapes = "G121", Error, "file to copy leads out of the project through a symbolic link", None;
     SourceLink = "G122", Warning, "symbolic link copied as a link", None;
+    AddFromUrl = "G130", Warning, "Containerfile ADD from a URL (not reproducible, needs network)", None;
+    ContainerfileRoot = "G131", Warning, "Containerfile image runs as root", None;
     UserOutsideNamespace = "G160", Error, "user id outside the sandbox's user namespace", None;
     PolicyCapability = "G180", Error, "preview asks for a capability the serve policy does not allow", None;
     PolicyNetwork = "G181", Error, "preview asks for a network the serve policy does not allow", None;

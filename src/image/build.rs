@@ -12,7 +12,7 @@ use super::config::{self, Descriptor, HistoryStep, Manifest};
 use super::layer::{self, Entry, Kind};
 use super::{BuildOptions, BaseRecord, BuiltImage, ImageError, LayerRecord, Progress, Store, accounts, apt, deb, home, pull, run, walk};
 use crate::domain::{Digest, Platform, Reference};
-use crate::model::{Compression, Image, Project};
+use crate::model::{Compression, Image, Project, Source};
 use crate::settings::Env;
 
 /// Build `only` (every image when empty) into the store.
@@ -70,10 +70,10 @@ pub fn resolve_base(settings: &Env, project: &Project, reference: &Reference) ->
 
 pub(super) struct Ctx<'a> {
     pub(super) settings: &'a Env,
-    project: &'a Project,
-    store: &'a Store,
+    pub(super) project: &'a Project,
+    pub(super) store: &'a Store,
     pub(super) cache: &'a Cache,
-    epoch: u64,
+    pub(super) epoch: u64,
     opts: &'a BuildOptions,
 }
 
@@ -87,6 +87,9 @@ pub struct Base {
 
 impl Ctx<'_> {
     fn build_image(&self, name: &str, image: &Image, progress: &mut dyn FnMut(Progress<'_>)) -> Result<BuiltImage, ImageError> {
+        if let Source::Containerfile(cf) = image.source() {
+            return self.build_containerfile(name, image, cf, progress);
+        }
         let platform = &image.platform;
         let base = match image.base.image() {
             None => None,
@@ -233,6 +236,7 @@ impl Ctx<'_> {
             manifest_size: desc.size,
             config_digest,
             base: base.map(|b| b.record),
+            bases: Vec::new(),
             layers: records,
             compression: image.compression,
             ref_name,
@@ -278,9 +282,10 @@ impl Ctx<'_> {
         entries: Vec<Entry>,
         hashes: Option<&layer::Hashes>,
     ) -> Result<CachedLayer, ImageError> {
-        // RUN output already holds the directories it changed; inventing parents would
-        // override the parent image's.
-        let mut entries = layer::normalize_with(entries, self.epoch, !step.starts_with("run"));
+        // RUN (and Containerfile) output already holds the directories it changed; inventing
+        // parents would override the parent image's.
+        let from_steps = step.starts_with("run") || step.starts_with("containerfile");
+        let mut entries = layer::normalize_with(entries, self.epoch, !from_steps);
         if root_dir {
             // The first layer of a scratch image carries the root directory, so `/` is 0755
             // rather than whatever the unpacker invents (containers/storage makes it 0555).
@@ -312,7 +317,7 @@ impl Ctx<'_> {
     }
 
 
-    fn base(&self, base: &Reference, platform: &Platform) -> Result<Base, ImageError> {
+    pub(super) fn base(&self, base: &Reference, platform: &Platform) -> Result<Base, ImageError> {
         let puller = pull::Puller::new(self.project, self.store)?;
         let pinned = self.opts.pinned_bases.get(base);
         let reference = base.to_string();

@@ -8,6 +8,9 @@
 //! 3. files: every `files` copy, one layer;
 //! 4. one layer per `run` step.
 //!
+//! A Containerfile image (see [`containerfile`]) is instead its target stage's base's layers
+//! followed by the layers buildah added, re-packed.
+//!
 //! Every layer has an input key (see [`cache`]); a layer whose key is known is reused as is.
 
 pub mod accounts;
@@ -15,6 +18,7 @@ pub mod apt;
 mod build;
 pub mod cache;
 pub mod config;
+pub mod containerfile;
 mod deb;
 pub mod gc;
 pub mod guard;
@@ -97,6 +101,9 @@ pub struct BuiltImage {
     pub manifest_size: u64,
     pub config_digest: Digest,
     pub base: Option<BaseRecord>,
+    /// Every image a Containerfile build names (each stage's `FROM`, `--from=`), pinned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<BaseRecord>,
     /// galley's own layers, after the base's.
     pub layers: Vec<LayerRecord>,
     pub compression: Compression,

@@ -109,6 +109,7 @@ mod tests {
             manifest_size: 1,
             config_digest: Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
             base: None,
+            bases: vec![],
             layers: vec![],
             compression: crate::model::Compression::Gzip,
             ref_name: "p/i".into(),

@@ -132,6 +132,13 @@ pub(crate) struct Found {
     pub meta: fs::Metadata,
 }
 
+/// Everything under `dir` that `keep(parent_rel, name)` keeps, as [`walk_sorted`] orders it.
+pub(crate) fn walk_filtered(dir: &Path, keep: &(dyn Fn(&str, &str) -> bool + Sync)) -> Result<Vec<Found>, ImageError> {
+    let mut out = Vec::new();
+    walk_sorted(dir, "", keep, &mut out)?;
+    Ok(out)
+}
+
 /// Everything under `dir`, as [`walk_sorted`] orders it.
 pub(crate) fn walk_under(dir: &Path) -> Result<Vec<Found>, ImageError> {
     let mut out = Vec::new();

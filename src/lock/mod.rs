@@ -61,6 +61,9 @@ pub struct LockedImage {
     /// closure pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debian: Option<LockedDebian>,
+    /// A Containerfile image's outside images (every stage's `FROM`, `--from=`), each pinned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<LockedBase>,
     pub compression: Compression,
     /// What the build produced; `None` until the image has been built for this lock.
     pub output: Option<LockedOutput>,
@@ -238,7 +241,7 @@ impl Lock {
     pub fn pinned_bases(&self) -> BTreeMap<Reference, Digest> {
         self.images
             .values()
-            .filter_map(|i| i.base.as_ref())
+            .flat_map(|i| i.base.iter().chain(&i.from))
             .filter_map(|b| Some((b.reference.clone(), b.digest?)))
             .collect()
     }

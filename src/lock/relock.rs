@@ -28,6 +28,7 @@ impl StaleError {
     pub fn help(&self) -> Option<&'static str> {
         match self {
             StaleError::Input { .. } => Some("check the `files` entries of the image: every `src` must exist in the project"),
+            StaleError::Containerfile { .. } => Some("fix the Containerfile at the line named, or `containerfile.path` and `context` of the image"),
             StaleError::Manifest(_) => None,
             StaleError::Apt(e) => e.help(),
         }
@@ -58,24 +59,31 @@ pub fn relock(
     let mut pinned = old.map(Lock::pinned_bases).unwrap_or_default();
     let mut bases = BTreeMap::new();
     for (name, image) in &project.images {
-        let Some(reference) = image.base.image() else {
-            continue;
+        let references: Vec<crate::domain::Reference> = match &image.containerfile {
+            Some(cf) => {
+                let (_, parsed) = crate::image::containerfile::load(&settings.project_dir, cf)
+                    .map_err(|e| StaleError::Containerfile { image: name.clone(), message: e.to_string() })?;
+                crate::image::containerfile::external_images(&parsed)
+            }
+            None => image.base.image().cloned().into_iter().collect(),
         };
-        let base = reference.clone();
         let forced = match update {
             None => false,
             Some([]) => true,
             Some(names) => names.iter().any(|n| n == name),
         };
-        let locked = old
-            .and_then(|l| l.images.get(name))
-            .and_then(|i| i.base.as_ref())
-            .filter(|b| b.reference == base && b.platform == image.platform && b.digest.is_some());
-        if forced || locked.is_none() {
-            pinned.remove(&base);
-            let digest = crate::image::resolve_base(settings, project, reference)?;
-            bases.insert(base.clone(), digest);
-            pinned.insert(base, digest);
+        for base in references {
+            let locked = old
+                .and_then(|l| l.images.get(name))
+                .into_iter()
+                .flat_map(|i| i.base.iter().chain(&i.from))
+                .find(|b| b.reference == base && b.platform == image.platform && b.digest.is_some());
+            if forced || locked.is_none() {
+                pinned.remove(&base);
+                let digest = crate::image::resolve_base(settings, project, &base)?;
+                bases.insert(base.clone(), digest);
+                pinned.insert(base, digest);
+            }
         }
     }
     // A closure is reused when the lock resolved the same request and the image is not named
@@ -104,13 +112,15 @@ pub fn relock(
     let built: BTreeMap<String, Outputs> = images
         .into_iter()
         .map(|(name, b)| {
-            let base = b.base.map(|r| LockedBase { reference: r.reference, platform: r.platform, digest: Some(r.digest) });
+            let locked = |r: crate::image::BaseRecord| LockedBase { reference: r.reference, platform: r.platform, digest: Some(r.digest) };
+            let base = b.base.map(locked);
+            let from = b.bases.into_iter().map(locked).collect();
             let output = LockedOutput {
                 layers: b.layers.into_iter().map(|l| LockedLayer { input: l.input_key, digest: l.digest }).collect(),
                 config: b.config_digest,
                 manifest: b.manifest_digest,
             };
-            (name, Outputs { base, output, packages: b.packages })
+            (name, Outputs { base, from, output, packages: b.packages })
         })
         .collect();
     Ok(desired(&Desired {

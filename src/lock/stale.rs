@@ -19,6 +19,8 @@ use crate::model::Project;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outputs {
     pub base: Option<LockedBase>,
+    /// A Containerfile image's outside images as pinned by the build.
+    pub from: Vec<LockedBase>,
     pub output: LockedOutput,
     /// The package closure the build installed.
     pub packages: Option<crate::image::apt::Resolution>,
@@ -40,6 +42,8 @@ pub struct Desired<'a> {
 pub enum StaleError {
     #[error("image `{image}` copies `{src}`, which cannot be read: {source}")]
     Input { image: String, src: String, source: std::io::Error },
+    #[error("image `{image}`: {message}")]
+    Containerfile { image: String, message: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error(transparent)]
@@ -104,11 +108,16 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
             }
             _ => None,
         };
+        let from = match &image.containerfile {
+            Some(cf) => containerfile_inputs(d, name, cf, &image.platform, old, &mut input_digests)?,
+            None => Vec::new(),
+        };
         let mut locked = LockedImage {
             config: semantic_digest(image),
             inputs: input_digests,
             base,
             debian,
+            from,
             compression: image.compression,
             output: None,
         };
@@ -117,10 +126,13 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
                 if fresh.base.is_some() {
                     locked.base = fresh.base.clone();
                 }
+                if !fresh.from.is_empty() {
+                    locked.from = fresh.from.clone();
+                }
                 Some(fresh.output.clone())
             }
             None => old
-                .filter(|o| o.config == locked.config && o.inputs == locked.inputs && o.base == locked.base && o.debian == locked.debian)
+                .filter(|o| o.config == locked.config && o.inputs == locked.inputs && o.base == locked.base && o.debian == locked.debian && o.from == locked.from)
                 .and_then(|o| o.output.clone()),
         };
         images.insert(name.clone(), locked);
@@ -150,10 +162,41 @@ pub fn desired(d: &Desired<'_>) -> Result<Lock, StaleError> {
     })
 }
 
+/// A Containerfile image's inputs (the file, the context, each build argument, by name into
+/// `inputs`) and its outside images, pinned as `d.bases` or the old lock has them.
+fn containerfile_inputs(
+    d: &Desired<'_>,
+    name: &str,
+    cf: &crate::model::ContainerfileBuild,
+    platform: &crate::domain::Platform,
+    old: Option<&LockedImage>,
+    inputs: &mut BTreeMap<String, Digest>,
+) -> Result<Vec<LockedBase>, StaleError> {
+    use crate::image::containerfile as cfile;
+    let bad = |message: String| StaleError::Containerfile { image: name.to_owned(), message };
+    let (text, parsed) = cfile::load(d.project_dir, cf).map_err(|e| bad(e.to_string()))?;
+    inputs.insert(cfile::input_name_file(cf), Digest::of(text.as_bytes()));
+    inputs.insert(cfile::input_name_context(cf), cfile::context_digest(d.project_dir, cf).map_err(|e| bad(e.to_string()))?);
+    for (k, v) in &cf.build_args {
+        inputs.insert(cfile::input_name_arg(k), Digest::of(v.as_bytes()));
+    }
+    Ok(cfile::external_images(&parsed)
+        .into_iter()
+        .map(|reference| {
+            let locked = old
+                .into_iter()
+                .flat_map(|o| &o.from)
+                .find(|b| b.reference == reference && &b.platform == platform)
+                .and_then(|b| b.digest);
+            LockedBase { digest: d.bases.get(&reference).copied().or(locked), reference, platform: platform.clone() }
+        })
+        .collect())
+}
+
 /// Whether a lock can be used to build and run as it is: every base resolved, every image built.
 pub fn complete(lock: &Lock) -> bool {
     lock.images.values().all(|i| {
-        i.output.is_some() && i.base.as_ref().is_none_or(|b| b.digest.is_some()) && i.debian.as_ref().is_none_or(|d| d.release.is_some())
+        i.output.is_some() && i.base.iter().chain(&i.from).all(|b| b.digest.is_some()) && i.debian.as_ref().is_none_or(|d| d.release.is_some())
     })
 }
 
