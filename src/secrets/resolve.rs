@@ -231,11 +231,8 @@ pub fn filter_stderr(stderr: &str, printed: &SecretValue) -> String {
     let Some(first) = lines.next() else {
         return String::new();
     };
-    let mut line: String = first.chars().take(STDERR_SHOWN_CHARS).collect();
-    let printed = String::from_utf8_lossy(printed.expose_secret());
-    for part in printed.lines().map(str::trim).filter(|p| p.len() >= 4) {
-        line = line.replace(part, "[redacted]");
-    }
+    let line: String = first.chars().take(STDERR_SHOWN_CHARS).collect();
+    let line = printed.redact_in(&line);
     let mut shown = String::with_capacity(line.len());
     let mut word = String::new();
     let flush = |word: &mut String, shown: &mut String| {

@@ -239,7 +239,7 @@ impl Ctx<'_> {
         let t = std::time::Instant::now();
         let out = runner.run(&cmd).map_err(|e| err(name, e))?;
         self.timing("buildah build", t);
-        let redact = |s: String| values.values().fold(s, |s, v| redact(&s, v));
+        let redact = |s: String| values.values().fold(s, |s, v| v.redact_in(&s));
         if out.timed_out {
             return Err(err(name, format!(
                 "the build of {} was stopped after its time limit of {}\nhelp: make the build finish sooner, or raise {}",
@@ -397,12 +397,6 @@ fn build_args(cf: &ContainerfileBuild, file: &Path, _context: &Path, runtime: Op
         a.extend(["--build-arg".into(), format!("{k}={v}")]);
     }
     a
-}
-
-/// `text` with every line of `value` (four characters or more) replaced by `[redacted]`.
-fn redact(text: &str, value: &SecretValue) -> String {
-    let v = String::from_utf8_lossy(value.expose_secret());
-    v.lines().map(str::trim).filter(|p| p.len() >= 4).fold(text.to_owned(), |t, p| t.replace(p, "[redacted]"))
 }
 
 /// The bases galley copied into buildah's storage for one build, removed when it ends (an image
