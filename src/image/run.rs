@@ -81,8 +81,7 @@ pub fn run_step(
     let project_dir = fs::canonicalize(&settings.project_dir).map_err(|e| run_err(format!("{}: {e}", settings.project_dir.display())))?;
     let name = format!("galley-run-{}", Digest::of(work.path().as_os_str().as_encoded_bytes()).short());
     let buildah = |args: Vec<String>| Cmd::new("buildah").args(args);
-    runner
-        .check(&buildah(vec!["from".into(), "--quiet".into(), "--name".into(), name.clone(), format!("oci:{}:parent", parent_dir.display())]).timeout(FROM_TIMEOUT))
+    check_storage_race(runner, &buildah(vec!["from".into(), "--quiet".into(), "--name".into(), name.clone(), format!("oci:{}:parent", parent_dir.display())]).timeout(FROM_TIMEOUT))
         .map_err(run_err)?;
     // buildah names the image it copied from the layout after the layout's path.
     let image_name = format!("localhost{}:latest", parent_dir.display());
@@ -145,6 +144,23 @@ pub fn work_dir(tmp: &Path) -> Result<tempfile::TempDir, ImageError> {
         .suffix(&format!("{:016x}", rand::thread_rng().r#gen::<u64>()))
         .tempdir_in(&dir)
         .map_err(|e| run_err(format!("temp dir: {e}")))
+}
+
+/// How many times a copy into buildah's storage is tried.
+const STORAGE_TRIES: usize = 3;
+
+/// Run `cmd`, a copy of an image into buildah's storage (`buildah from` or `pull` of an OCI
+/// layout), requiring success, and try again when it lost a race with another build's clean-up:
+/// builds on the same base share its layers in the storage, and one that removes its copy of the
+/// base as another is adding the same layers leaves the second with `layer not known`.
+pub fn check_storage_race(runner: &dyn Runner, cmd: &Cmd) -> Result<crate::exec::Output, crate::exec::ExecError> {
+    let mut tries = 1;
+    loop {
+        match runner.check(cmd) {
+            Err(crate::exec::ExecError::Failed { stderr, .. }) if tries < STORAGE_TRIES && stderr.contains("layer not known") => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 struct Cleanup<'a> {

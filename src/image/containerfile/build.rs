@@ -212,7 +212,7 @@ impl Ctx<'_> {
         self.timing("snapshot", t);
 
         // Each base into buildah's storage by digest; the file names them by image id.
-        let mut loaded = Loaded { runner, ids: Vec::new() };
+        let mut loaded = Loaded { runner, names: Vec::new() };
         let mut ids: BTreeMap<&Reference, String> = BTreeMap::new();
         for (reference, base) in bases {
             ids.insert(reference, loaded.load(self, work.path(), base).map_err(|e| err(name, format!("base `{reference}`: {e}")))?);
@@ -399,21 +399,19 @@ fn build_args(cf: &ContainerfileBuild, file: &Path, _context: &Path, runtime: Op
     a
 }
 
-/// The bases galley copied into buildah's storage for one build, removed when it ends (an image
-/// that was there before is left).
+/// The bases galley copied into buildah's storage for one build, each held by a name of this
+/// build's own (derived from its layout's path) while the build runs. The names are removed when
+/// it ends, and with the last name the image: another build on the same base holds its own name,
+/// so neither removes the image under the other, and an image that was there before is left.
 struct Loaded<'a> {
     runner: &'a dyn Runner,
-    ids: Vec<String>,
+    names: Vec<String>,
 }
 
 impl Loaded<'_> {
     /// Make `base` an image of buildah's storage; its id.
     fn load(&mut self, ctx: &Ctx<'_>, work: &Path, base: &Base) -> Result<String, String> {
         let id = base.manifest.config.digest.hex();
-        let exists = self.runner.run(&Cmd::new("buildah").args(["inspect", "--type", "image", "--format", "{{.FromImageID}}", id.as_str()]).timeout(run::CLEANUP_TIMEOUT));
-        if exists.is_ok_and(|o| o.success()) {
-            return Ok(id);
-        }
         let dir = work.join(format!("base-{}", base.record.digest.short()));
         fs::create_dir(&dir).map_err(|e| e.to_string())?;
         let mut desc = Descriptor::new(config::MEDIA_MANIFEST, base.record.digest, 0);
@@ -421,23 +419,22 @@ impl Loaded<'_> {
         desc.annotations = None;
         run::export_layout(ctx.store, &dir, &desc, "image").map_err(|e| e.to_string())?;
         let src = format!("oci:{}:image", dir.display());
-        let out = self.runner.check(&Cmd::new("buildah").args(["pull", "--quiet", src.as_str()]).timeout(run::FROM_TIMEOUT)).map_err(|e| e.to_string())?;
+        // An image buildah already has is not copied again; it gains this build's name.
+        let out = run::check_storage_race(self.runner, &Cmd::new("buildah").args(["pull", "--quiet", src.as_str()]).timeout(run::FROM_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        self.names.push(format!("localhost{}:latest", dir.display()));
         let pulled = out.stdout_str().trim().to_owned();
         if pulled != id {
             return Err(format!("buildah stored it as {pulled}, not as its config digest {id}"));
         }
-        self.ids.push(id.clone());
-        // The name buildah derived from the layout's path goes: the id is what the build uses.
-        let derived = format!("localhost{}:latest", dir.display());
-        let _ = self.runner.run(&Cmd::new("buildah").args(["untag", id.as_str(), derived.as_str()]).timeout(run::CLEANUP_TIMEOUT));
         Ok(id)
     }
 }
 
 impl Drop for Loaded<'_> {
     fn drop(&mut self) {
-        for id in &self.ids {
-            let _ = self.runner.run(&Cmd::new("buildah").args(["rmi", id.as_str()]).timeout(run::CLEANUP_TIMEOUT));
+        for name in &self.names {
+            let _ = self.runner.run(&Cmd::new("buildah").args(["rmi", name.as_str()]).timeout(run::CLEANUP_TIMEOUT));
         }
     }
 }
