@@ -25,10 +25,16 @@ pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &SecretValu
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
 
     sink.ran(IMAGE);
-    if let (Some(want), Some(got)) = (m.image.digest.map(|d| d.to_string()), o.image_digest())
-        && want != got
-    {
-        sink.fail(IMAGE, "the container runs another image than the pinned one", &want, got);
+    match (m.image.digest.map(|d| d.to_string()), o.image_digest()) {
+        (Some(want), Some(got)) if want != got => sink.fail(IMAGE, "the container runs another image than the pinned one", &want, got),
+        (Some(want), None) => sink.fail(IMAGE, "podman does not say which image the container runs", want, "no image digest"),
+        (Some(_), Some(_)) => {}
+        (None, got) => sink.warn(
+            IMAGE,
+            "no galley.lock pins the image, so which image the container runs was not checked (run `galley lock`, then `galley apply`)",
+            "an image digest pinned by galley.lock",
+            got.unwrap_or("no image digest"),
+        ),
     }
     sink.ran(MANIFEST);
     let want = m.digest().to_string();

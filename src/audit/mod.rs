@@ -302,8 +302,11 @@ pub enum AuditError {
     Image { image: String, message: String },
 }
 
-/// The manifest each observed container must match. Until the lock records image digests, the
-/// digest comes from the container's `io.galley.image` label, else from the image it runs.
+/// The manifest each observed container must match without a lock. `galley apply` without a
+/// lock creates a container from a manifest that pins no image digest: when the container's
+/// manifest label is that one, it is the manifest (and the image check says nothing pinned the
+/// image). Otherwise the digest comes from the container's `io.galley.image` label, else from the
+/// image it runs.
 pub fn desired(
     project: &Project,
     observed: &[Observed],
@@ -314,8 +317,14 @@ pub fn desired(
         if out.contains_key(&o.sandbox) || !project.sandboxes.contains_key(&o.sandbox) {
             continue;
         }
-        let digest = o.label(LABEL_IMAGE).or(o.image_digest()).and_then(|d| d.parse().ok());
-        out.insert(o.sandbox.clone(), manifest::resolve(project, &o.sandbox, digest, lib_root)?);
+        let unpinned = manifest::resolve(project, &o.sandbox, None, lib_root)?;
+        let m = if o.label(LABEL_MANIFEST) == Some(unpinned.digest().to_string().as_str()) {
+            unpinned
+        } else {
+            let digest = o.label(LABEL_IMAGE).or(o.image_digest()).and_then(|d| d.parse().ok());
+            manifest::resolve(project, &o.sandbox, digest, lib_root)?
+        };
+        out.insert(o.sandbox.clone(), m);
     }
     Ok(out)
 }

@@ -44,7 +44,13 @@ pub fn text(report: &Report, color: bool) -> String {
         let name = if s.sandbox.is_empty() { String::new() } else { format!("{} ", s.sandbox) };
         let _ = writeln!(out, "{name}({})", s.container);
         for (id, ok) in &s.checks {
-            let status = if s.not_run.contains(id) { "NOT RUN" } else { paint(*ok) };
+            let warned = s.findings.iter().any(|f| f.check == *id && f.severity == Severity::Warning);
+            let status = match () {
+                _ if s.not_run.contains(id) => "NOT RUN",
+                _ if *ok && warned && color => "\x1b[33mWARN\x1b[0m",
+                _ if *ok && warned => "WARN",
+                _ => paint(*ok),
+            };
             let _ = writeln!(out, "  {status}  {id:<width$}  {}", check(id).title);
         }
         let _ = writeln!(out);
@@ -157,6 +163,15 @@ mod tests {
         assert!(t.contains("FAIL  5.3 capabilities"), "{t}");
         assert!(t.contains("error[5.3 capabilities] app (galley-p-default-app): EffectiveCaps differ"), "{t}");
         assert!(t.contains("  help: "), "{t}");
+    }
+
+    #[test]
+    fn a_check_with_only_a_warning_is_shown_as_warn_and_passes() {
+        let mut sink = Sink::new("app", "galley-p-default-app");
+        sink.warn(IMAGE, "no galley.lock pins the image", "a pinned digest", "sha256:1");
+        let report = Report { project: "p".into(), instance: "default".into(), sandboxes: vec![SandboxReport::from_sink(sink)] };
+        assert!(text(&report, false).contains("WARN  galley image digest"), "{}", text(&report, false));
+        assert_eq!((report.errors(), report.warnings()), (0, 1));
     }
 
     #[test]
