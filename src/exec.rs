@@ -181,6 +181,37 @@ pub trait Runner: Send + Sync {
     }
 }
 
+/// A runner whose children inherit only the variables container tools read ([`kept_by_scrub`]):
+/// for calls made before galley knows which variables hold the project's secrets.
+pub struct Scrubbed<'a>(pub &'a dyn Runner);
+
+/// Whether [`Scrubbed`] passes `name` on: the search path, the user's home and runtime
+/// directories, locale and time zone, and the variables of podman, its libraries and iptables.
+pub fn kept_by_scrub(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    const EXACT: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "DBUS_SESSION_BUS_ADDRESS", "REGISTRY_AUTH_FILE"];
+    const PREFIXES: &[&str] = &["LC_", "XDG_", "CONTAINERS_", "_CONTAINERS_", "STORAGE_", "XTABLES_"];
+    EXACT.contains(&name.as_ref()) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+impl Scrubbed<'_> {
+    fn scrub(cmd: &Cmd) -> Cmd {
+        let mut cmd = cmd.clone();
+        cmd.env_remove.extend(std::env::vars_os().map(|(k, _)| k).filter(|k| !kept_by_scrub(k)));
+        cmd
+    }
+}
+
+impl Runner for Scrubbed<'_> {
+    fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.0.run(&Scrubbed::scrub(cmd))
+    }
+
+    fn attach(&self, cmd: &Cmd) -> Result<i32, ExecError> {
+        self.0.attach(&Scrubbed::scrub(cmd))
+    }
+}
+
 /// `out` of `cmd` when it exited 0, else the error [`Runner::check`] returns: for a caller that
 /// looks at a failure's output before deciding it is one.
 pub fn require_success(cmd: &Cmd, out: Output) -> Result<Output, ExecError> {
@@ -444,6 +475,21 @@ pub fn find(program: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The test binary's environment holds cargo's variables, which no container tool reads:
+    /// a scrubbed child sees none of them, and still has PATH and HOME.
+    #[test]
+    fn a_scrubbed_child_inherits_only_what_container_tools_read() {
+        let out = Scrubbed(&System).check(&Cmd::new("env")).unwrap();
+        let names: Vec<String> = out.stdout_str().lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k.to_owned()).collect();
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some(), "the test runs under cargo");
+        assert!(!names.iter().any(|n| n.starts_with("CARGO_")), "{names:?}");
+        assert!(names.iter().all(|n| kept_by_scrub(std::ffi::OsStr::new(n))), "{names:?}");
+        assert!(names.contains(&"PATH".to_owned()), "{names:?}");
+        // A variable the command sets itself still reaches it.
+        let out = Scrubbed(&System).check(&Cmd::new("env").env("GIVEN", "1")).unwrap();
+        assert!(out.stdout_str().lines().any(|l| l == "GIVEN=1"));
+    }
 
     #[test]
     fn system_runs_argv_without_a_shell() {

@@ -91,14 +91,17 @@ fn the_master_key_and_env_secret_variables_never_reach_conmon_or_a_secret_comman
     )
     .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = p
-        .galley_cmd(&["apply", "--auto-approve"])
-        .env("PATH", path)
-        .env("GALLEY_MASTER_KEY", MASTER_KEY)
-        .env("SIDEWAYS_TOKEN", ENV_SECRET)
-        .env("SIDEWAYS_MARKER", "1")
-        .output()
-        .unwrap();
+    // galley with the wrapper first on PATH, the secrets and an ordinary variable set.
+    let galley = |args: &[&str]| {
+        p.galley_cmd(args)
+            .env("PATH", &path)
+            .env("GALLEY_MASTER_KEY", MASTER_KEY)
+            .env("SIDEWAYS_TOKEN", ENV_SECRET)
+            .env("SIDEWAYS_MARKER", "1")
+            .output()
+            .unwrap()
+    };
+    let out = galley(&["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let helper = std::fs::read(p.dir.path().join("helper.environ"))
@@ -115,6 +118,22 @@ fn the_master_key_and_env_secret_variables_never_reach_conmon_or_a_secret_comman
     );
     for call in calls {
         assert_scrubbed("podman", &variables(&std::fs::read(call).unwrap()), true);
+    }
+
+    // verify asks podman while the config evaluates, before galley has read which variables
+    // hold the config's secrets: those early calls must not carry them either.
+    for call in std::fs::read_dir(&dumps).unwrap() {
+        std::fs::remove_file(call.unwrap().path()).unwrap();
+    }
+    let out = galley(&["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Applied without a lock: the manifest matches what apply made, and the image is not pinned.
+    let report = text(&out);
+    assert!(report.contains("PASS  galley manifest") && report.contains("WARN  galley image digest"), "{report}");
+    let calls: Vec<_> = std::fs::read_dir(&dumps).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(calls.len() >= 2, "verify called podman through the wrapper: {} calls", calls.len());
+    for call in calls {
+        assert_scrubbed("podman under verify", &variables(&std::fs::read(call).unwrap()), false);
     }
 
     let container = p.container("default", "app");

@@ -5,7 +5,9 @@ use rayon::prelude::*;
 
 use super::{CliError, ExitStatus, Outcome, Printer};
 use crate::audit::{self, Sink, report::Report};
-use crate::exec::System;
+use crate::exec::{Runner, Scrubbed, System};
+use crate::lock::Lock;
+use crate::model::Network;
 use crate::settings::Env;
 
 #[derive(Debug, Args)]
@@ -42,43 +44,57 @@ pub fn run(env: &Env, out: &Printer, args: &VerifyArgs, sarif: bool) -> Outcome 
 
 /// Audit the running sandboxes.
 fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError> {
-    // A config that does not evaluate cannot be audited against: an error, not a finding.
-    let loaded = super::project::load(env).map_err(CliError::config_exits_as_error)?;
-    let project = &loaded.project;
-    for s in &args.sandboxes {
-        if !project.sandboxes.contains_key(s) {
-            return Err(CliError::user(
-                format!("no sandbox named `{s}` in the project"),
-                Some("see `galley show` for the declared sandboxes"),
-            ));
+    let start = std::time::Instant::now();
+    let timing = |what: &str| {
+        if out.verbosity.timings() {
+            eprintln!("    {what}: {:.3}s", start.elapsed().as_secs_f64());
         }
-    }
+    };
     let audit_error = |e: audit::AuditError| CliError::user(e, Some("start the sandboxes with `galley apply`"));
-    let instance = crate::runtime::Instance::new(&project.name, &args.instance).map_err(|e| CliError::user(e, None))?;
-    // The containers the declared sandboxes have and the networks they join, known from the
-    // config: inspected while podman lists the instance's containers (those found only by
-    // their labels are inspected after).
-    let declared: Vec<&String> = if args.sandboxes.is_empty() { project.sandboxes.keys().collect() } else { args.sandboxes.iter().collect() };
-    let names: Vec<String> = declared.iter().map(|s| instance.container(s)).collect();
-    let mut networks: Vec<String> = declared
-        .iter()
-        .filter_map(|s| project.sandboxes.get(*s))
-        .flat_map(|s| instance.networks_for(s.network))
-        .map(|(n, _)| n)
-        .collect();
-    networks.sort();
-    networks.dedup();
+    // podman is asked while the config evaluates, about the containers and networks galley.lock
+    // names; if the evaluated config names others, it is asked again. These early calls run
+    // before the config says which variables hold its secrets, so they inherit only what podman
+    // and iptables read.
+    let early = Lock::read(&env.project_dir.join(crate::lock::LOCK_FILE))
+        .ok()
+        .flatten()
+        .and_then(|l| Targets::new(&l.project.name, l.sandboxes.iter().map(|(n, s)| (n, s.manifest.network)), args));
     // The firewall is read once, for every network, and only as root (without it the networks
     // are left out, and their check is reported as not run).
     let root = crate::runtime::host::system().root;
-    let (observed, inspected, table, lock) = std::thread::scope(|s| {
-        let observed = s.spawn(|| audit::observe(&System, &project.name, &args.instance, &names));
-        let inspected = s.spawn(|| audit::podman::inspect_networks(&System, &networks));
-        let table = root.then(|| s.spawn(|| crate::runtime::firewall::Snapshot::read(&System)));
+    let scrubbed = Scrubbed(&System);
+    let (loaded, observed, inspected, table, lock) = std::thread::scope(|s| {
+        let asked = early.map(|t| (t.clone(), t.ask(s, &scrubbed)));
+        let table = root.then(|| s.spawn(|| crate::runtime::firewall::Snapshot::read(&scrubbed)));
+        // A config that does not evaluate cannot be audited against: an error, not a finding.
+        let loaded = super::project::load(env).map_err(CliError::config_exits_as_error)?;
+        let project = &loaded.project;
+        timing("evaluated");
+        for s in &args.sandboxes {
+            if !project.sandboxes.contains_key(s) {
+                return Err(CliError::user(
+                    format!("no sandbox named `{s}` in the project"),
+                    Some("see `galley show` for the declared sandboxes"),
+                ));
+            }
+        }
+        let want = Targets::new(&project.name, project.sandboxes.iter().map(|(n, s)| (n, s.network)), args)
+            .ok_or_else(|| CliError::user(format!("invalid instance name `{}`", args.instance), None))?;
+        let asked = match asked {
+            Some((t, asked)) if t == want => asked,
+            _ => want.ask(s, &System),
+        };
         let lock = super::plan::current_lock(env, out, project, false);
+        timing("lock read");
         let join = "audit thread";
-        (observed.join().expect(join), inspected.join().expect(join), table.map(|t| t.join().expect(join)), lock)
-    });
+        let observed = asked.0.join().expect(join);
+        timing("podman answered");
+        let inspected = asked.1.join().expect(join);
+        Ok((loaded, observed, inspected, table.map(|t| t.join().expect(join)), lock))
+    })?;
+    let project = &loaded.project;
+    let instance = crate::runtime::Instance::new(&project.name, &args.instance).map_err(|e| CliError::user(e, None))?;
+    timing("firewall read");
     let (observed, running) = observed.map_err(audit_error)?;
     let chosen = audit::select(&observed, &args.sandboxes, &project.name, &args.instance).map_err(audit_error)?;
     let owned: Vec<audit::Observed> = chosen.iter().map(|o| (*o).clone()).collect();
@@ -112,6 +128,7 @@ fn live(env: &Env, out: &Printer, args: &VerifyArgs) -> Result<Report, CliError>
             }
         })
         .collect();
+    timing("audited");
     Ok(Report { project: project.name.to_string(), instance: args.instance.clone(), sandboxes })
 }
 
@@ -128,4 +145,48 @@ fn host_side(
             (n.clone(), HostSide::parse(n, &one).map_err(|e| e.to_string()).and_then(|side| table.status(&side)))
         })
         .collect()
+}
+
+/// What verify asks podman about: the containers the declared (or named) sandboxes have and
+/// the networks they join.
+#[derive(Debug, Clone, PartialEq)]
+struct Targets {
+    project: String,
+    instance: String,
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+type Asked<'scope> = (
+    std::thread::ScopedJoinHandle<'scope, Result<(Vec<audit::Observed>, Vec<(String, u32)>), audit::AuditError>>,
+    std::thread::ScopedJoinHandle<'scope, Result<std::collections::BTreeMap<String, serde_json::Value>, audit::AuditError>>,
+);
+
+impl Targets {
+    /// The targets of `sandboxes` (name and network) of `project`; `None` for an invalid instance name.
+    fn new<'a>(project: &str, sandboxes: impl Iterator<Item = (&'a String, Network)>, args: &VerifyArgs) -> Option<Targets> {
+        let instance = crate::runtime::Instance::new(project, &args.instance).ok()?;
+        let all: std::collections::BTreeMap<&String, Network> = sandboxes.collect();
+        let declared: Vec<&String> = if args.sandboxes.is_empty() { all.keys().copied().collect() } else { args.sandboxes.iter().collect() };
+        let mut networks: Vec<String> =
+            declared.iter().filter_map(|s| all.get(*s)).flat_map(|n| instance.networks_for(*n)).map(|(n, _)| n).collect();
+        networks.sort();
+        networks.dedup();
+        Some(Targets {
+            project: project.to_owned(),
+            instance: args.instance.clone(),
+            containers: declared.iter().map(|s| instance.container(s)).collect(),
+            networks,
+        })
+    }
+
+    /// Ask podman, on threads of `s`: the instance's containers (those declared inspected while
+    /// podman lists them, those found only by their labels after) and the networks.
+    fn ask<'scope, 'env>(self, s: &'scope std::thread::Scope<'scope, 'env>, runner: &'env dyn Runner) -> Asked<'scope> {
+        let Targets { project, instance, containers, networks } = self;
+        (
+            s.spawn(move || audit::observe(runner, &project, &instance, &containers)),
+            s.spawn(move || audit::podman::inspect_networks(runner, &networks)),
+        )
+    }
 }
