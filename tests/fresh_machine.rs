@@ -66,6 +66,15 @@ fn setup_sh_makes_an_empty_debian_12_root_pass_galley_doctor() {
     eprintln!("fresh machine: setup.sh took {:.0?}", started.elapsed());
     assert!(out.status.success(), "setup.sh failed on an empty {SUITE} root: {}", both(&out));
     assert!(support::stderr(&out).contains("setup: installing "), "setup.sh installed nothing: {}", both(&out));
+    // The Debian packages the APT tests serve from loopback were fetched there: every name of
+    // the python3-minimal closure setup.sh recorded has its .deb.
+    let debs = root.join("var/cache/galley/test-debs");
+    let closure = fs::read_to_string(debs.join("python3-minimal.closure")).unwrap_or_else(|e| panic!("no closure recorded: {e}: {}", both(&out)));
+    let fetched: Vec<String> = fs::read_dir(&debs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(closure.lines().count() >= 5, "closure: {closure}");
+    for name in closure.lines() {
+        assert!(fetched.iter().any(|f| f.starts_with(&format!("{name}_")) && f.ends_with(".deb")), "no .deb of {name} in {fetched:?}");
+    }
 
     // Idempotent: a second run finds everything and installs nothing.
     let again = fresh.chroot(None, &["bash", "/galley/scripts/setup.sh"]);
