@@ -34,13 +34,11 @@ while [ $# -gt 0 ]; do
 done
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 out="$root/bench/out"
 mkdir -p "$out"
-galley="$root/target/release/galley"
-if [ ! -x "$galley" ] || [ -n "$(find "$root/src" -newer "$galley" -name '*.rs' -print -quit)" ]; then
-  echo "building the release binary..." >&2
-  (cd "$root" && cargo build --release --quiet)
-fi
+galley=$(release_galley "$root")
 if ! command -v buildah >/dev/null; then
   echo "buildah not found: skipping the buildah column" >&2
   skip_buildah=1
@@ -89,17 +87,6 @@ EOF
   done
 }
 
-# Seconds (wall clock) a command takes; its output goes to /dev/null.
-seconds() {
-  local start end
-  start=$(date +%s.%N)
-  "$@" >/dev/null 2>&1
-  end=$(date +%s.%N)
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
-}
-
-# The smaller of two figures ("" counts as none).
-min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b < a) print b; else print a }'; }
 
 pipeline() {
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf - tree | gzip -n | sha256sum
@@ -165,13 +152,6 @@ for t in big small real; do
 done
 
 # The targets, each with its measured value.
-target() { # name value op limit
-  local verdict
-  if [ "$2" = "-" ]; then verdict="not measured"
-  else verdict=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { ok = (op == "<=") ? v <= l : v < l; print ok ? "met" : "MISSED" }')
-  fi
-  printf '  %-36s %8s %s %-6s %s\n' "$1" "$2" "$3" "$4" "$verdict"
-}
 ratio() { [ "$2" = "-" ] && echo "-" || awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf '\ntargets%s\n' "$([ "$scale" = 1 ] || echo " (set for --scale 1; this run is scaled)")"
 target "small: galley/pipeline" "$(ratio "$g_small" "$p_small")" "<=" 0.60

@@ -38,13 +38,11 @@ while [ $# -gt 0 ]; do
 done
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 out="$root/bench/out/containerfile"
 mkdir -p "$out"
-galley="${bin:-$root/target/release/galley}"
-if [ -z "$bin" ] && { [ ! -x "$galley" ] || [ -n "$(find "$root/src" -newer "$galley" -name '*.rs' -print -quit)" ]; }; then
-  echo "building the release binary..." >&2
-  (cd "$root" && cargo build --release --quiet)
-fi
+galley="${bin:-$(release_galley "$root")}"
 for tool in buildah /bin/busybox; do
   command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 2; }
 done
@@ -81,14 +79,6 @@ NCL
   sleep 3
 fi
 
-seconds() {
-  local start end
-  start=$(date +%s.%N)
-  "$@" >/dev/null 2>&1
-  end=$(date +%s.%N)
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
-}
-min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b < a) print b; else print a }'; }
 
 galley_cold() {
   local home rc
@@ -135,11 +125,6 @@ printf '%9s %9s %9s %12s %s\n' galley buildah noop galley/bah reproducible
 ratio=$(awk -v g="$g" -v b="$b" 'BEGIN { printf "%.2f", g / b }')
 printf '%9s %9s %9s %11sx %s\n' "$g" "$b" "$noop" "$ratio" "$([ "$d1" = "$d2" ] && [ -n "$d1" ] && echo "yes ($d1)" || echo "NO ($d1 vs $d2)")"
 
-target() { # name value op limit
-  local verdict
-  verdict=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { ok = (op == "<=") ? v <= l : v < l; print ok ? "met" : "MISSED" }')
-  printf '  %-36s %8s %s %-6s %s\n' "$1" "$2" "$3" "$4" "$verdict"
-}
 printf '\ntargets%s\n' "$([ "$scale" = 1 ] || echo " (set for --scale 1; this run is scaled)")"
 target "galley/buildah" "$ratio" "<=" 1.20
 target "no-op rebuild, seconds" "$noop" "<" 0.100

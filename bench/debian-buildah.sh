@@ -29,6 +29,8 @@ while [ $# -gt 0 ]; do
 done
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 out="$root/bench/out/debian"
 mkdir -p "$out"
 if [ "$(id -u)" -ne 0 ]; then echo "debian-buildah.sh: run as root (rootful buildah, mmdebstrap)" >&2; exit 1; fi
@@ -102,18 +104,6 @@ RUN $apt_run && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 EOF
 mkdir -p "$work/apt-archives/partial"
 
-# Seconds (wall clock) a command takes; a failure shows its output and stops the benchmark.
-seconds() {
-  local start end
-  start=$(date +%s.%N)
-  if ! "$@" >"$work/last.log" 2>&1; then
-    cat "$work/last.log" >&2
-    return 1
-  fi
-  end=$(date +%s.%N)
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
-}
-min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b < a) print b; else print a }'; }
 
 # bud (with extra flags) then push to a fresh OCI layout, as a galley build leaves one.
 bud() {
@@ -149,7 +139,7 @@ installed=$("${bah[@]}" run --network none "$ctr" -- dpkg-query -W -f '${Package
 "${bah[@]}" rm "$ctr" >/dev/null
 fetched=$(grep -c '\.deb HTTP' "$work/http.log" || true)
 # Fills the volume of apt's package folder for the apt-warm rounds.
-seconds apt_warm >/dev/null || { echo "debian-buildah.sh: the build with apt's package folder as a volume failed" >&2; exit 1; }
+seconds_checked apt_warm >/dev/null || { echo "debian-buildah.sh: the build with apt's package folder as a volume failed" >&2; exit 1; }
 
 deb_bytes=$(find "$work/repo/pool" -name '*.deb' -printf '%s\n' | awk '{ s += $1 } END { printf "%.1f MB", s / 1e6 }')
 printf '\ndebian: python3-minimal closure, %s packages (%s of .debs); apt fetched %s .debs from the loopback repository (the base has the others)\n' \
@@ -158,13 +148,13 @@ printf 'all %s closure packages installed in the image: %s; python3 -c "print(6*
 printf 'best of %s rounds, %s cores, load %s (shared machine), %s\n\n' "$runs" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(buildah --version)"
 c="" w="" b="" a=""
 for _ in $(seq "$runs"); do
-  t=$(seconds cold) || exit 1
+  t=$(seconds_checked cold) || exit 1
   c=$(min "$c" "$t")
-  t=$(seconds warm) || exit 1
+  t=$(seconds_checked warm) || exit 1
   w=$(min "$w" "$t")
-  t=$(seconds warm_bud) || exit 1
+  t=$(seconds_checked warm_bud) || exit 1
   b=$(min "$b" "$t")
-  t=$(seconds apt_warm) || exit 1
+  t=$(seconds_checked apt_warm) || exit 1
   a=$(min "$a" "$t")
 done
 printf '%-10s %9s %9s %9s %9s\n' route cold warm warm-bud apt-warm

@@ -27,6 +27,8 @@ while [ $# -gt 0 ]; do
 done
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 galley=${GALLEY:-}
 if [[ -z $galley ]]; then
   galley=$root/target/release/galley
@@ -68,17 +70,6 @@ cat > "$work/project/galley.ncl" <<EOF
 }
 EOF
 
-seconds() {
-  local start end
-  start=$(date +%s.%N)
-  if ! "$@" >"$work/last.log" 2>&1; then
-    cat "$work/last.log" >&2
-    return 1
-  fi
-  end=$(date +%s.%N)
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
-}
-min() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b < a) print b; else print a }'; }
 g() { GALLEY_HOME="$work/home" "$galley" -C "$work/project" "$@"; }
 cold() { rm -rf "$work/home" "$work/project/galley.lock" && g lock; }
 warm() { g lock && g build; }
@@ -86,11 +77,11 @@ noop() { g build; }
 
 c="" w="" n=""
 for _ in $(seq "$runs"); do
-  t=$(seconds cold) || exit 1
+  t=$(seconds_checked cold) || exit 1
   c=$(min "$c" "$t")
-  t=$(seconds warm) || exit 1
+  t=$(seconds_checked warm) || exit 1
   w=$(min "$w" "$t")
-  t=$(seconds noop) || exit 1
+  t=$(seconds_checked noop) || exit 1
   n=$(min "$n" "$t")
 done
 packages=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['images']['py']['debian']['packages']))" "$work/project/galley.lock")
