@@ -43,9 +43,11 @@ fn assert_has(config: &str, parts: &[&str]) {
 
 #[test]
 fn a_node_project_runs_its_start_script_on_the_port_its_scripts_set() {
+    // A lock file larger than detection reads (2 MiB is common) still counts as there: npm ci.
+    let lock = format!("{{ \"lockfileVersion\": 3, \"packages\": {{ \"\": {{ \"name\": \"{}\" }} }} }}", "x".repeat(2 << 20));
     let p = project(&[
         ("package.json", r#"{ "name": "shop", "scripts": { "start": "PORT=4000 node server.js" }, "dependencies": { "express": "^4.19.0" } }"#),
-        ("package-lock.json", "{}"),
+        ("package-lock.json", &lock),
         ("server.js", "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT);\n"),
     ]);
     let config = detect(&p);

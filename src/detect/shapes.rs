@@ -36,10 +36,6 @@ fn text(tree: &Tree, name: &str, skipped: &mut Vec<String>) -> Option<String> {
     None
 }
 
-fn is_file(tree: &Tree, name: &str) -> bool {
-    matches!(tree.read(name), Entry::File(_))
-}
-
 fn port(number: u16, why: impl Into<String>) -> Option<Port> {
     Some(Port { number, why: why.into() })
 }
@@ -110,7 +106,7 @@ fn node(tree: &Tree, skipped: &mut Vec<String>) -> Option<Found> {
             evidence.push(format!("package.json has no scripts.start; its main is \"{main}\""));
             words(&["node", main])
         }
-        (None, None) => match ["server.js", "index.js", "app.js"].into_iter().find(|f| is_file(tree, f)) {
+        (None, None) => match ["server.js", "index.js", "app.js"].into_iter().find(|f| tree.is_file(f)) {
             Some(file) => {
                 evidence.push(format!("package.json has no scripts.start or main; {file} is present"));
                 words(&["node", file])
@@ -125,7 +121,7 @@ fn node(tree: &Tree, skipped: &mut Vec<String>) -> Option<Found> {
     let dep = |name: &str| json.pointer(&format!("/dependencies/{name}")).is_some();
     let mut steps = Vec::new();
     if has_deps {
-        let (command, why) = if is_file(tree, "package-lock.json") {
+        let (command, why) = if tree.is_file("package-lock.json") {
             ("cd /app && npm ci --omit=dev", "package.json has dependencies and package-lock.json pins them")
         } else {
             ("cd /app && npm install --omit=dev", "package.json has dependencies and no package-lock.json: commit one so the install is repeatable")
@@ -184,11 +180,11 @@ fn python(tree: &Tree, skipped: &mut Vec<String>) -> Option<Found> {
         }
     }
     let has = |name: &str| deps.iter().any(|d| d == name);
-    let module = ["main.py", "app.py"].into_iter().find(|f| is_file(tree, f)).map(|f| f.trim_end_matches(".py"));
+    let module = ["main.py", "app.py"].into_iter().find(|f| tree.is_file(f)).map(|f| f.trim_end_matches(".py"));
     let (entrypoint, port) = if let Some(script) = &script {
         evidence.push(format!("pyproject.toml has [project.scripts] {script}"));
         (vec![script.clone()], port(8000, "nothing names a port: 8000 is a guess, check what the script listens on"))
-    } else if is_file(tree, "manage.py") && has("django") {
+    } else if tree.is_file("manage.py") && has("django") {
         evidence.push("manage.py is present and django is a dependency".to_owned());
         (words(&["python", "manage.py", "runserver", "0.0.0.0:8000"]), port(8000, "Django's runserver listens on 8000"))
     } else if let (true, Some(module)) = (has("fastapi") || has("uvicorn"), module) {
@@ -263,7 +259,7 @@ fn rust(tree: &Tree, skipped: &mut Vec<String>) -> Option<Found> {
             return None;
         }
     };
-    let locked = if is_file(tree, "Cargo.lock") { " --locked" } else { "" };
+    let locked = if tree.is_file("Cargo.lock") { " --locked" } else { "" };
     let steps = vec![Step {
         command: format!("CARGO_TARGET_DIR=/tmp/cargo-target cargo install{locked} --path /app --root /usr/local && rm -rf /tmp/cargo-target"),
         why: if locked.is_empty() { "builds and installs the binary; commit Cargo.lock so the build is repeatable".into() } else { "builds and installs the binary, with the versions Cargo.lock pins".into() },

@@ -67,11 +67,11 @@ impl Tree {
         }
     }
 
-    /// Whether `rel` is a directory reached without a link.
-    pub fn is_dir(&self, rel: &str) -> bool {
+    /// Whether `rel` is a regular file reached without a link, of any size: nothing is read.
+    pub fn is_file(&self, rel: &str) -> bool {
         self.beneath(rel).is_some()
             && self.link_on_the_way(rel).is_none()
-            && std::fs::symlink_metadata(self.root.join(rel)).is_ok_and(|m| m.is_dir())
+            && std::fs::symlink_metadata(self.root.join(rel)).is_ok_and(|m| m.is_file())
     }
 
     fn beneath(&self, rel: &str) -> Option<PathBuf> {
@@ -114,8 +114,9 @@ mod tests {
         assert_eq!(tree.read("a"), Entry::File(b"inside".to_vec()));
         assert_eq!(tree.read("link"), Entry::Link);
         assert_eq!(tree.read("public/index.html"), Entry::Link);
-        assert!(!tree.is_dir("public"));
+        assert!(!tree.is_file("public/index.html") && !tree.is_file("link"));
         assert_eq!(tree.read("big"), Entry::TooLarge(MAX_FILE + 1));
+        assert!(tree.is_file("big"), "a file too large to read is still there");
         assert_eq!(tree.read("none"), Entry::Missing);
         assert_eq!(tree.read("../a"), Entry::Missing);
     }
