@@ -188,8 +188,9 @@ pub fn process_bytes(pid: u32, item: &str) -> Option<Zeroizing<Vec<u8>>> {
     from_task.or(main)
 }
 
-/// Run every kernel check of the container whose init process is `init`.
-pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, sink: &mut Sink<'_>) {
+/// Run every kernel check of the container whose init process is `init`, whose sockets are
+/// `listeners` ([`listeners`]).
+pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, listeners: &BTreeSet<Listener>, sink: &mut Sink<'_>) {
     namespaces(init, sink);
     devices(init, sink);
     cgroup_limits(init, m, sink);
@@ -225,7 +226,7 @@ pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, sink: &mut Si
         limits(pid, m, sink);
     }
     mountinfo(init, m, sink);
-    listening(init, m, sink);
+    listening(listeners, m, sink);
     sink.ran(SETUID);
     match image::scan_root(&proc(init, "root"), image::Limits::default()) {
         Ok(found) => image::report(&found, sink),
@@ -429,10 +430,10 @@ fn decode_addr(hex: &str) -> String {
     }
 }
 
-fn listening(init: u32, m: &SandboxManifest, sink: &mut Sink<'_>) {
+fn listening(listeners: &BTreeSet<Listener>, m: &SandboxManifest, sink: &mut Sink<'_>) {
     sink.ran(LISTENING);
     let declared: Vec<String> = m.ports.iter().map(|p| format!("{}/{}", p.container, p.protocol.as_str())).collect();
-    for l in listeners(init) {
+    for l in listeners {
         if !m.ports.iter().any(|p| p.container == l.port && p.protocol == l.protocol) {
             let shown = format!("{}:{}/{}", l.address, l.port, l.protocol.as_str());
             let want = if declared.is_empty() { "none".into() } else { declared.join(", ") };

@@ -321,8 +321,9 @@ pub fn desired(
         let m = if o.label(LABEL_MANIFEST) == Some(unpinned.digest().to_string().as_str()) {
             unpinned
         } else {
-            let digest = o.label(LABEL_IMAGE).or(o.image_digest()).and_then(|d| d.parse().ok());
-            manifest::resolve(project, &o.sandbox, digest, lib_root)?
+            let mut pinned = unpinned;
+            pinned.image.digest = o.label(LABEL_IMAGE).or(o.image_digest()).and_then(|d| d.parse().ok());
+            pinned
         };
         out.insert(o.sandbox.clone(), m);
     }
@@ -336,9 +337,12 @@ pub fn audit(o: &Observed, m: &SandboxManifest, cx: &Context, secrets: &Path) ->
     let values = SecretValues::delivered(m, secrets);
     values.report_gaps(&mut sink);
     checks::run(o, m, cx, &values, &mut sink);
-    reach::run(o, m, cx, &mut sink);
-    if let Some(pid) = o.pid().filter(|_| o.running()) {
-        kernel::run(pid, m, &values, &mut sink);
+    let pid = o.pid().filter(|_| o.running());
+    // The sandbox's sockets, read once for the listener and the forwarded-port checks.
+    let listeners = pid.map(kernel::listeners);
+    reach::run(o, m, cx, listeners.as_ref(), &mut sink);
+    if let (Some(pid), Some(listeners)) = (pid, &listeners) {
+        kernel::run(pid, m, &values, listeners, &mut sink);
         userns::check(pid, m, &cx.others, &mut sink);
         reach::kernel(pid, m, &mut sink);
     }

@@ -4,6 +4,7 @@
 //! answers on its loopback address through galley's forwarder, with a listener behind it in the
 //! sandbox's own network namespace.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -26,11 +27,12 @@ fn networks(o: &Observed) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Every check of this module that reads podman's record or the state the caller gathered.
-pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, sink: &mut Sink<'_>) {
+/// Every check of this module that reads podman's record or the state the caller gathered;
+/// `listeners` are the running sandbox's sockets ([`kernel::listeners`]), `None` when it is not running.
+pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, listeners: Option<&BTreeSet<kernel::Listener>>, sink: &mut Sink<'_>) {
     host_side(o, cx, sink);
     if m.network != Network::Egress {
-        forwarded(o.pid().filter(|_| o.running()), m, sink);
+        forwarded(listeners, m, sink);
     }
 }
 
@@ -61,12 +63,11 @@ fn host_side(o: &Observed, cx: &Context, sink: &mut Sink<'_>) {
 /// listens and got in), and the kernel's table of the sandbox's network namespace (read from the
 /// host through `/proc/PID/net`) holds a TCP listener on the container port that the forwarder's
 /// connection to 127.0.0.1 reaches.
-fn forwarded(init: Option<u32>, m: &SandboxManifest, sink: &mut Sink<'_>) {
+fn forwarded(inside: Option<&BTreeSet<kernel::Listener>>, m: &SandboxManifest, sink: &mut Sink<'_>) {
     if m.ports.is_empty() {
         return;
     }
     sink.ran(FORWARD);
-    let inside = init.map(kernel::listeners);
     for p in &m.ports {
         let at = SocketAddr::new(p.address, p.host);
         let shown = format!("{at}->{}/{}", p.container, p.protocol.as_str());
@@ -77,7 +78,7 @@ fn forwarded(init: Option<u32>, m: &SandboxManifest, sink: &mut Sink<'_>) {
             fail(sink, why);
             continue;
         }
-        match &inside {
+        match inside {
             None => fail(sink, "the sandbox is not running".into()),
             Some(listeners) if !listeners.iter().any(|l| reached_from_loopback(l, p.container)) => {
                 fail(sink, format!("nothing listens on port {} inside the sandbox", p.container))
