@@ -289,13 +289,8 @@ fn signed_release(http: &Http, ring: &Keyring, mirror: &ArchiveUrl, suite: &str)
 
 /// An index's text, decompressed by its name within [`MAX_INDEX`].
 fn decompress(path: &str, body: &[u8]) -> Result<String, String> {
-    let reader: Box<dyn Read + '_> = if path.ends_with(".xz") {
-        Box::new(xz2::read::XzDecoder::new(body))
-    } else if path.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(body))
-    } else {
-        Box::new(body)
-    };
+    let suffix = [".xz", ".gz"].into_iter().find(|s| path.ends_with(s)).unwrap_or("");
+    let reader = super::deb::decompressor(suffix, body)?;
     let mut out = Vec::new();
     reader.take(MAX_INDEX + 1).read_to_end(&mut out).map_err(|e| format!("cannot decompress it: {e}"))?;
     if out.len() as u64 > MAX_INDEX {

@@ -179,7 +179,8 @@ fn first_of_links(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries
 }
 
-fn decompressor<'a>(suffix: &str, r: impl Read + 'a) -> Result<Box<dyn Read + 'a>, String> {
+/// A reader of `r` decompressed by its name's suffix (`.gz`, `.xz`, `.zst`, or none).
+pub(super) fn decompressor<'a>(suffix: &str, r: impl Read + 'a) -> Result<Box<dyn Read + 'a>, String> {
     Ok(match suffix {
         "" => Box::new(r),
         ".gz" => Box::new(flate2::read::GzDecoder::new(r)),
