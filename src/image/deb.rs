@@ -76,13 +76,22 @@ pub fn entries(package: &str, file: fs::File, mut spill: fs::File, epoch: u64, r
         out.push(file(format!("var/lib/dpkg/status.d/{package}.md5sums"), sums));
     }
     if let Some(script) = postinst {
-        for (link, name, target) in alternatives(&script) {
-            let sym = |path: String, to: String| Entry { path, kind: Kind::Symlink(to), mode: 0o777, uid: 0, gid: 0, mtime: epoch };
-            out.push(sym(format!("etc/alternatives/{name}"), target));
-            out.push(sym(link.trim_start_matches('/').to_owned(), format!("/etc/alternatives/{name}")));
-        }
+        out.extend(alternative_links(&script, redirects, epoch));
     }
     Ok(out)
+}
+
+/// The symlinks `LINK -> /etc/alternatives/NAME -> PATH` of each alternative `script` installs,
+/// placed through the base's merged-usr links as the package's own files are.
+fn alternative_links(script: &str, redirects: &Redirects, epoch: u64) -> Vec<Entry> {
+    let sym = |path: String, to: String| Entry { path, kind: Kind::Symlink(to), mode: 0o777, uid: 0, gid: 0, mtime: epoch };
+    let links = alternatives(script)
+        .into_iter()
+        .flat_map(|(link, name, target)| {
+            [sym(format!("etc/alternatives/{name}"), target), sym(link.trim_start_matches('/').to_owned(), format!("/etc/alternatives/{name}"))]
+        })
+        .collect();
+    redirect(links, redirects)
 }
 
 /// Entries under a redirected top-level name moved through its link; the directory entry that
@@ -314,6 +323,16 @@ mod tests {
         assert_eq!(inside("/etc//x").as_deref(), Some("etc/x"));
         assert_eq!(inside("./").as_deref(), Some(""));
         assert_eq!(inside("./usr/../../etc/shadow"), None);
+    }
+
+    #[test]
+    fn an_alternative_link_under_a_merged_usr_link_goes_through_it() {
+        let links = Redirects::from([("bin".to_owned(), "usr/bin".to_owned())]);
+        let out = alternative_links("update-alternatives --install /bin/pager pager /bin/more 50\n", &links, 0);
+        let paths: Vec<(&str, &Kind)> = out.iter().map(|e| (e.path.as_str(), &e.kind)).collect();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(matches!(paths[0], ("etc/alternatives/pager", Kind::Symlink(t)) if t == "/bin/more"), "{paths:?}");
+        assert!(matches!(paths[1], ("usr/bin/pager", Kind::Symlink(t)) if t == "/etc/alternatives/pager"), "{paths:?}");
     }
 
     #[test]
