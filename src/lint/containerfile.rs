@@ -27,9 +27,13 @@ pub fn run(at: &str, image: &Image, project_dir: &Path, spans: &SpanIndex, out: 
         }
     }
     let field = format!("{at}.containerfile");
-    let (text, parsed) = match containerfile::load(project_dir, cf) {
-        Ok(p) => p,
-        Err(FileError::Read { message, .. }) => {
+    let text = match containerfile::read(project_dir, cf) {
+        Ok(text) => text,
+        Err(e) => {
+            let message = match e {
+                FileError::Read { message, .. } => message,
+                other => other.to_string(),
+            };
             out.push(
                 Diagnostic::new(Code::ContainerfileInvalid, format!("`{}`: {message}", cf.path))
                     .at(spans.locate_value(&format!("{field}.path")))
@@ -37,18 +41,20 @@ pub fn run(at: &str, image: &Image, project_dir: &Path, spans: &SpanIndex, out: 
             );
             return;
         }
-        Err(FileError::Parse { line, message, help, .. }) => {
-            let lines = file_lines(&cf.path, project_dir);
-            out.push(Diagnostic::new(Code::ContainerfileInvalid, message).at(at_line(&lines, cf, line).or_else(|| spans.locate_value(&format!("{field}.path")))).help(help));
+    };
+    let lines = Lines::new(Arc::from(text.as_str()));
+    let parsed = match containerfile::parse::parse(&text, &cf.build_args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            out.push(Diagnostic::new(Code::ContainerfileInvalid, e.message).at(at_line(&lines, cf, e.line).or_else(|| spans.locate_value(&format!("{field}.path")))).help(e.help));
             return;
         }
     };
-    let lines = Lines::new(Arc::from(text.as_str()));
     for (id, line) in &parsed.secrets {
         if !cf.secrets.contains_key(id) {
             out.push(
                 Diagnostic::new(Code::BuildSecretUndeclared, format!("the step mounts build secret `{id}`, which is not declared"))
-                    .at(at_line(&Some(lines.clone()), cf, *line))
+                    .at(at_line(&lines, cf, *line))
                     .help(format!("add `{id}` to `{field}.secrets` with its source, for example {{ env = \"VAR\" }}")),
             );
         }
@@ -56,7 +62,7 @@ pub fn run(at: &str, image: &Image, project_dir: &Path, spans: &SpanIndex, out: 
     for line in &parsed.add_urls {
         out.push(
             Diagnostic::new(Code::AddFromUrl, "ADD from a URL: the download is not pinned, so the build is not reproducible")
-                .at(at_line(&Some(lines.clone()), cf, *line))
+                .at(at_line(&lines, cf, *line))
                 .help(if cf.network {
                     "copy the file into the build context and ADD or COPY it from there"
                 } else {
@@ -77,7 +83,7 @@ pub fn run(at: &str, image: &Image, project_dir: &Path, spans: &SpanIndex, out: 
     if image.user.is_none() && root {
         let d = Diagnostic::new(Code::ContainerfileRoot, format!("the Containerfile's image runs as root{}", if user.is_none() { " (it sets no USER)" } else { "" }));
         let place = match user {
-            Some((_, line)) => at_line(&Some(lines.clone()), cf, *line),
+            Some((_, line)) => at_line(&lines, cf, *line),
             None => spans.locate(&field),
         };
         out.push(d.at(place).help("add `USER 1000:1000` (an unprivileged account) to the final stage"));
@@ -89,14 +95,8 @@ fn is_root(user: &str) -> bool {
     name == "root" || name == "0"
 }
 
-fn file_lines(path: &str, project_dir: &Path) -> Option<Lines> {
-    let text = std::fs::read_to_string(project_dir.join(path)).ok()?;
-    Some(Lines::new(Arc::from(text.as_str())))
-}
-
 /// The location of line `line` (from 1) of the Containerfile.
-fn at_line(lines: &Option<Lines>, cf: &ContainerfileBuild, line: usize) -> Option<Location> {
-    let lines = lines.as_ref()?;
+fn at_line(lines: &Lines, cf: &ContainerfileBuild, line: usize) -> Option<Location> {
     let text = lines.source();
     let start = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum::<usize>();
     let end = text[start.min(text.len())..].find('\n').map(|e| start + e).unwrap_or(text.len());
