@@ -225,7 +225,7 @@ impl Ctx<'_> {
         let secrets_dir = work.path().join("secrets");
         fs::DirBuilder::new().mode(0o700).create(&secrets_dir).map_err(|e| err(name, format!("{}: {e}", secrets_dir.display())))?;
         let values = self.secret_values(cf)?;
-        let mut args = build_args(cf, &file, &snapshot, runtime, self.epoch, &image.platform.to_string());
+        let mut args = build_args(cf, &file, runtime, self.epoch, &image.platform.to_string());
         for (i, (id, value)) in values.iter().enumerate() {
             let path = secrets_dir.join(format!("s{i}"));
             let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(|e| err(name, format!("secret file: {e}")))?;
@@ -379,7 +379,7 @@ fn normalized_config(built: &Value, base: Option<&Value>, image: &Image, diff_id
 }
 
 /// The `buildah build` argv (without the secrets, tag and context).
-fn build_args(cf: &ContainerfileBuild, file: &Path, _context: &Path, runtime: Option<&str>, epoch: u64, platform: &str) -> Vec<String> {
+fn build_args(cf: &ContainerfileBuild, file: &Path, runtime: Option<&str>, epoch: u64, platform: &str) -> Vec<String> {
     let mut a: Vec<String> = vec!["build".into(), "--quiet".into(), "--pull=never".into(), "--layers=false".into(), "--no-cache".into()];
     if let Some(runtime) = runtime {
         a.extend(["--runtime".into(), runtime.into()]);
@@ -468,12 +468,12 @@ mod tests {
 
     #[test]
     fn builds_never_pull_and_drop_capabilities_and_network() {
-        let a = build_args(&cf(false), Path::new("/w/Containerfile"), Path::new("/w/context"), Some("runc"), 0, "linux/amd64").join(" ");
+        let a = build_args(&cf(false), Path::new("/w/Containerfile"), Some("runc"), 0, "linux/amd64").join(" ");
         for part in ["--pull=never", "--cap-drop all", "--network none", "--runtime runc", "--target final", "--build-arg V=1", "--identity-label=false"] {
             assert!(a.contains(part), "{part} missing from {a}");
         }
         assert!(!a.contains("--volume") && !a.contains("-v "), "{a}");
-        let a = build_args(&cf(true), Path::new("/w/Containerfile"), Path::new("/w/context"), None, 0, "linux/amd64").join(" ");
+        let a = build_args(&cf(true), Path::new("/w/Containerfile"), None, 0, "linux/amd64").join(" ");
         assert!(!a.contains("--network"), "{a}");
     }
 
