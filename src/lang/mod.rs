@@ -9,6 +9,7 @@ pub mod docs;
 mod imported;
 pub mod embedded;
 pub mod fields;
+mod piecewise;
 mod spans;
 
 use std::ffi::OsString;
@@ -154,9 +155,22 @@ fn build_program(
     if let Some(contract) = contract {
         builder = builder.add_contract_paths([lib.join(embedded::PREFIX).join(contract)]);
     }
-    builder.build().map_err(|e| {
+    let mut program = builder.build().map_err(|e| {
         Diagnostic::new(Code::Unreadable, format!("cannot read {}: {e}", config.display()))
-    })
+    })?;
+    // Joining piecewise definitions only saves time: a file that does not parse is left for the
+    // evaluation to report.
+    if program.compile().is_ok() {
+        let mut main = true;
+        let joined = program.custom_transform(0, |cache, pos_table, value| {
+            if std::mem::take(&mut main) {
+                piecewise::for_typecheck(cache, pos_table, &value);
+            }
+            Ok::<_, std::convert::Infallible>(piecewise::join_all(value))
+        });
+        debug_assert!(joined.is_ok(), "the main file was just parsed");
+    }
+    Ok(program)
 }
 
 /// The text of a source file, or a finding at the first byte that is not UTF-8 (in the file
