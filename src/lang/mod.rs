@@ -83,12 +83,12 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
     };
 
     let files = program.files();
-    let json_text = serialize::to_string(ExportFormat::Json, &value).map_err(|e| {
-        let error = nickel_lang_core::error::Error::export_error(program.pos_table().clone(), e);
+    // Nickel's JSON export, straight into a JSON value rather than through its text.
+    let json = serde_json::to_value(&value).map_err(|e| {
+        let kind = nickel_lang_core::error::ExportErrorKind::Other(e.to_string());
+        let error = nickel_lang_core::error::Error::export_error(program.pos_table().clone(), kind);
         convert::from_nickel(error, files.clone(), &namer)
     })?;
-    let json: serde_json::Value = serde_json::from_str(&json_text)
-        .expect("nickel's JSON export is valid JSON");
     let spans = spans::index(&value, program.pos_table(), &files, &namer);
     let project: Project = serde_path_to_error::deserialize(&json).map_err(|e| {
         let path = e.path().to_string();
