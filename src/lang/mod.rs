@@ -12,6 +12,7 @@ pub mod fields;
 mod piecewise;
 mod spans;
 
+use std::convert::Infallible;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,7 +167,7 @@ fn build_program(
             if std::mem::take(&mut main) {
                 piecewise::for_typecheck(cache, pos_table, &value);
             }
-            Ok::<_, std::convert::Infallible>(piecewise::join_all(value))
+            Ok::<_, Infallible>(piecewise::join_all(value))
         });
         debug_assert!(joined.is_ok(), "the main file was just parsed");
     }

@@ -20,28 +20,25 @@
 //!   what diagnostics quote is the file as written.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
-use nickel_lang_core::ast::{Ast, Node};
 use nickel_lang_core::ast::record::{FieldPathElem, Record};
+use nickel_lang_core::ast::{Ast, MergeKind, Node};
 use nickel_lang_core::cache::CacheHub;
-use nickel_lang_core::files::FileId;
-use nickel_lang_core::position::PosTable;
-use nickel_lang_core::eval::value::{Container, NickelValue, ValueContent};
 use nickel_lang_core::eval::value::lens::TermContent;
+use nickel_lang_core::eval::value::{Container, NickelValue, ValueContent};
+use nickel_lang_core::files::FileId;
+use nickel_lang_core::identifier::LocIdent;
 use nickel_lang_core::label::MergeLabel;
+use nickel_lang_core::position::{PosIdx, PosTable};
 use nickel_lang_core::term::record::{Field, RecordAttrs, RecordData};
 use nickel_lang_core::term::{BinaryOp, IndexMap, Op2Data, Term};
-use nickel_lang_core::identifier::LocIdent;
 use nickel_lang_core::traverse::{Traverse, TraverseOrder};
-use nickel_lang_core::ast::MergeKind;
 
 /// `value` with every chain of piecewise merges joined.
 pub fn join_all(value: NickelValue) -> NickelValue {
-    let joined: Result<NickelValue, std::convert::Infallible> =
-        value.traverse(&mut |v| Ok(join(v)), TraverseOrder::TopDown);
-    match joined {
-        Ok(value) => value,
-    }
+    let Ok(joined) = value.traverse(&mut |v| Ok::<_, Infallible>(join(v)), TraverseOrder::TopDown);
+    joined
 }
 
 /// The label of `value` if it is a merge the parser made for a piecewise definition.
@@ -89,37 +86,29 @@ fn join(value: NickelValue) -> NickelValue {
                     current.add(fields, &label);
                     continue;
                 }
-                if let Some(done) = run.take() {
-                    joined.push(done.finish());
-                }
+                joined.extend(run.take().map(Run::finish));
                 run = Some(Run { fields, record_pos, closurize_pos });
             }
             Err(other) => {
-                if let Some(done) = run.take() {
-                    joined.push(done.finish());
-                }
+                joined.extend(run.take().map(Run::finish));
                 joined.push(other);
             }
         }
     }
-    if let Some(done) = run.take() {
-        joined.push(done.finish());
-    }
+    joined.extend(run.take().map(Run::finish));
 
     let mut joined = joined.into_iter();
     let first = joined.next().expect("a merge has two sides");
     joined.fold(first, |left, right| merge(&label, left, right, pos))
 }
 
-fn merge(label: &MergeLabel, left: NickelValue, right: NickelValue, pos: nickel_lang_core::position::PosIdx) -> NickelValue {
+fn merge(label: &MergeLabel, left: NickelValue, right: NickelValue, pos: PosIdx) -> NickelValue {
     NickelValue::term(Term::Op2(Op2Data { op: BinaryOp::Merge(label.clone()), arg1: left, arg2: right }), pos)
 }
 
-type Pos = nickel_lang_core::position::PosIdx;
-
 /// The fields of a record literal piece (`Closurize` of a plain record, as the parser writes
 /// an elaborated path), or the piece back if it is anything else.
-fn record_piece(piece: NickelValue) -> Result<(IndexMap<LocIdent, Field>, Pos, Pos), NickelValue> {
+fn record_piece(piece: NickelValue) -> Result<(IndexMap<LocIdent, Field>, PosIdx, PosIdx), NickelValue> {
     let plain = |record: &RecordData| record.attrs == RecordAttrs::default() && record.sealed_tail.is_none();
     let is_record = match piece.as_term() {
         Some(Term::Closurize(inner)) => matches!(inner.as_record(), Some(Container::Alloc(record)) if plain(record)),
@@ -144,8 +133,8 @@ fn record_piece(piece: NickelValue) -> Result<(IndexMap<LocIdent, Field>, Pos, P
 /// A run of record pieces being joined.
 struct Run {
     fields: IndexMap<LocIdent, Field>,
-    record_pos: Pos,
-    closurize_pos: Pos,
+    record_pos: PosIdx,
+    closurize_pos: PosIdx,
 }
 
 impl Run {
@@ -168,7 +157,7 @@ impl Run {
                     let left = old.value.take().expect("a bare field has a value");
                     let right = field.value.expect("a bare field has a value");
                     let pos = left.pos_idx();
-                    old.value = Some(merge(&MergeLabel { kind: MergeKind::PiecewiseDef, ..label.clone() }, left, right, pos));
+                    old.value = Some(merge(label, left, right, pos));
                 }
             }
         }
