@@ -344,29 +344,60 @@ fn wait_with_timeout(
     child: &mut std::process::Child,
     limit: Duration,
 ) -> (std::io::Result<std::process::ExitStatus>, bool) {
-    let start = std::time::Instant::now();
-    // Short naps first: most commands end within milliseconds, and a fixed 10 ms nap would add
-    // up to that to each of them.
+    let deadline = std::time::Instant::now() + limit;
+    // Woken by the kernel the moment the child exits, through a pidfd; on a kernel without
+    // pidfds (before 5.3), short naps first, since most commands end within milliseconds.
+    let exited = ExitNotice::new(child.id());
     let mut nap = Duration::from_millis(1);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return (Ok(status), false),
-            Ok(None) if start.elapsed() >= limit => {
-                // Everything it started goes too (a `buildah run`'s container process sits in
-                // its own session, so only its parent links lead to it).
-                for pid in descendants(child.id()) {
-                    // SAFETY: kill(2) with a pid read from /proc.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                }
-                let _ = child.kill();
-                return (child.wait(), true);
-            }
             Ok(None) => {
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(Duration::from_millis(10));
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    // Everything it started goes too (a `buildah run`'s container process sits
+                    // in its own session, so only its parent links lead to it).
+                    for pid in descendants(child.id()) {
+                        // SAFETY: kill(2) with a pid read from /proc.
+                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    }
+                    let _ = child.kill();
+                    return (child.wait(), true);
+                }
+                match &exited {
+                    Some(notice) => notice.wait(left),
+                    None => {
+                        std::thread::sleep(nap.min(left));
+                        nap = (nap * 2).min(Duration::from_millis(10));
+                    }
+                }
             }
             Err(e) => return (Err(e), false),
         }
+    }
+}
+
+/// A pidfd of a child not yet reaped (so its pid cannot be reused): readable once it exits.
+struct ExitNotice(std::os::fd::OwnedFd);
+
+impl ExitNotice {
+    fn new(pid: u32) -> Option<ExitNotice> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor (close-on-exec)
+        // or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+        (fd >= 0).then(|| ExitNotice(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Until the process exits or `limit` passes (or a signal interrupts: the caller checks).
+    fn wait(&self, limit: Duration) {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // Rounded up, so a wait never ends just before the deadline and spins.
+        let ms = limit.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, for the length given.
+        unsafe { libc::poll(&mut fd, 1, ms) };
     }
 }
 
@@ -509,6 +540,13 @@ mod tests {
         let out = System.run(&Cmd::new("sleep").arg("5").timeout(Duration::from_millis(100))).unwrap();
         assert!(out.timed_out);
         assert!(!out.success());
+    }
+
+    #[test]
+    fn a_process_ending_within_its_limit_reports_its_own_exit() {
+        let out = System.run(&Cmd::new("sh").args(["-c", "sleep 0.05; exit 4"]).timeout(Duration::from_secs(60))).unwrap();
+        assert_eq!((out.code, out.timed_out), (Some(4), false));
+        assert!(ExitNotice::new(std::process::id()).is_some(), "this kernel has pidfds: the wait is not the nap fallback");
     }
 
     #[test]
