@@ -366,6 +366,74 @@ fn a_partial_failure_is_reported_and_a_rerun_converges() {
     p.galley_code(&["destroy", "--auto-approve", "--volumes"], 0);
 }
 
+/// Guards the live state galley reads while galley.ncl evaluates, under the name the project
+/// had when last applied from its directory: after a rename that state is another project's,
+/// and planning from it would "rename" that project's container away. Also guards the instance
+/// lock taken for that early read: held elsewhere, it neither blocks a renamed project nor
+/// lets two galleys change one instance.
+#[test]
+fn a_renamed_project_is_planned_under_its_new_name_and_leaves_the_old_one_alone() {
+    if !runtime_available() {
+        return;
+    }
+    let p = TestProject::new("renamed").with_image("box");
+    p.config("  images.box = {},\n  sandboxes.s = { image = \"box\", command = [\"/bin/busybox\", \"sleep\", \"1000000\"] },");
+    p.galley_code(&["apply", "--auto-approve"], 0);
+    let galley_ncl = p.dir.path().join("galley.ncl");
+    let first = std::fs::read_to_string(&galley_ncl).unwrap();
+    let renamed = format!("{}-b", p.name);
+    let _renamed_containers = RemovedOnDrop(renamed.clone());
+    std::fs::write(&galley_ncl, first.replace(&format!("name = \"{}\"", p.name), &format!("name = \"{renamed}\""))).unwrap();
+    let out = p.galley_code(&["plan"], 0);
+    assert!(out.contains("+ create    s") && !out.contains("renamed from"), "{out}");
+
+    // The old instance is busy: the renamed project does not care.
+    let lock = |project: &str| p.home.path().join("state").join(project).join("default.lock");
+    let old_holder = LockHolder::new(&lock(&p.name));
+    let out = p.galley_code(&["apply", "--auto-approve"], 0);
+    assert!(out.contains("1 started, 0 destroyed"), "{out}");
+    let names = |project: &str| podman_ok(&["ps", "--format", "{{.Names}}", "--filter", &format!("label=io.galley.project={project}")]);
+    assert_eq!(names(&p.name).trim(), p.container("default", "s"));
+    assert_eq!(names(&renamed).trim(), format!("galley_{renamed}_default_s"));
+    drop(old_holder);
+
+    // Its own instance busy: refused, though the early read was under that very name.
+    let holder = LockHolder::new(&lock(&renamed));
+    let out = p.galley(&["apply", "--auto-approve"]);
+    assert!(!out.status.success() && text(&out).contains("is being changed by another galley process"), "{}", text(&out));
+    drop(holder);
+
+    p.galley_code(&["destroy", "--auto-approve"], 0);
+    assert_eq!(names(&renamed).trim(), "");
+    std::fs::write(&galley_ncl, first).unwrap();
+}
+
+/// The containers of a project `TestProject` does not know of, removed however the test ends.
+struct RemovedOnDrop(String);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let filter = format!("label=io.galley.project={}", self.0);
+        for name in podman_ok(&["ps", "--all", "--format", "{{.Names}}", "--filter", &filter]).lines().filter(|l| !l.is_empty()) {
+            podman(&["rm", "--force", "--time", "0", name]);
+        }
+    }
+}
+
+/// An exclusive flock on a file, as another galley process would hold it, until dropped.
+struct LockHolder(std::fs::File);
+
+impl LockHolder {
+    fn new(file: &std::path::Path) -> LockHolder {
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(file).unwrap();
+        // SAFETY: flock(2) on a descriptor `f` owns.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0, "{} is free", file.display());
+        LockHolder(f)
+    }
+}
+
 /// Guards a sandbox landing in the root group: `user = "1500"` names no gid, and the one rule
 /// (the gid is the uid) holds everywhere galley acts: the sandbox's processes, `galley exec`, the
 /// secret file, files copied in with `galley cp`, and `galley verify`, which checks the process.

@@ -32,12 +32,11 @@ pub fn run(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
 }
 
 fn apply_logged(env: &Env, out: &Printer, args: &ApplyArgs) -> Outcome {
-    let mut session = common::open(env, out, &args.instance.instance, args.locked)?;
-    let _lock = crate::runtime::state::lock(&session.home, &session.instance)?;
+    let common::Opened { mut session, live, lock: _lock } = common::open_live(env, out, &args.instance.instance, args.locked, true)?;
     let ports = common::host_ports(&mut session, &args.host_ports)?;
     // Held until the containers exist, so gc keeps the images apply loads for them.
     let _writing = super::build::writing(env, &session.loaded.project.name)?;
-    let plan = common::compute(&session)?;
+    let plan = common::compute(&session, &live);
     if out.text() && (plan.has_changes() || out.verbosity.verbose()) {
         print!("{}", plan.render(out.stdout_color));
         for line in &ports {

@@ -8,8 +8,9 @@ use crate::exec::System;
 use crate::manifest::SandboxManifest;
 use crate::project::Loaded;
 use crate::runtime::host::{self, HostFacts};
-use crate::runtime::plan::{self, Plan};
+use crate::runtime::plan::{self, Live, Plan};
 use crate::runtime::podman::Podman;
+use crate::runtime::state::{self, InstanceLock};
 use crate::runtime::{self, Instance, RuntimeError};
 use crate::lock::Lock;
 use crate::settings::Env;
@@ -96,6 +97,71 @@ pub fn open(env: &Env, out: &Printer, instance: &str, locked: bool) -> Result<Se
     Ok(Session { loaded, instance, facts, desired, home, lock })
 }
 
+/// A session with its instance's live state, and the instance's lock when it was asked for.
+pub struct Opened {
+    pub session: Session,
+    pub live: Live,
+    pub lock: Option<InstanceLock>,
+}
+
+/// [`open`] and the live state of the instance, locked first when `lock` (for a command that
+/// changes it). The state is read while galley.ncl evaluates, when the project's record names
+/// the instance (see [`Early`]).
+pub fn open_live(env: &Env, out: &Printer, instance: &str, locked: bool, lock: bool) -> Result<Opened, CliError> {
+    let early = Early::start(env, instance, lock);
+    let session = match open(env, out, instance, locked) {
+        Ok(session) => session,
+        Err(e) => {
+            drop(early.map(Early::finish));
+            return Err(e);
+        }
+    };
+    let podman = session.podman();
+    let (live, lock) = match early {
+        Some(early) if early.instance == session.instance => {
+            let (live, held) = early.finish();
+            (plan::complete_for(&podman, &session.instance, &session.desired, live?)?, held)
+        }
+        guessed => {
+            drop(guessed.map(Early::finish));
+            let held = if lock { Some(state::lock(&session.home, &session.instance)?) } else { None };
+            (plan::live_for(&podman, &session.instance, &session.desired)?, held)
+        }
+    };
+    Ok(Opened { session, live, lock })
+}
+
+/// The live state of the instance the project had when galley last built or applied it from
+/// this directory (the home's project record), read on a thread while galley.ncl evaluates in
+/// its child process: the podman listings then cost no time of their own. Taken only when the
+/// evaluated project has that name; otherwise the instance is locked and read again. With the
+/// lock asked for, it is taken before the read, as it would be after evaluation; when it is
+/// held elsewhere, nothing is read early.
+struct Early {
+    instance: Instance,
+    lock: Option<InstanceLock>,
+    live: std::thread::JoinHandle<runtime::Result<Live>>,
+}
+
+impl Early {
+    fn start(env: &Env, instance: &str, lock: bool) -> Option<Early> {
+        let name = crate::image::home::recorded_name(&env.home, &env.project_dir)?;
+        let instance = Instance::new(&name, instance).ok()?;
+        let runtime = host::runtime_to_use(&env.oci_runtime).ok()?;
+        let home = std::path::absolute(&env.home).ok()?;
+        let lock = if lock { Some(state::lock(&home, &instance).ok()?) } else { None };
+        let podman = Podman { runner: &System, runtime };
+        let read = instance.clone();
+        let live = std::thread::spawn(move || plan::live_but_volumes(&podman, &read));
+        Some(Early { instance, lock, live })
+    }
+
+    /// Wait for the read (also when it will not be used: no podman call outlives galley).
+    fn finish(self) -> (runtime::Result<Live>, Option<InstanceLock>) {
+        (self.live.join().expect("podman thread"), self.lock)
+    }
+}
+
 /// The lock to run from: the current galley.lock, or none (the manifests then come from
 /// galley.ncl, without image digests). With `locked`, a missing or stale lock is an error.
 pub(crate) fn current_lock(env: &Env, out: &Printer, project: &crate::model::Project, locked: bool) -> Result<Option<Lock>, CliError> {
@@ -115,10 +181,9 @@ pub(crate) fn current_lock(env: &Env, out: &Printer, project: &crate::model::Pro
     Ok(None)
 }
 
-/// The live state and the plan of the session's instance.
-pub fn compute(session: &Session) -> Result<Plan, CliError> {
-    let live = plan::live_for(&session.podman(), &session.instance, &session.desired)?;
-    Ok(plan::compute(&session.home, &session.instance, &session.desired, &live))
+/// The plan of the session's instance.
+pub fn compute(session: &Session, live: &Live) -> Plan {
+    plan::compute(&session.home, &session.instance, &session.desired, live)
 }
 
 /// With `--host-ports auto`, give the session's instance its own host ports (recorded now, so a
@@ -132,9 +197,9 @@ pub fn host_ports(session: &mut Session, arg: &HostPortsArg) -> Result<Vec<Strin
 }
 
 pub fn run(env: &Env, out: &Printer, args: &PlanArgs) -> Outcome {
-    let mut session = open(env, out, &args.instance.instance, args.locked)?;
+    let Opened { mut session, live, .. } = open_live(env, out, &args.instance.instance, args.locked, false)?;
     let ports = host_ports(&mut session, &args.host_ports)?;
-    let plan = compute(&session)?;
+    let plan = compute(&session, &live);
     if out.json() && ports.is_empty() {
         out.json_pretty(&plan);
     } else if out.json() {

@@ -118,6 +118,14 @@ pub fn recorded(home: &Path) -> Result<Vec<ProjectRecord>, StoreError> {
     Ok(out)
 }
 
+/// The name recorded for `project_dir`, when it has a record that names it: the project's name
+/// when galley last built or applied it there. A hint only; the evaluated config decides.
+pub fn recorded_name(home: &Path, project_dir: &Path) -> Option<String> {
+    let dir = fs::canonicalize(project_dir).ok()?;
+    let bytes = fs::read(record_path(home, dir.to_str()?)).ok()?;
+    serde_json::from_slice::<ProjectRecord>(&bytes).ok().filter(|r| Path::new(&r.dir) == dir).map(|r| r.name)
+}
+
 /// Drop the record of `dir`.
 pub fn forget(home: &Path, dir: &str) -> Result<(), StoreError> {
     let path = record_path(home, dir);
@@ -142,8 +150,11 @@ mod tests {
         let all = recorded(home.path()).unwrap();
         let canonical = fs::canonicalize(project.path()).unwrap();
         assert_eq!(all, vec![ProjectRecord { dir: canonical.to_str().unwrap().into(), name: "b".into() }]);
+        assert_eq!(recorded_name(home.path(), &project.path().join("sub/..")).as_deref(), Some("b"));
+        assert_eq!(recorded_name(home.path(), &project.path().join("sub")), None);
         forget(home.path(), &all[0].dir).unwrap();
         assert!(recorded(home.path()).unwrap().is_empty());
+        assert_eq!(recorded_name(home.path(), project.path()), None);
     }
 
     #[test]

@@ -77,6 +77,20 @@ pub fn live_for(podman: &Podman<'_>, instance: &Instance, desired: &[SandboxMani
     read(podman, instance, desired.iter().any(|m| !m.volumes.is_empty()))
 }
 
+/// [`live`] but the volumes: what can be read before the desired sandboxes are known.
+pub fn live_but_volumes(podman: &Podman<'_>, instance: &Instance) -> Result<Live> {
+    read(podman, instance, false)
+}
+
+/// [`live_for`] from a [`live_but_volumes`] of the same instance: the volumes are read now when
+/// a desired sandbox has one.
+pub fn complete_for(podman: &Podman<'_>, instance: &Instance, desired: &[SandboxManifest], mut live: Live) -> Result<Live> {
+    if desired.iter().any(|m| !m.volumes.is_empty()) {
+        live.volumes = podman.owned("volume", instance)?;
+    }
+    Ok(live)
+}
+
 fn read(podman: &Podman<'_>, instance: &Instance, volumes: bool) -> Result<Live> {
     std::thread::scope(|s| {
         let networks = s.spawn(|| podman.owned("network", instance));
