@@ -65,6 +65,9 @@ pub struct Cmd {
     /// Keep at most this many bytes of standard output; the rest is read and dropped, and
     /// [`Output::stdout_overflowed`] says so.
     pub stdout_limit: Option<usize>,
+    /// Keep only the last [`STDERR_KEPT`] bytes of standard output, as of standard error: for a
+    /// command whose output is only shown, by its last lines, when it fails.
+    pub stdout_tail: bool,
 }
 
 impl Cmd {
@@ -116,6 +119,11 @@ impl Cmd {
         self
     }
 
+    pub fn stdout_tail(mut self) -> Cmd {
+        self.stdout_tail = true;
+        self
+    }
+
     /// `program arg arg`, for messages. Arguments are shown as given; callers never put secret
     /// values in argv, so this is safe to print.
     pub fn display(&self) -> String {
@@ -163,6 +171,8 @@ pub enum ExecError {
     Spawn { program: String, source: std::io::Error },
     #[error("`{command}` was stopped after its time limit of {}", seconds(*.limit))]
     TimedOut { command: String, limit: Duration },
+    #[error("`{command}` wrote more than its limit of {limit} bytes to standard output")]
+    TooMuchOutput { command: String, limit: usize },
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed { command: String, status: String, stderr: String },
 }
@@ -215,7 +225,10 @@ impl Runner for Scrubbed<'_> {
 /// `out` of `cmd` when it exited 0, else the error [`Runner::check`] returns: for a caller that
 /// looks at a failure's output before deciding it is one.
 pub fn require_success(cmd: &Cmd, out: Output) -> Result<Output, ExecError> {
-    if out.success() {
+    if out.success() && out.stdout_overflowed {
+        // What was kept is cut short: no caller that asks for success can use it.
+        Err(ExecError::TooMuchOutput { command: cmd.display(), limit: cmd.stdout_limit.unwrap_or_default() })
+    } else if out.success() {
         Ok(out)
     } else if let (true, Some(limit)) = (out.timed_out, cmd.timeout) {
         Err(ExecError::TimedOut { command: cmd.display(), limit })
@@ -294,8 +307,10 @@ impl Runner for System {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let limit = cmd.stdout_limit.map_or(u64::MAX, |l| l as u64);
-        let out_reader = std::thread::spawn(move || read_at_most(stdout, limit));
-        let err_reader = std::thread::spawn(move || read_all(stderr));
+        let tail_only = cmd.stdout_tail;
+        let out_reader =
+            std::thread::spawn(move || if tail_only { (read_tail(stdout, STDERR_KEPT), false) } else { read_at_most(stdout, limit) });
+        let err_reader = std::thread::spawn(move || read_tail(stderr, STDERR_KEPT));
         let (status, timed_out) = match cmd.timeout {
             None => (child.wait(), false),
             Some(limit) => wait_with_timeout(&mut child, limit),
@@ -324,9 +339,37 @@ impl Runner for System {
     }
 }
 
-fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
+/// The time limit of a podman call: a hung podman (a stuck storage lock, a runtime that never
+/// answers) fails the command instead of blocking it forever.
+pub const PODMAN_TIMEOUT: Duration = Duration::from_secs(300);
+/// The time limit of a podman call that copies a volume or a tree in.
+pub const PODMAN_COPY_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The most standard output galley keeps of a podman call (a listing or an inspect of
+/// thousands of containers is a few MiB).
+pub const PODMAN_STDOUT_LIMIT: usize = 64 << 20;
+
+/// How much of a command's standard error galley keeps: the last MiB (messages quote its last
+/// lines). The rest is read and dropped, so a chatty or hostile tool cannot fill memory.
+pub const STDERR_KEPT: usize = 1 << 20;
+
+/// The last `keep` bytes of `r`, read to its end.
+fn read_tail(mut r: impl std::io::Read, keep: usize) -> Vec<u8> {
     let mut buf = Vec::new();
-    let _ = r.read_to_end(&mut buf);
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        if buf.len() > 2 * keep {
+            buf.drain(..buf.len() - keep);
+        }
+    }
+    if buf.len() > keep {
+        buf.drain(..buf.len() - keep);
+    }
     buf
 }
 
@@ -555,6 +598,22 @@ mod tests {
         assert_eq!((out.stdout.len(), out.stdout_overflowed), (10, true));
         let out = System.run(&Cmd::new("printf").arg("abc").stdout_limit(3)).unwrap();
         assert_eq!((out.stdout.as_slice(), out.stdout_overflowed), (&b"abc"[..], false));
+    }
+
+    /// Guards galley's memory against a tool that floods standard error: only the last
+    /// [`STDERR_KEPT`] bytes stay, and a successful command whose output was cut is an error,
+    /// never a short answer.
+    #[test]
+    fn a_flood_on_stderr_keeps_its_tail_and_cut_output_fails_a_check() {
+        let flood = "head -c 50000000 /dev/zero >&2; echo last-line >&2";
+        let out = System.run(&Cmd::new("sh").args(["-c", flood])).unwrap();
+        assert_eq!(out.stderr.len(), STDERR_KEPT);
+        assert!(out.stderr.ends_with(b"last-line\n"));
+        let out = System.run(&Cmd::new("sh").args(["-c", &flood.replace(">&2", "")]).stdout_tail()).unwrap();
+        assert_eq!(out.stdout.len(), STDERR_KEPT);
+        assert!(out.stdout.ends_with(b"last-line\n"));
+        let err = System.check(&Cmd::new("head").args(["-c", "100", "/dev/zero"]).stdout_limit(10)).unwrap_err();
+        assert!(matches!(err, ExecError::TooMuchOutput { limit: 10, .. }), "{err}");
     }
 
     #[test]

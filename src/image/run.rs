@@ -86,7 +86,7 @@ pub fn run_step(
     // buildah names the image it copied from the layout after the layout's path.
     let image_name = format!("localhost{}:latest", parent_dir.display());
     let cleanup = Cleanup { runner, name: name.clone(), image_name };
-    let run = buildah(run_args(&name, step, &project_dir, runtime)).timeout(settings.run_timeout);
+    let run = buildah(run_args(&name, step, &project_dir, runtime)).timeout(settings.run_timeout).stdout_tail();
     let out = runner.run(&run).map_err(run_err)?;
     if out.timed_out {
         return Err(ImageError::Run(format!(

@@ -83,7 +83,7 @@ pub fn add_lock(roots: &mut Roots, lock: &Lock) {
 /// that nothing runs.
 pub fn container_images(runner: &dyn Runner) -> Result<Option<Vec<(String, String)>>, GcError> {
     let filter = format!("label={LABEL_PROJECT}");
-    let out = match runner.check(&Cmd::new("podman").args(["ps", "--all", "--format", "json", "--filter", filter.as_str()])) {
+    let out = match runner.check(&Cmd::new("podman").args(["ps", "--all", "--format", "json", "--filter", filter.as_str()]).timeout(crate::runtime::podman::CALL_TIMEOUT).stdout_limit(crate::runtime::podman::STDOUT_LIMIT)) {
         Ok(out) => out,
         Err(ExecError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(GcError::Other(format!("cannot list galley's containers: {e}"))),

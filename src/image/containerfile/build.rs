@@ -235,7 +235,7 @@ impl Ctx<'_> {
         let tag = format!("localhost/galley-build/{}:latest", Digest::of(work.path().as_os_str().as_encoded_bytes()).short());
         args.extend(["--tag".into(), tag.clone(), snapshot.display().to_string()]);
         let built = Built { runner, tag: tag.clone() };
-        let cmd = Cmd::new("buildah").args(args).timeout(self.settings.run_timeout);
+        let cmd = Cmd::new("buildah").args(args).timeout(self.settings.run_timeout).stdout_tail();
         let t = std::time::Instant::now();
         let out = runner.run(&cmd).map_err(|e| err(name, e))?;
         self.timing("buildah build", t);
