@@ -136,6 +136,21 @@ fn the_master_key_and_env_secret_variables_never_reach_conmon_or_a_secret_comman
         assert_scrubbed("podman under verify", &variables(&std::fs::read(call).unwrap()), false);
     }
 
+    // plan and apply, now that the project's record names the instance, list it while the
+    // config evaluates: those early calls must not carry the secrets either.
+    for call in std::fs::read_dir(&dumps).unwrap() {
+        std::fs::remove_file(call.unwrap().path()).unwrap();
+    }
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let out = galley(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+    let calls: Vec<_> = std::fs::read_dir(&dumps).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(calls.len() >= 4, "plan and apply called podman through the wrapper: {} calls", calls.len());
+    for call in calls {
+        assert_scrubbed("podman under plan and a second apply", &variables(&std::fs::read(call).unwrap()), false);
+    }
+
     let container = p.container("default", "app");
     let conmon: u32 = podman_ok(&["inspect", "--format", "{{.State.ConmonPid}}", &container])
         .trim()

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::{CliError, ExitStatus, Outcome, Printer};
-use crate::exec::System;
+use crate::exec::{Scrubbed, System};
 use crate::manifest::SandboxManifest;
 use crate::project::Loaded;
 use crate::runtime::host::{self, HostFacts};
@@ -150,7 +150,10 @@ impl Early {
         let runtime = host::runtime_to_use(&env.oci_runtime).ok()?;
         let home = std::path::absolute(&env.home).ok()?;
         let lock = if lock { Some(state::lock(&home, &instance).ok()?) } else { None };
-        let podman = Podman { runner: &System, runtime };
+        // Before evaluation galley does not know which variables hold the config's secrets:
+        // podman gets only what it reads.
+        static SCRUBBED: Scrubbed<'static> = Scrubbed(&System);
+        let podman = Podman { runner: &SCRUBBED, runtime };
         let read = instance.clone();
         let live = std::thread::spawn(move || plan::live_but_volumes(&podman, &read));
         Some(Early { instance, lock, live })
