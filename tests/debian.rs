@@ -150,6 +150,43 @@ fn a_tampered_deb_is_refused_and_nothing_enters_the_store() {
     assert!(!s.path().join("galley.lock").exists());
 }
 
+/// Guards the host's disk against a package larger than the free space (a mirror's 8 MiB
+/// package, a GALLEY_HOME on a 4 MiB file system): refused before its download is written, with
+/// the bytes needed and available, and nothing left in the store or its temporary folder.
+#[test]
+fn a_package_larger_than_the_free_space_is_refused_before_it_is_written() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return support::skip("mounting a small tmpfs needs root");
+    }
+    let Some(mut repo) = require_apt_repo(Some(&[])) else { return };
+    let noise = support::incompressible(8 << 20);
+    let deb = repo.synthetic_deb(
+        &[("Package", "huge"), ("Version", "1.0"), ("Architecture", "all")],
+        &[("/usr/share/huge/noise.bin", &noise, 0o644)],
+    );
+    repo.add_deb(&deb);
+    repo.reindex();
+    let s = project(&repo, &["huge"]);
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m"]).arg("tmpfs").arg(s.home.path()).status();
+    if !mounted.is_ok_and(|m| m.success()) {
+        return support::skip("cannot mount a tmpfs");
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(s.home.path());
+    let out = s.galley(&["lock"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("package `huge`") && all.contains("not enough free space in") && all.contains(" bytes needed"), "{all}");
+    assert_nothing_stored(s.home.path());
+    assert!(!s.path().join("galley.lock").exists());
+}
+
 /// `galley lock` against `repo` fails (exit 2) saying each of `expected`, and nothing enters
 /// the store.
 fn lock_is_refused(repo: &AptRepo, expected: &[&str]) {

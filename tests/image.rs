@@ -761,14 +761,7 @@ fn a_layer_larger_than_the_free_space_is_refused_before_it_is_written() {
     };
     let home = disk.0.path();
     let dir = tempfile::tempdir().unwrap();
-    let mut noise = Vec::with_capacity(16 << 20);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while noise.len() < 16 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        noise.extend_from_slice(&x.to_le_bytes());
-    }
+    let noise = support::incompressible(16 << 20);
     fs::write(dir.path().join("noise.bin"), &noise).unwrap();
     fs::write(
         dir.path().join("galley.ncl"),

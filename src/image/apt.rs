@@ -159,6 +159,9 @@ impl Http {
             return Err(fetch(response.status().to_string()));
         }
         let mut tmp = store.temp().map_err(|e| AptError::Other(e.to_string()))?;
+        if let Some(dir) = tmp.path().parent() {
+            crate::fsutil::ensure_free(dir, pin.size).map_err(|e| refuse(e.to_string()))?;
+        }
         let mut hasher = Sha256::new();
         let mut written = 0u64;
         let mut stream = response.bytes_stream();

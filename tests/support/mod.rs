@@ -128,3 +128,17 @@ pub fn require_registry() -> Option<registry::Registry> {
     }
     reg
 }
+
+/// `len` bytes that do not compress (xorshift), for files that must take their full size.
+pub fn incompressible(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
