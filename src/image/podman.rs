@@ -26,24 +26,29 @@ pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: 
         return Ok(false);
     }
     let exists = runner.run(&Cmd::new("podman").args(["image", "exists", id]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?.success();
-    if !exists {
-        // podman derives a name from an `oci:` path, so hand it a copy at a plain path.
-        let tmp = store.root().parent().map(|h| h.join("tmp")).unwrap_or_else(std::env::temp_dir);
-        let dir = image::run::work_dir(&tmp).map_err(|e| e.to_string())?;
-        let mut desc = image::config::Descriptor::new(image::config::MEDIA_MANIFEST, built.manifest_digest, built.manifest_size);
-        desc.annotations = None;
-        image::run::export_layout(store, dir.path(), &desc, "image").map_err(|e| e.to_string())?;
-        let src = format!("oci:{}:image", dir.path().display());
-        runner.check(&Cmd::new("podman").args(["pull", "--quiet", src.as_str()]).timeout(LOAD_TIMEOUT)).map_err(|e| e.to_string())?;
-        runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
-        // The name podman made up from the layout's path would keep the image alive after its
-        // galley tags are gone, out of gc's sight: drop it once the image has its tag.
-        let derived = format!("localhost{}:latest", dir.path().display());
-        runner.check(&Cmd::new("podman").args(["untag", id, derived.as_str()]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
-        return Ok(true);
+    if exists {
+        match runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)) {
+            Ok(_) => return Ok(false),
+            // Removed between the two calls (the last tag of another project's identical image,
+            // untagged by its destroy or gc): loaded below like any missing image.
+            Err(e) if e.to_string().contains("image not known") => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
+    // podman derives a name from an `oci:` path, so hand it a copy at a plain path.
+    let tmp = store.root().parent().map(|h| h.join("tmp")).unwrap_or_else(std::env::temp_dir);
+    let dir = image::run::work_dir(&tmp).map_err(|e| e.to_string())?;
+    let mut desc = image::config::Descriptor::new(image::config::MEDIA_MANIFEST, built.manifest_digest, built.manifest_size);
+    desc.annotations = None;
+    image::run::export_layout(store, dir.path(), &desc, "image").map_err(|e| e.to_string())?;
+    let src = format!("oci:{}:image", dir.path().display());
+    runner.check(&Cmd::new("podman").args(["pull", "--quiet", src.as_str()]).timeout(LOAD_TIMEOUT)).map_err(|e| e.to_string())?;
     runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
-    Ok(false)
+    // The name podman made up from the layout's path would keep the image alive after its
+    // galley tags are gone, out of gc's sight: drop it once the image has its tag.
+    let derived = format!("localhost{}:latest", dir.path().display());
+    runner.check(&Cmd::new("podman").args(["untag", id, derived.as_str()]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// An image podman has, as `podman images` reports it.
@@ -182,5 +187,25 @@ mod tests {
         // the image alive.
         let layout = cmds[2].trim_start_matches("podman pull --quiet oci:").trim_end_matches(":image");
         assert_eq!(cmds[4], format!("podman untag {} localhost{layout}:latest", "b".repeat(64)), "{cmds:?}");
+
+        // Guards a load racing another project's destroy or gc: the identical image podman had
+        // loses its last tag between `exists` and `tag`, and is loaded again, not an error.
+        struct Raced(Recorder, std::sync::atomic::AtomicU32);
+        impl Runner for Raced {
+            fn run(&self, cmd: &Cmd) -> Result<Output, crate::exec::ExecError> {
+                let out = self.0.run(cmd)?;
+                let first_tag = cmd.display().starts_with("podman tag") && self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                Ok(if first_tag { Output { code: Some(125), stderr: b"Error: bbbb: image not known".to_vec(), ..Output::default() } } else { out })
+            }
+
+            fn attach(&self, _: &Cmd) -> Result<i32, crate::exec::ExecError> {
+                unreachable!("loading never attaches")
+            }
+        }
+        let raced = Raced(Recorder::default(), 0.into());
+        assert!(load(&raced, &store, &built(), "t").unwrap(), "loaded again");
+        let cmds = raced.0.commands();
+        assert!(cmds[2].starts_with("podman tag bbbb") && cmds[3].starts_with("podman pull --quiet oci:"), "{cmds:?}");
+        assert!(cmds[4].starts_with("podman tag bbbb"), "{cmds:?}");
     }
 }
