@@ -267,6 +267,18 @@ fn an_endless_release_is_cut_at_its_cap() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
 }
 
+/// Attack: a mirror that trickles its Release, a byte every 100 ms (each gap far inside the read
+/// timeout), to hold `galley lock` for the 29 hours 1 MiB would take: the download is cut once it
+/// falls below the minimum pace after its grace period.
+#[test]
+fn a_release_trickled_a_byte_at_a_time_is_cut_at_the_minimum_pace() {
+    let Some(repo) = require_apt_repo(None) else { return };
+    repo.serve_trickle("/dists/stable/InRelease");
+    let started = std::time::Instant::now();
+    lock_is_refused(&repo, &["InRelease", "slower than the 16 KiB/s every download must keep after its first 30 s"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+}
+
 /// An unsatisfiable dependency names the package, the chain that needs it and why.
 #[test]
 fn an_unsatisfiable_dependency_names_the_chain() {

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 
-use super::guard::{Policy, Proxy};
+use super::guard::{Pace, Policy, Proxy};
 use super::store::Store;
 use crate::debian::release::{self, Keyring, Release, SignatureError};
 use crate::debian::resolve::{Resolver, Unsatisfiable};
@@ -110,6 +110,7 @@ impl Http {
     pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, AptError> {
         self.rt.block_on(async {
             let fetch = |message: String| AptError::Fetch { url: url.to_owned(), message };
+            let pace = Pace::start();
             let response = self.client.get(url).send().await.map_err(|e| fetch(error_chain(&e)))?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {
                 return Ok(None);
@@ -128,6 +129,7 @@ impl Http {
                     return Err(AptError::TooLarge { url: url.to_owned(), limit });
                 }
                 body.extend_from_slice(&chunk);
+                pace.check(body.len() as u64).map_err(fetch)?;
             }
             Ok(Some(body))
         })
@@ -154,6 +156,7 @@ impl Http {
         if pin.size > MAX_DEB {
             return Err(AptError::TooLarge { url: url.to_owned(), limit: MAX_DEB });
         }
+        let pace = Pace::start();
         let response = self.client.get(url).send().await.map_err(|e| fetch(error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(fetch(response.status().to_string()));
@@ -173,6 +176,7 @@ impl Http {
             }
             hasher.update(&chunk);
             tmp.write_all(&chunk).map_err(io)?;
+            pace.check(written).map_err(fetch)?;
         }
         if written != pin.size {
             return Err(refuse(format!("{written} bytes, {} pinned", pin.size)));

@@ -16,6 +16,38 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The slowest pace a download may keep: after [`PACE_GRACE`], at least this many bytes a
+/// second on average since its request. With the client's read timeout (no gap over 120 s),
+/// a server that trickles bytes cannot hold a command for hours.
+pub const MIN_PACE: u64 = 16 << 10;
+/// How long a download may take before [`MIN_PACE`] applies (connection, TLS, a slow start).
+pub const PACE_GRACE: Duration = Duration::from_secs(30);
+
+/// The clock of one download, checked at each chunk.
+pub struct Pace(std::time::Instant);
+
+impl Pace {
+    /// Started as the request is sent.
+    pub fn start() -> Pace {
+        Pace(std::time::Instant::now())
+    }
+
+    /// An error when `received` bytes are fewer than [`MIN_PACE`] asks of the time so far.
+    pub fn check(&self, received: u64) -> Result<(), String> {
+        let elapsed = self.0.elapsed();
+        let Some(late) = elapsed.checked_sub(PACE_GRACE) else { return Ok(()) };
+        if (received as f64) < late.as_secs_f64() * MIN_PACE as f64 {
+            return Err(format!(
+                "the server sent {received} bytes in {:.0} s, slower than the {} KiB/s every download must keep after its first {} s",
+                elapsed.as_secs_f64(),
+                MIN_PACE >> 10,
+                PACE_GRACE.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why an address is refused, or `None` when it is public.
 pub fn classify(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -345,6 +377,17 @@ fn copy(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pace a registry's blob and manifest downloads keep too (the APT side is driven end to
+    /// end by `tests/debian.rs`): free in the grace period, then the average since the start.
+    #[test]
+    fn a_download_falls_below_the_pace_only_after_its_grace_period() {
+        let at = |secs: u64| Pace(std::time::Instant::now() - Duration::from_secs(secs));
+        assert!(at(20).check(0).is_ok());
+        let late = at(40);
+        assert!(late.check(9 * MIN_PACE).is_err(), "10 s past the grace asks for 10 s of the pace");
+        assert!(late.check(11 * MIN_PACE).is_ok());
+    }
 
     fn refused(s: &str) -> bool {
         classify(s.parse().unwrap()).is_some()

@@ -16,7 +16,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 
 use super::config::{self, AnyManifest, Descriptor};
-use super::guard::{self, GuardError, Policy, Proxy};
+use super::guard::{self, GuardError, Pace, Policy, Proxy};
 use super::store::{Store, StoreError};
 use crate::model::Project;
 use crate::domain::{Digest, Platform, Reference};
@@ -198,6 +198,7 @@ impl<'a> Puller<'a> {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        let pace = Pace::start();
         let response = request.send().await.map_err(|e| err(&e))?;
         let status = response.status();
         if !status.is_success() {
@@ -217,6 +218,7 @@ impl<'a> Puller<'a> {
                 return Err(PullError::TooLargeStream { reference: shown.to_owned(), what: "manifest".into(), limit: MAX_MANIFEST });
             }
             bytes.extend_from_slice(&chunk);
+            pace.check(bytes.len() as u64).map_err(|e| err(&e))?;
         }
         Ok(bytes)
     }
@@ -362,6 +364,7 @@ impl<'a> Puller<'a> {
                     Self::registry_err(proxy, &shown, e)
                 }
             };
+            let pace = Pace::start();
             let mut stream = client.pull_blob_stream(&oref, d.digest.to_string().as_str()).await.map_err(|e| classify(e.to_string()))?;
             let mut written = 0u64;
             while let Some(chunk) = stream.stream.next().await {
@@ -371,6 +374,7 @@ impl<'a> Puller<'a> {
                     return Err(verify_err(format!("more than the {} bytes its descriptor says", d.size)));
                 }
                 tmp.write_all(&chunk).map_err(|e| PullError::Other(format!("writing {}: {e}", tmp.path().display())))?;
+                pace.check(written).map_err(|e| Self::registry_err(proxy, &shown, e))?;
             }
             Ok(())
         });

@@ -277,6 +277,12 @@ impl AptRepo {
         self.server.overrides.lock().unwrap().insert(path.to_owned(), Override::Endless);
     }
 
+    /// Attack: a server that sends too slowly to finish, each byte well within any read timeout.
+    /// From now on `path` is answered with a Content-Length of 1 MiB and one byte every 100 ms.
+    pub fn serve_trickle(&self, path: &str) {
+        self.server.overrides.lock().unwrap().insert(path.to_owned(), Override::Trickle);
+    }
+
     /// From now on `path` is answered with HTTP status `status` (a mirror that fails, say 500).
     pub fn serve_status(&self, path: &str, status: u16) {
         self.server.overrides.lock().unwrap().insert(path.to_owned(), Override::Status(status));

@@ -26,6 +26,8 @@ pub(super) enum Override {
     Status(u16),
     /// A Content-Length of 1 TiB and zeros for as long as the client reads.
     Endless,
+    /// A Content-Length of 1 MiB, then one byte every 100 ms.
+    Trickle,
 }
 
 /// A small HTTP/1.1 file server on 127.0.0.1: GET and HEAD of files under a root, 404 for
@@ -137,6 +139,20 @@ fn serve_connection(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 // Until the client stops reading and closes: the write then fails.
                 loop {
                     writer.write_all(&zeros)?;
+                }
+            }
+            Some(Override::Trickle) => {
+                shared.log.lock().unwrap().push(Request { method: method.to_owned(), path, status: 200 });
+                write!(writer, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n", 1 << 20)?;
+                writer.flush()?;
+                if method == "HEAD" {
+                    continue;
+                }
+                // Until the client gives up and closes: the write then fails.
+                loop {
+                    writer.write_all(b"-")?;
+                    writer.flush()?;
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
             Some(Override::Status(code)) => (code, format!("{} {}\n", code, reason(code)).into_bytes()),
