@@ -57,6 +57,24 @@ pub fn available_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
+/// [`ensure_free`] for the file system holding the open file `file` (an unnamed temporary file).
+pub fn ensure_free_for(file: &std::fs::File, needed: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstatvfs(3) writes into the zeroed struct it is given; the descriptor is open.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let available = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+    if needed > available {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("not enough free space in the store: {needed} bytes needed, {available} available"),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuse, before a large write of `needed` bytes under `dir`, when its file system has less
 /// free: the error names the path and both figures, instead of a write failing half way.
 pub fn ensure_free(dir: &Path, needed: u64) -> std::io::Result<()> {

@@ -155,36 +155,70 @@ fn a_tampered_deb_is_refused_and_nothing_enters_the_store() {
 /// the bytes needed and available, and nothing left in the store or its temporary folder.
 #[test]
 fn a_package_larger_than_the_free_space_is_refused_before_it_is_written() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return support::skip("mounting a small tmpfs needs root");
-    }
-    let Some(mut repo) = require_apt_repo(Some(&[])) else { return };
-    let noise = support::incompressible(8 << 20);
-    let deb = repo.synthetic_deb(
-        &[("Package", "huge"), ("Version", "1.0"), ("Architecture", "all")],
-        &[("/usr/share/huge/noise.bin", &noise, 0o644)],
-    );
-    repo.add_deb(&deb);
-    repo.reindex();
-    let s = project(&repo, &["huge"]);
-    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m"]).arg("tmpfs").arg(s.home.path()).status();
-    if !mounted.is_ok_and(|m| m.success()) {
-        return support::skip("cannot mount a tmpfs");
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(s.home.path());
+    let Some((_repo, _, s)) = one_file_package("huge", "/usr/share/huge/noise.bin", &support::incompressible(8 << 20)) else { return };
+    let Some(_small) = small_home(&s, "4m") else { return };
     let out = s.galley(&["lock"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(all.contains("package `huge`") && all.contains("not enough free space in") && all.contains(" bytes needed"), "{all}");
     assert_nothing_stored(s.home.path());
     assert!(!s.path().join("galley.lock").exists());
+}
+
+/// Guards the host's disk against a package that unpacks to far more than it weighs (48 MiB of
+/// zeros in a .deb of a few KiB, a GALLEY_HOME on a 16 MiB file system): `galley lock`, which
+/// builds the package's layer, is refused at that file, naming the package, the file and the
+/// bytes needed and available, with no layer stored.
+#[test]
+fn a_package_unpacking_past_the_free_space_is_refused_at_its_file() {
+    let Some((_repo, deb, s)) = one_file_package("bomb", "/usr/share/bomb/zeros", &vec![0u8; 48 << 20]) else { return };
+    assert!(std::fs::metadata(&deb).unwrap().len() < 1 << 20, "the package is small");
+    let Some(_small) = small_home(&s, "16m") else { return };
+    let out = s.galley(&["lock"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("package `bomb`") && all.contains("`usr/share/bomb/zeros`: not enough free space in the store: 50331648 bytes needed"),
+        "{all}"
+    );
+    let only_the_package: BTreeSet<String> = [support::apt_repo::sha256_file(&deb)].into();
+    assert_eq!(blobs(s.home.path()), only_the_package, "no layer was stored");
+    assert!(!s.path().join("galley.lock").exists());
+}
+
+/// A repository serving one package `name` of one file, the .deb, and a project declaring it.
+fn one_file_package(name: &str, file: &str, contents: &[u8]) -> Option<(AptRepo, std::path::PathBuf, Sandbox)> {
+    let mut repo = require_apt_repo(Some(&[]))?;
+    let deb = repo.synthetic_deb(&[("Package", name), ("Version", "1.0"), ("Architecture", "all")], &[(file, contents, 0o644)]);
+    repo.add_deb(&deb);
+    repo.reindex();
+    let s = project(&repo, &[name]);
+    Some((repo, deb, s))
+}
+
+/// `s`'s GALLEY_HOME on a tmpfs of `size`, unmounted when dropped; `None` (the test is skipped)
+/// where a tmpfs cannot be mounted.
+fn small_home<'a>(s: &'a Sandbox, size: &str) -> Option<Unmount<'a>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        support::skip("mounting a small tmpfs needs root");
+        return None;
+    }
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(s.home.path()).status();
+    if !mounted.is_ok_and(|m| m.success()) {
+        support::skip("cannot mount a tmpfs");
+        return None;
+    }
+    Some(Unmount(s.home.path()))
+}
+
+/// Unmounts a file system mounted over a test's folder, however the test ends.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0).status();
+    }
 }
 
 /// `galley lock` against `repo` fails (exit 2) saying each of `expected`, and nothing enters

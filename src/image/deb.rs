@@ -262,6 +262,10 @@ fn data_entries(
             })?;
             Kind::Hardlink(to)
         } else if ty.is_file() {
+            // A small package can unpack to far more than it weighs: each file's declared size
+            // (all the tar reader yields for it) is checked against the disk before it is spilled.
+            let size = h.size().map_err(|e| e.to_string())?;
+            crate::fsutil::ensure_free_for(spill, size).map_err(|e| format!("`{path}`: {e}"))?;
             let n = std::io::copy(&mut e, spill).map_err(|e| e.to_string())?;
             spilled.push((out.len(), offset, n));
             offset += n;
