@@ -348,6 +348,12 @@ pub const PODMAN_COPY_TIMEOUT: Duration = Duration::from_secs(3600);
 /// thousands of containers is a few MiB).
 pub const PODMAN_STDOUT_LIMIT: usize = 64 << 20;
 
+/// A podman call with [`PODMAN_TIMEOUT`] and [`PODMAN_STDOUT_LIMIT`] (a call that copies data
+/// in sets [`PODMAN_COPY_TIMEOUT`] instead).
+pub fn podman() -> Cmd {
+    Cmd::new("podman").timeout(PODMAN_TIMEOUT).stdout_limit(PODMAN_STDOUT_LIMIT)
+}
+
 /// How much of a command's standard error galley keeps: the last MiB (messages quote its last
 /// lines). The rest is read and dropped, so a chatty or hostile tool cannot fill memory.
 pub const STDERR_KEPT: usize = 1 << 20;

@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::domain::labels::{LABEL_IMAGE, LABEL_INSTANCE, LABEL_MANIFEST, LABEL_PROJECT, LABEL_SANDBOX};
-use crate::exec::{Cmd, ExecError, Runner};
+use crate::exec::{ExecError, Runner};
 use crate::manifest::{self, ManifestError, SandboxManifest};
 use crate::model::Project;
 use crate::secrets::SecretValue;

@@ -5,11 +5,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 
-/// podman. The audit only reads (ps, inspect, image mount), so no OCI runtime is chosen; each
-/// call has the runner's time limit and output cap.
-pub fn podman() -> Cmd {
-    Cmd::new("podman").timeout(crate::exec::PODMAN_TIMEOUT).stdout_limit(crate::exec::PODMAN_STDOUT_LIMIT)
-}
+/// podman. The audit only reads (ps, inspect, image mount), so no OCI runtime is chosen.
+pub use crate::exec::podman;
 
 /// A container found under a project's labels, with podman's record of it.
 #[derive(Debug, Clone)]

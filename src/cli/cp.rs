@@ -39,7 +39,7 @@ pub fn run(env: &Env, out: &Printer, args: &CpArgs) -> Outcome {
                 let (uid, gid) = cp::owner(m)?;
                 let (tar, skipped) = cp::archive(Path::new(&args.source), uid, gid)?;
                 let dest = format!("{}:{target}", session.instance.container(&m.sandbox));
-                podman.runner.check(&podman.cmd().args(["cp", "-", &dest]).stdin(tar).timeout(crate::runtime::podman::COPY_TIMEOUT)).map_err(RuntimeError::from)?;
+                podman.runner.check(&podman.cmd().args(["cp", "-", &dest]).stdin(tar).timeout(crate::exec::PODMAN_COPY_TIMEOUT)).map_err(RuntimeError::from)?;
                 done = Some(skipped);
                 Ok(ExitStatus::Success)
             })?;

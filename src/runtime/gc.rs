@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::naming::LABEL_PROJECT;
-use crate::exec::{Cmd, ExecError, Runner};
+use crate::exec::{ExecError, Runner};
 use crate::image::gc::{self, GcError, Report, Roots};
 use crate::image::{Store, home};
 use crate::lock::{self, Lock};
@@ -83,7 +83,7 @@ pub fn add_lock(roots: &mut Roots, lock: &Lock) {
 /// that nothing runs.
 pub fn container_images(runner: &dyn Runner) -> Result<Option<Vec<(String, String)>>, GcError> {
     let filter = format!("label={LABEL_PROJECT}");
-    let out = match runner.check(&Cmd::new("podman").args(["ps", "--all", "--format", "json", "--filter", filter.as_str()]).timeout(crate::runtime::podman::CALL_TIMEOUT).stdout_limit(crate::runtime::podman::STDOUT_LIMIT)) {
+    let out = match runner.check(&crate::exec::podman().args(["ps", "--all", "--format", "json", "--filter", filter.as_str()])) {
         Ok(out) => out,
         Err(ExecError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(GcError::Other(format!("cannot list galley's containers: {e}"))),

@@ -15,7 +15,6 @@ use crate::model::Network;
 
 /// How long `podman rm` waits for a sandbox to stop before killing it.
 const STOP_SECONDS: &str = "2";
-pub use crate::exec::{PODMAN_COPY_TIMEOUT as COPY_TIMEOUT, PODMAN_STDOUT_LIMIT as STDOUT_LIMIT, PODMAN_TIMEOUT as CALL_TIMEOUT};
 
 /// How many times `podman rm` is tried again while it finds a mount busy.
 const RM_BUSY_RETRIES: usize = 3;
@@ -177,10 +176,9 @@ fn bracket(address: &str) -> String {
 }
 
 impl Podman<'_> {
-    /// A podman call, with the time limit and output cap of [`CALL_TIMEOUT`] and
-    /// [`STDOUT_LIMIT`] (a call that moves data sets its own limit).
+    /// A podman call ([`crate::exec::podman`]) with the OCI runtime chosen.
     pub fn cmd(&self) -> Cmd {
-        let mut c = Cmd::new("podman").timeout(CALL_TIMEOUT).stdout_limit(STDOUT_LIMIT);
+        let mut c = crate::exec::podman();
         if let Some(r) = &self.runtime {
             c = c.args(["--runtime", r.as_str()]);
         }
@@ -281,8 +279,8 @@ impl Podman<'_> {
     pub fn move_volume(&self, old: &str, new: &str, scratch: &std::path::Path) -> Result<()> {
         let dir = tempfile::Builder::new().prefix(".volume-move-").tempdir_in(scratch).map_err(RuntimeError::io(scratch))?;
         let tar = dir.path().join("volume.tar").display().to_string();
-        self.runner.check(&self.cmd().args(["volume", "export", "--output", &tar, old]).timeout(COPY_TIMEOUT))?;
-        self.runner.check(&self.cmd().args(["volume", "import", new, &tar]).timeout(COPY_TIMEOUT))?;
+        self.runner.check(&self.cmd().args(["volume", "export", "--output", &tar, old]).timeout(crate::exec::PODMAN_COPY_TIMEOUT))?;
+        self.runner.check(&self.cmd().args(["volume", "import", new, &tar]).timeout(crate::exec::PODMAN_COPY_TIMEOUT))?;
         self.remove("volume", &[old.to_owned()])
     }
 
