@@ -54,10 +54,21 @@ pub fn available_bytes(dir: &Path) -> std::io::Result<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return Err(with_path(std::io::Error::last_os_error(), dir));
     }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    Ok(unprivileged_free(&st))
 }
 
-/// [`ensure_free`] for the file system holding the open file `file` (an unnamed temporary file).
+fn unprivileged_free(st: &libc::statvfs) -> u64 {
+    (st.f_bavail as u64).saturating_mul(st.f_frsize as u64)
+}
+
+/// Refuse, before a large write of `needed` bytes under `dir`, when its file system has less
+/// free: the error names the path and both figures, instead of a write failing half way.
+pub fn ensure_free(dir: &Path, needed: u64) -> std::io::Result<()> {
+    enough(&dir.display(), needed, available_bytes(dir)?)
+}
+
+/// [`ensure_free`] for the file system holding the open file `file` (an unnamed temporary file
+/// of the store).
 pub fn ensure_free_for(file: &std::fs::File, needed: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: fstatvfs(3) writes into the zeroed struct it is given; the descriptor is open.
@@ -65,24 +76,14 @@ pub fn ensure_free_for(file: &std::fs::File, needed: u64) -> std::io::Result<()>
     if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let available = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
-    if needed > available {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            format!("not enough free space in the store: {needed} bytes needed, {available} available"),
-        ));
-    }
-    Ok(())
+    enough(&"the store", needed, unprivileged_free(&st))
 }
 
-/// Refuse, before a large write of `needed` bytes under `dir`, when its file system has less
-/// free: the error names the path and both figures, instead of a write failing half way.
-pub fn ensure_free(dir: &Path, needed: u64) -> std::io::Result<()> {
-    let available = available_bytes(dir)?;
+fn enough(place: &dyn std::fmt::Display, needed: u64, available: u64) -> std::io::Result<()> {
     if needed > available {
         return Err(std::io::Error::new(
             std::io::ErrorKind::StorageFull,
-            format!("not enough free space in {}: {needed} bytes needed, {available} available", dir.display()),
+            format!("not enough free space in {place}: {needed} bytes needed, {available} available"),
         ));
     }
     Ok(())
