@@ -26,8 +26,9 @@ pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: 
         return Ok(false);
     }
     let exists = runner.run(&Cmd::new("podman").args(["image", "exists", id]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?.success();
+    let tag_it = Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT);
     if exists {
-        match runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)) {
+        match runner.check(&tag_it) {
             Ok(_) => return Ok(false),
             // Removed between the two calls (the last tag of another project's identical image,
             // untagged by its destroy or gc): loaded below like any missing image.
@@ -43,7 +44,7 @@ pub fn load(runner: &dyn Runner, store: &Store, built: &image::BuiltImage, tag: 
     image::run::export_layout(store, dir.path(), &desc, "image").map_err(|e| e.to_string())?;
     let src = format!("oci:{}:image", dir.path().display());
     runner.check(&Cmd::new("podman").args(["pull", "--quiet", src.as_str()]).timeout(LOAD_TIMEOUT)).map_err(|e| e.to_string())?;
-    runner.check(&Cmd::new("podman").args(["tag", id, tag]).timeout(QUICK_TIMEOUT)).map_err(|e| e.to_string())?;
+    runner.check(&tag_it).map_err(|e| e.to_string())?;
     // The name podman made up from the layout's path would keep the image alive after its
     // galley tags are gone, out of gc's sight: drop it once the image has its tag.
     let derived = format!("localhost{}:latest", dir.path().display());
