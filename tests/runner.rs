@@ -388,8 +388,12 @@ fn a_renamed_project_is_planned_under_its_new_name_and_leaves_the_old_one_alone(
     assert!(out.contains("+ create    s") && !out.contains("renamed from"), "{out}");
 
     // The old instance is busy: the renamed project does not care.
-    let lock = |project: &str| p.home.path().join("state").join(project).join("default.lock");
-    let old_holder = LockHolder::new(&lock(&p.name));
+    // The instance lock galley itself takes, as another galley process would hold it.
+    let lock = |project: &str| {
+        let instance = galley::runtime::Instance::new(project, "default").unwrap();
+        galley::runtime::state::lock(p.home.path(), &instance).expect("the instance is free")
+    };
+    let old_holder = lock(&p.name);
     let out = p.galley_code(&["apply", "--auto-approve"], 0);
     assert!(out.contains("1 started, 0 destroyed"), "{out}");
     let names = |project: &str| podman_ok(&["ps", "--format", "{{.Names}}", "--filter", &format!("label=io.galley.project={project}")]);
@@ -398,7 +402,7 @@ fn a_renamed_project_is_planned_under_its_new_name_and_leaves_the_old_one_alone(
     drop(old_holder);
 
     // Its own instance busy: refused, though the early read was under that very name.
-    let holder = LockHolder::new(&lock(&renamed));
+    let holder = lock(&renamed);
     let out = p.galley(&["apply", "--auto-approve"]);
     assert!(!out.status.success() && text(&out).contains("is being changed by another galley process"), "{}", text(&out));
     drop(holder);
@@ -417,20 +421,6 @@ impl Drop for RemovedOnDrop {
         for name in podman_ok(&["ps", "--all", "--format", "{{.Names}}", "--filter", &filter]).lines().filter(|l| !l.is_empty()) {
             podman(&["rm", "--force", "--time", "0", name]);
         }
-    }
-}
-
-/// An exclusive flock on a file, as another galley process would hold it, until dropped.
-struct LockHolder(std::fs::File);
-
-impl LockHolder {
-    fn new(file: &std::path::Path) -> LockHolder {
-        use std::os::fd::AsRawFd;
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(file).unwrap();
-        // SAFETY: flock(2) on a descriptor `f` owns.
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0, "{} is free", file.display());
-        LockHolder(f)
     }
 }
 
