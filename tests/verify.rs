@@ -239,7 +239,7 @@ fn processes_inside_cannot_talk_a_failing_check_into_passing() {
     let ready = || {
         let link = std::fs::read_link(format!("/proc/{pid}/root/etc/hostlink")).ok();
         link.as_deref() == Some(std::path::Path::new("/"))
-            && galley::audit::kernel::listeners(pid).iter().any(|l| l.port == 9000)
+            && galley::audit::kernel::listeners(pid).is_ok_and(|found| found.iter().any(|l| l.port == 9000))
     };
     assert!(wait_for(ready), "the container did not plant its symlink and listener");
     let (code, report) = f.verify_json(&[]);

@@ -406,4 +406,4 @@ fn list(set: &BTreeSet<String>) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

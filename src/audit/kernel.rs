@@ -190,7 +190,7 @@ pub fn process_bytes(pid: u32, item: &str) -> Option<Zeroizing<Vec<u8>>> {
 
 /// Run every kernel check of the container whose init process is `init`, whose sockets are
 /// `listeners` ([`listeners`]).
-pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, listeners: &BTreeSet<Listener>, sink: &mut Sink<'_>) {
+pub fn run(init: u32, m: &SandboxManifest, secrets: &SecretValues, listeners: &Sockets, sink: &mut Sink<'_>) {
     namespaces(init, sink);
     devices(init, sink);
     cgroup_limits(init, m, sink);
@@ -373,13 +373,17 @@ pub struct Listener {
     pub port: u16,
 }
 
+/// The sockets of a sandbox's network namespace, or why they could not be read (the listener
+/// checks are then not run, never passed).
+pub type Sockets = Result<BTreeSet<Listener>, String>;
+
 /// A `/proc/PID/net/{tcp,udp}[6]` table, read in as few `read` calls as possible: the kernel
 /// walks its whole (host-wide) socket hash for every call, so `read_to_string`'s small first
 /// reads made this the largest cost of a verify. One 256 KiB buffer takes a namespace's table
 /// in one call, and a second sees its end.
-fn read_net_table(path: &Path) -> String {
+fn read_net_table(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let mut f = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 256 << 10];
     let mut len = 0;
     loop {
@@ -387,16 +391,30 @@ fn read_net_table(path: &Path) -> String {
             buf.resize(buf.len() * 2, 0);
         }
         match f.read(&mut buf[len..]) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     buf.truncate(len);
-    String::from_utf8_lossy(&buf).into_owned()
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// Listening TCP sockets and bound UDP sockets in the network namespace of `pid`.
-pub fn listeners(pid: u32) -> BTreeSet<Listener> {
+/// Listening TCP sockets and bound UDP sockets in the network namespace of `pid`: from the
+/// kernel's socket diagnostics ([`super::diag`]), or where those cannot be asked (not root, a
+/// kernel without them), from the namespace's `/proc` tables.
+pub fn listeners(pid: u32) -> Sockets {
+    super::diag::listeners(&proc(pid, "ns/net")).or_else(|diag| {
+        listeners_from_proc(&proc(pid, ""))
+            .map_err(|e| format!("the sockets of pid {pid} could not be read: socket diagnostics: {diag}; /proc: {e}"))
+    })
+}
+
+/// Listening TCP sockets and bound UDP sockets in the network namespace of the process or task
+/// whose `/proc` directory is `dir`, from its `net/{tcp,udp}[6]` tables. A kernel without IPv6
+/// has no `tcp6` and `udp6` tables, and no such sockets.
+pub fn listeners_from_proc(dir: &Path) -> Result<BTreeSet<Listener>, String> {
     let mut out = BTreeSet::new();
     for (file, protocol, state) in [
         ("tcp", Protocol::Tcp, "0A"),
@@ -404,7 +422,12 @@ pub fn listeners(pid: u32) -> BTreeSet<Listener> {
         ("udp", Protocol::Udp, "07"),
         ("udp6", Protocol::Udp, "07"),
     ] {
-        let text = read_net_table(&proc(pid, &format!("net/{file}")));
+        let path = dir.join("net").join(file);
+        let text = match read_net_table(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.ends_with('6') && dir.join("net").exists() => continue,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             let (Some(local), Some(st)) = (f.get(1), f.get(3)) else { continue };
@@ -415,7 +438,7 @@ pub fn listeners(pid: u32) -> BTreeSet<Listener> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// /proc/net addresses are 32-bit words in host (little-endian) order.
@@ -430,8 +453,12 @@ fn decode_addr(hex: &str) -> String {
     }
 }
 
-fn listening(listeners: &BTreeSet<Listener>, m: &SandboxManifest, sink: &mut Sink<'_>) {
+fn listening(listeners: &Sockets, m: &SandboxManifest, sink: &mut Sink<'_>) {
     sink.ran(LISTENING);
+    let listeners = match listeners {
+        Ok(l) => l,
+        Err(why) => return sink.not_run(LISTENING, why.clone()),
+    };
     let declared: Vec<String> = m.ports.iter().map(|p| format!("{}/{}", p.container, p.protocol.as_str())).collect();
     for l in listeners {
         if !m.ports.iter().any(|p| p.container == l.port && p.protocol == l.protocol) {
@@ -544,18 +571,33 @@ mod tests {
         let text: String = (0..20_000).map(|i| format!("{i:>6}: 0100007F:1F90 00000000:0000 0A\n")).collect();
         assert!(text.len() > 256 << 10);
         std::fs::write(&path, &text).unwrap();
-        assert_eq!(read_net_table(&path), text);
-        assert_eq!(read_net_table(&dir.path().join("missing")), "");
+        assert_eq!(read_net_table(&path).unwrap(), text);
+        assert!(read_net_table(&dir.path().join("missing")).is_err());
+    }
+
+    /// A check that read nothing must not pass: sockets that cannot be read either way (here,
+    /// of a pid above any pid_max, as of a process that has exited) fail the listener check as
+    /// not run.
+    #[test]
+    fn sockets_that_cannot_be_read_leave_the_listener_check_not_run() {
+        let sockets = listeners(u32::MAX);
+        assert!(sockets.as_ref().is_err_and(|why| why.contains("socket diagnostics") && why.contains("/proc")), "{sockets:?}");
+        let mut sink = Sink::new("app", "galley-p-default-app");
+        listening(&sockets, &super::super::checks::tests::manifest(), &mut sink);
+        assert_eq!(sink.not_run, [LISTENING]);
+        assert!(sink.findings.iter().all(|f| f.check == LISTENING && f.severity == Severity::Error), "{:?}", sink.findings);
     }
 
     #[test]
-    fn our_own_process_has_listeners_parsed_from_proc() {
+    fn our_own_process_has_listeners_found_either_way() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let found = listeners(std::process::id());
-        assert!(
-            found.iter().any(|x| x.port == port && x.address == "127.0.0.1" && x.protocol == Protocol::Tcp),
-            "{found:?}"
-        );
+        let me = std::process::id();
+        for found in [listeners(me).unwrap(), listeners_from_proc(&proc(me, "")).unwrap()] {
+            assert!(
+                found.iter().any(|x| x.port == port && x.address == "127.0.0.1" && x.protocol == Protocol::Tcp),
+                "{found:?}"
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! Docker Benchmark item where one exists; every finding is reported, none stops the audit.
 
 pub mod checks;
+pub mod diag;
 pub mod image;
 pub mod kernel;
 pub mod podman;

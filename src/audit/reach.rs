@@ -4,7 +4,6 @@
 //! answers on its loopback address through galley's forwarder, with a listener behind it in the
 //! sandbox's own network namespace.
 
-use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -29,7 +28,7 @@ fn networks(o: &Observed) -> Vec<String> {
 
 /// Every check of this module that reads podman's record or the state the caller gathered;
 /// `listeners` are the running sandbox's sockets ([`kernel::listeners`]), `None` when it is not running.
-pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, listeners: Option<&BTreeSet<kernel::Listener>>, sink: &mut Sink<'_>) {
+pub fn run(o: &Observed, m: &SandboxManifest, cx: &Context, listeners: Option<&kernel::Sockets>, sink: &mut Sink<'_>) {
     host_side(o, cx, sink);
     if m.network != Network::Egress {
         forwarded(listeners, m, sink);
@@ -61,9 +60,9 @@ fn host_side(o: &Observed, cx: &Context, sink: &mut Sink<'_>) {
 
 /// Each declared port: a connection to its host address is not closed at once (the forwarder
 /// listens and got in), and the kernel's table of the sandbox's network namespace (read from the
-/// host through `/proc/PID/net`) holds a TCP listener on the container port that the forwarder's
-/// connection to 127.0.0.1 reaches.
-fn forwarded(inside: Option<&BTreeSet<kernel::Listener>>, m: &SandboxManifest, sink: &mut Sink<'_>) {
+/// host, [`kernel::listeners`]) holds a TCP listener on the container port that the forwarder's
+/// connection to 127.0.0.1 reaches; sockets that could not be read leave the check not run.
+fn forwarded(inside: Option<&kernel::Sockets>, m: &SandboxManifest, sink: &mut Sink<'_>) {
     if m.ports.is_empty() {
         return;
     }
@@ -80,7 +79,8 @@ fn forwarded(inside: Option<&BTreeSet<kernel::Listener>>, m: &SandboxManifest, s
         }
         match inside {
             None => fail(sink, "the sandbox is not running".into()),
-            Some(listeners) if !listeners.iter().any(|l| reached_from_loopback(l, p.container)) => {
+            Some(Err(why)) => sink.not_run(FORWARD, why.clone()),
+            Some(Ok(listeners)) if !listeners.iter().any(|l| reached_from_loopback(l, p.container)) => {
                 fail(sink, format!("nothing listens on port {} inside the sandbox", p.container))
             }
             Some(_) => {}

@@ -21,7 +21,7 @@ fn fixed() -> SecretValues {
     SecretValues::new(vec![("TOKEN".into(), crate::secrets::SecretValue::new(SECRET.into()))])
 }
 
-fn manifest() -> SandboxManifest {
+pub(crate) fn manifest() -> SandboxManifest {
     let sandbox = Sandbox {
         image: "app".into(),
         trust: Trust::Untrusted,
