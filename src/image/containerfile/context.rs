@@ -23,7 +23,77 @@ const MAX_IGNORE: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 struct Pattern {
     negated: bool,
-    segments: Vec<String>,
+    segments: Vec<Segment>,
+}
+
+/// One `/`-separated part of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    /// `**`: any number of path segments.
+    AnyDepth,
+    /// A glob matching exactly one path segment.
+    Glob(Vec<Token>),
+}
+
+/// One token of a segment's glob: `*`, `?`, a `[...]` class (with `!` or `^` negation and
+/// ranges), or a byte (`\` escapes the next one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Star,
+    Any,
+    Class { negated: bool, set: Vec<u8> },
+    Byte(u8),
+}
+
+impl Token {
+    /// The tokens of one segment's glob. A `[` with no `]` after it is a plain `[`.
+    fn parse(p: &[u8]) -> Vec<Token> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < p.len() {
+            let (token, len) = match p[i] {
+                b'*' => (Token::Star, 1),
+                b'?' => (Token::Any, 1),
+                b'[' => match p[i + 1..].iter().position(|&c| c == b']') {
+                    Some(close) => {
+                        let class = &p[i + 1..i + 1 + close];
+                        let negated = matches!(class.first(), Some(b'!' | b'^'));
+                        let set = if negated { &class[1..] } else { class };
+                        (Token::Class { negated, set: set.to_vec() }, close + 2)
+                    }
+                    None => (Token::Byte(b'['), 1),
+                },
+                b'\\' if i + 1 < p.len() => (Token::Byte(p[i + 1]), 2),
+                c => (Token::Byte(c), 1),
+            };
+            out.push(token);
+            i += len;
+        }
+        out
+    }
+
+    /// Whether this token, other than `*`, takes the byte `c`.
+    fn takes(&self, c: u8) -> bool {
+        match self {
+            Token::Star => false,
+            Token::Any => true,
+            Token::Byte(b) => *b == c,
+            Token::Class { negated, set } => {
+                let mut hit = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == b'-' {
+                        hit |= set[i] <= c && c <= set[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= set[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != *negated
+            }
+        }
+    }
 }
 
 /// The patterns of the context's ignore file, in order (the last match decides).
@@ -57,7 +127,11 @@ impl Ignore {
                     Some(p) => (true, p.trim()),
                     None => (false, l),
                 };
-                let segments = p.split('/').filter(|s| !s.is_empty() && *s != ".").map(str::to_owned).collect();
+                let segments = p
+                    .split('/')
+                    .filter(|s| !s.is_empty() && *s != ".")
+                    .map(|s| if s == "**" { Segment::AnyDepth } else { Segment::Glob(Token::parse(s.as_bytes())) })
+                    .collect();
                 Pattern { negated, segments }
             })
             .filter(|p| !p.segments.is_empty())
@@ -84,47 +158,47 @@ impl Ignore {
 }
 
 /// Whether path segments `path` match pattern segments `pat` (`**` any number of segments).
-fn matches(pat: &[String], path: &[&str]) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((p, rest)) if p == "**" => (0..=path.len()).any(|i| matches(rest, &path[i..])),
-        Some((p, rest)) => path.split_first().is_some_and(|(s, more)| glob(p.as_bytes(), s.as_bytes()) && matches(rest, more)),
-    }
+fn matches(pat: &[Segment], path: &[&str]) -> bool {
+    wildcard(pat, path, |s| *s == Segment::AnyDepth, |s, name| match s {
+        Segment::AnyDepth => false,
+        Segment::Glob(tokens) => glob(tokens, name.as_bytes()),
+    })
 }
 
-/// One segment against a glob: `*`, `?`, `[...]` (with `!` or `^` negation and ranges), `\`
-/// escapes.
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|i| glob(&p[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && glob(&p[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(end) = p.iter().skip(1).position(|&c| c == b']').map(|e| e + 1) else {
-                return s.first() == Some(&b'[') && glob(&p[1..], &s[1..]);
-            };
-            let Some(&c) = s.first() else { return false };
-            let mut class = &p[1..end];
-            let negated = matches!(class.first(), Some(b'!' | b'^'));
-            if negated {
-                class = &class[1..];
+/// One segment against its glob's tokens.
+fn glob(tokens: &[Token], s: &[u8]) -> bool {
+    wildcard(tokens, s, |t| *t == Token::Star, |t, c| t.takes(*c))
+}
+
+/// Whether `items` match `pat`, whose star tokens take any number of items and every other
+/// token exactly one (`takes`). On a mismatch the last star seen takes one more item and the
+/// match goes on after it: earlier stars never need to take more, so the time is at most the
+/// product of the two lengths, where trying every split for every star is exponential in
+/// stars (a hostile ignore file's `*a*a*a…b`, or `**/**/…`).
+fn wildcard<P, S>(pat: &[P], items: &[S], star: impl Fn(&P) -> bool, takes: impl Fn(&P, &S) -> bool) -> bool {
+    let (mut p, mut i) = (0, 0);
+    // The pattern position after the last star, and the items it has taken up to.
+    let mut last_star: Option<(usize, usize)> = None;
+    while i < items.len() {
+        match pat.get(p) {
+            Some(t) if star(t) => {
+                last_star = Some((p + 1, i));
+                p += 1;
             }
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
+            Some(t) if takes(t, &items[i]) => {
+                p += 1;
+                i += 1;
+            }
+            _ => match last_star {
+                Some((after, taken)) => {
+                    last_star = Some((after, taken + 1));
+                    (p, i) = (after, taken + 1);
                 }
-            }
-            hit != negated && glob(&p[end + 1..], &s[1..])
+                None => return false,
+            },
         }
-        Some(b'\\') if p.len() > 1 => s.first() == Some(&p[1]) && glob(&p[2..], &s[1..]),
-        Some(c) => s.first() == Some(c) && glob(&p[1..], &s[1..]),
     }
+    pat[p..].iter().all(star)
 }
 
 /// Every entry of the context that `ignore` keeps, in sorted walk order. `at_project_root`:
@@ -252,6 +326,38 @@ mod tests {
         assert!(i.excludes("secret1.txt") && !i.excludes("secretx.txt"));
         assert!(!i.excludes("src/main.rs"));
         assert!(Ignore::parse("**/*.o\n").excludes("a/b/c.o"));
+        assert!(Ignore::parse("a/**/**/b\n").excludes("a/b") && Ignore::parse("a/**/b\n").excludes("a/x/y/b"));
+        assert!(!Ignore::parse("a/**/b\n").excludes("a/x/c"));
+    }
+
+    #[test]
+    fn globs_match_stars_classes_and_escapes_as_before() {
+        let g = |p: &str, s: &str| glob(&Token::parse(p.as_bytes()), s.as_bytes());
+        assert!(g("*", "") && g("*", "abc") && g("a*c", "abbbc") && g("a*c", "ac") && !g("a*c", "acb"));
+        assert!(g("*a*b", "xaxxb") && !g("*a*b", "xbxa") && g("a*b*c*", "aXbYcZ"));
+        assert!(g("?.rs", "a.rs") && !g("?.rs", ".rs") && !g("?", ""));
+        assert!(g("[a-c]x", "bx") && !g("[a-c]x", "dx") && g("[!a-c]x", "dx") && g("[^a]", "b") && !g("[^a]", "a"));
+        assert!(!g("[]", "[]") && !g("[]x", "x"), "an empty class takes nothing");
+        assert!(g("[ab", "[ab") && !g("[ab", "a"), "a `[` without `]` is a plain `[`");
+        assert!(g("\\*", "*") && !g("\\*", "a") && g("a\\", "a\\"), "`\\` escapes; at the end it is itself");
+    }
+
+    /// The attack: a pull request's ignore file whose patterns make a backtracking match try
+    /// every split of a long name among many stars (`*a*a…*b` against `aaa…a`), or of a deep
+    /// path among many `**`, which hung the context walk of `galley lock` and of a build.
+    #[test]
+    fn a_hostile_ignore_file_of_many_stars_is_matched_in_polynomial_time() {
+        let stars = format!("{}b", "*a".repeat(40));
+        let name = "a".repeat(250);
+        let deep = ["x"; 200].join("/");
+        let any_depth = format!("{}y", "**/".repeat(40));
+        let start = std::time::Instant::now();
+        assert!(!Ignore::parse(&stars).excludes(&name));
+        assert!(!Ignore::parse(&any_depth).excludes(&deep));
+        assert!(Ignore::parse(&any_depth).excludes(&format!("{deep}/y")));
+        let took = start.elapsed();
+        eprintln!("hostile patterns matched in {took:?}");
+        assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     }
 
     #[test]
