@@ -159,7 +159,8 @@ fn podman_kube_play_serves_the_exported_sandbox() {
         docs.push(doc);
     }
     let play = work.path().join("play.yaml");
-    let text: String = docs.iter().map(|d: &Value| format!("---\n{}", serde_yaml::to_string(d).unwrap())).collect();
+    // YAML holds JSON: one document per line.
+    let text: String = docs.iter().map(|d: &Value| format!("---\n{d}\n")).collect();
     std::fs::write(&play, text).unwrap();
 
     // This host's hard limits are below podman's defaults; lower them for the test's containers.

@@ -236,7 +236,7 @@ mod tests {
             assert!(text.contains(&format!("\"{hazard}\"")), "{hazard} unquoted in\n{text}");
         }
         assert!(text.contains("plain: app.kubernetes.io/name\n"), "{text}");
-        let back: Value = serde_yaml::from_str(text.trim_start_matches("---\n")).unwrap();
+        let back: Value = serde_saphyr::from_str(text.trim_start_matches("---\n")).unwrap();
         assert_eq!(back, crate::canonical::to_value(&v));
     }
 }

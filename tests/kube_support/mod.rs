@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 /// A value no output may ever contain.
@@ -85,7 +84,7 @@ pub fn stderr(o: &Output) -> String {
 
 /// Every document of a YAML stream.
 pub fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml).map(|d| Value::deserialize(d).unwrap()).collect()
+    serde_saphyr::from_multiple(yaml).unwrap()
 }
 
 /// Every file under `dir`, by relative path.
