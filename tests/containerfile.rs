@@ -354,6 +354,48 @@ fn from_tags_are_pinned_and_the_file_and_build_args_are_lock_inputs() {
     assert!(again["images"]["app"]["layers"].as_array().unwrap().iter().all(|l| l["cached"] == true), "{again}");
 }
 
+/// The attack: a pull request's build context larger than the disk galley copies it to (here a
+/// sparse file of 600 MiB, above what goes to memory, on a home of 64 MiB) filled that disk
+/// while it was copied. The copy is refused before it starts, saying why, and leaves nothing.
+#[test]
+fn a_context_larger_than_the_free_space_is_refused_before_it_is_copied() {
+    if !tools() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return support::skip("mounting a small tmpfs needs root");
+    }
+    let (_reg, host) = registry_with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    write_context(dir.path(), false, 0o644, SystemTime::now() - Duration::from_secs(3600));
+    fs::File::create(dir.path().join("app/big.bin")).unwrap().set_len(600 << 20).unwrap();
+    fs::write(dir.path().join("galley.ncl"), config("cfbig", &host, "")).unwrap();
+    // A plain lower-case path, so that builds work under the home and not in the host's /tmp.
+    let home = std::env::temp_dir().join(format!("galley-cfbig-{}", std::process::id()));
+    fs::create_dir_all(&home).unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let home = Unmount(home);
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(&home.0).status();
+    if !mounted.is_ok_and(|m| m.success()) {
+        return support::skip("cannot mount a tmpfs");
+    }
+    let home = home.0.as_path();
+    let out = run(galley(home, dir.path(), &["build"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("image `app`: the build context's 6291") && all.contains("bytes cannot be copied for the build"), "{all}");
+    assert!(all.contains("not enough free space") && all.contains(".containerignore"), "{all}");
+    let left: Vec<_> = fs::read_dir(home.join("tmp")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the refused build left {left:?}");
+}
+
 /// Setting `containerfile` and `base` together is an error at `base`; a FROM galley cannot pin
 /// is an error at its line of the Containerfile.
 #[test]

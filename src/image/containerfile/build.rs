@@ -204,6 +204,11 @@ impl Ctx<'_> {
         let in_memory = (bytes <= MAX_IN_MEMORY && crate::fsutil::ensure_free(shm, bytes.saturating_mul(2)).is_ok())
             .then(|| tempfile::Builder::new().prefix("galley-context-").tempdir_in(shm).ok())
             .flatten();
+        if in_memory.is_none() {
+            crate::fsutil::ensure_free(work.path(), bytes).map_err(|e| {
+                err(name, format!("the build context's {bytes} bytes cannot be copied for the build: {e}\nhelp: free space, or leave large files out of the context in its .containerignore"))
+            })?;
+        }
         // Under a 0700 directory either way, so no other user of the host reads the copy.
         let snapshot = in_memory.as_ref().map(|d| d.path()).unwrap_or(work.path()).join("context");
         fs::create_dir(&snapshot).map_err(|e| err(name, format!("{}: {e}", snapshot.display())))?;

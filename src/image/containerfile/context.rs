@@ -4,6 +4,7 @@
 //! project itself. The digest and the snapshot are made from the same file list.
 
 use std::fs;
+use std::io::Read as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -298,9 +299,18 @@ pub(crate) fn snapshot(files: &[Found], dest: &Path) -> Result<(), ImageError> {
         } else {
             // Created with its final mode: one file made and filled, no chmod after it.
             let mode = if executable(&f.meta) { 0o755 } else { 0o644 };
-            let mut src = fs::File::open(&f.path).map_err(|e| input_err(&f.path, e))?;
+            // The copy holds the bytes the walk measured (and the digest hashed), never more: a
+            // file that changed size since is refused rather than built unlike its digest.
+            let changed = || ImageError::Input { path: f.path.clone(), message: "changed while galley read the build context\nhelp: run the build again once nothing writes to the context".into() };
+            let src = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&f.path).map_err(|e| input_err(&f.path, e))?;
+            if src.metadata().map_err(|e| input_err(&f.path, e))?.len() != f.meta.len() {
+                return Err(changed());
+            }
             let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&d).map_err(|e| input_err(&d, e))?;
-            std::io::copy(&mut src, &mut dst).map_err(|e| input_err(&d, e))?;
+            let copied = std::io::copy(&mut src.take(f.meta.len() + 1), &mut dst).map_err(|e| input_err(&d, e))?;
+            if copied != f.meta.len() {
+                return Err(changed());
+            }
             if mode & !umask_kept(mode) != 0 {
                 fs::set_permissions(&d, fs::Permissions::from_mode(mode)).map_err(|e| input_err(&d, e))?;
             }
@@ -358,6 +368,26 @@ mod tests {
         let took = start.elapsed();
         eprintln!("hostile patterns matched in {took:?}");
         assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    }
+
+    /// A context file that grows or shrinks between the walk (whose sizes the digest hashed)
+    /// and the snapshot is refused, never copied unlike its digest.
+    #[test]
+    fn a_file_that_changed_size_since_the_walk_is_refused_by_the_snapshot() {
+        for change in [b"alpha and more\n".as_slice(), b"a".as_slice()] {
+            let d = tempfile::tempdir().unwrap();
+            fs::write(d.path().join("a.txt"), "alpha\n").unwrap();
+            let found = files(d.path(), &Ignore::default(), false).unwrap();
+            fs::write(d.path().join("a.txt"), change).unwrap();
+            let dest = tempfile::tempdir().unwrap();
+            let e = snapshot(&found, dest.path()).unwrap_err().to_string();
+            assert!(e.contains("changed while galley read the build context"), "{e}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a.txt"), "alpha\n").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        snapshot(&files(d.path(), &Ignore::default(), false).unwrap(), dest.path()).unwrap();
+        assert_eq!(fs::read(dest.path().join("a.txt")).unwrap(), b"alpha\n");
     }
 
     #[test]
