@@ -138,6 +138,60 @@ fn a_symlinked_directory_leading_out_of_the_project_is_refused_host_file_exfiltr
     assert!(found[0]["message"].as_str().unwrap().contains("leads out of the project"), "{}", found[0]);
 }
 
+const WITH_CONTAINERFILE: &str = r#"{
+  name = "cf",
+  images.app = { containerfile = { path = "Containerfile", context = "CONTEXT" } },
+  sandboxes.app = { image = "app" },
+}
+"#;
+
+/// The attack: a pull request whose Containerfile is a link to a host file, whose lines a
+/// parse error showed in `check`'s output (`/etc/shadow` was printed line by line); one whose
+/// context is a link to a host directory, all of which the build would copy into the image;
+/// and a Containerfile that is a FIFO, which hung `check` and `lock` waiting for a writer.
+#[test]
+fn a_containerfile_or_context_linked_out_of_the_project_is_refused_host_file_exfiltration() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("shadow"), "root:host-secret-hash:20000:0:99999:7:::\n").unwrap();
+    let project = Sandbox::with_config(&WITH_CONTAINERFILE.replace("CONTEXT", "."));
+    symlink(outside.path().join("shadow"), project.path().join("Containerfile")).unwrap();
+    let (code, found) = findings(&project);
+    assert_eq!(code, Some(1));
+    assert_eq!(codes(&found), vec!["G041"], "{found:?}");
+    assert!(found[0]["message"].as_str().unwrap().contains("the Containerfile leads out of the project through a symbolic link"), "{}", found[0]);
+    for args in [&["check"][..], &["lock"], &["build"]] {
+        let out = project.galley(args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(all.contains("leads out of the project"), "{args:?}: {all}");
+        assert!(!all.contains("host-secret-hash"), "{args:?} printed the host file: {all}");
+    }
+
+    // A link that stays inside the project is followed.
+    let inside = Sandbox::with_config(&WITH_CONTAINERFILE.replace("CONTEXT", "."));
+    inside.write("docker/Containerfile", "FROM scratch\nUSER 1000:1000\n");
+    symlink("docker/Containerfile", inside.path().join("Containerfile")).unwrap();
+    assert_eq!(findings(&inside), (Some(0), vec![]));
+
+    // The context a link to a host directory.
+    let context = Sandbox::with_config(&WITH_CONTAINERFILE.replace("CONTEXT", "ctx"));
+    context.write("Containerfile", "FROM scratch\nUSER 1000:1000\nCOPY . /\n");
+    symlink(outside.path(), context.path().join("ctx")).unwrap();
+    let (code, found) = findings(&context);
+    assert_eq!(code, Some(1));
+    assert_eq!(codes(&found), vec!["G041"], "{found:?}");
+    assert!(found[0]["message"].as_str().unwrap().starts_with("the build context `ctx` leads out of the project"), "{}", found[0]);
+    let out = context.galley(&["lock"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // A FIFO: refused at once, never waited on.
+    let fifo = Sandbox::with_config(&WITH_CONTAINERFILE.replace("CONTEXT", "."));
+    assert!(std::process::Command::new("mkfifo").arg(fifo.path().join("Containerfile")).status().unwrap().success());
+    let (code, found) = findings(&fifo);
+    assert_eq!(code, Some(1));
+    assert!(found[0]["message"].as_str().unwrap().contains("the Containerfile is not a regular file"), "{}", found[0]);
+}
+
 #[test]
 fn a_source_that_is_a_link_is_reported_as_copied_as_a_link() {
     let project = copying("current");

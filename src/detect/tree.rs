@@ -2,9 +2,9 @@
 //! named directories deep), each at most [`MAX_FILE`] bytes, never through a symbolic link, so a
 //! link planted in the project cannot make `galley init --detect` read a file outside it.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::fsutil::ReadError;
 
 /// The most of one file detection reads; a larger manifest is reported, not read.
 pub const MAX_FILE: u64 = 1 << 20;
@@ -42,28 +42,14 @@ impl Tree {
         if let Some(entry) = self.link_on_the_way(rel) {
             return entry;
         }
-        // O_NOFOLLOW: a link swapped in after the check above is refused, not followed;
-        // O_NONBLOCK: opening a FIFO does not wait for a writer.
-        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path);
-        let file = match file {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Entry::Link,
-            Err(_) => return Entry::Missing,
-        };
-        let Ok(meta) = file.metadata() else {
-            return Entry::Missing;
-        };
-        if !meta.is_file() {
-            return Entry::NotFile;
-        }
-        if meta.len() > MAX_FILE {
-            return Entry::TooLarge(meta.len());
-        }
-        let mut bytes = Vec::new();
-        match file.take(MAX_FILE + 1).read_to_end(&mut bytes) {
-            Ok(_) if bytes.len() as u64 > MAX_FILE => Entry::TooLarge(bytes.len() as u64),
-            Ok(_) => Entry::File(bytes),
-            Err(_) => Entry::Missing,
+        // A link swapped in after the check above is refused, not followed; a FIFO is not
+        // waited on.
+        match crate::fsutil::read_regular(&path, MAX_FILE) {
+            Ok(bytes) => Entry::File(bytes),
+            Err(ReadError::Link) => Entry::Link,
+            Err(ReadError::NotFile) => Entry::NotFile,
+            Err(ReadError::TooLarge { size, .. }) => Entry::TooLarge(size),
+            Err(ReadError::Io(_) | ReadError::Escapes(_)) => Entry::Missing,
         }
     }
 

@@ -37,11 +37,18 @@ pub fn run(at: &str, image: &Image, project_dir: &Path, spans: &SpanIndex, out: 
             out.push(
                 Diagnostic::new(Code::ContainerfileInvalid, format!("`{}`: {message}", cf.path))
                     .at(spans.locate_value(&format!("{field}.path")))
-                    .help("write the Containerfile's path relative to the project directory"),
+                    .help("name a regular file inside the project directory, relative to it (a link may point only inside the project)"),
             );
             return;
         }
     };
+    if let Err(e) = containerfile::context_dir(project_dir, cf) {
+        out.push(
+            Diagnostic::new(Code::ContainerfileInvalid, e.to_string())
+                .at(spans.locate_value(&format!("{field}.context")).or_else(|| spans.locate(&field)))
+                .help(containerfile::ContextError::HELP),
+        );
+    }
     let lines = Lines::new(Arc::from(text.as_str()));
     let parsed = match containerfile::parse::parse(&text, &cf.build_args) {
         Ok(parsed) => parsed,

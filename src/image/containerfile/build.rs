@@ -90,8 +90,8 @@ impl Ctx<'_> {
         let root = parsed.root_image(target).map(|r| &bases[r]);
 
         let t = std::time::Instant::now();
-        let dir = super::context_dir(&self.settings.project_dir, cf);
-        let ignore = context::Ignore::read(&dir)?;
+        let dir = super::context_dir(&self.settings.project_dir, cf)?;
+        let ignore = context::Ignore::read(&self.settings.project_dir, &dir)?;
         let files = context::files(&dir, &ignore, super::context_is_project(cf))?;
         let context_digest = self.context_digest(&files)?;
         self.timing("context", t);

@@ -104,15 +104,20 @@ pub struct Ignore {
 }
 
 impl Ignore {
-    /// Read the ignore file of `context`, if any.
-    pub fn read(context: &Path) -> Result<Ignore, ImageError> {
+    /// Read the ignore file of `context` (a directory of the project `project_dir`), if any: a
+    /// regular file inside the project, within [`MAX_IGNORE`].
+    pub fn read(project_dir: &Path, context: &Path) -> Result<Ignore, ImageError> {
+        use crate::fsutil::ReadError;
         for name in IGNORE_FILES {
             let path = context.join(name);
-            let Ok(meta) = fs::metadata(&path) else { continue };
-            if meta.len() > MAX_IGNORE {
-                return Err(ImageError::Input { path, message: format!("is over galley's limit of {MAX_IGNORE} bytes") });
-            }
-            let text = fs::read_to_string(&path).map_err(|e| input_err(&path, e))?;
+            let bytes = match crate::fsutil::read_beneath(project_dir, &path, MAX_IGNORE) {
+                Ok(bytes) => bytes,
+                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(ReadError::Io(e)) => return Err(input_err(&path, e)),
+                Err(other) => return Err(ImageError::Input { path, message: other.to_string() }),
+            };
+            let text = String::from_utf8(bytes)
+                .map_err(|e| ImageError::Input { path, message: format!("is not UTF-8 (byte {})", e.utf8_error().valid_up_to()) })?;
             return Ok(Ignore::parse(&text));
         }
         Ok(Ignore::default())
@@ -368,6 +373,26 @@ mod tests {
         let took = start.elapsed();
         eprintln!("hostile patterns matched in {took:?}");
         assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    }
+
+    /// The attack: a context whose ignore file is a FIFO, which hung the walk waiting for a
+    /// writer, or a link to a host file.
+    #[test]
+    fn an_ignore_file_is_read_only_as_a_regular_file_inside_the_context() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = std::ffi::CString::new(d.path().join(".containerignore").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = Ignore::read(d.path(), d.path()).unwrap_err().to_string();
+        assert!(e.contains("is not a regular file"), "{e}");
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("ignore"), "*\n").unwrap();
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("ignore"), linked.path().join(".dockerignore")).unwrap();
+        let e = Ignore::read(linked.path(), linked.path()).unwrap_err().to_string();
+        assert!(e.contains("leads out of the project"), "{e}");
+        fs::write(linked.path().join(".containerignore"), "*.log\n").unwrap();
+        assert!(Ignore::read(linked.path(), linked.path()).unwrap().excludes("a.log"), "the first ignore file found wins");
     }
 
     /// A context file that grows or shrinks between the walk (whose sizes the digest hashed)

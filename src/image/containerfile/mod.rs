@@ -6,7 +6,6 @@ mod build;
 pub mod context;
 pub mod parse;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::domain::Reference;
@@ -23,16 +22,15 @@ pub enum FileError {
     Parse { path: String, line: usize, message: String, help: String },
 }
 
-/// The Containerfile's text, read within [`parse::MAX_CONTAINERFILE`].
+/// The Containerfile's text, read within [`parse::MAX_CONTAINERFILE`] as a regular file inside
+/// the project: never a host file a link leads to (whose lines a parse error would show), nor a
+/// FIFO that would hang the read.
 pub fn read(project_dir: &Path, cf: &ContainerfileBuild) -> Result<String, FileError> {
-    let path = project_dir.join(&cf.path);
     let err = |message: String| FileError::Read { path: cf.path.clone(), message };
-    let file = std::fs::File::open(&path).map_err(|e| err(format!("cannot read the Containerfile: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(parse::MAX_CONTAINERFILE + 1).read_to_end(&mut bytes).map_err(|e| err(format!("cannot read the Containerfile: {e}")))?;
-    if bytes.len() as u64 > parse::MAX_CONTAINERFILE {
-        return Err(err(format!("the Containerfile is over galley's limit of {} bytes", parse::MAX_CONTAINERFILE)));
-    }
+    let bytes = crate::fsutil::read_beneath(project_dir, Path::new(&cf.path), parse::MAX_CONTAINERFILE).map_err(|e| match e {
+        crate::fsutil::ReadError::Io(e) => err(format!("cannot read the Containerfile: {e}")),
+        other => err(format!("the Containerfile {other}")),
+    })?;
     String::from_utf8(bytes).map_err(|e| err(format!("the Containerfile is not UTF-8 (byte {})", e.utf8_error().valid_up_to())))
 }
 
@@ -55,9 +53,36 @@ pub fn external_images(parsed: &Containerfile) -> Vec<Reference> {
     out
 }
 
-/// The context directory of `cf` in the project.
-pub fn context_dir(project_dir: &Path, cf: &ContainerfileBuild) -> PathBuf {
-    cf.context.split('/').filter(|c| !c.is_empty() && *c != ".").fold(project_dir.to_path_buf(), |p, c| p.join(c))
+/// The context directory of `cf` in the project, its links resolved: a context that a link
+/// leads out of the project (to the host's `/etc`, say) is refused, since every file under it
+/// would be copied into the image.
+pub fn context_dir(project_dir: &Path, cf: &ContainerfileBuild) -> Result<PathBuf, ContextError> {
+    let rel: PathBuf = cf.context.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let refused = |path: PathBuf, why: String| ContextError { context: cf.context.clone(), path, why };
+    let dir = crate::fsutil::beneath(project_dir, &rel).map_err(|e| refused(project_dir.join(&rel), e.to_string()))?;
+    if !dir.is_dir() {
+        return Err(refused(dir, "is not a directory".into()));
+    }
+    Ok(dir)
+}
+
+/// A build context that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("the build context `{context}` {why}")]
+pub struct ContextError {
+    pub context: String,
+    pub path: PathBuf,
+    pub why: String,
+}
+
+impl ContextError {
+    pub const HELP: &str = "name a directory inside the project as `containerfile.context`";
+}
+
+impl From<ContextError> for super::ImageError {
+    fn from(e: ContextError) -> Self {
+        super::ImageError::Input { message: format!("{e}\nhelp: {}", ContextError::HELP), path: e.path }
+    }
 }
 
 /// Whether the context is the project directory itself.
@@ -81,8 +106,8 @@ pub fn input_name_arg(name: &str) -> String {
 /// The context's input digest, every file read (what `galley lock --check` compares, with no
 /// cache).
 pub fn context_digest(project_dir: &Path, cf: &ContainerfileBuild) -> Result<crate::domain::Digest, super::ImageError> {
-    let dir = context_dir(project_dir, cf);
-    let ignore = context::Ignore::read(&dir)?;
+    let dir = context_dir(project_dir, cf)?;
+    let ignore = context::Ignore::read(project_dir, &dir)?;
     let files = context::files(&dir, &ignore, context_is_project(cf))?;
     context::digest(&files, &|p, _| {
         let mut f = std::fs::File::open(p).map_err(|e| super::walk::input_err(p, e))?;
