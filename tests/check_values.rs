@@ -138,6 +138,60 @@ fn a_symlinked_directory_leading_out_of_the_project_is_refused_host_file_exfiltr
     assert!(found[0]["message"].as_str().unwrap().contains("leads out of the project"), "{}", found[0]);
 }
 
+/// The attack: a pull request's galley.ncl that imports a host file (`/etc/shadow`, the
+/// server's own secrets), by absolute path, by `..`, or through a link planted in the project:
+/// as a value (`as 'Text`) it lands in a sandbox's environment, and as Nickel its lines were
+/// shown in the syntax error's source excerpt.
+#[test]
+fn a_config_importing_a_host_file_is_refused_without_showing_it_host_file_exfiltration() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("shadow");
+    std::fs::write(&secret, "root:host-secret-hash:20000:0:99999:7:::\n").unwrap();
+    let as_value = |path: &str| {
+        format!("{{ name = \"imp\", images.app = {{}}, sandboxes.app = {{ image = \"app\", env.LEAK = import \"{path}\" as 'Text }} }}\n")
+    };
+    let as_nickel = |path: &str| format!("let x = import \"{path}\" in {{ name = \"imp\" }}\n");
+    // Both folders are in the same temporary directory.
+    let up = format!("../{}/shadow", outside.path().file_name().unwrap().to_str().unwrap());
+    let cases = [
+        ("absolute, as a value", as_value(&secret.display().to_string()), false),
+        ("absolute, as Nickel", as_nickel(&secret.display().to_string()), false),
+        ("through `..`", as_value(&format!("../../../../../../../../../..{}", secret.display())), false),
+        ("through a link in the project", as_nickel("linked.ncl"), true),
+        ("up from the project", as_nickel(&up), false),
+    ];
+    for (what, config, link) in cases {
+        let project = Sandbox::with_config(&config);
+        if link {
+            symlink(&secret, project.path().join("linked.ncl")).unwrap();
+        }
+        for args in [&["check"][..], &["check", "--format", "json"], &["show"], &["lock"]] {
+            let out = project.galley(args);
+            let all = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(matches!(out.status.code(), Some(1 | 2)), "{what}, {args:?}: {all}");
+            assert!(all.contains("G016") && all.contains("outside the project"), "{what}, {args:?}: {all}");
+            assert!(!all.contains("host-secret-hash"), "{what}, {args:?} showed the host file: {all}");
+        }
+    }
+
+    // Files of the project, galley's library and, in a git work tree, the repository's shared
+    // files are imported as before.
+    let repo = Sandbox::new();
+    repo.write("shared/common.ncl", "{ name = \"imp\" }\n");
+    repo.write("app/parts/extra.ncl", "{ images.app = {} }\n");
+    repo.write(
+        "app/galley.ncl",
+        "let galley = import \"galley/std.ncl\" in\n(import \"../shared/common.ncl\") & (import \"parts/extra.ncl\") & { sandboxes.app = { image = \"app\", seccomp = galley.seccomp.default } }\n",
+    );
+    let app = repo.path().join("app");
+    let out = support::galley_in(&app, repo.home.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(1), "no git work tree: the parent is outside the project: {}", stderr(&out));
+    assert!(stderr(&out).contains("G016"), "{}", stderr(&out));
+    std::fs::create_dir(repo.path().join(".git")).unwrap();
+    let out = support::galley_in(&app, repo.home.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 const WITH_CONTAINERFILE: &str = r#"{
   name = "cf",
   images.app = { containerfile = { path = "Containerfile", context = "CONTEXT" } },

@@ -49,6 +49,7 @@ catalogue! {
     EvalStack = "G013", Error, "evaluation exceeded its stack limit (recursion too deep)", None;
     EvalCrashed = "G014", Error, "evaluation stopped without a result (a crash)", Some("please report it, with the config that triggers it");
     NotUtf8 = "G015", Error, "source file is not valid UTF-8", Some("save the file as UTF-8");
+    ImportOutside = "G016", Error, "import of a file outside the project", Some("import only files of the project (its git work tree) and galley's library; copy the file into the project");
     InvalidName = "G020", Error, "invalid name", None;
     InvalidPort = "G021", Error, "invalid port", None;
     InvalidPath = "G022", Error, "invalid path in the sandbox", None;

@@ -67,7 +67,13 @@ pub fn evaluate(input: &Input<'_>) -> Result<Evaluated, Vec<Diagnostic>> {
     let namer = Namer { project_dir: project_dir.clone(), lib: lib.clone() };
 
     let mut program = build_program(input, &lib, Some(PROJECT_CONTRACT)).map_err(|d| vec![d])?;
-    let value = match program.eval_full_for_export() {
+    let evaluated = program.eval_full_for_export();
+    // Whatever the evaluation made of them, files read from outside the project are never
+    // shown, in a value or in a diagnostic's source lines.
+    if let Some(outside) = read_outside(&program.files(), input.config, &lib) {
+        return Err(vec![outside]);
+    }
+    let value = match evaluated {
         Ok(value) => value,
         Err(error) => {
             let files = program.files();
@@ -172,6 +178,33 @@ fn build_program(
         debug_assert!(joined.is_ok(), "the main file was just parsed");
     }
     Ok(program)
+}
+
+/// The files a config may read: those of its project, up to the top of the git work tree that
+/// holds it (a repository's shared files), and galley's library.
+fn read_outside(files: &Files, config: &Path, lib: &Path) -> Option<Diagnostic> {
+    let config = absolute(config);
+    let project = config.parent().and_then(|p| std::fs::canonicalize(p).ok())?;
+    let top = project.ancestors().find(|a| a.join(".git").exists()).unwrap_or(&project).to_path_buf();
+    let lib = std::fs::canonicalize(lib).unwrap_or_else(|_| lib.to_path_buf());
+    for name in files.filenames() {
+        let path = Path::new(name);
+        // Nickel's own modules and in-memory sources are not files.
+        if !path.is_absolute() || path == config {
+            continue;
+        }
+        let allowed = std::fs::canonicalize(path).is_ok_and(|real| real.starts_with(&top) || real.starts_with(&lib));
+        if !allowed {
+            return Some(
+                Diagnostic::new(
+                    Code::ImportOutside,
+                    format!("the config imports {}, which is outside the project ({})", path.display(), top.display()),
+                )
+                .help("import only files inside the project directory or its git work tree, and galley's library as \"galley/std.ncl\"; copy the file into the project, never link to it"),
+            );
+        }
+    }
+    None
 }
 
 /// The text of a source file, or a finding at the first byte that is not UTF-8 (in the file
