@@ -178,12 +178,19 @@ fn debian(at: &str, image: &crate::model::Image, project_dir: &Path, spans: &Spa
                 .at(spans.locate(&format!("{at}.packages")))
                 .help("add `debian = { mirror = \"http://deb.debian.org/debian\", suite = \"bookworm\", keyring = \"keys/debian-archive-keyring.gpg\" }`"),
         ),
-        Some(source) if !project_dir.join(&source.keyring).is_file() => out.push(
-            Diagnostic::new(Code::MissingKeyring, format!("keyring `{}` is not a file of the project", source.keyring))
-                .at(spans.locate_value(&format!("{at}.debian.keyring")))
-                .help("check in the archive's keyring, for the Debian archive a copy of /usr/share/keyrings/debian-archive-keyring.gpg (package debian-archive-keyring)"),
-        ),
-        _ => {}
+        Some(source) => {
+            let why = match crate::fsutil::beneath(project_dir, Path::new(&source.keyring)) {
+                Ok(real) if real.is_file() => return,
+                Err(e @ crate::fsutil::ReadError::Escapes(_)) => e.to_string(),
+                _ => "is not a file of the project".to_owned(),
+            };
+            out.push(
+                Diagnostic::new(Code::MissingKeyring, format!("keyring `{}` {why}", source.keyring))
+                    .at(spans.locate_value(&format!("{at}.debian.keyring")))
+                    .help("check in the archive's keyring, for the Debian archive a copy of /usr/share/keyrings/debian-archive-keyring.gpg (package debian-archive-keyring)"),
+            )
+        }
+        None => {}
     }
 }
 

@@ -235,6 +235,31 @@ fn lock_is_refused(repo: &AptRepo, expected: &[&str]) {
     assert!(!s.path().join("galley.lock").exists());
 }
 
+/// Attack: a pull request's keyring that is a link to a host file (here the real keyring, kept
+/// outside the project) or to an endless one (`/dev/zero`, which galley read whole into
+/// memory), a FIFO (which hung `lock`), or larger than any keyring. Each is refused before
+/// anything is fetched.
+#[test]
+fn a_keyring_linked_out_of_the_project_a_fifo_or_too_large_is_refused_unread() {
+    let Some(repo) = require_apt_repo(None) else { return };
+    let host = repo.keyring();
+    let cases: [(&str, &dyn Fn(&Path)); 4] = [
+        ("keyring `archive-keyring.gpg` leads out of the project through a symbolic link", &|p| std::os::unix::fs::symlink(&host, p).unwrap()),
+        ("keyring `archive-keyring.gpg` leads out of the project through a symbolic link (to /dev/zero)", &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
+        ("keyring `archive-keyring.gpg` is not a file of the project", &|p| assert!(std::process::Command::new("mkfifo").arg(p).status().unwrap().success())),
+        ("keyring `archive-keyring.gpg`: is 2097152 bytes, over galley's limit of 1048576 bytes", &|p| std::fs::File::create(p).unwrap().set_len(2 << 20).unwrap()),
+    ];
+    for (says, plant) in cases {
+        let s = Sandbox::with_config(&config("deb", &repo, &["python3-minimal"], ""));
+        plant(&s.path().join("archive-keyring.gpg"));
+        let out = s.galley(&["lock"]);
+        assert_eq!(out.status.code(), Some(2), "{says}: {}", text(&out));
+        assert!(text(&out).contains(says), "{says}: {}", text(&out));
+        assert_nothing_stored(s.home.path());
+    }
+    assert!(repo.requests().is_empty(), "the archive was asked: {:?}", repo.requests());
+}
+
 /// Attack: a mirror serves a Packages index the signed Release does not vouch for.
 #[test]
 fn an_index_not_matching_the_release_is_refused() {

@@ -204,11 +204,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The keyring an image's source trusts, read from the project.
+/// The largest keyring galley reads; Debian's archive keyring is about 20 KiB.
+pub const MAX_KEYRING: u64 = 1 << 20;
+
+/// The keyring an image's source trusts, read from the project: a regular file inside it (never
+/// through a link out of it, nor a FIFO) of at most [`MAX_KEYRING`] bytes.
 pub fn keyring(project_dir: &std::path::Path, image: &str, source: &DebianSource) -> Result<(Keyring, Digest), AptError> {
-    let path = project_dir.join(&source.keyring);
     let err = |message: String| AptError::Keyring { image: image.to_owned(), path: source.keyring.clone(), message };
-    let bytes = fs_err::read(&path).map_err(|e| err(e.to_string()))?;
+    let bytes = crate::fsutil::read_beneath(project_dir, std::path::Path::new(&source.keyring), MAX_KEYRING).map_err(|e| err(e.to_string()))?;
     let ring = Keyring::parse(&bytes).map_err(err)?;
     Ok((ring, Digest::of(&bytes)))
 }
