@@ -1,8 +1,9 @@
 //! The operator's policy over a pull request's project, after bounded evaluation: every sandbox
 //! within the allowed capabilities, networks, seccomp profiles, user and resource ceilings,
 //! volumes only when allowed, secrets only by names the operator grants (with the operator's
-//! source, never the one the pull request wrote), no registry reaching private addresses, no
-//! build step with network unless egress is allowed. A fork gets no secrets and no network.
+//! source, never the one the pull request wrote), a Containerfile's build secrets likewise, no
+//! registry reaching private addresses, no build step (a run step or a Containerfile build) with
+//! network unless egress is allowed. A fork gets no secrets and no network.
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::model::{Network, Project};
@@ -31,12 +32,18 @@ pub fn apply(project: &mut Project, policy: &Policy, fork: bool) -> Result<Notes
             );
         }
     }
-    for (name, image) in &project.images {
-        if image.run.iter().any(|r| r.network) && !policy.networks.contains("egress") {
+    for (name, image) in project.images.iter_mut() {
+        let networked = image.run.iter().any(|r| r.network) || image.containerfile.as_ref().is_some_and(|cf| cf.network);
+        if networked && !policy.networks.contains("egress") {
             findings.push(
                 Diagnostic::new(Code::PolicyNetwork, format!("image `{name}` runs a build step with network, and the serve policy does not allow 'egress"))
-                    .help("build without network (run steps default to none), or ask the operator to allow 'egress"),
+                    .help("build without network (run steps and `containerfile.network` default to none), or ask the operator to allow 'egress"),
             );
+        }
+        // A Containerfile's build secrets, like a sandbox's: the operator's sources, none for a fork.
+        if let Some(cf) = image.containerfile.as_mut() {
+            let owner = Owner { what: format!("image `{name}`"), secrets: "build secrets", given: "given" };
+            operator_sources(&owner, &mut cf.secrets, policy, fork, &mut notes, &mut findings);
         }
     }
     for (name, s) in project.sandboxes.iter_mut() {
@@ -130,30 +137,51 @@ pub fn apply(project: &mut Project, policy: &Policy, fork: bool) -> Result<Notes
                 .help("use a tmpfs for scratch space"),
             );
         }
-        if fork {
-            if !s.secrets.is_empty() {
-                notes.push(format!(
-                    "sandbox `{name}`: secrets {} not delivered (a fork gets no secrets)",
-                    list(s.secrets.keys())
-                ));
-                s.secrets.clear();
-            }
-            continue;
-        }
-        for (secret, source) in s.secrets.iter_mut() {
-            match policy.secrets.get(secret) {
-                Some(operator) => *source = operator.clone(),
-                None => findings.push(
-                    Diagnostic::new(Code::PolicySecret, format!("sandbox `{name}` asks for secret `{secret}`, which the serve policy does not grant"))
-                        .help(format!("granted: {}", list(policy.secrets.keys()))),
-                ),
-            }
-        }
+        let owner = Owner { what: format!("sandbox `{name}`"), secrets: "secrets", given: "delivered" };
+        operator_sources(&owner, &mut s.secrets, policy, fork, &mut notes, &mut findings);
     }
     if findings.is_empty() {
         Ok(notes)
     } else {
         Err(findings)
+    }
+}
+
+/// Whose secrets [`operator_sources`] rewrites, as its notes and findings name them.
+struct Owner {
+    what: String,
+    secrets: &'static str,
+    given: &'static str,
+}
+
+/// Give each of `secrets` the operator's source, a finding for a name the policy does not
+/// grant; a fork's are dropped, with a note.
+fn operator_sources(
+    owner: &Owner,
+    secrets: &mut std::collections::BTreeMap<String, crate::model::Secret>,
+    policy: &Policy,
+    fork: bool,
+    notes: &mut Notes,
+    findings: &mut Vec<Diagnostic>,
+) {
+    if fork {
+        if !secrets.is_empty() {
+            notes.push(format!("{}: {} {} not {} (a fork gets no secrets)", owner.what, owner.secrets, list(secrets.keys()), owner.given));
+            secrets.clear();
+        }
+        return;
+    }
+    for (secret, source) in secrets.iter_mut() {
+        match policy.secrets.get(secret) {
+            Some(operator) => *source = operator.clone(),
+            None => findings.push(
+                Diagnostic::new(
+                    Code::PolicySecret,
+                    format!("{} asks for {} `{secret}`, which the serve policy does not grant", owner.what, owner.secrets.trim_end_matches('s')),
+                )
+                .help(format!("granted: {}", list(policy.secrets.keys()))),
+            ),
+        }
     }
 }
 
@@ -228,6 +256,38 @@ mod tests {
         let mut p = project("network = 'isolated");
         let all: Vec<_> = apply(&mut p, &policy(), false).unwrap_err().iter().map(|d| d.code.as_str()).collect();
         assert_eq!(all, vec!["G187"], "a registry reaching private addresses");
+    }
+
+    /// The attack: a pull request's Containerfile image whose build secret reads a host file
+    /// (`file = "/etc/shadow"`, which a `RUN --mount=type=secret` step copies into the image the
+    /// preview runs), or whose build reaches the network where the policy allows no egress.
+    #[test]
+    fn a_containerfile_builds_secrets_and_network_are_under_the_policy() {
+        let with_image = |image: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let home = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("Containerfile"), "FROM scratch\nUSER 1000:1000\n").unwrap();
+            let text = format!("{{ name = \"p\", images.i = {{ {image} }}, sandboxes.s = {{ image = \"i\", user = \"1000:1000\", resources = {{ memory = \"64m\", cpus = 0.5, pids = 32 }} }} }}");
+            std::fs::write(dir.path().join("galley.ncl"), &text).unwrap();
+            let env = Env::new(dir.path().to_path_buf(), home.path().to_path_buf());
+            crate::project::load_unbounded(&env, None).unwrap_or_else(|d| panic!("{d:?}")).project
+        };
+        let granted = "containerfile = { path = \"Containerfile\", secrets.TOKEN = { file = \"/etc/shadow\" } }";
+        let mut p = with_image(granted);
+        apply(&mut p, &policy(), false).unwrap();
+        let cf = p.images["i"].containerfile.as_ref().unwrap();
+        assert_eq!(cf.secrets["TOKEN"], Secret::Env("OPERATOR_TOKEN".into()), "never the pull request's source");
+        let mut p = with_image(granted);
+        let notes = apply(&mut p, &policy(), true).unwrap();
+        assert!(p.images["i"].containerfile.as_ref().unwrap().secrets.is_empty(), "a fork's build gets no secret");
+        assert!(notes.iter().any(|n| n.contains("image `i`: build secrets TOKEN not given")), "{notes:?}");
+
+        let mut p = with_image("containerfile = { path = \"Containerfile\", secrets.OTHER = { file = \"/etc/shadow\" } }");
+        let found: Vec<_> = apply(&mut p, &policy(), false).unwrap_err().iter().map(|d| (d.code.as_str(), d.message.clone())).collect();
+        assert_eq!(found, [("G186", "image `i` asks for build secret `OTHER`, which the serve policy does not grant".to_owned())]);
+        let mut p = with_image("containerfile = { path = \"Containerfile\", network = true }");
+        let found: Vec<_> = apply(&mut p, &policy(), false).unwrap_err().iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(found, ["G181"], "a networked build without 'egress");
     }
 
     #[test]
