@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 
-use super::guard::{Pace, Policy, Proxy};
+use super::guard::{Cut, Pace, Policy, Proxy, receive};
 use super::store::Store;
 use crate::debian::release::{self, Keyring, Release, SignatureError};
 use crate::debian::resolve::{Resolver, Unsatisfiable};
@@ -122,15 +122,17 @@ impl Http {
                 return Err(AptError::TooLarge { url: url.to_owned(), limit });
             }
             let mut body = Vec::new();
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| fetch(error_chain(&e)))?;
-                if (body.len() + chunk.len()) as u64 > limit {
-                    return Err(AptError::TooLarge { url: url.to_owned(), limit });
-                }
-                body.extend_from_slice(&chunk);
-                pace.check(body.len() as u64).map_err(fetch)?;
-            }
+            receive(response.bytes_stream(), limit, &pace, |chunk| {
+                body.extend_from_slice(chunk);
+                Ok(())
+            })
+            .await
+            .map_err(|cut| match cut {
+                Cut::Stream(e) => fetch(error_chain(&e)),
+                Cut::TooLong(limit) => AptError::TooLarge { url: url.to_owned(), limit },
+                Cut::Slow(message) => fetch(message),
+                Cut::Sink(e) => fetch(e.to_string()),
+            })?;
             Ok(Some(body))
         })
     }
@@ -166,18 +168,17 @@ impl Http {
             crate::fsutil::ensure_free(dir, pin.size).map_err(|e| refuse(e.to_string()))?;
         }
         let mut hasher = Sha256::new();
-        let mut written = 0u64;
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| fetch(error_chain(&e)))?;
-            written += chunk.len() as u64;
-            if written > pin.size {
-                return Err(refuse(format!("more than the {} bytes pinned", pin.size)));
-            }
-            hasher.update(&chunk);
-            tmp.write_all(&chunk).map_err(io)?;
-            pace.check(written).map_err(fetch)?;
-        }
+        let written = receive(response.bytes_stream(), pin.size, &pace, |chunk| {
+            hasher.update(chunk);
+            tmp.write_all(chunk)
+        })
+        .await
+        .map_err(|cut| match cut {
+            Cut::Stream(e) => fetch(error_chain(&e)),
+            Cut::TooLong(pinned) => refuse(format!("more than the {pinned} bytes pinned")),
+            Cut::Slow(message) => fetch(message),
+            Cut::Sink(e) => io(e),
+        })?;
         if written != pin.size {
             return Err(refuse(format!("{written} bytes, {} pinned", pin.size)));
         }

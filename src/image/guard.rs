@@ -48,6 +48,48 @@ impl Pace {
     }
 }
 
+/// Why a download stopped before its end.
+#[derive(Debug)]
+pub enum Cut<E> {
+    /// The stream failed.
+    Stream(E),
+    /// The body ran past its limit of this many bytes.
+    TooLong(u64),
+    /// The server is slower than [`MIN_PACE`] (the message says how slow).
+    Slow(String),
+    /// The chunk could not be kept.
+    Sink(io::Error),
+}
+
+/// Receive `body` to its end, giving `keep` each chunk as it arrives: at most `limit` bytes (a
+/// chunk that would pass it is refused before it is kept), at [`MIN_PACE`] as `pace` counts
+/// from the request. Returns the bytes received. The one loop of every download, so a cap or the
+/// pace cannot be forgotten by one of them.
+pub async fn receive<B, E>(
+    body: impl futures_util::Stream<Item = Result<B, E>>,
+    limit: u64,
+    pace: &Pace,
+    mut keep: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<u64, Cut<E>>
+where
+    B: AsRef<[u8]>,
+{
+    use futures_util::StreamExt;
+    let mut body = std::pin::pin!(body);
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(Cut::Stream)?;
+        let chunk = chunk.as_ref();
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(Cut::TooLong(limit));
+        }
+        keep(chunk).map_err(Cut::Sink)?;
+        pace.check(received).map_err(Cut::Slow)?;
+    }
+    Ok(received)
+}
+
 /// Why an address is refused, or `None` when it is public.
 pub fn classify(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -376,6 +418,30 @@ fn copy(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_download_is_refused_at_the_chunk_that_passes_its_limit_before_it_is_kept() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let chunks = |sizes: &[usize]| futures_util::stream::iter(sizes.iter().map(|n| Ok::<_, String>(vec![7u8; *n])).collect::<Vec<_>>());
+        let keep = |kept: &mut Vec<u8>, c: &[u8]| {
+            kept.extend_from_slice(c);
+            Ok(())
+        };
+        let mut kept = Vec::new();
+        let got = rt.block_on(receive(chunks(&[4, 4, 2]), 10, &Pace::start(), |c| keep(&mut kept, c)));
+        assert_eq!((got.unwrap(), kept.len()), (10, 10), "exactly the limit is whole");
+        let mut kept = Vec::new();
+        let got = rt.block_on(receive(chunks(&[4, 4, 3]), 10, &Pace::start(), |c| keep(&mut kept, c)));
+        assert!(matches!(got, Err(Cut::TooLong(10))), "{got:?}");
+        assert_eq!(kept.len(), 8, "the chunk past the limit is not kept");
+        let failing = futures_util::stream::iter([Ok(vec![1u8]), Err("reset".to_owned())]);
+        assert!(matches!(rt.block_on(receive(failing, 10, &Pace::start(), |_| Ok(()))), Err(Cut::Stream(e)) if e == "reset"));
+        let full = rt.block_on(receive(chunks(&[1]), 10, &Pace::start(), |_| Err(io::Error::other("disk full"))));
+        assert!(matches!(full, Err(Cut::Sink(_))), "{full:?}");
+        // A pace started long ago is past its grace with almost nothing received.
+        let late = Pace(std::time::Instant::now() - PACE_GRACE - Duration::from_secs(60));
+        assert!(matches!(rt.block_on(receive(chunks(&[1]), 10, &late, |_| Ok(()))), Err(Cut::Slow(_))));
+    }
+
     use super::*;
 
     /// The pace a registry's blob and manifest downloads keep too (the APT side is driven end to

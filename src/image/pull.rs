@@ -11,12 +11,11 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 
 use super::config::{self, AnyManifest, Descriptor};
-use super::guard::{self, GuardError, Pace, Policy, Proxy};
+use super::guard::{self, Cut, GuardError, Pace, Policy, Proxy, receive};
 use super::store::{Store, StoreError};
 use crate::model::Project;
 use crate::domain::{Digest, Platform, Reference};
@@ -211,15 +210,17 @@ impl<'a> Puller<'a> {
             return Err(too_large(length));
         }
         let mut bytes = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| err(&e))?;
-            if (bytes.len() + chunk.len()) as u64 > MAX_MANIFEST {
-                return Err(PullError::TooLargeStream { reference: shown.to_owned(), what: "manifest".into(), limit: MAX_MANIFEST });
-            }
-            bytes.extend_from_slice(&chunk);
-            pace.check(bytes.len() as u64).map_err(|e| err(&e))?;
-        }
+        receive(response.bytes_stream(), MAX_MANIFEST, &pace, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await
+        .map_err(|cut| match cut {
+            Cut::Stream(e) => err(&e),
+            Cut::TooLong(limit) => PullError::TooLargeStream { reference: shown.to_owned(), what: "manifest".into(), limit },
+            Cut::Slow(message) => err(&message),
+            Cut::Sink(e) => err(&e),
+        })?;
         Ok(bytes)
     }
 
@@ -365,17 +366,14 @@ impl<'a> Puller<'a> {
                 }
             };
             let pace = Pace::start();
-            let mut stream = client.pull_blob_stream(&oref, d.digest.to_string().as_str()).await.map_err(|e| classify(e.to_string()))?;
-            let mut written = 0u64;
-            while let Some(chunk) = stream.stream.next().await {
-                let chunk = chunk.map_err(|e| classify(e.to_string()))?;
-                written += chunk.len() as u64;
-                if written > d.size {
-                    return Err(verify_err(format!("more than the {} bytes its descriptor says", d.size)));
-                }
-                tmp.write_all(&chunk).map_err(|e| PullError::Other(format!("writing {}: {e}", tmp.path().display())))?;
-                pace.check(written).map_err(|e| Self::registry_err(proxy, &shown, e))?;
-            }
+            let stream = client.pull_blob_stream(&oref, d.digest.to_string().as_str()).await.map_err(|e| classify(e.to_string()))?;
+            let path = tmp.path().to_path_buf();
+            receive(stream.stream, d.size, &pace, |chunk| tmp.write_all(chunk)).await.map_err(|cut| match cut {
+                Cut::Stream(e) => classify(e.to_string()),
+                Cut::TooLong(size) => verify_err(format!("more than the {size} bytes its descriptor says")),
+                Cut::Slow(message) => Self::registry_err(proxy, &shown, message),
+                Cut::Sink(e) => PullError::Other(format!("writing {}: {e}", path.display())),
+            })?;
             Ok(())
         });
         result?;
