@@ -142,10 +142,12 @@ pub fn inspect_networks(runner: &dyn Runner, names: &[String]) -> Result<BTreeMa
         Err(_) if !out.success() && out.stdout_str().trim().is_empty() => Vec::new(),
         Err(e) => return Err(AuditError::Parse(e.to_string())),
     };
-    Ok(nets
-        .into_iter()
-        .map(|n| (n.get("name").or(n.get("Name")).and_then(|v| v.as_str()).unwrap_or_default().to_owned(), n))
-        .collect())
+    Ok(by_name(nets))
+}
+
+/// podman's network records by their name (`name`, or `Name` in older podman).
+fn by_name(nets: Vec<serde_json::Value>) -> BTreeMap<String, serde_json::Value> {
+    nets.into_iter().map(|n| (n.get("name").or(n.get("Name")).and_then(|v| v.as_str()).unwrap_or_default().to_owned(), n)).collect()
 }
 
 impl Context {
@@ -168,7 +170,7 @@ impl Context {
         if !missing.is_empty() {
             let out = runner.check(&podman().args(["network", "inspect"]).args(&missing))?;
             let nets: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).map_err(|e| AuditError::Parse(e.to_string()))?;
-            networks.extend(nets.into_iter().map(|n| (n.get("name").or(n.get("Name")).and_then(|v| v.as_str()).unwrap_or_default().to_owned(), n)));
+            networks.extend(by_name(nets));
         }
         networks.retain(|n, _| names.contains(n));
         let internal = networks
