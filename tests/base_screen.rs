@@ -362,9 +362,10 @@ fn a_run_step_that_blocks_is_stopped_at_its_time_limit() {
 }
 
 /// A hostile registry on loopback: `/v2/` answers 200, and a manifest by tag is an endless body
-/// (no `Content-Length`) or one whose `Content-Length` claims `claimed` bytes. Returns the
-/// address and a counter of the body bytes it managed to send.
-fn endless_manifest_registry(claimed: Option<u64>) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+/// (no `Content-Length`) or one whose `Content-Length` claims `claimed` bytes, sent as fast as
+/// the socket takes it or, with `trickle`, a byte every 50 ms. Returns the address and a
+/// counter of the body bytes it managed to send.
+fn endless_manifest_registry(claimed: Option<u64>, trickle: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use std::sync::atomic::{AtomicU64, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
@@ -393,6 +394,16 @@ fn endless_manifest_registry(claimed: Option<u64>) -> (String, std::sync::Arc<st
                 if conn.write_all(head.as_bytes()).is_err() {
                     return;
                 }
+                if trickle {
+                    for _ in 0..10_000 {
+                        if conn.write_all(b" ").is_err() {
+                            return;
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    return;
+                }
                 // Up to 256 MiB of a JSON string that never ends, so an unbounded reader fails late.
                 let chunk = [b' '; 64 << 10];
                 for _ in 0..(256 << 20) / chunk.len() {
@@ -407,12 +418,29 @@ fn endless_manifest_registry(claimed: Option<u64>) -> (String, std::sync::Arc<st
     (host, sent)
 }
 
+/// The attack: a registry that keeps a pull open for hours by sending a manifest a byte at a
+/// time, each within the client's read timeout. It is cut once it falls below the minimum pace
+/// after the grace period (16 KiB/s after 30 s), and nothing stays in the store.
+#[test]
+fn a_manifest_trickled_a_byte_at_a_time_is_cut_at_the_minimum_pace() {
+    let (host, sent) = endless_manifest_registry(None, true);
+    let p = project(&host, "trickle/base", "");
+    let home = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let err = refused(home.path(), p.path());
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(err.contains("slower than the 16 KiB/s every download must keep after its first 30 s"), "{err}");
+    assert!((30.0..60.0).contains(&seconds), "refused after {seconds:.1}s");
+    assert_eq!(blobs_in(home.path()), Vec::<String>::new(), "nothing of a refused pull stays in the store");
+    eprintln!("trickled manifest: {} bytes served, refused in {seconds:.1}s", sent.load(std::sync::atomic::Ordering::SeqCst));
+}
+
 #[test]
 fn a_manifest_by_tag_that_never_ends_is_cut_at_the_size_cap_as_it_streams() {
     use std::sync::atomic::Ordering;
     const CAP: u64 = 4 << 20;
     for (claimed, says) in [(None, "grew past galley's limit of 4194304 bytes"), (Some(1u64 << 40), "is 1099511627776 bytes, over galley's limit of 4194304")] {
-        let (host, sent) = endless_manifest_registry(claimed);
+        let (host, sent) = endless_manifest_registry(claimed, false);
         let p = project(&host, "endless/base", "");
         let home = tempfile::tempdir().unwrap();
         let start = Instant::now();
