@@ -492,27 +492,6 @@ fn a_base_layer_entry_through_a_symlink_a_lower_layer_made_is_refused_naming_bot
     assert_eq!(fs::read_dir(&screened).unwrap().count(), 1, "the refused chain gets no clean verdict");
 }
 
-/// A tmpfs of `size` mounted at `dir` until dropped (the test runs as root, as CI does).
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output().unwrap();
-        if !out.status.success() {
-            assert!(!support::require_runtime(), "cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
-            support::skip("cannot mount a tmpfs");
-            return None;
-        }
-        Some(SmallDisk(dir.to_path_buf()))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-    }
-}
-
 #[test]
 fn a_pull_onto_a_nearly_full_disk_is_refused_before_the_layer_is_written_naming_the_figures() {
     if !support::require_tool("skopeo") {
@@ -534,7 +513,7 @@ fn a_pull_onto_a_nearly_full_disk_is_refused_before_the_layer_is_written_naming_
     assert!(size > 16 << 20, "the layer stays large compressed: {size}");
     let p = project(&reg.host(), "full/base", "");
     let home = tempfile::tempdir().unwrap();
-    let Some(_disk) = SmallDisk::mount(home.path(), "8m") else { return };
+    let Some(_disk) = support::Tmpfs::mount(home.path(), "8m") else { return };
     let err = refused(home.path(), p.path());
     assert!(err.contains(&layer) && err.contains("not enough free space in") && err.contains(&format!("{size} bytes needed")), "{err}");
     assert!(err.contains(&home.path().display().to_string()), "the path is named: {err}");

@@ -156,7 +156,7 @@ fn a_tampered_deb_is_refused_and_nothing_enters_the_store() {
 #[test]
 fn a_package_larger_than_the_free_space_is_refused_before_it_is_written() {
     let Some((_repo, _, s)) = one_file_package("huge", "/usr/share/huge/noise.bin", &support::incompressible(8 << 20)) else { return };
-    let Some(_small) = small_home(&s, "4m") else { return };
+    let Some(_small) = support::Tmpfs::mount(s.home.path(), "4m") else { return };
     let out = s.galley(&["lock"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
@@ -173,7 +173,7 @@ fn a_package_larger_than_the_free_space_is_refused_before_it_is_written() {
 fn a_package_unpacking_past_the_free_space_is_refused_at_its_file() {
     let Some((_repo, deb, s)) = one_file_package("bomb", "/usr/share/bomb/zeros", &vec![0u8; 48 << 20]) else { return };
     assert!(std::fs::metadata(&deb).unwrap().len() < 1 << 20, "the package is small");
-    let Some(_small) = small_home(&s, "16m") else { return };
+    let Some(_small) = support::Tmpfs::mount(s.home.path(), "16m") else { return };
     let out = s.galley(&["lock"]);
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
@@ -194,31 +194,6 @@ fn one_file_package(name: &str, file: &str, contents: &[u8]) -> Option<(AptRepo,
     repo.reindex();
     let s = project(&repo, &[name]);
     Some((repo, deb, s))
-}
-
-/// `s`'s GALLEY_HOME on a tmpfs of `size`, unmounted when dropped; `None` (the test is skipped)
-/// where a tmpfs cannot be mounted.
-fn small_home<'a>(s: &'a Sandbox, size: &str) -> Option<Unmount<'a>> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        support::skip("mounting a small tmpfs needs root");
-        return None;
-    }
-    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(s.home.path()).status();
-    if !mounted.is_ok_and(|m| m.success()) {
-        support::skip("cannot mount a tmpfs");
-        return None;
-    }
-    Some(Unmount(s.home.path()))
-}
-
-/// Unmounts a file system mounted over a test's folder, however the test ends.
-struct Unmount<'a>(&'a Path);
-
-impl Drop for Unmount<'_> {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.0).status();
-    }
 }
 
 /// `galley lock` against `repo` fails (exit 2) saying each of `expected`, and nothing enters

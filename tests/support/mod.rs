@@ -89,6 +89,34 @@ pub fn require_runtime() -> bool {
     std::env::var(galley::env_vars::GALLEY_TEST_REQUIRE_RUNTIME).is_ok_and(|v| v == "1")
 }
 
+/// A tmpfs of a given size mounted over a test's folder (a small disk), unmounted when dropped,
+/// however the test ends (lazily, so a process still inside cannot keep it mounted).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (`mount -o size=`) over `dir`; `None`, the test skipped, where
+    /// that cannot be done (mounting needs root).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            skip("mounting a small tmpfs needs root");
+            return None;
+        }
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output().expect("mount runs");
+        if !out.status.success() {
+            skip(&format!("cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
 /// Something a test needs is missing: a failure under `GALLEY_TEST_REQUIRE_RUNTIME=1`, else a
 /// note; the test then returns.
 pub fn skip(why: &str) {
