@@ -147,6 +147,8 @@ fn a_config_importing_a_host_file_is_refused_without_showing_it_host_file_exfilt
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("shadow");
     std::fs::write(&secret, "root:host-secret-hash:20000:0:99999:7:::\n").unwrap();
+    let latin = outside.path().join("latin1.txt");
+    std::fs::write(&latin, b"\xe9t\xe9 host-secret-hash\n").unwrap();
     let as_value = |path: &str| {
         format!("{{ name = \"imp\", images.app = {{}}, sandboxes.app = {{ image = \"app\", env.LEAK = import \"{path}\" as 'Text }} }}\n")
     };
@@ -159,6 +161,8 @@ fn a_config_importing_a_host_file_is_refused_without_showing_it_host_file_exfilt
         ("through `..`", as_value(&format!("../../../../../../../../../..{}", secret.display())), false),
         ("through a link in the project", as_nickel("linked.ncl"), true),
         ("up from the project", as_nickel(&up), false),
+        // Nickel cannot read a file that is not UTF-8, and galley read it to show the bad byte.
+        ("not UTF-8", as_value(&latin.display().to_string()), false),
     ];
     for (what, config, link) in cases {
         let project = Sandbox::with_config(&config);

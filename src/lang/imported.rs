@@ -46,6 +46,11 @@ fn not_utf8(diagnostic: &Diagnostic, namer: &Namer) -> Option<Diagnostic> {
     let written = diagnostic.message.strip_prefix("import of ")?.split(" failed").next()?;
     let importer = namer.project_dir.join(&site.file);
     let path = importer.parent()?.join(written);
+    // Only a file the config may import is read, so a host file's bytes never reach the excerpt.
+    let top = super::project_top(&namer.project_dir)?;
+    if !std::fs::canonicalize(&path).is_ok_and(|real| real.starts_with(&top)) {
+        return path.exists().then(|| super::imports_outside(&path, &top));
+    }
     let bytes = read_capped(&path)?;
     let error = std::str::from_utf8(&bytes).err()?;
     // A character cut by the read cap is not a bad byte.

@@ -184,8 +184,7 @@ fn build_program(
 /// holds it (a repository's shared files), and galley's library.
 fn read_outside(files: &Files, config: &Path, lib: &Path) -> Option<Diagnostic> {
     let config = absolute(config);
-    let project = config.parent().and_then(|p| std::fs::canonicalize(p).ok())?;
-    let top = project.ancestors().find(|a| a.join(".git").exists()).unwrap_or(&project).to_path_buf();
+    let top = project_top(config.parent()?)?;
     let lib = std::fs::canonicalize(lib).unwrap_or_else(|_| lib.to_path_buf());
     for name in files.filenames() {
         let path = Path::new(name);
@@ -195,16 +194,23 @@ fn read_outside(files: &Files, config: &Path, lib: &Path) -> Option<Diagnostic> 
         }
         let allowed = std::fs::canonicalize(path).is_ok_and(|real| real.starts_with(&top) || real.starts_with(&lib));
         if !allowed {
-            return Some(
-                Diagnostic::new(
-                    Code::ImportOutside,
-                    format!("the config imports {}, which is outside the project ({})", path.display(), top.display()),
-                )
-                .help("import only files inside the project directory or its git work tree, and galley's library as \"galley/std.ncl\"; copy the file into the project, never link to it"),
-            );
+            return Some(imports_outside(path, &top));
         }
     }
     None
+}
+
+/// G016: the config imports `path`, outside `top` (its [`project_top`]).
+fn imports_outside(path: &Path, top: &Path) -> Diagnostic {
+    Diagnostic::new(Code::ImportOutside, format!("the config imports {}, which is outside the project ({})", path.display(), top.display()))
+        .help("import only files inside the project directory or its git work tree, and galley's library as \"galley/std.ncl\"; copy the file into the project, never link to it")
+}
+
+/// The directory a config's files may come from: the real path of the top of the git work tree
+/// holding `project_dir`, else of `project_dir` itself.
+fn project_top(project_dir: &Path) -> Option<PathBuf> {
+    let project = std::fs::canonicalize(project_dir).ok()?;
+    Some(project.ancestors().find(|a| a.join(".git").exists()).unwrap_or(&project).to_path_buf())
 }
 
 /// The text of a source file, or a finding at the first byte that is not UTF-8 (in the file
