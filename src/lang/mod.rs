@@ -184,7 +184,10 @@ fn build_program(
 /// holds it (a repository's shared files), and galley's library.
 fn read_outside(files: &Files, config: &Path, lib: &Path) -> Option<Diagnostic> {
     let config = absolute(config);
-    let top = project_top(config.parent()?)?;
+    let dir = config.parent()?;
+    // A project directory whose real path cannot be had leaves nothing to compare with: every
+    // file must then be the config itself or the library's.
+    let top = project_top(dir).unwrap_or_else(|| dir.join("\0unresolved"));
     let lib = std::fs::canonicalize(lib).unwrap_or_else(|_| lib.to_path_buf());
     for name in files.filenames() {
         let path = Path::new(name);
